@@ -1,0 +1,575 @@
+//! Implicit-feedback ALS: Hu, Koren & Volinsky, "Collaborative Filtering for Implicit Feedback
+//! Datasets" (ICDM 2008), solved with a few warm-started conjugate-gradient steps per row
+//! (Takács, Pilászy & Tikk, "Applications of the conjugate gradient method for implicit
+//! feedback collaborative filtering", RecSys 2011).
+//!
+//! Confidence is c = 1 + alpha * r for an observed (user, post) with summed weight r, and the
+//! preference is 1; unobserved cells have c = 1, p = 0. Regularisation is unscaled (λ‖x‖²), as
+//! in the `implicit` library, so hyper-parameters carry over.
+use crate::csr::Csr;
+use crate::error::CoreError;
+use crate::kernels::{axpy, dot, has_avx2_fma};
+use crate::rng::Rng;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct AlsOptions {
+    pub factors: usize,
+    pub iterations: usize,
+    pub regularization: f32,
+    pub alpha: f32,
+    pub seed: u64,
+    pub cg_steps: usize,
+    /// Compute the training loss each iteration (costs about one extra CG step).
+    pub compute_loss: bool,
+}
+
+impl Default for AlsOptions {
+    fn default() -> Self {
+        AlsOptions {
+            factors: 64,
+            iterations: 15,
+            regularization: 0.05,
+            alpha: 5.0,
+            seed: 42,
+            cg_steps: 3,
+            compute_loss: true,
+        }
+    }
+}
+
+impl AlsOptions {
+    pub fn validate(&self) -> Result<(), CoreError> {
+        let bad = |name: &str, reason: &str| {
+            Err(CoreError::InvalidOption { name: name.into(), reason: reason.into() })
+        };
+        if self.factors == 0 || self.factors > 1024 {
+            return bad("factors", "must be between 1 and 1024");
+        }
+        if self.iterations == 0 || self.iterations > 1000 {
+            return bad("iterations", "must be between 1 and 1000");
+        }
+        if !(self.regularization.is_finite() && self.regularization >= 0.0) {
+            return bad("regularization", "must be a finite number >= 0");
+        }
+        if !(self.alpha.is_finite() && self.alpha > 0.0) {
+            return bad("alpha", "must be a finite number > 0");
+        }
+        if self.cg_steps == 0 || self.cg_steps > 100 {
+            return bad("cg_steps", "must be between 1 and 100");
+        }
+        Ok(())
+    }
+
+    /// Bytes the factor matrices and per-thread scratch take for a problem of this shape.
+    pub fn factor_bytes(&self, users: usize, items: usize) -> usize {
+        (users + items) * self.factors * 4 + 4 * self.factors * self.factors * 4
+    }
+}
+
+/// Row-major factor matrices.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AlsModel {
+    pub factors: usize,
+    pub users: usize,
+    pub items: usize,
+    pub user_factors: Vec<f32>,
+    pub item_factors: Vec<f32>,
+}
+
+impl AlsModel {
+    pub fn user(&self, u: usize) -> &[f32] {
+        &self.user_factors[u * self.factors..(u + 1) * self.factors]
+    }
+    pub fn item(&self, i: usize) -> &[f32] {
+        &self.item_factors[i * self.factors..(i + 1) * self.factors]
+    }
+}
+
+/// Hooks run on the calling thread between blocks of work: `check` may abort (cancel,
+/// timeout), `iteration` reports progress.
+pub trait Progress {
+    fn check(&mut self) -> Result<(), CoreError> {
+        Ok(())
+    }
+    fn iteration(&mut self, _iteration: usize, _loss: Option<f64>, _seconds: f64) {}
+}
+
+pub struct NoProgress;
+impl Progress for NoProgress {}
+
+/// Per-iteration record returned with the model.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct IterationStat {
+    pub iteration: usize,
+    pub loss: Option<f64>,
+    pub seconds: f64,
+}
+
+/// Rows solved between two `Progress::check` calls. Small enough that a cancel is seen within
+/// milliseconds, large enough that the rayon fork/join is noise.
+const BLOCK_ROWS: usize = 4096;
+
+/// Trains on a user × item matrix of summed interaction weights.
+pub fn train(
+    ui: &Csr,
+    opts: &AlsOptions,
+    pool: &rayon::ThreadPool,
+    progress: &mut dyn Progress,
+) -> Result<(AlsModel, Vec<IterationStat>), CoreError> {
+    opts.validate()?;
+    if ui.nnz() == 0 {
+        return Err(CoreError::EmptyInput);
+    }
+    let iu = ui.transpose();
+    progress.check()?;
+    let f = opts.factors;
+    let mut rng = Rng::new(opts.seed);
+    // Small positive uniform start, as `implicit` does; the first half-step overrides users.
+    let mut x: Vec<f32> = (0..ui.rows * f).map(|_| rng.next_f32() * 0.01).collect();
+    let mut y: Vec<f32> = (0..ui.cols * f).map(|_| rng.next_f32() * 0.01).collect();
+    let mut stats = Vec::with_capacity(opts.iterations);
+    let start = Instant::now();
+    for it in 0..opts.iterations {
+        let g = gram(&y, f, opts.regularization, pool);
+        progress.check()?;
+        solve_rows(ui, &y, &g, &mut x, opts, pool, progress)?;
+        let g = gram(&x, f, opts.regularization, pool);
+        progress.check()?;
+        solve_rows(&iu, &x, &g, &mut y, opts, pool, progress)?;
+        let loss = if opts.compute_loss { Some(loss(ui, &x, &y, opts, pool, progress)?) } else { None };
+        let seconds = start.elapsed().as_secs_f64();
+        progress.iteration(it + 1, loss, seconds);
+        stats.push(IterationStat { iteration: it + 1, loss, seconds });
+    }
+    Ok((
+        AlsModel { factors: f, users: ui.rows, items: ui.cols, user_factors: x, item_factors: y },
+        stats,
+    ))
+}
+
+/// YᵀY + λI, summed over fixed chunks in a fixed order so the result does not depend on the
+/// number of threads (same seed, same model).
+pub fn gram(y: &[f32], f: usize, reg: f32, pool: &rayon::ThreadPool) -> Vec<f32> {
+    const CHUNK_ROWS: usize = 2048;
+    let partials: Vec<Vec<f32>> = pool.install(|| {
+        y.par_chunks(CHUNK_ROWS * f).map(|chunk| gram_chunk(chunk, f)).collect()
+    });
+    let mut g = vec![0f32; f * f];
+    for p in partials {
+        for (a, b) in g.iter_mut().zip(&p) {
+            *a += *b;
+        }
+    }
+    // Mirror the upper triangle and add the ridge.
+    for i in 0..f {
+        for j in 0..i {
+            g[i * f + j] = g[j * f + i];
+        }
+        g[i * f + i] += reg;
+    }
+    g
+}
+
+fn gram_chunk(chunk: &[f32], f: usize) -> Vec<f32> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if has_avx2_fma() {
+            // SAFETY: features checked at run time.
+            return unsafe { gram_chunk_avx2(chunk, f) };
+        }
+    }
+    gram_chunk_impl::<false>(chunk, f)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn gram_chunk_avx2(chunk: &[f32], f: usize) -> Vec<f32> {
+    gram_chunk_impl::<true>(chunk, f)
+}
+
+#[inline(always)]
+fn gram_chunk_impl<const FMA: bool>(chunk: &[f32], f: usize) -> Vec<f32> {
+    // Accumulate in f64 would be slower; chunks are short (2048 rows) so f32 error stays small.
+    let mut g = vec![0f32; f * f];
+    for row in chunk.chunks_exact(f) {
+        for i in 0..f {
+            let a = row[i];
+            axpy::<FMA>(a, &row[i..], &mut g[i * f + i..(i + 1) * f]);
+        }
+    }
+    g
+}
+
+/// One half-step: for every row r of `m`, x_r ← CG steps on
+/// (G + Σ_i αr_ri y_i y_iᵀ) x = Σ_i (1 + αr_ri) y_i, warm-started from the current x_r.
+fn solve_rows(
+    m: &Csr,
+    y: &[f32],
+    g: &[f32],
+    x: &mut [f32],
+    opts: &AlsOptions,
+    pool: &rayon::ThreadPool,
+    progress: &mut dyn Progress,
+) -> Result<(), CoreError> {
+    let f = opts.factors;
+    let avx = has_avx2_fma();
+    for (b, block) in x.chunks_mut(BLOCK_ROWS * f).enumerate() {
+        let first = b * BLOCK_ROWS;
+        pool.install(|| {
+            block.par_chunks_mut(64 * f).enumerate().for_each(|(c, rows)| {
+                let mut scratch = vec![0f32; 3 * f];
+                for (k, xr) in rows.chunks_exact_mut(f).enumerate() {
+                    let r = first + c * 64 + k;
+                    let (idx, val) = m.row(r);
+                    solve_one(avx, idx, val, y, g, xr, opts, &mut scratch);
+                }
+            })
+        });
+        progress.check()?;
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn solve_one(
+    avx: bool,
+    idx: &[u32],
+    val: &[f32],
+    y: &[f32],
+    g: &[f32],
+    x: &mut [f32],
+    opts: &AlsOptions,
+    scratch: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if avx {
+            // SAFETY: `avx` is true only when the CPU has AVX2 and FMA.
+            unsafe { cg_avx2(idx, val, y, g, x, opts.alpha, opts.cg_steps, scratch) };
+            return;
+        }
+    }
+    let _ = avx;
+    cg::<false>(idx, val, y, g, x, opts.alpha, opts.cg_steps, scratch)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn cg_avx2(
+    idx: &[u32],
+    val: &[f32],
+    y: &[f32],
+    g: &[f32],
+    x: &mut [f32],
+    alpha: f32,
+    steps: usize,
+    scratch: &mut [f32],
+) {
+    cg::<true>(idx, val, y, g, x, alpha, steps, scratch)
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn cg<const FMA: bool>(
+    idx: &[u32],
+    val: &[f32],
+    y: &[f32],
+    g: &[f32],
+    x: &mut [f32],
+    alpha: f32,
+    steps: usize,
+    scratch: &mut [f32],
+) {
+    let f = x.len();
+    if idx.is_empty() {
+        // No data: the minimiser of (G) x = 0 is 0.
+        x.iter_mut().for_each(|v| *v = 0.0);
+        return;
+    }
+    let (r, rest) = scratch.split_at_mut(f);
+    let (p, ap) = rest.split_at_mut(f);
+    // r = b - A x = -G x + Σ (c - αr (y·x)) y
+    for i in 0..f {
+        r[i] = -dot::<FMA>(&g[i * f..(i + 1) * f], x);
+    }
+    for (&i, &v) in idx.iter().zip(val) {
+        let yi = &y[i as usize * f..(i as usize + 1) * f];
+        let c = 1.0 + alpha * v;
+        let coef = c - alpha * v * dot::<FMA>(yi, x);
+        axpy::<FMA>(coef, yi, r);
+    }
+    p.copy_from_slice(r);
+    let mut rs_old = dot::<FMA>(r, r);
+    for _ in 0..steps {
+        if rs_old < 1e-20 {
+            break;
+        }
+        for i in 0..f {
+            ap[i] = dot::<FMA>(&g[i * f..(i + 1) * f], p);
+        }
+        for (&i, &v) in idx.iter().zip(val) {
+            let yi = &y[i as usize * f..(i as usize + 1) * f];
+            let coef = alpha * v * dot::<FMA>(yi, p);
+            axpy::<FMA>(coef, yi, ap);
+        }
+        let pap = dot::<FMA>(p, ap);
+        if !(pap > 0.0) {
+            break;
+        }
+        let a = rs_old / pap;
+        axpy::<FMA>(a, p, x);
+        axpy::<FMA>(-a, ap, r);
+        let rs_new = dot::<FMA>(r, r);
+        let beta = rs_new / rs_old;
+        for i in 0..f {
+            p[i] = r[i] + beta * p[i];
+        }
+        rs_old = rs_new;
+    }
+}
+
+/// Σ_u Σ_i c_ui (p_ui − x_u·y_i)² + λ(‖X‖² + ‖Y‖²), divided by users × items.
+/// Uses Σ_all s² = xᵀ(YᵀY)x so the cost is O(nnz·f + users·f²), not O(users·items·f).
+fn loss(
+    ui: &Csr,
+    x: &[f32],
+    y: &[f32],
+    opts: &AlsOptions,
+    pool: &rayon::ThreadPool,
+    progress: &mut dyn Progress,
+) -> Result<f64, CoreError> {
+    let f = opts.factors;
+    let g = gram(y, f, 0.0, pool);
+    progress.check()?;
+    let alpha = opts.alpha;
+    let per_chunk: Vec<f64> = pool.install(|| {
+        x.par_chunks(1024 * f)
+            .enumerate()
+            .map(|(c, rows)| {
+                let mut total = 0f64;
+                let mut gx = vec![0f32; f];
+                for (k, xu) in rows.chunks_exact(f).enumerate() {
+                    let u = c * 1024 + k;
+                    crate::kernels::symv::<false>(&g, xu, &mut gx);
+                    total += dot::<false>(xu, &gx) as f64;
+                    let (idx, val) = ui.row(u);
+                    for (&i, &v) in idx.iter().zip(val) {
+                        let s = dot::<false>(xu, &y[i as usize * f..(i as usize + 1) * f]) as f64;
+                        let c = 1.0 + (alpha * v) as f64;
+                        total += c * (1.0 - s) * (1.0 - s) - s * s;
+                    }
+                    total += opts.regularization as f64 * dot::<false>(xu, xu) as f64;
+                }
+                total
+            })
+            .collect()
+    });
+    let reg_y: f64 = y.iter().map(|v| (*v as f64) * (*v as f64)).sum::<f64>() * opts.regularization as f64;
+    let total: f64 = per_chunk.iter().sum::<f64>() + reg_y;
+    Ok(total / (ui.rows as f64 * ui.cols as f64))
+}
+
+/// Exact least-squares step for one user against fixed item factors (the "fold-in"):
+/// solves (YᵀY + λI + Σ αr_i y_i y_iᵀ) x = Σ (1 + αr_i) y_i with a Cholesky factorisation in
+/// f64. `gram_reg` is YᵀY + λI as returned by [`gram`]. Used at serving time so a like that
+/// was inserted a second ago moves the user's vector without a retrain.
+pub fn fold_in(item_factors: &[f32], f: usize, gram_reg: &[f32], items: &[(u32, f32)], alpha: f32) -> Vec<f32> {
+    let mut a: Vec<f64> = gram_reg.iter().map(|v| *v as f64).collect();
+    let mut b = vec![0f64; f];
+    for &(i, r) in items {
+        let yi = &item_factors[i as usize * f..(i as usize + 1) * f];
+        let extra = (alpha * r) as f64;
+        let c = 1.0 + extra;
+        for p in 0..f {
+            let yp = yi[p] as f64;
+            b[p] += c * yp;
+            let e = extra * yp;
+            for q in p..f {
+                a[p * f + q] += e * yi[q] as f64;
+            }
+        }
+    }
+    for p in 0..f {
+        for q in 0..p {
+            a[p * f + q] = a[q * f + p];
+        }
+    }
+    cholesky_solve(&mut a, &mut b, f);
+    b.into_iter().map(|v| v as f32).collect()
+}
+
+/// Solves A x = b in place for symmetric positive (semi)definite A; a tiny ridge keeps a
+/// singular A (λ = 0, no data) from producing NaN.
+fn cholesky_solve(a: &mut [f64], b: &mut [f64], n: usize) {
+    for j in 0..n {
+        let mut d = a[j * n + j];
+        for k in 0..j {
+            d -= a[j * n + k] * a[j * n + k];
+        }
+        let d = if d > 1e-12 { d.sqrt() } else { 1e-6 };
+        a[j * n + j] = d;
+        for i in j + 1..n {
+            let mut s = a[i * n + j];
+            for k in 0..j {
+                s -= a[i * n + k] * a[j * n + k];
+            }
+            a[i * n + j] = s / d;
+        }
+    }
+    for i in 0..n {
+        let mut s = b[i];
+        for k in 0..i {
+            s -= a[i * n + k] * b[k];
+        }
+        b[i] = s / a[i * n + i];
+    }
+    for i in (0..n).rev() {
+        let mut s = b[i];
+        for k in i + 1..n {
+            s -= a[k * n + i] * b[k];
+        }
+        b[i] = s / a[i * n + i];
+    }
+}
+
+/// A thread pool of `threads` workers (0 = one per core). `start` runs on each worker as it
+/// starts; the extension uses it to block signals there, so only the backend thread sees them.
+pub fn pool(threads: usize, start: Option<fn()>) -> Result<rayon::ThreadPool, CoreError> {
+    let mut b = rayon::ThreadPoolBuilder::new().num_threads(threads).thread_name(|i| format!("recsys-{i}"));
+    if let Some(s) = start {
+        b = b.start_handler(move |_| s());
+    }
+    b.build().map_err(|e| CoreError::InvalidOption { name: "threads".into(), reason: e.to_string() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn planted(users: usize, items: usize, groups: usize, seed: u64) -> Csr {
+        // Users of group g interact with a random half of the items of group g.
+        let mut rng = Rng::new(seed);
+        let (mut r, mut c, mut v) = (vec![], vec![], vec![]);
+        for u in 0..users {
+            let gu = u % groups;
+            for i in 0..items {
+                if i % groups == gu && rng.next_f32() < 0.5 {
+                    r.push(u as u32);
+                    c.push(i as u32);
+                    v.push(1.0);
+                }
+            }
+        }
+        Csr::from_triplets(users, items, &r, &c, &v)
+    }
+
+    struct Record(Vec<f64>);
+    impl Progress for Record {
+        fn iteration(&mut self, _: usize, loss: Option<f64>, _: f64) {
+            self.0.push(loss.unwrap());
+        }
+    }
+
+    #[test]
+    fn loss_never_rises() {
+        let m = planted(300, 120, 4, 1);
+        let opts = AlsOptions { factors: 8, iterations: 12, regularization: 0.1, cg_steps: 3, ..Default::default() };
+        let mut rec = Record(vec![]);
+        train(&m, &opts, &pool(2, None).unwrap(), &mut rec).unwrap();
+        assert_eq!(rec.0.len(), 12);
+        for w in rec.0.windows(2) {
+            assert!(w[1] <= w[0] * (1.0 + 1e-5), "loss rose: {:?}", rec.0);
+        }
+        assert!(rec.0[11] < rec.0[0]);
+    }
+
+    #[test]
+    fn planted_groups_are_recovered_as_neighbours() {
+        let groups = 5;
+        let m = planted(400, 100, groups, 2);
+        let opts = AlsOptions { factors: 16, iterations: 10, regularization: 0.1, ..Default::default() };
+        let (model, _) = train(&m, &opts, &pool(2, None).unwrap(), &mut NoProgress).unwrap();
+        // For each item, its 5 nearest items by cosine must all be from its group.
+        let f = model.factors;
+        let norm = |v: &[f32]| v.iter().map(|a| a * a).sum::<f32>().sqrt().max(1e-9);
+        let mut correct = 0;
+        let mut total = 0;
+        for i in 0..model.items {
+            let qi = model.item(i);
+            let mut sims: Vec<(f32, usize)> = (0..model.items)
+                .filter(|&j| j != i)
+                .map(|j| (dot::<false>(qi, model.item(j)) / (norm(qi) * norm(model.item(j))), j))
+                .collect();
+            sims.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap());
+            for &(_, j) in sims.iter().take(5) {
+                total += 1;
+                if j % groups == i % groups {
+                    correct += 1;
+                }
+            }
+        }
+        assert!(f == 16 && correct as f64 / total as f64 > 0.98, "{correct}/{total}");
+    }
+
+    #[test]
+    fn same_seed_same_model_any_thread_count() {
+        let m = planted(200, 80, 3, 3);
+        let opts = AlsOptions { factors: 8, iterations: 3, ..Default::default() };
+        let (a, _) = train(&m, &opts, &pool(1, None).unwrap(), &mut NoProgress).unwrap();
+        let (b, _) = train(&m, &opts, &pool(2, None).unwrap(), &mut NoProgress).unwrap();
+        assert_eq!(a, b);
+        let (c, _) = train(&m, &AlsOptions { seed: 7, ..opts }, &pool(2, None).unwrap(), &mut NoProgress).unwrap();
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn fold_in_matches_a_converged_cg_row() {
+        let m = planted(100, 60, 3, 4);
+        let opts = AlsOptions { factors: 8, iterations: 5, regularization: 0.5, ..Default::default() };
+        let p = pool(1, None).unwrap();
+        let (model, _) = train(&m, &opts, &p, &mut NoProgress).unwrap();
+        let g = gram(&model.item_factors, 8, opts.regularization, &p);
+        let (idx, val) = m.row(0);
+        let items: Vec<(u32, f32)> = idx.iter().copied().zip(val.iter().copied()).collect();
+        let exact = fold_in(&model.item_factors, 8, &g, &items, opts.alpha);
+        // Many CG steps from zero converge to the same solution.
+        let mut x = vec![0f32; 8];
+        let mut scratch = vec![0f32; 24];
+        cg::<false>(idx, val, &model.item_factors, &g, &mut x, opts.alpha, 50, &mut scratch);
+        for (a, b) in exact.iter().zip(&x) {
+            assert!((a - b).abs() < 1e-3, "{exact:?} vs {x:?}");
+        }
+    }
+
+    #[test]
+    fn cancel_stops_training() {
+        struct CancelAfter(usize);
+        impl Progress for CancelAfter {
+            fn check(&mut self) -> Result<(), CoreError> {
+                if self.0 == 0 {
+                    return Err(CoreError::Canceled);
+                }
+                self.0 -= 1;
+                Ok(())
+            }
+        }
+        let m = planted(100, 50, 2, 5);
+        let r = train(&m, &AlsOptions::default(), &pool(1, None).unwrap(), &mut CancelAfter(3));
+        assert_eq!(r.unwrap_err(), CoreError::Canceled);
+    }
+
+    #[test]
+    fn rejects_bad_options_and_empty_input() {
+        let m = planted(10, 10, 2, 6);
+        let p = pool(1, None).unwrap();
+        let bad = AlsOptions { factors: 0, ..Default::default() };
+        assert!(matches!(train(&m, &bad, &p, &mut NoProgress), Err(CoreError::InvalidOption { .. })));
+        let empty = Csr::from_triplets(3, 3, &[], &[], &[]);
+        assert_eq!(train(&empty, &AlsOptions::default(), &p, &mut NoProgress).unwrap_err(), CoreError::EmptyInput);
+    }
+}

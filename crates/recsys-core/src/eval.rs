@@ -1,0 +1,174 @@
+//! Ranking metrics at a cutoff k, binary relevance. Definitions (documented in README):
+//! - precision@k = hits / k
+//! - recall@k    = hits / |test|
+//! - NDCG@k      = Σ_{hit at rank i} 1/log2(i+1) / Σ_{i=1..min(k,|test|)} 1/log2(i+1)
+//! - MAP@k       = Σ_{hit at rank i} precision@i / min(k, |test|)
+//! Users with an empty test set are skipped; the reported value is the mean over the rest.
+use serde::Serialize;
+use std::collections::HashSet;
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Metrics {
+    pub precision: f64,
+    pub recall: f64,
+    pub ndcg: f64,
+    pub map: f64,
+    pub users: usize,
+}
+
+/// Metrics for one ranked list against one user's held-out set.
+pub fn user_metrics(ranked: &[u32], test: &HashSet<u32>, k: usize) -> Metrics {
+    if test.is_empty() || k == 0 {
+        return Metrics::default();
+    }
+    let mut hits = 0usize;
+    let mut dcg = 0f64;
+    let mut ap = 0f64;
+    for (pos, item) in ranked.iter().take(k).enumerate() {
+        if test.contains(item) {
+            hits += 1;
+            dcg += 1.0 / ((pos + 2) as f64).log2();
+            ap += hits as f64 / (pos + 1) as f64;
+        }
+    }
+    let ideal_n = k.min(test.len());
+    let idcg: f64 = (0..ideal_n).map(|p| 1.0 / ((p + 2) as f64).log2()).sum();
+    Metrics {
+        precision: hits as f64 / k as f64,
+        recall: hits as f64 / test.len() as f64,
+        ndcg: dcg / idcg,
+        map: ap / ideal_n as f64,
+        users: 1,
+    }
+}
+
+/// Running mean over users.
+#[derive(Default)]
+pub struct MetricsAcc {
+    sum: Metrics,
+}
+
+impl MetricsAcc {
+    pub fn add(&mut self, m: &Metrics) {
+        self.sum.precision += m.precision;
+        self.sum.recall += m.recall;
+        self.sum.ndcg += m.ndcg;
+        self.sum.map += m.map;
+        self.sum.users += m.users;
+    }
+    pub fn mean(&self) -> Metrics {
+        let n = self.sum.users.max(1) as f64;
+        Metrics {
+            precision: self.sum.precision / n,
+            recall: self.sum.recall / n,
+            ndcg: self.sum.ndcg / n,
+            map: self.sum.map / n,
+            users: self.sum.users,
+        }
+    }
+}
+
+/// Root mean squared error and mean absolute error of predictions.
+pub fn rmse_mae(pred: &[f32], truth: &[f32]) -> (f64, f64) {
+    let n = pred.len().max(1) as f64;
+    let (mut se, mut ae) = (0f64, 0f64);
+    for (p, t) in pred.iter().zip(truth) {
+        let d = (*p - *t) as f64;
+        se += d * d;
+        ae += d.abs();
+    }
+    ((se / n).sqrt(), ae / n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(v: &[u32]) -> HashSet<u32> {
+        v.iter().copied().collect()
+    }
+
+    #[test]
+    fn hand_computed_values() {
+        // Ranked: 5 1 7 3 9, relevant {1, 3, 4}, k = 5.
+        let m = user_metrics(&[5, 1, 7, 3, 9], &set(&[1, 3, 4]), 5);
+        assert!((m.precision - 0.4).abs() < 1e-12);
+        assert!((m.recall - 2.0 / 3.0).abs() < 1e-12);
+        // DCG = 1/log2(3) + 1/log2(5); IDCG = 1 + 1/log2(3) + 1/log2(4)
+        let dcg = 1.0 / 3f64.log2() + 1.0 / 5f64.log2();
+        let idcg = 1.0 + 1.0 / 3f64.log2() + 0.5;
+        assert!((m.ndcg - dcg / idcg).abs() < 1e-12);
+        // AP = (1/2 + 2/4) / min(5, 3)
+        assert!((m.map - (0.5 + 0.5) / 3.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn perfect_and_empty() {
+        let m = user_metrics(&[1, 2], &set(&[1, 2]), 10);
+        assert!((m.ndcg - 1.0).abs() < 1e-12 && (m.map - 1.0).abs() < 1e-12 && (m.recall - 1.0).abs() < 1e-12);
+        assert!((m.precision - 0.2).abs() < 1e-12);
+        assert_eq!(user_metrics(&[1], &set(&[]), 10).users, 0);
+        let mut acc = MetricsAcc::default();
+        acc.add(&m);
+        acc.add(&user_metrics(&[3], &set(&[1]), 10));
+        assert!((acc.mean().ndcg - 0.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn rmse_mae_hand() {
+        let (r, a) = rmse_mae(&[3.0, 4.0], &[4.0, 2.0]);
+        assert!((r - (2.5f64).sqrt()).abs() < 1e-9 && (a - 1.5).abs() < 1e-9);
+    }
+}
+
+/// Ranks all items for every user with test items by `score(u, out)` (which fills one score
+/// per item), drops the user's training items, and averages the metrics at `k`.
+/// Also returns catalogue coverage: distinct items recommended / items.
+pub fn evaluate_ranking<F>(train: &crate::csr::Csr, test: &crate::csr::Csr, k: usize, score: F) -> (Metrics, f64)
+where
+    F: Fn(usize, &mut [f32]) + Sync,
+{
+    use crate::topk::{Scored, TopK};
+    use rayon::prelude::*;
+    let users: Vec<usize> = (0..test.rows).filter(|&u| !test.row(u).0.is_empty()).collect();
+    let per_user: Vec<(Metrics, Vec<u32>)> = users
+        .par_iter()
+        .map_init(
+            || vec![0f32; train.cols],
+            |buf, &u| {
+                score(u, buf);
+                for &i in train.row(u).0 {
+                    buf[i as usize] = f32::NAN;
+                }
+                let mut top = TopK::new(k);
+                for (i, &s) in buf.iter().enumerate() {
+                    if s > top.threshold() || s == top.threshold() {
+                        top.push(Scored { score: s, id: i as i64, index: i as u32 });
+                    }
+                }
+                let ranked: Vec<u32> = top.into_sorted().iter().map(|x| x.index).collect();
+                let truth: HashSet<u32> = test.row(u).0.iter().copied().collect();
+                (user_metrics(&ranked, &truth, k), ranked)
+            },
+        )
+        .collect();
+    let mut acc = MetricsAcc::default();
+    let mut seen = vec![false; train.cols];
+    for (m, ranked) in &per_user {
+        acc.add(m);
+        for &i in ranked {
+            seen[i as usize] = true;
+        }
+    }
+    let coverage = seen.iter().filter(|s| **s).count() as f64 / train.cols.max(1) as f64;
+    (acc.mean(), coverage)
+}
+
+/// Popularity baseline scores: number of training users per item.
+pub fn popularity(train: &crate::csr::Csr) -> Vec<f32> {
+    let mut p = vec![0f32; train.cols];
+    for &i in &train.indices {
+        p[i as usize] += 1.0;
+    }
+    p
+}

@@ -1,0 +1,14 @@
+//! recsys-core: the algorithms of pg_recsys as plain Rust.
+//!
+//! Nothing here knows about PostgreSQL: inputs are slices, CSR matrices and option structs,
+//! outputs are plain vectors. The extension crate (`src/`) only moves data in and out.
+pub mod als;
+pub mod csr;
+pub mod error;
+pub mod eval;
+pub mod kernels;
+pub mod rng;
+pub mod split;
+pub mod topk;
+
+pub use error::CoreError;
