@@ -1,0 +1,29 @@
+-- pg_recsys model storage. One row per trained model; its arrays live in _recsys_model_data as
+-- little-endian bytea chunks. Both are plain tables, so a model is written, rolled back,
+-- replicated, dumped and restored like any other data.
+CREATE TABLE @extschema@._recsys_model (
+    id          bigserial PRIMARY KEY,
+    kind        text        NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    options     jsonb       NOT NULL,
+    report      jsonb       NOT NULL,
+    n_users     bigint      NOT NULL,
+    n_items     bigint      NOT NULL,
+    factors     integer     NOT NULL
+);
+COMMENT ON TABLE @extschema@._recsys_model IS 'pg_recsys trained models (internal); the newest row is served';
+
+CREATE TABLE @extschema@._recsys_model_data (
+    model_id  bigint  NOT NULL REFERENCES @extschema@._recsys_model (id) ON DELETE CASCADE,
+    part      text    NOT NULL,
+    chunk     integer NOT NULL,
+    data      bytea   NOT NULL,
+    PRIMARY KEY (model_id, part, chunk)
+);
+-- Factors are floats: compression would cost time and save nothing.
+ALTER TABLE @extschema@._recsys_model_data ALTER COLUMN data SET STORAGE EXTERNAL;
+COMMENT ON TABLE @extschema@._recsys_model_data IS 'pg_recsys model arrays (internal)';
+
+SELECT pg_catalog.pg_extension_config_dump('@extschema@._recsys_model', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@._recsys_model_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@._recsys_model_data', '');

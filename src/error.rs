@@ -1,0 +1,159 @@
+//! One place that turns failures into PostgreSQL errors: SQLSTATE, a lowercase message without
+//! a trailing period, a detail with the specifics and a hint with the fix.
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::{PgLogLevel, PgSqlErrorCode};
+use recsys_core::CoreError;
+
+#[derive(Debug)]
+pub enum RecsysError {
+    Core(CoreError),
+    NotTrained,
+    InvalidArgument { message: String, hint: String },
+    OptionsNotObject,
+    UnknownOption { key: String, valid: &'static [&'static str] },
+    OptionType { key: String, expected: String, got: String },
+    UndefinedTable { role: &'static str, name: String },
+    UndefinedColumn { table: String, column: String, option: String },
+    WrongColumnType { table: String, column: String, found: String, expected: &'static str },
+    UnknownPost(i64),
+    OverBudget { needed: u64, budget: u64, what: &'static str },
+    Corrupt(String),
+    Spi(String),
+}
+
+pub type Result<T> = std::result::Result<T, RecsysError>;
+
+impl From<CoreError> for RecsysError {
+    fn from(e: CoreError) -> Self {
+        RecsysError::Core(e)
+    }
+}
+
+impl From<pgrx::spi::Error> for RecsysError {
+    fn from(e: pgrx::spi::Error) -> Self {
+        RecsysError::Spi(e.to_string())
+    }
+}
+
+fn mb(bytes: u64) -> u64 {
+    bytes.div_ceil(1024 * 1024)
+}
+
+impl RecsysError {
+    fn parts(&self) -> (PgSqlErrorCode, String, Option<String>, Option<String>) {
+        use PgSqlErrorCode::*;
+        match self {
+            RecsysError::Core(CoreError::EmptyInput) => (
+                ERRCODE_NO_DATA_FOUND,
+                "no interactions to train on".into(),
+                Some("the interactions table has no rows with a positive weight".into()),
+                Some("insert interactions, or map another table with {\"interactions\": {\"table\": ...}}".into()),
+            ),
+            RecsysError::Core(CoreError::InvalidOption { name, reason }) => (
+                ERRCODE_INVALID_PARAMETER_VALUE,
+                format!("invalid value for option \"{name}\""),
+                Some(reason.clone()),
+                Some("see the option table in the pg_recsys README".into()),
+            ),
+            RecsysError::Core(CoreError::OverBudget { needed_mb, budget_mb }) => (
+                ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+                "recsys_train needs more memory than maintenance_work_mem allows".into(),
+                Some(format!("estimated {needed_mb} MB, budget {budget_mb} MB")),
+                Some(format!("SET maintenance_work_mem = '{}MB' (or more), or train with fewer factors", needed_mb + 1)),
+            ),
+            RecsysError::Core(CoreError::Canceled) => (ERRCODE_QUERY_CANCELED, "canceling statement".into(), None, None),
+            RecsysError::NotTrained => (
+                ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                "no trained model".into(),
+                None,
+                Some("run SELECT recsys_train()".into()),
+            ),
+            RecsysError::InvalidArgument { message, hint } => {
+                (ERRCODE_INVALID_PARAMETER_VALUE, message.clone(), None, Some(hint.clone()))
+            }
+            RecsysError::OptionsNotObject => (
+                ERRCODE_INVALID_PARAMETER_VALUE,
+                "options must be a JSON object".into(),
+                None,
+                Some("pass for example '{\"factors\": 64}'".into()),
+            ),
+            RecsysError::UnknownOption { key, valid } => (
+                ERRCODE_INVALID_PARAMETER_VALUE,
+                format!("unknown option \"{key}\""),
+                None,
+                Some(format!("valid options are: {}", valid.join(", "))),
+            ),
+            RecsysError::OptionType { key, expected, got } => (
+                ERRCODE_INVALID_PARAMETER_VALUE,
+                format!("option \"{key}\" must be {expected}"),
+                Some(format!("got {got}")),
+                None,
+            ),
+            RecsysError::UndefinedTable { role, name } => (
+                ERRCODE_UNDEFINED_TABLE,
+                format!("relation \"{name}\" does not exist"),
+                Some(format!("pg_recsys reads {role} from it")),
+                Some(format!("create it, or map another table with {{\"{role}\": {{\"table\": \"...\"}}}}")),
+            ),
+            RecsysError::UndefinedColumn { table, column, option } => (
+                ERRCODE_UNDEFINED_COLUMN,
+                format!("column \"{column}\" of relation {table} does not exist"),
+                None,
+                Some(format!("map the column with the option {option}")),
+            ),
+            RecsysError::WrongColumnType { table, column, found, expected } => (
+                ERRCODE_DATATYPE_MISMATCH,
+                format!("column \"{column}\" of relation {table} has type {found}"),
+                Some(format!("expected {expected}")),
+                None,
+            ),
+            RecsysError::UnknownPost(id) => (
+                ERRCODE_NO_DATA_FOUND,
+                format!("post {id} is not in the trained model"),
+                Some("only posts that had interactions when the model was trained have factors".into()),
+                Some("retrain with SELECT recsys_train() to include newer posts".into()),
+            ),
+            RecsysError::OverBudget { needed, budget, what } => (
+                ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+                format!("{what} needs more memory than maintenance_work_mem allows"),
+                Some(format!("estimated {} MB, budget {} MB", mb(*needed), mb(*budget))),
+                Some(format!("SET maintenance_work_mem = '{}MB' (or more)", mb(*needed) + 1)),
+            ),
+            RecsysError::Corrupt(what) => (
+                ERRCODE_DATA_CORRUPTED,
+                "stored model is damaged".into(),
+                Some(what.clone()),
+                Some("retrain with SELECT recsys_train()".into()),
+            ),
+            RecsysError::Spi(msg) => (ERRCODE_INTERNAL_ERROR, format!("pg_recsys internal query failed: {msg}"), None, None),
+        }
+    }
+
+    /// Raises the error as a PostgreSQL ERROR; never returns.
+    pub fn raise(self) -> ! {
+        let (code, message, detail, hint) = self.parts();
+        let mut r = ErrorReport::new(code, message, "pg_recsys");
+        if let Some(d) = detail {
+            r = r.set_detail(d);
+        }
+        if let Some(h) = hint {
+            r = r.set_hint(h);
+        }
+        r.report(PgLogLevel::ERROR);
+        unreachable!("ERROR does not return")
+    }
+}
+
+/// `result.or_raise()` in the API functions.
+pub trait OrRaise<T> {
+    fn or_raise(self) -> T;
+}
+
+impl<T> OrRaise<T> for Result<T> {
+    fn or_raise(self) -> T {
+        match self {
+            Ok(v) => v,
+            Err(e) => e.raise(),
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! Every `recsys.*` setting. Query-time knobs only: a model's recipe is stored with the model.
+use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
+
+/// Largest `k` a serving function accepts.
+static MAX_K: GucSetting<i32> = GucSetting::<i32>::new(1000);
+/// Worker threads for training; 0 = one per CPU core.
+static THREADS: GucSetting<i32> = GucSetting::<i32>::new(0);
+/// How many trained models to keep (the served one included); older ones are deleted by train.
+static KEEP_MODELS: GucSetting<i32> = GucSetting::<i32>::new(2);
+
+pub fn init() {
+    GucRegistry::define_int_guc(
+        c"recsys.max_k",
+        c"Largest k accepted by recsys_recommend and recsys_similar.",
+        c"Requests for more rows raise an error; this bounds the work of one call.",
+        &MAX_K,
+        1,
+        1_000_000,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"recsys.threads",
+        c"Worker threads recsys_train uses (0 = one per CPU core).",
+        c"Overridden by the \"threads\" train option.",
+        &THREADS,
+        0,
+        1024,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"recsys.keep_models",
+        c"Number of trained models kept; recsys_train deletes older ones.",
+        c"At least 1: the model being served.",
+        &KEEP_MODELS,
+        1,
+        1000,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+}
+
+pub fn max_k() -> i32 {
+    MAX_K.get().max(1)
+}
+
+/// Resolved thread count (never 0).
+pub fn threads() -> usize {
+    match THREADS.get() {
+        n if n > 0 => n as usize,
+        _ => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+    }
+}
+
+pub fn keep_models() -> i64 {
+    KEEP_MODELS.get().max(1) as i64
+}
+
+/// `maintenance_work_mem` in bytes: the memory budget of a training run.
+pub fn maintenance_work_mem_bytes() -> u64 {
+    // SAFETY: a plain int GUC variable read on the backend thread.
+    let kb = unsafe { pgrx::pg_sys::maintenance_work_mem };
+    (kb.max(0) as u64) * 1024
+}

@@ -1,0 +1,222 @@
+//! Train options: a JSON object parsed key by key, so a typo or a wrong type is an error that
+//! names the key. The parsed recipe is stored with the model (as JSON) and re-read at serving.
+use crate::error::{RecsysError, Result};
+use recsys_core::als::AlsOptions;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+pub const TRAIN_KEYS: &[&str] = &[
+    "factors",
+    "iterations",
+    "regularization",
+    "alpha",
+    "seed",
+    "threads",
+    "cg_steps",
+    "weights",
+    "default_weight",
+    "interactions",
+    "posts",
+    "users",
+    "follows",
+];
+
+/// Default weight per interaction kind; a kind missing from the map gets `default_weight`.
+pub const DEFAULT_WEIGHTS: &[(&str, f32)] = &[("view", 1.0), ("like", 4.0), ("inspire", 5.0), ("share", 6.0), ("rate", 1.0)];
+
+/// One mappable table: its name and role → column (None = the column is not used).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TableMap {
+    pub table: String,
+    pub columns: BTreeMap<String, Option<String>>,
+    /// Roles the caller named explicitly: those must exist; defaults that do not are skipped.
+    pub explicit: Vec<String>,
+}
+
+/// (role, default column, required)
+pub type Spec = &'static [(&'static str, &'static str, bool)];
+pub const INTERACTIONS: Spec =
+    &[("user", "user_id", true), ("post", "post_id", true), ("kind", "kind", false), ("value", "value", false), ("time", "created_at", false)];
+pub const POSTS: Spec = &[
+    ("id", "id", true),
+    ("owner", "owner_id", false),
+    ("title", "title", false),
+    ("description", "description", false),
+    ("tags", "tags", false),
+    ("category", "category", false),
+    ("project_code", "project_code", false),
+    ("mood", "mood", false),
+    ("time", "created_at", false),
+];
+pub const USERS: Spec = &[
+    ("id", "id", true),
+    ("username", "username", false),
+    ("age", "age", false),
+    ("gender", "gender", false),
+    ("location", "location", false),
+    ("time", "created_at", false),
+];
+pub const FOLLOWS: Spec = &[("follower", "follower_id", true), ("followee", "followee_id", true), ("time", "created_at", false)];
+
+impl TableMap {
+    fn defaults(table: &str, spec: Spec) -> TableMap {
+        TableMap {
+            table: table.into(),
+            columns: spec.iter().map(|(r, c, _)| (r.to_string(), Some(c.to_string()))).collect(),
+            explicit: vec![],
+        }
+    }
+
+    fn parse(key: &str, v: &Value, default_table: &str, spec: Spec) -> Result<TableMap> {
+        let mut m = TableMap::defaults(default_table, spec);
+        let obj = v.as_object().ok_or_else(|| type_err(key, "an object", v))?;
+        for (k, val) in obj {
+            let path = format!("{key}.{k}");
+            if k == "table" {
+                m.table = val.as_str().filter(|s| !s.is_empty()).ok_or_else(|| type_err(&path, "a non-empty string", val))?.into();
+                m.explicit.push("table".into());
+                continue;
+            }
+            let Some((role, _, required)) = spec.iter().find(|(r, _, _)| r == k) else {
+                let mut valid: Vec<&'static str> = vec!["table"];
+                valid.extend(spec.iter().map(|(r, _, _)| *r));
+                return Err(RecsysError::UnknownOption { key: path, valid: Box::leak(valid.into_boxed_slice()) });
+            };
+            let col = match val {
+                Value::String(s) if !s.is_empty() => Some(s.clone()),
+                Value::Null if !required => None,
+                _ => {
+                    let expected = if *required { "a non-empty string" } else { "a non-empty string or null" };
+                    return Err(type_err(&path, expected, val));
+                }
+            };
+            m.columns.insert(role.to_string(), col);
+            m.explicit.push(role.to_string());
+        }
+        Ok(m)
+    }
+
+    pub fn column(&self, role: &str) -> Option<&str> {
+        self.columns.get(role).and_then(|c| c.as_deref())
+    }
+
+    pub fn is_explicit(&self, role: &str) -> bool {
+        self.explicit.iter().any(|r| r == role)
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TrainOptions {
+    pub als: AlsOptions,
+    /// None = the `recsys.threads` setting.
+    pub threads: Option<usize>,
+    pub weights: BTreeMap<String, f32>,
+    pub default_weight: f32,
+    pub interactions: TableMap,
+    pub posts: Option<TableMap>,
+    pub users: Option<TableMap>,
+    pub follows: Option<TableMap>,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        TrainOptions {
+            als: AlsOptions::default(),
+            threads: None,
+            weights: DEFAULT_WEIGHTS.iter().map(|(k, w)| (k.to_string(), *w)).collect(),
+            default_weight: 1.0,
+            interactions: TableMap::defaults("interactions", INTERACTIONS),
+            posts: None,
+            users: None,
+            follows: None,
+        }
+    }
+}
+
+fn describe(v: &Value) -> String {
+    let s = v.to_string();
+    if s.len() > 60 {
+        format!("{}...", &s[..s.char_indices().nth(57).map(|(i, _)| i).unwrap_or(s.len())])
+    } else {
+        s
+    }
+}
+
+fn type_err(key: &str, expected: &str, got: &Value) -> RecsysError {
+    RecsysError::OptionType { key: key.into(), expected: expected.into(), got: describe(got) }
+}
+
+pub fn int_in(key: &str, v: &Value, min: i64, max: i64) -> Result<i64> {
+    let n = v.as_i64().ok_or_else(|| type_err(key, &format!("an integer between {min} and {max}"), v))?;
+    if n < min || n > max {
+        return Err(type_err(key, &format!("an integer between {min} and {max}"), v));
+    }
+    Ok(n)
+}
+
+pub fn num_in(key: &str, v: &Value, min: f64, max: f64) -> Result<f64> {
+    let n = v.as_f64().filter(|x| x.is_finite()).ok_or_else(|| type_err(key, &format!("a number between {min} and {max}"), v))?;
+    if n < min || n > max {
+        return Err(type_err(key, &format!("a number between {min} and {max}"), v));
+    }
+    Ok(n)
+}
+
+pub fn object(v: &Value) -> Result<&Map<String, Value>> {
+    v.as_object().ok_or(RecsysError::OptionsNotObject)
+}
+
+impl TrainOptions {
+    pub fn parse(v: &Value) -> Result<TrainOptions> {
+        let mut o = TrainOptions::default();
+        for (key, val) in object(v)? {
+            match key.as_str() {
+                "factors" => o.als.factors = int_in(key, val, 1, 1024)? as usize,
+                "iterations" => o.als.iterations = int_in(key, val, 1, 1000)? as usize,
+                "regularization" => o.als.regularization = num_in(key, val, 0.0, 1e6)? as f32,
+                "alpha" => o.als.alpha = num_in(key, val, 1e-6, 1e6)? as f32,
+                "seed" => o.als.seed = int_in(key, val, 0, i64::MAX)? as u64,
+                "cg_steps" => o.als.cg_steps = int_in(key, val, 1, 100)? as usize,
+                "threads" => o.threads = Some(int_in(key, val, 1, 1024)? as usize),
+                "default_weight" => o.default_weight = num_in(key, val, -1e6, 1e6)? as f32,
+                "weights" => {
+                    let map = val.as_object().ok_or_else(|| type_err(key, "an object of kind: number", val))?;
+                    for (kind, w) in map {
+                        let w = num_in(&format!("weights.{kind}"), w, -1e6, 1e6)? as f32;
+                        o.weights.insert(kind.clone(), w);
+                    }
+                }
+                "interactions" => o.interactions = TableMap::parse(key, val, "interactions", INTERACTIONS)?,
+                "posts" => o.posts = Some(TableMap::parse(key, val, "posts", POSTS)?),
+                "users" => o.users = Some(TableMap::parse(key, val, "users", USERS)?),
+                "follows" => o.follows = Some(TableMap::parse(key, val, "follows", FOLLOWS)?),
+                _ => return Err(RecsysError::UnknownOption { key: key.clone(), valid: TRAIN_KEYS }),
+            }
+        }
+        Ok(o)
+    }
+}
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn parses_and_rejects() {
+        let o = TrainOptions::parse(&json!({"factors": 8, "weights": {"like": 2}, "interactions": {"table": "events", "value": null}})).unwrap();
+        assert_eq!(o.als.factors, 8);
+        assert_eq!(o.weights["like"], 2.0);
+        assert_eq!(o.weights["view"], 1.0);
+        assert_eq!(o.interactions.table, "events");
+        assert_eq!(o.interactions.column("value"), None);
+        assert_eq!(o.interactions.column("user"), Some("user_id"));
+        assert!(matches!(TrainOptions::parse(&json!({"factor": 8})), Err(RecsysError::UnknownOption { .. })));
+        assert!(matches!(TrainOptions::parse(&json!({"factors": "8"})), Err(RecsysError::OptionType { .. })));
+        assert!(matches!(TrainOptions::parse(&json!({"factors": 0})), Err(RecsysError::OptionType { .. })));
+        assert!(matches!(TrainOptions::parse(&json!([1])), Err(RecsysError::OptionsNotObject)));
+        assert!(matches!(TrainOptions::parse(&json!({"interactions": {"user": null}})), Err(RecsysError::OptionType { .. })));
+        assert!(matches!(TrainOptions::parse(&json!({"interactions": {"usr": "a"}})), Err(RecsysError::UnknownOption { .. })));
+    }
+}

@@ -1,0 +1,45 @@
+//! All SPI: the app's tables in, the model tables in and out, and the per-backend cache.
+pub mod model;
+pub mod source;
+
+use crate::error::Result;
+use pgrx::spi::SpiClient;
+
+/// The extension's schema, quoted by the server (safe to splice into SQL text).
+pub fn schema(client: &SpiClient<'_>) -> Result<String> {
+    let s: Option<String> = one(
+        client,
+        "SELECT pg_catalog.quote_ident(n.nspname::text) FROM pg_catalog.pg_extension e \
+         JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_recsys'",
+        &[],
+    )?;
+    s.ok_or_else(|| crate::error::RecsysError::Spi("extension pg_recsys is not installed in this database".into()))
+}
+
+/// First row of a query as up to three columns; `None` when there is no row.
+pub fn first_row<A, B, C>(
+    client: &SpiClient<'_>,
+    sql: &str,
+    args: &[pgrx::datum::DatumWithOid<'_>],
+) -> Result<Option<(Option<A>, Option<B>, Option<C>)>>
+where
+    A: pgrx::FromDatum + pgrx::IntoDatum,
+    B: pgrx::FromDatum + pgrx::IntoDatum,
+    C: pgrx::FromDatum + pgrx::IntoDatum,
+{
+    let t = client.select(sql, Some(1), args)?;
+    if t.is_empty() {
+        return Ok(None);
+    }
+    let t = t.first();
+    let n = t.columns()?;
+    let a = t.get::<A>(1)?;
+    let b = if n >= 2 { t.get::<B>(2)? } else { None };
+    let c = if n >= 3 { t.get::<C>(3)? } else { None };
+    Ok(Some((a, b, c)))
+}
+
+/// First column of the first row; `None` when there is no row or it is NULL.
+pub fn one<A: pgrx::FromDatum + pgrx::IntoDatum>(client: &SpiClient<'_>, sql: &str, args: &[pgrx::datum::DatumWithOid<'_>]) -> Result<Option<A>> {
+    Ok(first_row::<A, bool, bool>(client, sql, args)?.and_then(|r| r.0))
+}

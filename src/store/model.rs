@@ -1,0 +1,155 @@
+//! Model tables in and out, and the per-backend cache.
+//!
+//! A model is one row of `_recsys_model` plus its arrays in `_recsys_model_data` as
+//! little-endian bytea chunks (compact, fast to read, kept by pg_dump). Both are written in the
+//! training transaction, so a ROLLBACK leaves the previous model in service and a COMMIT makes
+//! the new one visible to every connection; a backend notices through the model id.
+use crate::error::{RecsysError, Result};
+use crate::options::{TrainOptions, INTERACTIONS};
+use crate::store::source;
+use pgrx::spi::SpiClient;
+use pgrx::JsonB;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+const CHUNK_BYTES: usize = 8 << 20;
+
+pub struct NewModel<'a> {
+    pub options: &'a TrainOptions,
+    pub user_ids: &'a [i64],
+    pub item_ids: &'a [i64],
+    pub user_factors: &'a [f32],
+    pub item_factors: &'a [f32],
+    pub item_popularity: &'a [f32],
+    /// YᵀY + λI, for fold-in.
+    pub gram: &'a [f32],
+}
+
+fn f32_bytes(v: &[f32]) -> impl Iterator<Item = Vec<u8>> + '_ {
+    v.chunks(CHUNK_BYTES / 4).map(|c| c.iter().flat_map(|x| x.to_le_bytes()).collect())
+}
+
+fn i64_bytes(v: &[i64]) -> impl Iterator<Item = Vec<u8>> + '_ {
+    v.chunks(CHUNK_BYTES / 8).map(|c| c.iter().flat_map(|x| x.to_le_bytes()).collect())
+}
+
+/// Inserts the model and returns its id. Older models beyond `keep` are deleted.
+pub fn save(client: &mut SpiClient<'_>, schema: &str, m: &NewModel<'_>, report: serde_json::Value, keep: i64) -> Result<i64> {
+    let opts = serde_json::to_value(m.options).map_err(|e| RecsysError::Spi(e.to_string()))?;
+    let id: Option<i64> = client
+        .update(
+            &format!(
+                "INSERT INTO {schema}._recsys_model (kind, options, report, n_users, n_items, factors) \
+                 VALUES ('implicit_als', $1, $2, $3, $4, $5) RETURNING id"
+            ),
+            Some(1),
+            &[
+                JsonB(opts).into(),
+                JsonB(report).into(),
+                (m.user_ids.len() as i64).into(),
+                (m.item_ids.len() as i64).into(),
+                (m.options.als.factors as i32).into(),
+            ],
+        )?
+        .first()
+        .get_one()?;
+    let id = id.ok_or_else(|| RecsysError::Spi("insert into _recsys_model returned no id".into()))?;
+    let insert = format!("INSERT INTO {schema}._recsys_model_data (model_id, part, chunk, data) VALUES ($1, $2, $3, $4)");
+    let mut put = |part: &str, chunks: &mut dyn Iterator<Item = Vec<u8>>| -> Result<()> {
+        for (n, bytes) in chunks.enumerate() {
+            client.update(insert.as_str(), None, &[id.into(), part.into(), (n as i32).into(), bytes.into()])?;
+            pgrx::check_for_interrupts!();
+        }
+        Ok(())
+    };
+    put("user_ids", &mut i64_bytes(m.user_ids))?;
+    put("item_ids", &mut i64_bytes(m.item_ids))?;
+    put("user_factors", &mut f32_bytes(m.user_factors))?;
+    put("item_factors", &mut f32_bytes(m.item_factors))?;
+    put("item_popularity", &mut f32_bytes(m.item_popularity))?;
+    put("gram", &mut f32_bytes(m.gram))?;
+    client.update(
+        &format!(
+            "DELETE FROM {schema}._recsys_model WHERE id NOT IN \
+             (SELECT id FROM {schema}._recsys_model ORDER BY id DESC LIMIT $1)"
+        ),
+        None,
+        &[keep.into()],
+    )?;
+    Ok(id)
+}
+
+pub fn update_report(client: &mut SpiClient<'_>, schema: &str, id: i64, report: serde_json::Value) -> Result<()> {
+    client.update(&format!("UPDATE {schema}._recsys_model SET report = $2 WHERE id = $1"), None, &[id.into(), JsonB(report).into()])?;
+    Ok(())
+}
+
+/// What serving needs, decoded once per backend and model.
+pub struct Serving {
+    pub id: i64,
+    pub factors: usize,
+    pub options: TrainOptions,
+    pub item_ids: Vec<i64>,
+    pub item_index: HashMap<i64, u32>,
+    pub item_factors: Vec<f32>,
+    pub item_norms: Vec<f32>,
+    /// Distinct users per post at training time, scaled to [0, 1].
+    pub popularity: Vec<f32>,
+    pub gram: Vec<f32>,
+    /// The fold-in query over the interactions table, resolved at load.
+    pub history_query: String,
+}
+
+thread_local! {
+    static CACHE: RefCell<Option<Rc<Serving>>> = const { RefCell::new(None) };
+}
+
+/// The newest committed model, from the cache when its id is still the newest.
+pub fn current(client: &SpiClient<'_>) -> Result<Rc<Serving>> {
+    let schema = super::schema(client)?;
+    let row = super::first_row::<i64, JsonB, bool>(client, &format!("SELECT id, options FROM {schema}._recsys_model ORDER BY id DESC LIMIT 1"), &[])?;
+    let Some((Some(id), Some(JsonB(options)), _)) = row else { return Err(RecsysError::NotTrained) };
+    if let Some(hit) = CACHE.with(|c| c.borrow().as_ref().filter(|m| m.id == id).cloned()) {
+        return Ok(hit);
+    }
+    let options: TrainOptions =
+        serde_json::from_value(options).map_err(|e| RecsysError::Corrupt(format!("options of model {id}: {e}")))?;
+    let model = Rc::new(load(client, &schema, id, options)?);
+    CACHE.with(|c| *c.borrow_mut() = Some(model.clone()));
+    Ok(model)
+}
+
+fn load(client: &SpiClient<'_>, schema: &str, id: i64, options: TrainOptions) -> Result<Serving> {
+    let mut parts: HashMap<String, Vec<u8>> = HashMap::new();
+    let rows = client.select(
+        &format!(
+            "SELECT part, data FROM {schema}._recsys_model_data WHERE model_id = $1 \
+             AND part IN ('item_ids', 'item_factors', 'item_popularity', 'gram') ORDER BY part, chunk"
+        ),
+        None,
+        &[id.into()],
+    )?;
+    for row in rows {
+        let part: String = row.get(1)?.unwrap_or_default();
+        let data: Vec<u8> = row.get(2)?.unwrap_or_default();
+        parts.entry(part).or_default().extend_from_slice(&data);
+    }
+    let take = |name: &str| parts.get(name).ok_or_else(|| RecsysError::Corrupt(format!("model {id} has no {name}")));
+    let item_ids: Vec<i64> = take("item_ids")?.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap_or([0; 8]))).collect();
+    let f32s = |b: &Vec<u8>| -> Vec<f32> { b.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap_or([0; 4]))).collect() };
+    let item_factors = f32s(take("item_factors")?);
+    let mut popularity = f32s(take("item_popularity")?);
+    let gram = f32s(take("gram")?);
+    let f = options.als.factors;
+    if item_factors.len() != item_ids.len() * f || popularity.len() != item_ids.len() || gram.len() != f * f {
+        return Err(RecsysError::Corrupt(format!("model {id} arrays have inconsistent sizes")));
+    }
+    let max = popularity.iter().cloned().fold(0f32, f32::max).max(1e-12);
+    popularity.iter_mut().for_each(|p| *p /= max);
+    let item_norms = item_factors.chunks_exact(f).map(|v| v.iter().map(|x| x * x).sum::<f32>().sqrt()).collect();
+    let item_index = item_ids.iter().enumerate().map(|(i, id)| (*id, i as u32)).collect();
+    let resolved = source::resolve(client, "interactions", &options.interactions, INTERACTIONS)?;
+    let history_query = source::user_history_query(&resolved);
+    Ok(Serving { id, factors: f, options, item_ids, item_index, item_factors, item_norms, popularity, gram, history_query })
+}

@@ -1,0 +1,173 @@
+//! Reading the app's tables. Names from options are resolved by the server (`to_regclass`,
+//! `pg_attribute`, `quote_ident`) and only the server's quoted output is put into SQL text;
+//! values always travel as `$n` parameters.
+use crate::error::{RecsysError, Result};
+use crate::options::{Spec, TableMap, TrainOptions};
+use pgrx::spi::SpiClient;
+use pgrx::JsonB;
+use std::collections::{BTreeMap, HashMap};
+
+/// A table whose name and columns were checked and quoted by the server.
+#[derive(Clone, Debug)]
+pub struct Resolved {
+    /// `regclass::text`: quoted and schema-qualified as needed.
+    pub table: String,
+    /// role → quoted column name (roles whose column is unused are absent).
+    pub cols: BTreeMap<String, String>,
+}
+
+impl Resolved {
+    pub fn col(&self, role: &str) -> Option<&str> {
+        self.cols.get(role).map(|s| s.as_str())
+    }
+}
+
+/// What a role's column must hold.
+fn expected_type(role: &str) -> (&'static str, &'static [&'static str]) {
+    match role {
+        "user" | "post" | "id" | "owner" | "follower" | "followee" => ("an integer type (smallint, integer, bigint)", &["int2", "int4", "int8"]),
+        "value" | "age" => ("a numeric type", &["int2", "int4", "int8", "float4", "float8", "numeric"]),
+        "time" => ("timestamp with time zone, timestamp or date", &["timestamptz", "timestamp", "date"]),
+        "tags" => ("text[] or text", &["_text", "_varchar", "text", "varchar"]),
+        _ => ("any type castable to text", &[]),
+    }
+}
+
+pub fn resolve(client: &SpiClient<'_>, role_name: &'static str, map: &TableMap, spec: Spec) -> Result<Resolved> {
+    let table: Option<String> = super::one(
+        client,
+        "SELECT c.oid::pg_catalog.regclass::text FROM pg_catalog.pg_class c \
+         WHERE c.oid = pg_catalog.to_regclass($1) AND c.relkind IN ('r', 'v', 'm', 'p', 'f')",
+        &[map.table.as_str().into()],
+    )?;
+    let table = table.ok_or_else(|| RecsysError::UndefinedTable { role: role_name, name: map.table.clone() })?;
+    let mut cols = BTreeMap::new();
+    for (role, _, required) in spec.iter() {
+        let Some(col) = map.column(role) else { continue };
+        let found = super::first_row::<String, String, String>(
+                client,
+                "SELECT pg_catalog.quote_ident(a.attname::text), t.typname::text, \
+                        pg_catalog.format_type(a.atttypid, a.atttypmod) \
+                 FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
+                 WHERE a.attrelid = pg_catalog.to_regclass($1) AND a.attname = $2 \
+                   AND a.attnum > 0 AND NOT a.attisdropped",
+                &[map.table.as_str().into(), col.into()],
+            )?;
+        match found {
+            Some((Some(quoted), Some(typname), Some(pretty))) => {
+                let (expected, allowed) = expected_type(role);
+                if !allowed.is_empty() && !allowed.contains(&typname.as_str()) {
+                    return Err(RecsysError::WrongColumnType { table, column: col.into(), found: pretty, expected });
+                }
+                cols.insert(role.to_string(), quoted);
+            }
+            _ if *required || map.is_explicit(role) => {
+                return Err(RecsysError::UndefinedColumn {
+                    table,
+                    column: col.into(),
+                    option: format!("{{\"{role_name}\": {{\"{role}\": \"...\"}}}}"),
+                })
+            }
+            _ => {} // an optional default column the app does not have: not used
+        }
+    }
+    Ok(Resolved { table, cols })
+}
+
+/// The planner's row estimate, for the memory pre-check (None when unknown, e.g. a view).
+pub fn estimated_rows(client: &SpiClient<'_>, t: &Resolved) -> Result<Option<f64>> {
+    let r: Option<f32> =
+        super::one(client, "SELECT c.reltuples FROM pg_catalog.pg_class c WHERE c.oid = $1::pg_catalog.regclass", &[t.table.as_str().into()])?;
+    Ok(r.map(|x| x as f64).filter(|x| *x > 0.0))
+}
+
+/// SELECT list computing one weight per row: weight(kind) × coalesce(value, 1).
+/// `$1` is the weights as jsonb, `$2` the default weight.
+fn weight_expr(t: &Resolved) -> String {
+    let w = match t.col("kind") {
+        Some(k) => format!("COALESCE(($1::jsonb ->> ({k})::text)::float8, $2::float8)"),
+        None => "$2::float8".to_string(),
+    };
+    let v = match t.col("value") {
+        Some(v) => format!("COALESCE(({v})::float8, 1.0)"),
+        None => "1.0".to_string(),
+    };
+    format!("({w} * {v})::float4")
+}
+
+pub fn weight_args(o: &TrainOptions) -> (JsonB, f32) {
+    (JsonB(serde_json::to_value(&o.weights).unwrap_or_default()), o.default_weight)
+}
+
+/// All interactions, as dense triplets. Ids are mapped to dense indices in first-seen order.
+pub struct Loaded {
+    pub user_ids: Vec<i64>,
+    pub item_ids: Vec<i64>,
+    pub rows: Vec<u32>,
+    pub cols: Vec<u32>,
+    pub vals: Vec<f32>,
+    pub read: u64,
+    pub skipped: u64,
+}
+
+/// Bytes one streamed row costs while loading (triplet + amortised id maps).
+pub const BYTES_PER_ROW: u64 = 12;
+pub const BYTES_PER_ID: u64 = 48;
+
+pub fn read_interactions(client: &SpiClient<'_>, t: &Resolved, o: &TrainOptions, budget: u64) -> Result<Loaded> {
+    let (u, p) = (t.col("user").unwrap_or("NULL"), t.col("post").unwrap_or("NULL"));
+    let query = format!(
+        "SELECT ({u})::int8, ({p})::int8, {w} FROM {tbl} WHERE ({u}) IS NOT NULL AND ({p}) IS NOT NULL",
+        w = weight_expr(t),
+        tbl = t.table
+    );
+    let (weights, default_weight) = weight_args(o);
+    let mut cursor = client.try_open_cursor(query.as_str(), &[weights.into(), default_weight.into()])?;
+    let mut users: HashMap<i64, u32> = HashMap::new();
+    let mut items: HashMap<i64, u32> = HashMap::new();
+    let mut l = Loaded { user_ids: vec![], item_ids: vec![], rows: vec![], cols: vec![], vals: vec![], read: 0, skipped: 0 };
+    loop {
+        let batch = cursor.fetch(20_000)?;
+        if batch.is_empty() {
+            break;
+        }
+        for row in batch {
+            let (Some(uid), Some(pid), w) = (row.get::<i64>(1)?, row.get::<i64>(2)?, row.get::<f32>(3)?) else { continue };
+            l.read += 1;
+            let w = w.unwrap_or(f32::NAN);
+            if !w.is_finite() {
+                l.skipped += 1;
+                continue;
+            }
+            let next = l.user_ids.len() as u32;
+            let ui = *users.entry(uid).or_insert_with(|| {
+                l.user_ids.push(uid);
+                next
+            });
+            let next = l.item_ids.len() as u32;
+            let ii = *items.entry(pid).or_insert_with(|| {
+                l.item_ids.push(pid);
+                next
+            });
+            l.rows.push(ui);
+            l.cols.push(ii);
+            l.vals.push(w);
+        }
+        pgrx::check_for_interrupts!();
+        let used = l.rows.len() as u64 * BYTES_PER_ROW + (l.user_ids.len() + l.item_ids.len()) as u64 * BYTES_PER_ID;
+        if used > budget {
+            return Err(RecsysError::OverBudget { needed: used, budget, what: "reading the interactions" });
+        }
+    }
+    Ok(l)
+}
+
+/// The fold-in query for one user: (post id, weight) rows. `$3` is the user id.
+pub fn user_history_query(t: &Resolved) -> String {
+    let (u, p) = (t.col("user").unwrap_or("NULL"), t.col("post").unwrap_or("NULL"));
+    format!(
+        "SELECT ({p})::int8, {w} FROM {tbl} WHERE {u} = $3::int8 AND ({p}) IS NOT NULL",
+        w = weight_expr(t),
+        tbl = t.table
+    )
+}

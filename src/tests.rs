@@ -1,0 +1,95 @@
+// In-server tests: SPI loading, the cache, and the SQLSTATE of each error path.
+use pgrx::prelude::*;
+
+fn fixture() {
+    Spi::run(
+        "CREATE TABLE interactions(user_id bigint, post_id bigint, kind text, value real, created_at timestamptz DEFAULT now());
+         INSERT INTO interactions(user_id, post_id, kind, value)
+           SELECT u, p, CASE WHEN (u + p) % 3 = 0 THEN 'like' ELSE 'view' END, NULL
+           FROM generate_series(1, 60) u, generate_series(1, 40) p
+           WHERE (u % 4) = (p % 4) AND (u * 7 + p * 3) % 5 <> 0;",
+    )
+    .unwrap();
+}
+
+fn sqlstate_of(sql: &str) -> String {
+    // Run in a subtransaction-like DO block and return the SQLSTATE it raised.
+    let q = format!(
+        "DO $$ BEGIN PERFORM * FROM ({sql}) s; RAISE EXCEPTION 'no error' USING ERRCODE = '00000'; \
+         EXCEPTION WHEN OTHERS THEN RAISE NOTICE '%', SQLSTATE; \
+           PERFORM set_config('recsys_test.state', SQLSTATE, true); END $$"
+    );
+    Spi::run(&q).unwrap();
+    Spi::get_one::<String>("SELECT current_setting('recsys_test.state')").unwrap().unwrap()
+}
+
+#[pg_test]
+fn train_reads_tables_and_serves() {
+    fixture();
+    let report = Spi::get_one::<pgrx::JsonB>("SELECT recsys_train('{\"factors\": 8, \"iterations\": 5}')").unwrap().unwrap().0;
+    assert_eq!(report["users"], 60);
+    assert_eq!(report["posts"], 40);
+    assert_eq!(report["iterations"], 5);
+    assert_eq!(report["loss"].as_array().unwrap().len(), 5);
+    let n = Spi::get_one::<i64>("SELECT count(*) FROM recsys_recommend(1, 10)").unwrap().unwrap();
+    assert_eq!(n, 10);
+    // Recommendations for user 1 come from its group (post_id % 4 == 1) and exclude seen posts.
+    let own = Spi::get_one::<i64>(
+        "SELECT count(*) FROM recsys_recommend(1, 2) r WHERE r.post_id % 4 = 1
+           AND NOT EXISTS (SELECT 1 FROM interactions i WHERE i.user_id = 1 AND i.post_id = r.post_id)",
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(own, 2); // exactly posts 1 and 21 are unseen in its group
+    let sim = Spi::get_one::<i64>("SELECT count(*) FROM recsys_similar(5, 5) s WHERE s.post_id % 4 = 1 AND s.post_id <> 5").unwrap().unwrap();
+    assert_eq!(sim, 5);
+}
+
+#[pg_test]
+fn cache_picks_up_a_newer_model_and_fold_in_is_live() {
+    fixture();
+    Spi::run("SELECT recsys_train('{\"factors\": 8, \"iterations\": 3}')").unwrap();
+    let first = Spi::get_one::<i64>("SELECT max(id) FROM _recsys_model").unwrap().unwrap();
+    let before: Vec<i64> = top_ids(1000);
+    // Unknown user 1000 gets the popularity fallback; a like makes it personal at once.
+    Spi::run("INSERT INTO interactions VALUES (1000, 2, 'like', NULL), (1000, 6, 'like', NULL), (1000, 10, 'like', NULL)").unwrap();
+    let after = top_ids(1000);
+    assert_ne!(before, after);
+    assert!(after.iter().filter(|p| *p % 4 == 2).count() >= 4, "{after:?}");
+    Spi::run("SELECT recsys_train('{\"factors\": 4, \"iterations\": 2, \"seed\": 9}')").unwrap();
+    let second = Spi::get_one::<i64>("SELECT max(id) FROM _recsys_model").unwrap().unwrap();
+    assert!(second > first);
+    let f = Spi::get_one::<i32>("SELECT factors FROM _recsys_model ORDER BY id DESC LIMIT 1").unwrap().unwrap();
+    assert_eq!(f, 4);
+    assert_eq!(top_ids(1).len(), 5);
+}
+
+fn top_ids(user: i64) -> Vec<i64> {
+    Spi::connect(|c| {
+        c.select(&format!("SELECT post_id FROM recsys_recommend({user}, 5)"), None, &[])
+            .unwrap()
+            .map(|r| r.get::<i64>(1).unwrap().unwrap())
+            .collect()
+    })
+}
+
+#[pg_test]
+fn error_sqlstates() {
+    fixture();
+    assert_eq!(sqlstate_of("SELECT * FROM recsys_recommend(1, 10)"), "55000"); // no trained model
+    Spi::run("SELECT recsys_train('{\"factors\": 4, \"iterations\": 1}')").unwrap();
+    assert_eq!(sqlstate_of("SELECT * FROM recsys_recommend(1, 0)"), "22023");
+    assert_eq!(sqlstate_of("SELECT * FROM recsys_recommend(1, 100000)"), "22023");
+    assert_eq!(sqlstate_of("SELECT * FROM recsys_similar(99999, 5)"), "P0002");
+    assert_eq!(sqlstate_of("SELECT recsys_train('{\"factor\": 8}')"), "22023");
+    assert_eq!(sqlstate_of("SELECT recsys_train('{\"factors\": \"x\"}')"), "22023");
+    assert_eq!(sqlstate_of("SELECT recsys_train('[1]')"), "22023");
+    assert_eq!(sqlstate_of("SELECT recsys_train('{\"interactions\": {\"table\": \"nope\"}}')"), "42P01");
+    assert_eq!(sqlstate_of("SELECT recsys_train('{\"interactions\": {\"user\": \"nope\"}}')"), "42703");
+    assert_eq!(sqlstate_of("SELECT recsys_train('{\"interactions\": {\"user\": \"kind\"}}')"), "42804");
+    Spi::run("CREATE TABLE empty_events(user_id bigint, post_id bigint)").unwrap();
+    assert_eq!(sqlstate_of("SELECT recsys_train('{\"interactions\": {\"table\": \"empty_events\"}}')"), "P0002");
+    Spi::run("SET LOCAL maintenance_work_mem = '1MB'").unwrap();
+    Spi::run("INSERT INTO interactions SELECT g, g % 1000, 'view', 1 FROM generate_series(1, 200000) g").unwrap();
+    assert_eq!(sqlstate_of("SELECT recsys_train()"), "54000");
+}
