@@ -1,6 +1,6 @@
 COMMENT ON FUNCTION @extschema@.recsys_train(jsonb) IS
 'Trains the recommender on the interactions table and serves the new model once the transaction commits.
-options (jsonb, all optional): factors 64, iterations 15, regularization 0.05, alpha 5, seed 42, cg_steps 3,
+options (jsonb, all optional): factors 64, iterations 15, regularization 10, alpha 1, seed 42, cg_steps 3,
 threads (default recsys.threads), weights {"view":1,"like":4,"inspire":5,"share":6,"rate":1}, default_weight 1,
 interactions {"table","user","post","kind","value","time"}, posts/users/follows mappings.
 Row weight = weights[kind] (default_weight for other kinds) * coalesce(value, 1); repeated (user, post) rows are summed.

@@ -33,7 +33,59 @@ fn expected_type(role: &str) -> (&'static str, &'static [&'static str]) {
     }
 }
 
+/// True when `s` is a syntactically valid, possibly schema-qualified SQL name (`a`, `s.a`,
+/// `"My Table"`), checked here so a malformed name gets an error naming the option rather
+/// than a bare "invalid name syntax" from the server.
+pub fn valid_qualified_name(s: &str) -> bool {
+    let mut parts = 0;
+    let mut chars = s.chars().peekable();
+    loop {
+        match chars.peek() {
+            Some('"') => {
+                chars.next();
+                let mut len = 0;
+                loop {
+                    match chars.next() {
+                        Some('"') if chars.peek() == Some(&'"') => {
+                            chars.next();
+                            len += 1;
+                        }
+                        Some('"') => break,
+                        Some(_) => len += 1,
+                        None => return false,
+                    }
+                }
+                if len == 0 {
+                    return false;
+                }
+            }
+            Some(c) if c.is_alphabetic() || *c == '_' => {
+                while let Some(c) = chars.peek() {
+                    if c.is_alphanumeric() || *c == '_' || *c == '$' {
+                        chars.next();
+                    } else {
+                        break;
+                    }
+                }
+            }
+            _ => return false,
+        }
+        parts += 1;
+        match chars.next() {
+            None => return parts <= 3,
+            Some('.') => continue,
+            Some(_) => return false,
+        }
+    }
+}
+
 pub fn resolve(client: &SpiClient<'_>, role_name: &'static str, map: &TableMap, spec: Spec) -> Result<Resolved> {
+    if !valid_qualified_name(&map.table) {
+        return Err(RecsysError::InvalidArgument {
+            message: format!("invalid table name {:?} in option \"{role_name}.table\"", map.table),
+            hint: "give a table name as in SQL: events, app.events or \"My Events\"".into(),
+        });
+    }
     let table: Option<String> = super::one(
         client,
         "SELECT c.oid::pg_catalog.regclass::text FROM pg_catalog.pg_class c \

@@ -31,8 +31,11 @@ impl Default for AlsOptions {
         AlsOptions {
             factors: 64,
             iterations: 15,
-            regularization: 0.05,
-            alpha: 5.0,
+            // Chosen on ML-100K (bench/ and the quality test): reg 10 / alpha 1 gives NDCG@10
+            // 0.285 against 0.236 at implicit's 0.05 / 5, and neighbour lists free of rarely-seen
+            // noise; alpha 1 because the default kind weights already scale a like to 4.
+            regularization: 10.0,
+            alpha: 1.0,
             seed: 42,
             cg_steps: 3,
             compute_loss: true,

@@ -53,3 +53,19 @@ fn ml100k_ndcg_at_implicit_settings() {
     assert!(metrics.ndcg >= 0.22, "NDCG@10 {:.4} < 0.22 (implicit measured 0.229)", metrics.ndcg);
     assert!(metrics.ndcg > pop_metrics.ndcg * 1.2, "ALS must clearly beat popularity");
 }
+
+#[test]
+#[ignore = "needs ML-100K: scripts/fetch_ml100k.sh"]
+fn ml100k_ndcg_at_product_defaults() {
+    let m = load_positives();
+    let (train, test) = holdout(&m, 0.2, 42);
+    let opts = AlsOptions::default();
+    let pool = als::pool(2, None).unwrap();
+    let (model, _) = als::train(&train, &opts, &pool, &mut NoProgress).unwrap();
+    let f = model.factors;
+    let (metrics, coverage) = evaluate_ranking(&train, &test, 10, |u, out| score_all(&model.item_factors, f, model.user(u), out));
+    eprintln!("ML-100K ALS defaults: ndcg@10 {:.4} p@10 {:.4} coverage {:.3}", metrics.ndcg, metrics.precision, coverage);
+    // implicit tuned (reg 20) measured 0.292; untuned 0.229.
+    assert!(metrics.ndcg >= 0.27, "NDCG@10 {:.4} < 0.27 at defaults", metrics.ndcg);
+    assert!(coverage >= 0.2, "catalogue coverage {coverage:.3} collapsed");
+}

@@ -1,0 +1,14 @@
+-- The default app schema pg_recsys reads (README "Default schema").
+CREATE TABLE IF NOT EXISTS users (
+    id bigint PRIMARY KEY, username text UNIQUE, age int, gender text, location text,
+    created_at timestamptz DEFAULT now());
+CREATE TABLE IF NOT EXISTS posts (
+    id bigint PRIMARY KEY, owner_id bigint, title text, description text, tags text[], category text,
+    project_code text, mood text, created_at timestamptz DEFAULT now());
+CREATE TABLE IF NOT EXISTS interactions (
+    user_id bigint NOT NULL, post_id bigint NOT NULL, kind text NOT NULL, value real,
+    created_at timestamptz DEFAULT now());
+CREATE INDEX IF NOT EXISTS interactions_user_idx ON interactions (user_id);
+CREATE TABLE IF NOT EXISTS follows (
+    follower_id bigint NOT NULL, followee_id bigint NOT NULL, created_at timestamptz DEFAULT now(),
+    PRIMARY KEY (follower_id, followee_id));

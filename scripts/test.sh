@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs every test layer and ends with one summary line:
+#   1. core unit tests + ML-100K quality test (crates/recsys-core, no Postgres)
+#   2. #[pg_test]s inside a pgrx-managed PostgreSQL 15 (cargo pgrx test)
+#   3. SQL golden files and end-to-end tests against a throwaway cluster (tests/e2e)
+set -uo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+export USER="${USER:-$(id -un)}"
+LOG="$(mktemp)"
+trap 'rm -f "$LOG"' EXIT
+bash scripts/setup.sh || exit 1
+export RECSYS_ML100K_DIR="$(bash scripts/fetch_ml100k.sh)" || exit 1
+status=0
+step() { echo "==> $*"; "$@" 2>&1 | tee -a "$LOG"; local s=${PIPESTATUS[0]}; [ "$s" -eq 0 ] || status=1; return 0; }
+
+step cargo test --release -p recsys-core -- --include-ignored
+install -d -o postgres -g postgres -m 700 /tmp/pg_recsys-pgrx-test 2>/dev/null || install -d -m 700 /tmp/pg_recsys-pgrx-test
+if [ "$(id -u)" -eq 0 ]; then
+  step cargo pgrx test pg15 --runas postgres --pgdata /tmp/pg_recsys-pgrx-test
+else
+  step cargo pgrx test pg15
+fi
+# pgrx test leaves its debug build installed: install the release build for the e2e layer.
+step bash scripts/install_ext.sh
+step cargo test --no-fail-fast -p pg_recsys_e2e -- --test-threads=1
+
+count() { grep -E '^test result:' "$LOG" | sed -nE "s/.* ([0-9]+) $1.*/\\1/p" | awk '{s+=$1} END {print s+0}'; }
+passed=$(count passed); failed=$(count failed)
+[ "${failed:-0}" -eq 0 ] || status=1
+echo "summary: ${passed:-0} passed, ${failed:-0} failed"
+exit $status
