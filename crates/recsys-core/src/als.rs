@@ -248,22 +248,30 @@ fn solve_one(
     opts: &AlsOptions,
     scratch: &mut [f32],
 ) {
+    let (a, st) = (opts.alpha, opts.cg_steps);
     #[cfg(target_arch = "x86_64")]
     {
         if avx {
             // SAFETY: `avx` is true only when the CPU has AVX2 and FMA.
-            unsafe { cg_avx2(idx, val, y, g, x, opts.alpha, opts.cg_steps, scratch) };
+            unsafe {
+                match x.len() {
+                    32 => cg_avx2::<32>(idx, val, y, g, x, a, st, scratch),
+                    64 => cg_avx2::<64>(idx, val, y, g, x, a, st, scratch),
+                    128 => cg_avx2::<128>(idx, val, y, g, x, a, st, scratch),
+                    _ => cg_avx2::<0>(idx, val, y, g, x, a, st, scratch),
+                }
+            }
             return;
         }
     }
     let _ = avx;
-    cg::<false>(idx, val, y, g, x, opts.alpha, opts.cg_steps, scratch)
+    cg::<false, 0>(idx, val, y, g, x, a, st, scratch)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn cg_avx2(
+unsafe fn cg_avx2<const N: usize>(
     idx: &[u32],
     val: &[f32],
     y: &[f32],
@@ -273,12 +281,44 @@ unsafe fn cg_avx2(
     steps: usize,
     scratch: &mut [f32],
 ) {
-    cg::<true>(idx, val, y, g, x, alpha, steps, scratch)
+    cg::<true, N>(idx, val, y, g, x, alpha, steps, scratch)
 }
 
+/// out = s · G v for symmetric G, as a sum of scaled rows (row j = column j): f axpy's that
+/// vectorise fully, instead of f dot products that each end in a horizontal reduction.
+#[inline(always)]
+fn gemv_sym<const FMA: bool>(g: &[f32], v: &[f32], out: &mut [f32], s: f32) {
+    // Fixed sizes let the accumulator live in registers (8 AVX registers at f = 64).
+    match v.len() {
+        16 => return gemv_sym_n::<FMA, 16>(g, v, out, s),
+        32 => return gemv_sym_n::<FMA, 32>(g, v, out, s),
+        64 => return gemv_sym_n::<FMA, 64>(g, v, out, s),
+        _ => {}
+    }
+    let f = v.len();
+    out.iter_mut().for_each(|o| *o = 0.0);
+    for (j, &vj) in v.iter().enumerate() {
+        axpy::<FMA>(s * vj, &g[j * f..(j + 1) * f], out);
+    }
+}
+
+#[inline(always)]
+fn gemv_sym_n<const FMA: bool, const N: usize>(g: &[f32], v: &[f32], out: &mut [f32], s: f32) {
+    let mut acc = [0f32; N];
+    for (j, row) in g.chunks_exact(N).take(N).enumerate() {
+        let a = s * v[j];
+        for k in 0..N {
+            acc[k] = if FMA { a.mul_add(row[k], acc[k]) } else { a * row[k] + acc[k] };
+        }
+    }
+    out[..N].copy_from_slice(&acc);
+}
+
+/// Warm-started CG on one row. `N` > 0 fixes the factor count at compile time (so every
+/// inner loop is unrolled); `N` = 0 handles any size.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn cg<const FMA: bool>(
+fn cg<const FMA: bool, const N: usize>(
     idx: &[u32],
     val: &[f32],
     y: &[f32],
@@ -288,20 +328,21 @@ fn cg<const FMA: bool>(
     steps: usize,
     scratch: &mut [f32],
 ) {
-    let f = x.len();
+    let f = if N > 0 { N } else { x.len() };
+    let x = &mut x[..f];
     if idx.is_empty() {
         // No data: the minimiser of (G) x = 0 is 0.
         x.iter_mut().for_each(|v| *v = 0.0);
         return;
     }
     let (r, rest) = scratch.split_at_mut(f);
-    let (p, ap) = rest.split_at_mut(f);
+    let (p, rest) = rest.split_at_mut(f);
+    let ap = &mut rest[..f];
+    let item = |i: u32| &y[i as usize * f..i as usize * f + f];
     // r = b - A x = -G x + Σ (c - αr (y·x)) y
-    for i in 0..f {
-        r[i] = -dot::<FMA>(&g[i * f..(i + 1) * f], x);
-    }
+    gemv_sym::<FMA>(g, x, r, -1.0);
     for (&i, &v) in idx.iter().zip(val) {
-        let yi = &y[i as usize * f..(i as usize + 1) * f];
+        let yi = item(i);
         let c = 1.0 + alpha * v;
         let coef = c - alpha * v * dot::<FMA>(yi, x);
         axpy::<FMA>(coef, yi, r);
@@ -312,11 +353,9 @@ fn cg<const FMA: bool>(
         if rs_old < 1e-20 {
             break;
         }
-        for i in 0..f {
-            ap[i] = dot::<FMA>(&g[i * f..(i + 1) * f], p);
-        }
+        gemv_sym::<FMA>(g, p, ap, 1.0);
         for (&i, &v) in idx.iter().zip(val) {
-            let yi = &y[i as usize * f..(i as usize + 1) * f];
+            let yi = item(i);
             let coef = alpha * v * dot::<FMA>(yi, p);
             axpy::<FMA>(coef, yi, ap);
         }
@@ -543,7 +582,7 @@ mod tests {
         // Many CG steps from zero converge to the same solution.
         let mut x = vec![0f32; 8];
         let mut scratch = vec![0f32; 24];
-        cg::<false>(idx, val, &model.item_factors, &g, &mut x, opts.alpha, 50, &mut scratch);
+        cg::<false, 0>(idx, val, &model.item_factors, &g, &mut x, opts.alpha, 50, &mut scratch);
         for (a, b) in exact.iter().zip(&x) {
             assert!((a - b).abs() < 1e-3, "{exact:?} vs {x:?}");
         }
