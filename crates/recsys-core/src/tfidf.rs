@@ -1,0 +1,210 @@
+//! TF-IDF over post text (Salton & Buckley 1988), with sklearn's `TfidfVectorizer` defaults so
+//! figures compare: raw term counts, smooth idf = ln((1 + n) / (1 + df)) + 1, rows L2-normalised.
+//!
+//! Tokens: Unicode-aware, lowercased words split on anything that is not alphanumeric, a small
+//! English stop-word list removed, single characters dropped (digits kept). Tags and the
+//! category are also kept whole as `#tag` tokens (lowercased, inner spaces kept), so
+//! "street dance" gives `#street dance`, `street` and `dance`.
+use crate::csr::Csr;
+use std::collections::HashMap;
+
+pub const STOP_WORDS: &[&str] = &[
+    "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "from", "has", "have", "he", "her", "his", "i", "in",
+    "is", "it", "its", "me", "my", "not", "of", "on", "or", "our", "she", "so", "that", "the", "their", "them", "then",
+    "there", "these", "they", "this", "to", "was", "we", "were", "what", "when", "which", "who", "will", "with", "you",
+    "your",
+];
+
+fn is_stop(w: &str) -> bool {
+    STOP_WORDS.binary_search(&w).is_ok()
+}
+
+/// Appends the word tokens of `text` to `out`.
+pub fn words(text: &str, out: &mut Vec<String>) {
+    for raw in text.split(|c: char| !c.is_alphanumeric()) {
+        if raw.is_empty() {
+            continue;
+        }
+        let w = raw.to_lowercase();
+        let single = w.chars().nth(1).is_none();
+        if (single && !w.chars().all(|c| c.is_numeric())) || is_stop(&w) {
+            continue;
+        }
+        out.push(w);
+    }
+}
+
+/// Appends a tag's tokens: the whole tag as `#tag` plus its words.
+pub fn tag(t: &str, out: &mut Vec<String>) {
+    let whole: String = t.trim().trim_start_matches('#').split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
+    if whole.is_empty() {
+        return;
+    }
+    out.push(format!("#{whole}"));
+    words(&whole, out);
+}
+
+/// The text fields of one post.
+#[derive(Clone, Debug, Default)]
+pub struct Doc<'a> {
+    pub title: &'a str,
+    pub description: &'a str,
+    pub tags: Vec<&'a str>,
+    pub category: &'a str,
+}
+
+pub fn tokens(d: &Doc<'_>) -> Vec<String> {
+    let mut out = Vec::new();
+    words(d.title, &mut out);
+    words(d.description, &mut out);
+    for t in &d.tags {
+        tag(t, &mut out);
+    }
+    tag(d.category, &mut out);
+    out
+}
+
+/// A fitted TF-IDF model: vocabulary, idf, and one L2-normalised row per document.
+#[derive(Clone, Debug)]
+pub struct Tfidf {
+    pub vocab: Vec<String>,
+    pub index: HashMap<String, u32>,
+    pub idf: Vec<f32>,
+    /// documents × terms, rows sorted by term, L2-normalised (all-zero for a doc with no terms).
+    pub docs: Csr,
+    /// terms × documents, for scoring by postings.
+    pub postings: Csr,
+}
+
+impl Tfidf {
+    pub fn fit(docs: &[Vec<String>]) -> Tfidf {
+        let mut index: HashMap<String, u32> = HashMap::new();
+        let mut vocab: Vec<String> = Vec::new();
+        let (mut r, mut c, mut v) = (vec![], vec![], vec![]);
+        for (d, toks) in docs.iter().enumerate() {
+            for t in toks {
+                let id = match index.get(t) {
+                    Some(&i) => i,
+                    None => {
+                        let i = vocab.len() as u32;
+                        index.insert(t.clone(), i);
+                        vocab.push(t.clone());
+                        i
+                    }
+                };
+                r.push(d as u32);
+                c.push(id);
+                v.push(1.0f32);
+            }
+        }
+        let mut m = Csr::from_triplets(docs.len(), vocab.len(), &r, &c, &v);
+        let n = docs.len() as f64;
+        let mut df = vec![0u32; vocab.len()];
+        for &t in &m.indices {
+            df[t as usize] += 1;
+        }
+        let idf: Vec<f32> = df.iter().map(|&d| (((1.0 + n) / (1.0 + d as f64)).ln() + 1.0) as f32).collect();
+        for d in 0..m.rows {
+            let (a, b) = (m.indptr[d], m.indptr[d + 1]);
+            let mut norm = 0f64;
+            for k in a..b {
+                m.data[k] *= idf[m.indices[k] as usize];
+                norm += (m.data[k] as f64).powi(2);
+            }
+            let norm = norm.sqrt();
+            if norm > 0.0 {
+                for k in a..b {
+                    m.data[k] = (m.data[k] as f64 / norm) as f32;
+                }
+            }
+        }
+        let postings = m.transpose();
+        Tfidf { vocab, index, idf, docs: m, postings }
+    }
+
+    /// L2-normalised query vector over known terms (sorted by term); empty when no term is known.
+    pub fn query(&self, toks: &[String]) -> Vec<(u32, f32)> {
+        let mut counts: HashMap<u32, f32> = HashMap::new();
+        for t in toks {
+            if let Some(&i) = self.index.get(t) {
+                *counts.entry(i).or_insert(0.0) += 1.0;
+            }
+        }
+        let mut q: Vec<(u32, f32)> = counts.into_iter().map(|(i, c)| (i, c * self.idf[i as usize])).collect();
+        q.sort_by_key(|x| x.0);
+        let norm = q.iter().map(|x| (x.1 as f64).powi(2)).sum::<f64>().sqrt();
+        if norm > 0.0 {
+            q.iter_mut().for_each(|x| x.1 = (x.1 as f64 / norm) as f32);
+        }
+        q
+    }
+
+    /// Cosine of a sparse query against every document, accumulated through the postings
+    /// (cost proportional to the postings of the query's terms, not to the corpus).
+    pub fn scores(&self, q: &[(u32, f32)], out: &mut [f32]) {
+        out.iter_mut().for_each(|s| *s = 0.0);
+        for &(t, w) in q {
+            let (docs, vals) = self.postings.row(t as usize);
+            for (&d, &v) in docs.iter().zip(vals) {
+                out[d as usize] += w * v;
+            }
+        }
+    }
+
+    /// Document `d` as a sparse query.
+    pub fn doc(&self, d: usize) -> Vec<(u32, f32)> {
+        let (t, v) = self.docs.row(d);
+        t.iter().copied().zip(v.iter().copied()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn toks(s: &[&str]) -> Vec<String> {
+        s.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn tokenizer_is_unicode_aware_and_keeps_tags_whole() {
+        let mut out = vec![];
+        words("The Café-Crème of São Paulo, 2024! a I x 7", &mut out);
+        assert_eq!(out, toks(&["café", "crème", "são", "paulo", "2024", "7"]));
+        let mut t = vec![];
+        tag("#Street  Dance", &mut t);
+        assert_eq!(t, toks(&["#street dance", "street", "dance"]));
+        let mut jp = vec![];
+        words("東京 ダンス", &mut jp);
+        assert_eq!(jp, toks(&["東京", "ダンス"]));
+        assert!(STOP_WORDS.windows(2).all(|w| w[0] < w[1]), "stop words must stay sorted");
+        let d = Doc { title: "Cat dance", description: "", tags: vec!["cats"], category: "Pets" };
+        assert_eq!(tokens(&d), toks(&["cat", "dance", "#cats", "cats", "#pets", "pets"]));
+    }
+
+    #[test]
+    fn three_document_corpus_matches_hand_computed_weights() {
+        // d0 = a a b, d1 = b c, d2 = c; n = 3.
+        let docs = vec![toks(&["apple", "apple", "banana"]), toks(&["banana", "cherry"]), toks(&["cherry"])];
+        let m = Tfidf::fit(&docs);
+        let idf = |df: f64| ((4.0 / (1.0 + df)).ln() + 1.0) as f32;
+        let (ia, ib) = (idf(1.0), idf(2.0));
+        let n0 = ((2.0 * ia).powi(2) + ib.powi(2)).sqrt();
+        let d0 = m.doc(0);
+        let apple = m.index["apple"];
+        let banana = m.index["banana"];
+        let get = |t: u32| d0.iter().find(|x| x.0 == t).unwrap().1;
+        assert!((get(apple) - 2.0 * ia / n0).abs() < 1e-6);
+        assert!((get(banana) - ib / n0).abs() < 1e-6);
+        // d2 has one term: weight 1.
+        assert_eq!(m.doc(2), vec![(m.index["cherry"], 1.0)]);
+        // cosine(d1, d2) = w(cherry in d1) since d2 = e_cherry.
+        let mut s = vec![0.0; 3];
+        m.scores(&m.doc(2), &mut s);
+        let d1 = m.doc(1);
+        let cherry_w = d1.iter().find(|x| x.0 == m.index["cherry"]).unwrap().1;
+        assert!((s[1] - cherry_w).abs() < 1e-6 && s[0] == 0.0 && (s[2] - 1.0).abs() < 1e-6);
+        // A query with no known term is empty.
+        assert!(m.query(&toks(&["durian"])).is_empty());
+    }
+}
