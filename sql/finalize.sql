@@ -14,5 +14,16 @@ popularity fallback (score = distinct users per post / max). exclude_seen drops 
 k between 1 and recsys.max_k. STRICT: a NULL argument returns no rows.';
 
 COMMENT ON FUNCTION @extschema@.recsys_similar(bigint, integer) IS
-'Top-k posts most similar to a post: cosine similarity of ALS item factors, never the post itself.
-An unknown post is an error. k between 1 and recsys.max_k. STRICT: a NULL argument returns no rows.';
+'Top-k posts most similar to a post, never the post itself: a blend of ALS item cosine and content (TF-IDF)
+cosine, content share recsys.similar_content_weight (default 0.3). A post with no interactions but a row in the
+posts table is placed by content alone. An unknown post is an error. k between 1 and recsys.max_k. STRICT.';
+
+COMMENT ON FUNCTION @extschema@.recsys_search(text, integer) IS
+'Free-text search over the posts'' TF-IDF (title, description, tags, category; #tag matches a whole tag).
+Returns posts by cosine similarity, best first. An empty query, or one with no term found in any post,
+returns no rows. Needs a model trained with a posts table. k between 1 and recsys.max_k. STRICT.';
+
+COMMENT ON FUNCTION @extschema@.recsys_trending(integer, text, text, interval, integer) IS
+'Posts ranked by recent engagement: the sum of interaction weights (as in the model''s options, or the
+defaults) decayed by 2^(-age / recsys.trending_half_life_hours), over interactions newer than since.
+Optional category and project_code filters join the posts table; offset pages. Needs no trained model.';

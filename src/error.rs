@@ -16,6 +16,8 @@ pub enum RecsysError {
     UndefinedColumn { table: String, column: String, option: String },
     WrongColumnType { table: String, column: String, found: String, expected: &'static str },
     UnknownPost(i64),
+    NoContentModel,
+    MissingColumnFor { what: &'static str, role: &'static str, table: String },
     OverBudget { needed: u64, budget: u64, what: &'static str },
     Corrupt(String),
     Spi(String),
@@ -110,8 +112,20 @@ impl RecsysError {
             RecsysError::UnknownPost(id) => (
                 ERRCODE_NO_DATA_FOUND,
                 format!("post {id} is not in the trained model"),
-                Some("only posts that had interactions when the model was trained have factors".into()),
+                Some("the model knows posts that had interactions or were in the posts table when it was trained".into()),
                 Some("retrain with SELECT recsys_train() to include newer posts".into()),
+            ),
+            RecsysError::NoContentModel => (
+                ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                "the trained model has no content (TF-IDF) part".into(),
+                Some("recsys_train builds it from the posts table when one exists".into()),
+                Some("create a posts table, or map one with {\"posts\": {\"table\": ...}}, and run SELECT recsys_train()".into()),
+            ),
+            RecsysError::MissingColumnFor { what, role, table } => (
+                ERRCODE_UNDEFINED_COLUMN,
+                format!("{what} needs the \"{role}\" column of {table}"),
+                None,
+                Some(format!("map it in the train options, e.g. {{\"{}\": {{\"{role}\": \"...\"}}}}", if table.contains("post") { "posts" } else { "interactions" })),
             ),
             RecsysError::OverBudget { needed, budget, what } => (
                 ERRCODE_PROGRAM_LIMIT_EXCEEDED,

@@ -8,7 +8,32 @@ static THREADS: GucSetting<i32> = GucSetting::<i32>::new(0);
 /// How many trained models to keep (the served one included); older ones are deleted by train.
 static KEEP_MODELS: GucSetting<i32> = GucSetting::<i32>::new(2);
 
+/// Share of content (TF-IDF) cosine in recsys_similar's blend with ALS cosine.
+static SIMILAR_CONTENT_WEIGHT: GucSetting<f64> = GucSetting::<f64>::new(0.3);
+/// Half-life, in hours, of an interaction's weight in recsys_trending.
+static TRENDING_HALF_LIFE_HOURS: GucSetting<f64> = GucSetting::<f64>::new(24.0);
+
 pub fn init() {
+    GucRegistry::define_float_guc(
+        c"recsys.similar_content_weight",
+        c"Weight of content (TF-IDF) cosine in recsys_similar; the rest is ALS cosine.",
+        c"0 = ALS only, 1 = content only. Posts without interactions always use content only.",
+        &SIMILAR_CONTENT_WEIGHT,
+        0.0,
+        1.0,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_float_guc(
+        c"recsys.trending_half_life_hours",
+        c"Half-life of an interaction's weight in recsys_trending, in hours.",
+        c"An interaction this old counts half as much as one made now.",
+        &TRENDING_HALF_LIFE_HOURS,
+        0.01,
+        100000.0,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
     GucRegistry::define_int_guc(
         c"recsys.max_k",
         c"Largest k accepted by recsys_recommend and recsys_similar.",
@@ -62,4 +87,12 @@ pub fn maintenance_work_mem_bytes() -> u64 {
     // SAFETY: a plain int GUC variable read on the backend thread.
     let kb = unsafe { pgrx::pg_sys::maintenance_work_mem };
     (kb.max(0) as u64) * 1024
+}
+
+pub fn similar_content_weight() -> f32 {
+    SIMILAR_CONTENT_WEIGHT.get().clamp(0.0, 1.0) as f32
+}
+
+pub fn trending_half_life_seconds() -> f64 {
+    TRENDING_HALF_LIFE_HOURS.get().max(0.01) * 3600.0
 }

@@ -60,6 +60,10 @@ pub const USERS: Spec = &[
 pub const FOLLOWS: Spec = &[("follower", "follower_id", true), ("followee", "followee_id", true), ("time", "created_at", false)];
 
 impl TableMap {
+    pub fn defaults_for(table: &str, spec: Spec) -> TableMap {
+        Self::defaults(table, spec)
+    }
+
     fn defaults(table: &str, spec: Spec) -> TableMap {
         TableMap {
             table: table.into(),

@@ -1,3 +1,5 @@
 //! The SQL surface: each function checks its arguments, calls store + core, maps errors.
+mod content;
 mod serve;
+mod trending;
 mod train;

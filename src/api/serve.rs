@@ -8,7 +8,7 @@ use recsys_core::kernels::score_all;
 use recsys_core::topk::{Scored, TopK};
 use std::collections::{HashMap, HashSet};
 
-fn check_k(k: i32) -> Result<usize> {
+pub(super) fn check_k(k: i32) -> Result<usize> {
     if k < 1 {
         return Err(RecsysError::InvalidArgument { message: format!("k must be at least 1, got {k}"), hint: "pass k => 10".into() });
     }
@@ -85,23 +85,7 @@ fn recsys_similar(post_id: i64, k: default!(i32, 10)) -> TableIterator<'static, 
     let k = check_k(k).or_raise();
     let top = Spi::connect(|client| -> Result<Vec<Scored>> {
         let m = model::current(client)?;
-        let &q = m.item_index.get(&post_id).ok_or(RecsysError::UnknownPost(post_id))?;
-        let f = m.factors;
-        let qv = &m.item_factors[q as usize * f..(q as usize + 1) * f];
-        let qn = m.item_norms[q as usize].max(1e-12);
-        let mut scores = vec![0f32; m.item_ids.len()];
-        score_all(&m.item_factors, f, qv, &mut scores);
-        let mut top = TopK::new(k);
-        for (i, &dotp) in scores.iter().enumerate() {
-            if i as u32 == q {
-                continue;
-            }
-            let s = dotp / (qn * m.item_norms[i].max(1e-12));
-            if s >= top.threshold() {
-                top.push(Scored { score: s, id: m.item_ids[i], index: i as u32 });
-            }
-        }
-        Ok(top.into_sorted())
+        super::content::similar(&m, post_id, k)
     })
     .or_raise();
     rows(top)

@@ -99,6 +99,27 @@ fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions) -> Result<serd
         popularity[i as usize] += 1.0;
     }
     drop(pool);
+    // Content model over every post, interactions or not (skipped when there is no posts table).
+    let t_content = Instant::now();
+    let posts_map = match &o.posts {
+        Some(m) => Some(m.clone()),
+        None if source::table_exists(client, "posts")? => Some(crate::options::TableMap::defaults_for("posts", POSTS)),
+        None => None,
+    };
+    let content = match posts_map {
+        None => None,
+        Some(map) => {
+            let t = source::resolve(client, "posts", &map, POSTS)?;
+            let text = source::read_posts(client, &t, budget)?;
+            let est = text.token_count * 40 + text.ids.len() as u64 * 64;
+            if est > budget {
+                return Err(RecsysError::OverBudget { needed: est, budget, what: "the content model" });
+            }
+            let tfidf = recsys_core::tfidf::Tfidf::fit(&text.tokens);
+            Some((text.ids, tfidf))
+        }
+    };
+    let content_s = t_content.elapsed().as_secs_f64();
     let t2 = Instant::now();
     let mut report = json!({
         "users": n_users,
@@ -111,6 +132,8 @@ fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions) -> Result<serd
         "loss": stats.iter().map(|s| s.loss).collect::<Vec<_>>(),
         "threads": threads,
         "memory_estimate_mb": est.div_ceil(1 << 20),
+        "content_posts": content.as_ref().map(|c| c.0.len()),
+        "content_terms": content.as_ref().map(|c| c.1.vocab.len()),
     });
     let new = model::NewModel {
         options: o,
@@ -120,12 +143,14 @@ fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions) -> Result<serd
         item_factors: &m.item_factors,
         item_popularity: &popularity,
         gram: &gram,
+        content: content.as_ref().map(|(ids, t)| (ids.as_slice(), t)),
     };
     let id = model::save(client, &schema, &new, report.clone(), gucs::keep_models())?;
     report["model_id"] = json!(id);
     report["seconds"] = json!({
         "read": round3(read_s),
         "train": round3(train_s),
+        "content": round3(content_s),
         "save": round3(t2.elapsed().as_secs_f64()),
         "total": round3(t0.elapsed().as_secs_f64()),
     });

@@ -9,6 +9,8 @@ use crate::options::{TrainOptions, INTERACTIONS};
 use crate::store::source;
 use pgrx::spi::SpiClient;
 use pgrx::JsonB;
+use recsys_core::csr::Csr;
+use recsys_core::tfidf::Tfidf;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -24,6 +26,8 @@ pub struct NewModel<'a> {
     pub item_popularity: &'a [f32],
     /// YᵀY + λI, for fold-in.
     pub gram: &'a [f32],
+    /// TF-IDF over the posts table (all posts, with or without interactions).
+    pub content: Option<(&'a [i64], &'a Tfidf)>,
 }
 
 fn f32_bytes(v: &[f32]) -> impl Iterator<Item = Vec<u8>> + '_ {
@@ -32,6 +36,14 @@ fn f32_bytes(v: &[f32]) -> impl Iterator<Item = Vec<u8>> + '_ {
 
 fn i64_bytes(v: &[i64]) -> impl Iterator<Item = Vec<u8>> + '_ {
     v.chunks(CHUNK_BYTES / 8).map(|c| c.iter().flat_map(|x| x.to_le_bytes()).collect())
+}
+
+fn u32_bytes(v: &[u32]) -> impl Iterator<Item = Vec<u8>> + '_ {
+    v.chunks(CHUNK_BYTES / 4).map(|c| c.iter().flat_map(|x| x.to_le_bytes()).collect())
+}
+
+fn decode<const W: usize, T>(b: &[u8], f: fn([u8; W]) -> T) -> Vec<T> {
+    b.chunks_exact(W).map(|c| f(c.try_into().unwrap_or([0; W]))).collect()
 }
 
 /// Inserts the model and returns its id. Older models beyond `keep` are deleted.
@@ -69,6 +81,16 @@ pub fn save(client: &mut SpiClient<'_>, schema: &str, m: &NewModel<'_>, report: 
     put("item_factors", &mut f32_bytes(m.item_factors))?;
     put("item_popularity", &mut f32_bytes(m.item_popularity))?;
     put("gram", &mut f32_bytes(m.gram))?;
+    if let Some((ids, t)) = m.content {
+        let indptr: Vec<i64> = t.docs.indptr.iter().map(|x| *x as i64).collect();
+        put("content_ids", &mut i64_bytes(ids))?;
+        put("content_indptr", &mut i64_bytes(&indptr))?;
+        put("content_terms", &mut u32_bytes(&t.docs.indices))?;
+        put("content_values", &mut f32_bytes(&t.docs.data))?;
+        put("content_idf", &mut f32_bytes(&t.idf))?;
+        let vocab = t.vocab.join("\n").into_bytes();
+        put("content_vocab", &mut vocab.chunks(CHUNK_BYTES).map(|c| c.to_vec()))?;
+    }
     client.update(
         &format!(
             "DELETE FROM {schema}._recsys_model WHERE id NOT IN \
@@ -99,6 +121,16 @@ pub struct Serving {
     pub gram: Vec<f32>,
     /// The fold-in query over the interactions table, resolved at load.
     pub history_query: String,
+    pub content: Option<Content>,
+}
+
+/// The TF-IDF side of a model: every post of the posts table, interactions or not.
+pub struct Content {
+    pub ids: Vec<i64>,
+    pub index: HashMap<i64, u32>,
+    pub tfidf: Tfidf,
+    /// Content row → ALS item index, when the post has factors.
+    pub to_item: Vec<Option<u32>>,
 }
 
 thread_local! {
@@ -125,7 +157,7 @@ fn load(client: &SpiClient<'_>, schema: &str, id: i64, options: TrainOptions) ->
     let rows = client.select(
         &format!(
             "SELECT part, data FROM {schema}._recsys_model_data WHERE model_id = $1 \
-             AND part IN ('item_ids', 'item_factors', 'item_popularity', 'gram') ORDER BY part, chunk"
+             AND part <> 'user_ids' AND part <> 'user_factors' ORDER BY part, chunk"
         ),
         None,
         &[id.into()],
@@ -136,8 +168,8 @@ fn load(client: &SpiClient<'_>, schema: &str, id: i64, options: TrainOptions) ->
         parts.entry(part).or_default().extend_from_slice(&data);
     }
     let take = |name: &str| parts.get(name).ok_or_else(|| RecsysError::Corrupt(format!("model {id} has no {name}")));
-    let item_ids: Vec<i64> = take("item_ids")?.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap_or([0; 8]))).collect();
-    let f32s = |b: &Vec<u8>| -> Vec<f32> { b.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap_or([0; 4]))).collect() };
+    let item_ids: Vec<i64> = decode(take("item_ids")?, i64::from_le_bytes);
+    let f32s = |b: &Vec<u8>| -> Vec<f32> { decode(b, f32::from_le_bytes) };
     let item_factors = f32s(take("item_factors")?);
     let mut popularity = f32s(take("item_popularity")?);
     let gram = f32s(take("gram")?);
@@ -148,8 +180,32 @@ fn load(client: &SpiClient<'_>, schema: &str, id: i64, options: TrainOptions) ->
     let max = popularity.iter().cloned().fold(0f32, f32::max).max(1e-12);
     popularity.iter_mut().for_each(|p| *p /= max);
     let item_norms = item_factors.chunks_exact(f).map(|v| v.iter().map(|x| x * x).sum::<f32>().sqrt()).collect();
-    let item_index = item_ids.iter().enumerate().map(|(i, id)| (*id, i as u32)).collect();
+    let item_index: HashMap<i64, u32> = item_ids.iter().enumerate().map(|(i, id)| (*id, i as u32)).collect();
+    let content = match parts.get("content_ids") {
+        None => None,
+        Some(ids) => {
+            let ids: Vec<i64> = decode(ids, i64::from_le_bytes);
+            let indptr: Vec<usize> = decode(take("content_indptr")?, i64::from_le_bytes).into_iter().map(|x| x as usize).collect();
+            // Arrays that were empty (posts without any token) have no chunk at all.
+            let empty = Vec::new();
+            let opt = |name: &str| parts.get(name).unwrap_or(&empty);
+            let terms: Vec<u32> = decode(opt("content_terms"), u32::from_le_bytes);
+            let values = f32s(opt("content_values"));
+            let idf = f32s(opt("content_idf"));
+            let vocab_text = String::from_utf8(opt("content_vocab").clone()).map_err(|e| RecsysError::Corrupt(e.to_string()))?;
+            let vocab: Vec<String> = if vocab_text.is_empty() { vec![] } else { vocab_text.split('\n').map(String::from).collect() };
+            if indptr.len() != ids.len() + 1 || terms.len() != values.len() || vocab.len() != idf.len() {
+                return Err(RecsysError::Corrupt(format!("model {id} content arrays have inconsistent sizes")));
+            }
+            let docs = Csr { rows: ids.len(), cols: vocab.len(), indptr, indices: terms, data: values };
+            let postings = docs.transpose();
+            let index: HashMap<String, u32> = vocab.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
+            let to_item = ids.iter().map(|p| item_index.get(p).copied()).collect();
+            let cindex = ids.iter().enumerate().map(|(i, p)| (*p, i as u32)).collect();
+            Some(Content { ids, index: cindex, tfidf: Tfidf { vocab, index, idf, docs, postings }, to_item })
+        }
+    };
     let resolved = source::resolve(client, "interactions", &options.interactions, INTERACTIONS)?;
     let history_query = source::user_history_query(&resolved);
-    Ok(Serving { id, factors: f, options, item_ids, item_index, item_factors, item_norms, popularity, gram, history_query })
+    Ok(Serving { id, factors: f, options, item_ids, item_index, item_factors, item_norms, popularity, gram, history_query, content })
 }

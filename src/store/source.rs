@@ -14,6 +14,8 @@ pub struct Resolved {
     pub table: String,
     /// role → quoted column name (roles whose column is unused are absent).
     pub cols: BTreeMap<String, String>,
+    /// role → type name (pg_type.typname).
+    pub types: BTreeMap<String, String>,
 }
 
 impl Resolved {
@@ -94,6 +96,7 @@ pub fn resolve(client: &SpiClient<'_>, role_name: &'static str, map: &TableMap, 
     )?;
     let table = table.ok_or_else(|| RecsysError::UndefinedTable { role: role_name, name: map.table.clone() })?;
     let mut cols = BTreeMap::new();
+    let mut types = BTreeMap::new();
     for (role, _, required) in spec.iter() {
         let Some(col) = map.column(role) else { continue };
         let found = super::first_row::<String, String, String>(
@@ -112,6 +115,7 @@ pub fn resolve(client: &SpiClient<'_>, role_name: &'static str, map: &TableMap, 
                     return Err(RecsysError::WrongColumnType { table, column: col.into(), found: pretty, expected });
                 }
                 cols.insert(role.to_string(), quoted);
+                types.insert(role.to_string(), typname);
             }
             _ if *required || map.is_explicit(role) => {
                 return Err(RecsysError::UndefinedColumn {
@@ -123,7 +127,7 @@ pub fn resolve(client: &SpiClient<'_>, role_name: &'static str, map: &TableMap, 
             _ => {} // an optional default column the app does not have: not used
         }
     }
-    Ok(Resolved { table, cols })
+    Ok(Resolved { table, cols, types })
 }
 
 /// The planner's row estimate, for the memory pre-check (None when unknown, e.g. a view).
@@ -135,7 +139,7 @@ pub fn estimated_rows(client: &SpiClient<'_>, t: &Resolved) -> Result<Option<f64
 
 /// SELECT list computing one weight per row: weight(kind) × coalesce(value, 1).
 /// `$1` is the weights as jsonb, `$2` the default weight.
-fn weight_expr(t: &Resolved) -> String {
+pub fn weight_expr(t: &Resolved) -> String {
     let w = match t.col("kind") {
         Some(k) => format!("COALESCE(($1::jsonb ->> ({k})::text)::float8, $2::float8)"),
         None => "$2::float8".to_string(),
@@ -222,4 +226,71 @@ pub fn user_history_query(t: &Resolved) -> String {
         w = weight_expr(t),
         tbl = t.table
     )
+}
+
+/// Whether a table mapping exists (used for optional inputs such as posts).
+pub fn table_exists(client: &SpiClient<'_>, name: &str) -> Result<bool> {
+    if !valid_qualified_name(name) {
+        return Ok(false);
+    }
+    Ok(super::one::<bool>(client, "SELECT pg_catalog.to_regclass($1) IS NOT NULL", &[name.into()])?.unwrap_or(false))
+}
+
+/// Post text for the content model, one entry per post row.
+pub struct PostText {
+    pub ids: Vec<i64>,
+    pub tokens: Vec<Vec<String>>,
+    pub token_count: u64,
+}
+
+fn text_expr(t: &Resolved, role: &str) -> String {
+    t.col(role).map(|c| format!("({c})::text")).unwrap_or_else(|| "NULL::text".into())
+}
+
+pub fn read_posts(client: &SpiClient<'_>, t: &Resolved, budget: u64) -> Result<PostText> {
+    let id = t.col("id").unwrap_or("NULL");
+    let tags = match (t.col("tags"), t.types.get("tags").map(|s| s.as_str())) {
+        (Some(c), Some("_text" | "_varchar")) => format!("({c})::text[]"),
+        (Some(c), _) => format!("pg_catalog.string_to_array(({c})::text, ',')"),
+        (None, _) => "NULL::text[]".into(),
+    };
+    let query = format!(
+        "SELECT ({id})::int8, {title}, {descr}, {tags}, {cat} FROM {tbl} WHERE ({id}) IS NOT NULL",
+        title = text_expr(t, "title"),
+        descr = text_expr(t, "description"),
+        cat = text_expr(t, "category"),
+        tbl = t.table
+    );
+    let mut cursor = client.try_open_cursor(query.as_str(), &[])?;
+    let mut out = PostText { ids: vec![], tokens: vec![], token_count: 0 };
+    let mut bytes = 0u64;
+    loop {
+        let batch = cursor.fetch(5_000)?;
+        if batch.is_empty() {
+            break;
+        }
+        for row in batch {
+            let Some(pid) = row.get::<i64>(1)? else { continue };
+            let title = row.get::<String>(2)?.unwrap_or_default();
+            let descr = row.get::<String>(3)?.unwrap_or_default();
+            let tags: Vec<String> = row.get::<Vec<Option<String>>>(4)?.unwrap_or_default().into_iter().flatten().collect();
+            let cat = row.get::<String>(5)?.unwrap_or_default();
+            let doc = recsys_core::tfidf::Doc {
+                title: &title,
+                description: &descr,
+                tags: tags.iter().map(|s| s.as_str()).collect(),
+                category: &cat,
+            };
+            let toks = recsys_core::tfidf::tokens(&doc);
+            out.token_count += toks.len() as u64;
+            bytes += toks.iter().map(|t| t.len() as u64 + 40).sum::<u64>();
+            out.ids.push(pid);
+            out.tokens.push(toks);
+        }
+        pgrx::check_for_interrupts!();
+        if bytes > budget {
+            return Err(RecsysError::OverBudget { needed: bytes, budget, what: "reading the posts' text" });
+        }
+    }
+    Ok(out)
 }

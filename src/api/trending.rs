@@ -1,0 +1,99 @@
+use crate::error::{OrRaise, RecsysError, Result};
+use crate::gucs;
+use crate::options::{TableMap, TrainOptions, INTERACTIONS, POSTS};
+use crate::store::{self, source};
+use pgrx::datum::Interval;
+use pgrx::prelude::*;
+
+use super::serve::check_k;
+
+/// The mapping and weights of the served model, or the defaults when none is trained yet:
+/// trending reads interactions directly and needs no trained model.
+fn recipe(client: &pgrx::spi::SpiClient<'_>) -> Result<TrainOptions> {
+    match crate::store::model::current(client) {
+        Ok(m) => Ok(m.options.clone()),
+        Err(RecsysError::NotTrained) => Ok(TrainOptions::default()),
+        Err(e) => Err(e),
+    }
+}
+
+#[pg_extern(stable)]
+fn recsys_trending(
+    k: default!(i32, 10),
+    category: default!(Option<&str>, "NULL"),
+    project_code: default!(Option<&str>, "NULL"),
+    since: default!(Interval, "'7 days'"),
+    offset: default!(i32, 0),
+) -> TableIterator<'static, (name!(post_id, i64), name!(score, f32))> {
+    let k = check_k(k).or_raise();
+    if offset < 0 {
+        RecsysError::InvalidArgument { message: format!("offset must be 0 or more, got {offset}"), hint: "pass offset => 0".into() }.raise();
+    }
+    let rows = Spi::connect(|client| -> Result<Vec<(i64, f32)>> {
+        let positive = store::one::<bool>(client, "SELECT $1::interval > interval '0'", &[since.into()])?.unwrap_or(false);
+        if !positive {
+            return Err(RecsysError::InvalidArgument {
+                message: "since must be a positive interval".into(),
+                hint: "pass since => '7 days'".into(),
+            });
+        }
+        let o = recipe(client)?;
+        let it = source::resolve(client, "interactions", &o.interactions, INTERACTIONS)?;
+        let (post, time) = (it.col("post").unwrap_or("NULL"), it.col("time"));
+        let time = time.ok_or_else(|| RecsysError::MissingColumnFor { what: "recsys_trending", role: "time", table: it.table.clone() })?;
+        let mut join = String::new();
+        if category.is_some() || project_code.is_some() {
+            let map = o.posts.clone().unwrap_or_else(|| TableMap::defaults_for("posts", POSTS));
+            let pt = source::resolve(client, "posts", &map, POSTS)?;
+            let id = pt.col("id").unwrap_or("NULL");
+            join = format!("JOIN {tbl} p ON (p.{id})::int8 = i.p", tbl = pt.table);
+            for (arg, role, n) in [(category, "category", 5), (project_code, "project_code", 6)] {
+                if arg.is_some() {
+                    let c = pt.col(role).ok_or_else(|| RecsysError::MissingColumnFor {
+                        what: "this filter",
+                        role: if role == "category" { "category" } else { "project_code" },
+                        table: pt.table.clone(),
+                    })?;
+                    join.push_str(&format!(" AND (p.{c})::text = ${n}"));
+                }
+            }
+        }
+        // Exponential decay: weight · 2^(−age / half-life), age clamped at 0 for future rows.
+        let sql = format!(
+            "SELECT i.p, sum(i.w * exp(-0.6931471805599453 * i.age / $4))::float4 AS score FROM (
+               SELECT ({post})::int8 AS p, {w} AS w,
+                      greatest(0, extract(epoch FROM (now() - ({time})::timestamptz)))::float8 AS age
+               FROM {tbl} WHERE ({time})::timestamptz >= now() - $3::interval AND ({post}) IS NOT NULL
+             ) i {join}
+             WHERE i.w = i.w AND i.w <> 'Infinity' AND i.w <> '-Infinity'
+             GROUP BY i.p HAVING sum(i.w) > 0
+             ORDER BY score DESC, i.p LIMIT $7 OFFSET $8",
+            w = source::weight_expr(&it),
+            tbl = it.table
+        );
+        let (weights, default_weight) = source::weight_args(&o);
+        let rows = client.select(
+            sql.as_str(),
+            None,
+            &[
+                weights.into(),
+                default_weight.into(),
+                since.into(),
+                gucs::trending_half_life_seconds().into(),
+                category.into(),
+                project_code.into(),
+                (k as i64).into(),
+                (offset as i64).into(),
+            ],
+        )?;
+        let mut out = vec![];
+        for r in rows {
+            if let (Some(p), Some(s)) = (r.get::<i64>(1)?, r.get::<f32>(2)?) {
+                out.push((p, s));
+            }
+        }
+        Ok(out)
+    })
+    .or_raise();
+    TableIterator::new(rows)
+}
