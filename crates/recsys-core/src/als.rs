@@ -293,6 +293,7 @@ fn gemv_sym<const FMA: bool>(g: &[f32], v: &[f32], out: &mut [f32], s: f32) {
         16 => return gemv_sym_n::<FMA, 16>(g, v, out, s),
         32 => return gemv_sym_n::<FMA, 32>(g, v, out, s),
         64 => return gemv_sym_n::<FMA, 64>(g, v, out, s),
+        128 => return gemv_sym_n::<FMA, 128>(g, v, out, s),
         _ => {}
     }
     let f = v.len();
@@ -388,32 +389,53 @@ fn loss(
     let f = opts.factors;
     let g = gram(y, f, 0.0, pool);
     progress.check()?;
-    let alpha = opts.alpha;
+    let (alpha, reg) = (opts.alpha, opts.regularization);
+    let avx = has_avx2_fma();
     let per_chunk: Vec<f64> = pool.install(|| {
         x.par_chunks(1024 * f)
             .enumerate()
             .map(|(c, rows)| {
-                let mut total = 0f64;
-                let mut gx = vec![0f32; f];
-                for (k, xu) in rows.chunks_exact(f).enumerate() {
-                    let u = c * 1024 + k;
-                    crate::kernels::symv::<false>(&g, xu, &mut gx);
-                    total += dot::<false>(xu, &gx) as f64;
-                    let (idx, val) = ui.row(u);
-                    for (&i, &v) in idx.iter().zip(val) {
-                        let s = dot::<false>(xu, &y[i as usize * f..(i as usize + 1) * f]) as f64;
-                        let c = 1.0 + (alpha * v) as f64;
-                        total += c * (1.0 - s) * (1.0 - s) - s * s;
+                #[cfg(target_arch = "x86_64")]
+                {
+                    if avx {
+                        // SAFETY: features checked at run time.
+                        return unsafe { loss_rows_avx2(ui, c * 1024, rows, y, &g, alpha, reg) };
                     }
-                    total += opts.regularization as f64 * dot::<false>(xu, xu) as f64;
                 }
-                total
+                let _ = avx;
+                loss_rows::<false>(ui, c * 1024, rows, y, &g, alpha, reg)
             })
             .collect()
     });
     let reg_y: f64 = y.iter().map(|v| (*v as f64) * (*v as f64)).sum::<f64>() * opts.regularization as f64;
     let total: f64 = per_chunk.iter().sum::<f64>() + reg_y;
     Ok(total / (ui.rows as f64 * ui.cols as f64))
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn loss_rows_avx2(ui: &Csr, first: usize, rows: &[f32], y: &[f32], g: &[f32], alpha: f32, reg: f32) -> f64 {
+    loss_rows::<true>(ui, first, rows, y, g, alpha, reg)
+}
+
+/// Loss terms of a block of users starting at row `first`.
+#[inline(always)]
+fn loss_rows<const FMA: bool>(ui: &Csr, first: usize, rows: &[f32], y: &[f32], g: &[f32], alpha: f32, reg: f32) -> f64 {
+    let f = g.len().isqrt();
+    let mut total = 0f64;
+    let mut gx = vec![0f32; f];
+    for (k, xu) in rows.chunks_exact(f).enumerate() {
+        gemv_sym::<FMA>(g, xu, &mut gx, 1.0);
+        total += dot::<FMA>(xu, &gx) as f64;
+        let (idx, val) = ui.row(first + k);
+        for (&i, &v) in idx.iter().zip(val) {
+            let s = dot::<FMA>(xu, &y[i as usize * f..(i as usize + 1) * f]) as f64;
+            let c = 1.0 + (alpha * v) as f64;
+            total += c * (1.0 - s) * (1.0 - s) - s * s;
+        }
+        total += reg as f64 * dot::<FMA>(xu, xu) as f64;
+    }
+    total
 }
 
 /// Exact least-squares step for one user against fixed item factors (the "fold-in"):

@@ -47,15 +47,6 @@ pub fn axpy<const FMA: bool>(a: f32, x: &[f32], y: &mut [f32]) {
     }
 }
 
-/// out = M v for a dense row-major n×n matrix.
-#[inline(always)]
-pub fn symv<const FMA: bool>(m: &[f32], v: &[f32], out: &mut [f32]) {
-    let n = v.len();
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = dot::<FMA>(&m[i * n..(i + 1) * n], v);
-    }
-}
-
 /// True when the AVX2+FMA copies may be used.
 #[inline]
 pub fn has_avx2_fma() -> bool {
