@@ -41,6 +41,9 @@ fn block_signals() {
     }
 }
 
+/// Content neighbours averaged to place a post that has no interactions.
+const PLACEMENT_NEIGHBOURS: usize = 10;
+
 /// Bytes a train of this shape holds at its peak (documented in the README).
 pub fn estimate_bytes(rows: u64, nnz: u64, users: u64, items: u64, factors: u64, threads: u64) -> u64 {
     rows * 20 + nnz * 16 + (users + items) * (factors * 4 + source::BYTES_PER_ID) + factors * factors * 4 * (threads + 4)
@@ -91,14 +94,12 @@ fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions) -> Result<serd
     pgrx::check_for_interrupts!();
     let pool = als::pool(threads, Some(block_signals))?;
     let t1 = Instant::now();
-    let (m, stats) = als::train(&ui, &o.als, &pool, &mut Backend { iterations: o.als.iterations })?;
+    let (mut m, stats) = als::train(&ui, &o.als, &pool, &mut Backend { iterations: o.als.iterations })?;
     let train_s = t1.elapsed().as_secs_f64();
-    let gram = als::gram(&m.item_factors, m.factors, o.als.regularization, &pool);
     let mut popularity = vec![0f32; n_items];
     for &i in &ui.indices {
         popularity[i as usize] += 1.0;
     }
-    drop(pool);
     // Content model over every post, interactions or not (skipped when there is no posts table).
     let t_content = Instant::now();
     let posts_map = match &o.posts {
@@ -119,6 +120,25 @@ fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions) -> Result<serd
             Some((text.ids, tfidf))
         }
     };
+    // Posts with text but no interactions get factors from their content neighbours, so a new
+    // post can be recommended before anyone has seen it.
+    let mut item_ids = loaded.item_ids;
+    let mut placed = 0usize;
+    if let Some((ids, tfidf)) = &content {
+        let index: std::collections::HashMap<i64, u32> = item_ids.iter().enumerate().map(|(i, p)| (*p, i as u32)).collect();
+        let to_item: Vec<Option<u32>> = ids.iter().map(|p| index.get(p).copied()).collect();
+        let new = pool.install(|| recsys_core::tfidf::place_by_content(tfidf, &to_item, &m.item_factors, m.factors, PLACEMENT_NEIGHBOURS));
+        pgrx::check_for_interrupts!();
+        placed = new.len();
+        for (d, v) in new {
+            item_ids.push(ids[d]);
+            m.item_factors.extend_from_slice(&v);
+            popularity.push(0.0);
+        }
+        m.items = item_ids.len();
+    }
+    let gram = als::gram(&m.item_factors, m.factors, o.als.regularization, &pool);
+    drop(pool);
     let content_s = t_content.elapsed().as_secs_f64();
     let t2 = Instant::now();
     let mut report = json!({
@@ -134,11 +154,12 @@ fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions) -> Result<serd
         "memory_estimate_mb": est.div_ceil(1 << 20),
         "content_posts": content.as_ref().map(|c| c.0.len()),
         "content_terms": content.as_ref().map(|c| c.1.vocab.len()),
+        "placed_by_content": placed,
     });
     let new = model::NewModel {
         options: o,
         user_ids: &loaded.user_ids,
-        item_ids: &loaded.item_ids,
+        item_ids: &item_ids,
         user_factors: &m.user_factors,
         item_factors: &m.item_factors,
         item_popularity: &popularity,

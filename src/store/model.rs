@@ -68,9 +68,11 @@ pub fn save(client: &mut SpiClient<'_>, schema: &str, m: &NewModel<'_>, report: 
         .get_one()?;
     let id = id.ok_or_else(|| RecsysError::Spi("insert into _recsys_model returned no id".into()))?;
     let insert = format!("INSERT INTO {schema}._recsys_model_data (model_id, part, chunk, data) VALUES ($1, $2, $3, $4)");
-    let mut put = |part: &str, chunks: &mut dyn Iterator<Item = Vec<u8>>| -> Result<()> {
+    let put = |part: &str, chunks: &mut dyn Iterator<Item = Vec<u8>>| -> Result<()> {
         for (n, bytes) in chunks.enumerate() {
-            client.update(insert.as_str(), None, &[id.into(), part.into(), (n as i32).into(), bytes.into()])?;
+            // A nested SPI connection per chunk: its context, holding the bytea copy, is freed
+            // when it ends, so writing a model costs one chunk of memory, not a model's worth.
+            pgrx::Spi::connect_mut(|c| c.update(insert.as_str(), None, &[id.into(), part.into(), (n as i32).into(), bytes.into()]).map(|_| ()))?;
             pgrx::check_for_interrupts!();
         }
         Ok(())

@@ -155,6 +155,14 @@ pub fn weight_args(o: &TrainOptions) -> (JsonB, f32) {
     (JsonB(serde_json::to_value(&o.weights).unwrap_or_default()), o.default_weight)
 }
 
+/// Frees the tuple table of the last cursor fetch. pgrx leaves fetched batches in SPI's
+/// context until the connection ends, which for a 10M-row read is gigabytes.
+fn free_batch() {
+    // SAFETY: the batch was consumed by the loop above; nothing refers to it any more, and
+    // SPI_tuptable is the table of that last fetch.
+    unsafe { pgrx::pg_sys::SPI_freetuptable(pgrx::pg_sys::SPI_tuptable) };
+}
+
 /// All interactions, as dense triplets. Ids are mapped to dense indices in first-seen order.
 pub struct Loaded {
     pub user_ids: Vec<i64>,
@@ -209,6 +217,7 @@ pub fn read_interactions(client: &SpiClient<'_>, t: &Resolved, o: &TrainOptions,
             l.cols.push(ii);
             l.vals.push(w);
         }
+        free_batch();
         pgrx::check_for_interrupts!();
         let used = l.rows.len() as u64 * BYTES_PER_ROW + (l.user_ids.len() + l.item_ids.len()) as u64 * BYTES_PER_ID;
         if used > budget {
@@ -287,6 +296,7 @@ pub fn read_posts(client: &SpiClient<'_>, t: &Resolved, budget: u64) -> Result<P
             out.ids.push(pid);
             out.tokens.push(toks);
         }
+        free_batch();
         pgrx::check_for_interrupts!();
         if bytes > budget {
             return Err(RecsysError::OverBudget { needed: bytes, budget, what: "reading the posts' text" });

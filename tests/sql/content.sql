@@ -25,8 +25,13 @@ SELECT count(*) AS in_window FROM recsys_trending(10, since => '2 hours');
 SELECT * FROM recsys_trending(10, since => '-1 day');
 SELECT * FROM recsys_trending(10, "offset" => -1);
 
-SELECT (r->'content_posts')::int AS content_posts, (r->'content_terms')::int > 20 AS has_vocab, r->'posts' AS als_posts
+SELECT (r->'content_posts')::int AS content_posts, (r->'content_terms')::int > 20 AS has_vocab, r->'posts' AS als_posts,
+       r->'placed_by_content' AS placed
 FROM recsys_train('{"factors": 4, "iterations": 5}') r;
+-- Post 7 has no interactions but was placed in the ALS space from its content neighbours, so
+-- it is now a candidate in feeds (before placement it could never appear).
+INSERT INTO interactions (user_id, post_id, kind) VALUES (100, 1, 'like');
+SELECT bool_or(post_id = 7) AS new_post_is_candidate, count(*) AS candidates FROM recsys_recommend(100, 10);
 
 -- Search: words, whole tags, unknown terms, empty query.
 SELECT post_id FROM recsys_search('funny cat', 3);

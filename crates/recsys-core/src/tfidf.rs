@@ -208,3 +208,64 @@ mod tests {
         assert!(m.query(&toks(&["durian"])).is_empty());
     }
 }
+
+/// Factors for posts that have text but no interactions: the cosine-weighted mean of the
+/// factors of their `m` most content-similar posts that do have factors. Posts sharing no term
+/// with any trained post get nothing (they stay reachable by content only).
+/// `to_item[d]` is the ALS row of document d, if any. Returns (document, factors) pairs.
+pub fn place_by_content(t: &Tfidf, to_item: &[Option<u32>], item_factors: &[f32], f: usize, m: usize) -> Vec<(usize, Vec<f32>)> {
+    use crate::topk::{Scored, TopK};
+    use rayon::prelude::*;
+    let cold: Vec<usize> = (0..t.docs.rows).filter(|&d| to_item[d].is_none()).collect();
+    cold.par_iter()
+        .map_init(
+            || vec![0f32; t.docs.rows],
+            |scores, &d| {
+                t.scores(&t.doc(d), scores);
+                let mut top = TopK::new(m);
+                for (e, &s) in scores.iter().enumerate() {
+                    if s > 0.0 && e != d && to_item[e].is_some() && s >= top.threshold() {
+                        top.push(Scored { score: s, id: e as i64, index: e as u32 });
+                    }
+                }
+                let top = top.into_sorted();
+                let total: f32 = top.iter().map(|s| s.score).sum();
+                if total <= 0.0 {
+                    return None;
+                }
+                let mut v = vec![0f32; f];
+                for s in &top {
+                    let i = to_item[s.index as usize].unwrap_or(0) as usize;
+                    crate::kernels::axpy::<false>(s.score / total, &item_factors[i * f..(i + 1) * f], &mut v);
+                }
+                Some((d, v))
+            },
+        )
+        .flatten()
+        .collect()
+}
+
+#[cfg(test)]
+mod placement_tests {
+    use super::*;
+
+    #[test]
+    fn new_post_lands_among_its_content_neighbours() {
+        let docs: Vec<Vec<String>> = [
+            "cat kitten funny", "cat funny video", "pasta cooking dinner", "pasta sauce cooking", "funny cat kitten zoomies", "quantum",
+        ]
+        .iter()
+        .map(|s| s.split(' ').map(String::from).collect())
+        .collect();
+        let t = Tfidf::fit(&docs);
+        // Items 0..4 have factors: cats along axis 0, cooking along axis 1.
+        let to_item = vec![Some(0), Some(1), Some(2), Some(3), None, None];
+        let f = 2;
+        let factors = vec![1.0, 0.0, 0.9, 0.1, 0.0, 1.0, 0.1, 0.9];
+        let placed = place_by_content(&t, &to_item, &factors, f, 3);
+        assert_eq!(placed.len(), 1, "doc 5 shares no term with a trained post");
+        let (d, v) = &placed[0];
+        assert_eq!(*d, 4);
+        assert!(v[0] > 0.8 && v[1] < 0.2, "{v:?}");
+    }
+}

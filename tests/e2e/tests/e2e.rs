@@ -62,3 +62,72 @@ fn statement_timeout_stops_training_and_old_model_serves() {
     // The server survived: a new connection works.
     assert_eq!(c.sql("postgres", "SELECT 1"), "1");
 }
+
+fn small_fixture(c: &Cluster, db: &str) {
+    c.sql(db, "CREATE EXTENSION pg_recsys");
+    c.sql(db, &std::fs::read_to_string(root().join("scripts/schema.sql")).unwrap());
+    c.sql(
+        db,
+        "INSERT INTO interactions (user_id, post_id, kind)
+         SELECT u, p, 'like' FROM generate_series(1, 200) u, generate_series(1, 50) p WHERE (u + p) % 5 = 0",
+    );
+}
+
+/// The model tables are extension configuration tables: pg_dump keeps the trained model and
+/// the restored database serves it without a retrain.
+#[test]
+fn pg_dump_and_restore_keep_the_model() {
+    let c = Cluster::start("dump");
+    c.createdb("src");
+    small_fixture(&c, "src");
+    c.sql("src", "SELECT recsys_train('{\"factors\": 8, \"iterations\": 3}')");
+    let before = c.sql("src", "SELECT string_agg(post_id::text, ',') FROM recsys_recommend(3, 5)");
+    let dump = c.dir.join("src.dump");
+    let port = c.port.to_string();
+    let st = Command::new("pg_dump")
+        .args(["-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-Fc", "-f"])
+        .arg(&dump)
+        .arg("src")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    c.createdb("restored");
+    let st = Command::new("pg_restore")
+        .args(["-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-d", "restored", "--exit-on-error"])
+        .arg(&dump)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(c.sql("restored", "SELECT count(*) FROM _recsys_model"), "1");
+    assert_eq!(c.sql("restored", "SELECT string_agg(post_id::text, ',') FROM recsys_recommend(3, 5)"), before);
+    // The sequence came along: the next train gets a new, larger id.
+    assert_eq!(c.sql("restored", "SELECT (recsys_train('{\"factors\": 4, \"iterations\": 1}'))->>'model_id'"), "2");
+}
+
+/// A second train waits for the first (advisory lock) instead of racing it; serving is not
+/// blocked meanwhile and keeps the old model until the first train commits.
+#[test]
+fn concurrent_trains_serialise_and_serving_is_not_blocked() {
+    let c = Cluster::start("concurrency");
+    small_fixture(&c, "postgres");
+    c.sql("postgres", "SELECT recsys_train('{\"factors\": 8, \"iterations\": 2}')");
+    let mut first = c
+        .psql_cmd("postgres")
+        .args(["-v", "ON_ERROR_STOP=1", "-c", "BEGIN", "-c", "SELECT recsys_train('{\"factors\": 4, \"iterations\": 2}')", "-c", "SELECT pg_sleep(3)", "-c", "COMMIT"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    // Serving during the uncommitted train: not blocked, old model (8 factors).
+    let t = Instant::now();
+    assert_eq!(c.sql("postgres", "SELECT count(*) FROM recsys_recommend(1, 5)"), "5");
+    assert!(t.elapsed().as_secs_f64() < 1.0, "serving blocked by a train");
+    assert_eq!(c.sql("postgres", "SELECT factors FROM _recsys_model ORDER BY id DESC LIMIT 1"), "8");
+    let t = Instant::now();
+    let second = c.sql("postgres", "SELECT (recsys_train('{\"factors\": 6, \"iterations\": 2}'))->>'model_id'");
+    let waited = t.elapsed().as_secs_f64();
+    assert!(first.wait().unwrap().success());
+    assert!(waited > 1.0, "the second train did not wait ({waited:.2}s)");
+    assert_eq!(second, "3");
+    assert_eq!(c.sql("postgres", "SELECT string_agg(factors::text, ',' ORDER BY id) FROM _recsys_model"), "4,6");
+}
