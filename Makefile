@@ -9,4 +9,4 @@ test:
 	bash scripts/test.sh
 
 bench:
-	bash bench/run.sh
+	bash bench/als.sh

@@ -60,13 +60,13 @@ fn recsys_trending(
         }
         // Exponential decay: weight · 2^(−age / half-life), age clamped at 0 for future rows.
         let sql = format!(
-            "SELECT i.p, sum(i.w * exp(-0.6931471805599453 * i.age / $4))::float4 AS score FROM (
+            "SELECT i.p, pg_catalog.sum(i.w * pg_catalog.exp(-0.6931471805599453 * i.age / $4))::float4 AS score FROM (
                SELECT ({post})::int8 AS p, {w} AS w,
-                      greatest(0, extract(epoch FROM (now() - ({time})::timestamptz)))::float8 AS age
-               FROM {tbl} WHERE ({time})::timestamptz >= now() - $3::interval AND ({post}) IS NOT NULL
+                      greatest(0, extract(epoch FROM (pg_catalog.now() - ({time})::timestamptz)))::float8 AS age
+               FROM {tbl} WHERE ({time})::timestamptz >= pg_catalog.now() - $3::interval AND ({post}) IS NOT NULL
              ) i {join}
              WHERE i.w = i.w AND i.w <> 'Infinity' AND i.w <> '-Infinity'
-             GROUP BY i.p HAVING sum(i.w) > 0
+             GROUP BY i.p HAVING pg_catalog.sum(i.w) > 0
              ORDER BY score DESC, i.p LIMIT $7 OFFSET $8",
             w = source::weight_expr(&it),
             tbl = it.table

@@ -131,3 +131,55 @@ fn concurrent_trains_serialise_and_serving_is_not_blocked() {
     assert_eq!(second, "3");
     assert_eq!(c.sql("postgres", "SELECT string_agg(factors::text, ',' ORDER BY id) FROM _recsys_model"), "4,6");
 }
+
+/// Functions run as the caller: the README's serving grants are enough to serve and not enough
+/// to train; a role that may not read interactions gets PostgreSQL's own permission error.
+#[test]
+fn privileges_follow_the_caller() {
+    let c = Cluster::start("privileges");
+    small_fixture(&c, "postgres");
+    c.sql("postgres", "SELECT recsys_train('{\"factors\": 4, \"iterations\": 2}')");
+    c.sql(
+        "postgres",
+        "CREATE ROLE app_reader LOGIN; CREATE ROLE nobody LOGIN;
+         GRANT SELECT ON _recsys_model, _recsys_model_data TO app_reader;
+         GRANT SELECT ON interactions TO app_reader;",
+    );
+    let as_role = |role: &str, sql: &str| c.sql("postgres", &format!("SET ROLE {role}; {sql}"));
+    assert_eq!(as_role("app_reader", "SELECT count(*) FROM recsys_recommend(3, 5)"), "5");
+    assert_eq!(as_role("app_reader", "SELECT count(*) FROM recsys_similar(5, 3)"), "3");
+    let err = c.sql_err("postgres", "SET ROLE app_reader; SELECT recsys_train()");
+    assert!(err.contains("42501") && err.contains("permission denied"), "{err}");
+    let err = c.sql_err("postgres", "SET ROLE nobody; SELECT recsys_train()");
+    assert!(err.contains("42501") && err.contains("permission denied for table interactions"), "{err}");
+    let err = c.sql_err("postgres", "SET ROLE nobody; SELECT * FROM recsys_recommend(3, 5)");
+    assert!(err.contains("42501"), "{err}");
+    // Nothing was changed by the failed attempts.
+    assert_eq!(c.sql("postgres", "SELECT count(*) FROM _recsys_model"), "1");
+}
+
+/// A hostile search_path (a schema first in the path holding a fake _recsys_model and a
+/// look-alike function) changes nothing: internal names are schema-qualified.
+#[test]
+fn hostile_search_path_does_not_change_results() {
+    let c = Cluster::start("search_path");
+    small_fixture(&c, "postgres");
+    c.sql("postgres", "SELECT recsys_train('{\"factors\": 4, \"iterations\": 2}')");
+    let before = c.sql("postgres", "SELECT string_agg(post_id::text, ',') FROM recsys_recommend(3, 5)");
+    c.sql(
+        "postgres",
+        "CREATE SCHEMA evil;
+         CREATE TABLE evil._recsys_model (id bigint, options jsonb);
+         INSERT INTO evil._recsys_model VALUES (999, '{}');
+         CREATE TABLE evil._recsys_model_data (model_id bigint, part text, chunk int, data bytea);
+         CREATE FUNCTION evil.quote_ident(text) RETURNS text LANGUAGE sql AS $$ SELECT 'users' $$;
+         CREATE FUNCTION evil.to_regclass(text) RETURNS regclass LANGUAGE sql AS $$ SELECT 'pg_class'::regclass $$;",
+    );
+    let after = c.sql(
+        "postgres",
+        "SET search_path = evil, public; SELECT string_agg(post_id::text, ',') FROM recsys_recommend(3, 5)",
+    );
+    assert_eq!(after, before);
+    let report = c.sql("postgres", "SET search_path = evil, public; SELECT recsys_train('{\"factors\": 4, \"iterations\": 2}')->>'model_id'");
+    assert_eq!(report, "2");
+}
