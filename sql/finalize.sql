@@ -7,11 +7,13 @@ Row weight = weights[kind] (default_weight for other kinds) * coalesce(value, 1)
 Returns a report: model_id, users, posts, interactions, nonzeros, iterations, loss per iteration, seconds per phase.
 Memory budget: maintenance_work_mem. NULL options = {}.';
 
-COMMENT ON FUNCTION @extschema@.recsys_recommend(bigint, integer, boolean) IS
+COMMENT ON FUNCTION @extschema@.recsys_recommend(bigint, integer, boolean, text, text, text, bigint[], bigint[], integer, real) IS
 'Top-k posts for a user, best first (ties by post_id). The user''s current interactions are folded into the
 model at call time, so new likes count without a retrain. A user with no known interactions gets the
 popularity fallback (score = distinct users per post / max). exclude_seen drops posts the user interacted with.
-k between 1 and recsys.max_k. STRICT: a NULL argument returns no rows.';
+Feed arguments: category, project_code, mood (exact match on the posts table as of training), include (allow-list),
+exclude, "offset" (paging), diversity 0..1 (MMR re-rank over ALS item cosine; 0 = off).
+k between 1 and recsys.max_k. A NULL user_id, k or exclude_seen returns no rows.';
 
 COMMENT ON FUNCTION @extschema@.recsys_similar(bigint, integer) IS
 'Top-k posts most similar to a post, never the post itself: a blend of ALS item cosine and content (TF-IDF)

@@ -6,6 +6,7 @@ use pgrx::prelude::*;
 use recsys_core::als::fold_in;
 use recsys_core::kernels::score_all;
 use recsys_core::topk::{Scored, TopK};
+
 use std::collections::{HashMap, HashSet};
 
 pub(super) fn check_k(k: i32) -> Result<usize> {
@@ -49,9 +50,117 @@ fn rows(top: Vec<Scored>) -> Rows {
     TableIterator::new(top.into_iter().map(|s| (s.id, s.score)).collect::<Vec<_>>())
 }
 
+/// The feed arguments of recsys_recommend, checked.
+pub(super) struct Feed<'a> {
+    pub k: usize,
+    pub offset: usize,
+    pub diversity: f32,
+    pub attrs: [Option<&'a str>; 3],
+    pub include: Option<HashSet<i64>>,
+    pub exclude: HashSet<i64>,
+}
+
+impl<'a> Feed<'a> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        k: i32,
+        category: Option<&'a str>,
+        project_code: Option<&'a str>,
+        mood: Option<&'a str>,
+        include: Option<Vec<Option<i64>>>,
+        exclude: Option<Vec<Option<i64>>>,
+        offset: i32,
+        diversity: f32,
+    ) -> Result<Feed<'a>> {
+        let k = check_k(k)?;
+        if offset < 0 {
+            return Err(RecsysError::InvalidArgument { message: format!("offset must be 0 or more, got {offset}"), hint: "pass offset => 0".into() });
+        }
+        if (offset as i64 + k as i64) > gucs::max_k() as i64 * 10 {
+            return Err(RecsysError::InvalidArgument {
+                message: format!("offset + k = {} is above 10 × recsys.max_k", offset as i64 + k as i64),
+                hint: "page with smaller offsets, or raise recsys.max_k".into(),
+            });
+        }
+        if !(0.0..=1.0).contains(&diversity) {
+            return Err(RecsysError::InvalidArgument {
+                message: format!("diversity must be between 0 and 1, got {diversity}"),
+                hint: "0 = off, 0.3 = a mild re-rank, 1 = most diverse".into(),
+            });
+        }
+        Ok(Feed {
+            k,
+            offset: offset as usize,
+            diversity,
+            attrs: [category, project_code, mood],
+            include: include.map(|v| v.into_iter().flatten().collect()),
+            exclude: exclude.map(|v| v.into_iter().flatten().collect()).unwrap_or_default(),
+        })
+    }
+
+    /// Ranks `scores` (one per model item), applying every filter, the page and the re-rank.
+    pub fn rank(&self, m: &Serving, scores: &[f32], seen: Option<&HashSet<i64>>) -> Result<Vec<Scored>> {
+        let filtering = self.attrs.iter().any(|a| a.is_some());
+        let content = m.content.as_ref();
+        if filtering && content.is_none() {
+            return Err(RecsysError::NoContentModel);
+        }
+        let codes = content.map(|c| c.filter_codes(self.attrs));
+        let want = self.offset + self.k;
+        // MMR needs a pool to choose from; plain ranking needs exactly the page.
+        let pool = if self.diversity > 0.0 { (want * 4).max(want + 20) } else { want };
+        let mut top = TopK::new(pool);
+        for (i, &s) in scores.iter().enumerate() {
+            if s < top.threshold() {
+                continue;
+            }
+            let id = m.item_ids[i];
+            if seen.is_some_and(|x| x.contains(&id)) || self.exclude.contains(&id) || self.include.as_ref().is_some_and(|inc| !inc.contains(&id)) {
+                continue;
+            }
+            if let (true, Some(c), Some(codes)) = (filtering, content, codes.as_ref()) {
+                match c.from_item[i] {
+                    Some(row) if c.matches(row as usize, codes) => {}
+                    _ => continue,
+                }
+            }
+            top.push(Scored { score: s, id, index: i as u32 });
+        }
+        let ranked = top.into_sorted();
+        let ranked = if self.diversity > 0.0 {
+            let f = m.factors;
+            let cos = |a: u32, b: u32| {
+                let (a, b) = (a as usize, b as usize);
+                recsys_core::kernels::dot_dispatch(&m.item_factors[a * f..(a + 1) * f], &m.item_factors[b * f..(b + 1) * f])
+                    / (m.item_norms[a] * m.item_norms[b]).max(1e-12)
+            };
+            recsys_core::topk::mmr(&ranked, want, self.diversity, cos)
+        } else {
+            ranked
+        };
+        Ok(ranked.into_iter().skip(self.offset).take(self.k).collect())
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 #[pg_extern(stable)]
-fn recsys_recommend(user_id: i64, k: default!(i32, 10), exclude_seen: default!(bool, true)) -> TableIterator<'static, (name!(post_id, i64), name!(score, f32))> {
-    let k = check_k(k).or_raise();
+fn recsys_recommend(
+    user_id: Option<i64>,
+    k: default!(Option<i32>, 10),
+    exclude_seen: default!(Option<bool>, true),
+    category: default!(Option<&str>, "NULL"),
+    project_code: default!(Option<&str>, "NULL"),
+    mood: default!(Option<&str>, "NULL"),
+    include: default!(Option<Vec<Option<i64>>>, "NULL"),
+    exclude: default!(Option<Vec<Option<i64>>>, "NULL"),
+    offset: default!(i32, 0),
+    diversity: default!(f32, 0.0),
+) -> TableIterator<'static, (name!(post_id, i64), name!(score, f32))> {
+    // NULL user, k or exclude_seen: no rows (as a STRICT function would).
+    let (Some(user_id), Some(k), Some(exclude_seen)) = (user_id, k, exclude_seen) else {
+        return rows(vec![]);
+    };
+    let feed = Feed::new(k, category, project_code, mood, include, exclude, offset, diversity).or_raise();
     let top = Spi::connect(|client| -> Result<Vec<Scored>> {
         let m = model::current(client)?;
         let (items, seen) = history(client, &m, user_id)?;
@@ -64,17 +173,7 @@ fn recsys_recommend(user_id: i64, k: default!(i32, 10), exclude_seen: default!(b
             let x = fold_in(&m.item_factors, m.factors, &m.gram, &items, m.options.als.alpha);
             score_all(&m.item_factors, m.factors, &x, &mut scores);
         }
-        let mut top = TopK::new(k);
-        for (i, &s) in scores.iter().enumerate() {
-            let id = m.item_ids[i];
-            if exclude_seen && seen.contains(&id) {
-                continue;
-            }
-            if s >= top.threshold() {
-                top.push(Scored { score: s, id, index: i as u32 });
-            }
-        }
-        Ok(top.into_sorted())
+        feed.rank(&m, &scores, exclude_seen.then_some(&seen))
     })
     .or_raise();
     rows(top)

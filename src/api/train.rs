@@ -117,14 +117,29 @@ fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions) -> Result<serd
                 return Err(RecsysError::OverBudget { needed: est, budget, what: "the content model" });
             }
             let tfidf = recsys_core::tfidf::Tfidf::fit(&text.tokens);
-            Some((text.ids, tfidf))
+            // Dictionary-encode the filter attributes: code 0 is NULL.
+            let mut dict: Vec<String> = vec![String::new()];
+            let mut lookup: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
+            let mut codes = Vec::with_capacity(text.attrs.len() * 3);
+            for a in &text.attrs {
+                for v in a {
+                    codes.push(match v {
+                        None => 0,
+                        Some(v) => *lookup.entry(v.clone()).or_insert_with(|| {
+                            dict.push(v.clone());
+                            dict.len() as u32 - 1
+                        }),
+                    });
+                }
+            }
+            Some((text.ids, tfidf, codes, dict))
         }
     };
     // Posts with text but no interactions get factors from their content neighbours, so a new
     // post can be recommended before anyone has seen it.
     let mut item_ids = loaded.item_ids;
     let mut placed = 0usize;
-    if let Some((ids, tfidf)) = &content {
+    if let Some((ids, tfidf, _, _)) = &content {
         let index: std::collections::HashMap<i64, u32> = item_ids.iter().enumerate().map(|(i, p)| (*p, i as u32)).collect();
         let to_item: Vec<Option<u32>> = ids.iter().map(|p| index.get(p).copied()).collect();
         let new = pool.install(|| recsys_core::tfidf::place_by_content(tfidf, &to_item, &m.item_factors, m.factors, PLACEMENT_NEIGHBOURS));
@@ -164,7 +179,8 @@ fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions) -> Result<serd
         item_factors: &m.item_factors,
         item_popularity: &popularity,
         gram: &gram,
-        content: content.as_ref().map(|(ids, t)| (ids.as_slice(), t)),
+        content: content.as_ref().map(|(ids, t, _, _)| (ids.as_slice(), t)),
+        attrs: content.as_ref().map(|(_, _, codes, dict)| (codes.as_slice(), dict.as_slice())),
     };
     let id = model::save(client, &schema, &new, report.clone(), gucs::keep_models())?;
     report["model_id"] = json!(id);

@@ -28,6 +28,8 @@ pub struct NewModel<'a> {
     pub gram: &'a [f32],
     /// TF-IDF over the posts table (all posts, with or without interactions).
     pub content: Option<(&'a [i64], &'a Tfidf)>,
+    /// Per content post: codes of category, project_code, mood into `attr_dict` (0 = NULL).
+    pub attrs: Option<(&'a [u32], &'a [String])>,
 }
 
 fn f32_bytes(v: &[f32]) -> impl Iterator<Item = Vec<u8>> + '_ {
@@ -93,6 +95,11 @@ pub fn save(client: &mut SpiClient<'_>, schema: &str, m: &NewModel<'_>, report: 
         let vocab = t.vocab.join("\n").into_bytes();
         put("content_vocab", &mut vocab.chunks(CHUNK_BYTES).map(|c| c.to_vec()))?;
     }
+    if let Some((codes, dict)) = m.attrs {
+        put("attr_codes", &mut u32_bytes(codes))?;
+        let dict = serde_json::to_vec(dict).map_err(|e| RecsysError::Spi(e.to_string()))?;
+        put("attr_dict", &mut dict.chunks(CHUNK_BYTES).map(|c| c.to_vec()))?;
+    }
     client.update(
         &format!(
             "DELETE FROM {schema}._recsys_model WHERE id NOT IN \
@@ -133,6 +140,27 @@ pub struct Content {
     pub tfidf: Tfidf,
     /// Content row → ALS item index, when the post has factors.
     pub to_item: Vec<Option<u32>>,
+    /// ALS item index → content row, when the post is in the posts table.
+    pub from_item: Vec<Option<u32>>,
+    /// Per content row: category, project_code, mood as codes into `dict` (0 = NULL).
+    pub attrs: Vec<[u32; 3]>,
+    pub dict: HashMap<String, u32>,
+}
+
+impl Content {
+    /// The attribute codes a filter asks for: None = no filter on that attribute;
+    /// Some(None) = a value no post has (the filter matches nothing).
+    pub fn filter_codes(&self, wanted: [Option<&str>; 3]) -> [Option<Option<u32>>; 3] {
+        wanted.map(|w| w.map(|v| self.dict.get(v).copied()))
+    }
+
+    pub fn matches(&self, row: usize, codes: &[Option<Option<u32>>; 3]) -> bool {
+        codes.iter().zip(&self.attrs[row]).all(|(want, have)| match want {
+            None => true,
+            Some(Some(c)) => c == have,
+            Some(None) => false,
+        })
+    }
 }
 
 thread_local! {
@@ -202,9 +230,27 @@ fn load(client: &SpiClient<'_>, schema: &str, id: i64, options: TrainOptions) ->
             let docs = Csr { rows: ids.len(), cols: vocab.len(), indptr, indices: terms, data: values };
             let postings = docs.transpose();
             let index: HashMap<String, u32> = vocab.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
-            let to_item = ids.iter().map(|p| item_index.get(p).copied()).collect();
+            let to_item: Vec<Option<u32>> = ids.iter().map(|p| item_index.get(p).copied()).collect();
+            let mut from_item = vec![None; item_ids.len()];
+            for (d, i) in to_item.iter().enumerate() {
+                if let Some(i) = i {
+                    from_item[*i as usize] = Some(d as u32);
+                }
+            }
             let cindex = ids.iter().enumerate().map(|(i, p)| (*p, i as u32)).collect();
-            Some(Content { ids, index: cindex, tfidf: Tfidf { vocab, index, idf, docs, postings }, to_item })
+            let codes: Vec<u32> = decode(opt("attr_codes"), u32::from_le_bytes);
+            let dict_list: Vec<String> = if opt("attr_dict").is_empty() {
+                vec![String::new()]
+            } else {
+                serde_json::from_slice(opt("attr_dict")).map_err(|e| RecsysError::Corrupt(format!("attribute dictionary: {e}")))?
+            };
+            let attrs: Vec<[u32; 3]> = if codes.len() == ids.len() * 3 {
+                codes.chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect()
+            } else {
+                vec![[0; 3]; ids.len()]
+            };
+            let dict = dict_list.into_iter().enumerate().skip(1).map(|(i, v)| (v, i as u32)).collect();
+            Some(Content { ids, index: cindex, tfidf: Tfidf { vocab, index, idf, docs, postings }, to_item, from_item, attrs, dict })
         }
     };
     let resolved = source::resolve(client, "interactions", &options.interactions, INTERACTIONS)?;

@@ -250,6 +250,8 @@ pub struct PostText {
     pub ids: Vec<i64>,
     pub tokens: Vec<Vec<String>>,
     pub token_count: u64,
+    /// category, project_code, mood per post (the feed filters), as read.
+    pub attrs: Vec<[Option<String>; 3]>,
 }
 
 fn text_expr(t: &Resolved, role: &str) -> String {
@@ -264,14 +266,16 @@ pub fn read_posts(client: &SpiClient<'_>, t: &Resolved, budget: u64) -> Result<P
         (None, _) => "NULL::text[]".into(),
     };
     let query = format!(
-        "SELECT ({id})::int8, {title}, {descr}, {tags}, {cat} FROM {tbl} WHERE ({id}) IS NOT NULL",
+        "SELECT ({id})::int8, {title}, {descr}, {tags}, {cat}, {pc}, {mood} FROM {tbl} WHERE ({id}) IS NOT NULL",
         title = text_expr(t, "title"),
         descr = text_expr(t, "description"),
         cat = text_expr(t, "category"),
+        pc = text_expr(t, "project_code"),
+        mood = text_expr(t, "mood"),
         tbl = t.table
     );
     let mut cursor = client.try_open_cursor(query.as_str(), &[])?;
-    let mut out = PostText { ids: vec![], tokens: vec![], token_count: 0 };
+    let mut out = PostText { ids: vec![], tokens: vec![], token_count: 0, attrs: vec![] };
     let mut bytes = 0u64;
     loop {
         let batch = cursor.fetch(5_000)?;
@@ -284,6 +288,7 @@ pub fn read_posts(client: &SpiClient<'_>, t: &Resolved, budget: u64) -> Result<P
             let descr = row.get::<String>(3)?.unwrap_or_default();
             let tags: Vec<String> = row.get::<Vec<Option<String>>>(4)?.unwrap_or_default().into_iter().flatten().collect();
             let cat = row.get::<String>(5)?.unwrap_or_default();
+            let attrs = [Some(cat.clone()).filter(|c| !c.is_empty()), row.get::<String>(6)?, row.get::<String>(7)?];
             let doc = recsys_core::tfidf::Doc {
                 title: &title,
                 description: &descr,
@@ -293,8 +298,10 @@ pub fn read_posts(client: &SpiClient<'_>, t: &Resolved, budget: u64) -> Result<P
             let toks = recsys_core::tfidf::tokens(&doc);
             out.token_count += toks.len() as u64;
             bytes += toks.iter().map(|t| t.len() as u64 + 40).sum::<u64>();
+            bytes += attrs.iter().flatten().map(|a| a.len() as u64 + 24).sum::<u64>();
             out.ids.push(pid);
             out.tokens.push(toks);
+            out.attrs.push(attrs);
         }
         free_batch();
         pgrx::check_for_interrupts!();

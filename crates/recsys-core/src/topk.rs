@@ -115,3 +115,57 @@ mod tests {
         assert!(z.into_sorted().is_empty());
     }
 }
+
+/// Maximal marginal relevance re-rank (Carbonell & Goldstein 1998): picks `k` of `cands`
+/// (best first) greedily by (1 − d)·relevance − d·(max similarity to those already picked),
+/// relevance being the score scaled to [0, 1] over the candidates. d = 0 keeps the order.
+pub fn mmr<S: Fn(u32, u32) -> f32>(cands: &[Scored], k: usize, d: f32, sim: S) -> Vec<Scored> {
+    if d <= 0.0 || cands.len() <= 1 {
+        return cands.iter().take(k).copied().collect();
+    }
+    let (lo, hi) = cands.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), c| (a.min(c.score), b.max(c.score)));
+    let span = (hi - lo).max(1e-12);
+    let mut left: Vec<Scored> = cands.to_vec();
+    let mut max_sim = vec![f32::NEG_INFINITY; left.len()];
+    let mut out: Vec<Scored> = Vec::with_capacity(k);
+    while out.len() < k && !left.is_empty() {
+        let mut best = 0usize;
+        let mut best_v = f32::NEG_INFINITY;
+        for (j, c) in left.iter().enumerate() {
+            let rel = (c.score - lo) / span;
+            let red = if out.is_empty() { 0.0 } else { max_sim[j] };
+            let v = (1.0 - d) * rel - d * red;
+            // Ties keep the original order (candidates arrive best first).
+            if v > best_v {
+                best_v = v;
+                best = j;
+            }
+        }
+        let picked = left.remove(best);
+        max_sim.remove(best);
+        for (j, c) in left.iter().enumerate() {
+            max_sim[j] = max_sim[j].max(sim(picked.index, c.index));
+        }
+        out.push(picked);
+    }
+    out
+}
+
+#[cfg(test)]
+mod mmr_tests {
+    use super::*;
+
+    #[test]
+    fn diversity_trades_relevance_for_novelty() {
+        // Items 0,1,2 are near-duplicates (same group); 3 is different and a little less relevant.
+        let c: Vec<Scored> = [(1.0, 0), (0.95, 1), (0.9, 2), (0.8, 3)]
+            .iter()
+            .map(|&(s, i)| Scored { score: s, id: i as i64, index: i })
+            .collect();
+        let sim = |a: u32, b: u32| if (a < 3) == (b < 3) { 1.0 } else { 0.0 };
+        let ids = |v: Vec<Scored>| v.iter().map(|s| s.id).collect::<Vec<_>>();
+        assert_eq!(ids(mmr(&c, 3, 0.0, sim)), vec![0, 1, 2]);
+        assert_eq!(ids(mmr(&c, 3, 0.5, sim)), vec![0, 3, 1]);
+        assert_eq!(ids(mmr(&c, 2, 1.0, sim)), vec![0, 3]);
+    }
+}
