@@ -9,6 +9,7 @@ pub mod eval;
 pub mod kernels;
 pub mod rng;
 pub mod split;
+pub mod synth;
 pub mod tfidf;
 pub mod topk;
 
