@@ -13,7 +13,7 @@ model at call time, so new likes count without a retrain. A user with no known i
 popularity fallback (score = distinct users per post / max). exclude_seen drops posts the user interacted with.
 Feed arguments: category, project_code, mood (exact match on the posts table as of training), include (allow-list),
 exclude, "offset" (paging), diversity 0..1 (MMR re-rank over ALS item cosine; 0 = off).
-k between 1 and recsys.max_k. A NULL user_id, k or exclude_seen returns no rows.';
+k between 1 and recsys.max_k. A NULL user_id, k or exclude_seen returns no rows; NULL offset/diversity/filters mean their defaults.';
 
 COMMENT ON FUNCTION @extschema@.recsys_similar(bigint, integer) IS
 'Top-k posts most similar to a post, never the post itself: a blend of ALS item cosine and content (TF-IDF)
@@ -28,4 +28,5 @@ returns no rows. Needs a model trained with a posts table. k between 1 and recsy
 COMMENT ON FUNCTION @extschema@.recsys_trending(integer, text, text, interval, integer) IS
 'Posts ranked by recent engagement: the sum of interaction weights (as in the model''s options, or the
 defaults) decayed by 2^(-age / recsys.trending_half_life_hours), over interactions newer than since.
-Optional category and project_code filters join the posts table; offset pages. Needs no trained model.';
+Optional category and project_code filters join the posts table; offset pages. Needs no trained model.
+NULL k returns no rows; NULL since/offset mean their defaults.';

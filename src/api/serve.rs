@@ -153,14 +153,15 @@ fn recsys_recommend(
     mood: default!(Option<&str>, "NULL"),
     include: default!(Option<Vec<Option<i64>>>, "NULL"),
     exclude: default!(Option<Vec<Option<i64>>>, "NULL"),
-    offset: default!(i32, 0),
-    diversity: default!(f32, 0.0),
+    offset: default!(Option<i32>, 0),
+    diversity: default!(Option<f32>, 0.0),
 ) -> TableIterator<'static, (name!(post_id, i64), name!(score, f32))> {
-    // NULL user, k or exclude_seen: no rows (as a STRICT function would).
+    // NULL user, k or exclude_seen: no rows (as a STRICT function would); NULL offset or
+    // diversity: their defaults.
     let (Some(user_id), Some(k), Some(exclude_seen)) = (user_id, k, exclude_seen) else {
         return rows(vec![]);
     };
-    let feed = Feed::new(k, category, project_code, mood, include, exclude, offset, diversity).or_raise();
+    let feed = Feed::new(k, category, project_code, mood, include, exclude, offset.unwrap_or(0), diversity.unwrap_or(0.0)).or_raise();
     let top = Spi::connect(|client| -> Result<Vec<Scored>> {
         let m = model::current(client)?;
         let (items, seen) = history(client, &m, user_id)?;

@@ -19,17 +19,24 @@ fn recipe(client: &pgrx::spi::SpiClient<'_>) -> Result<TrainOptions> {
 
 #[pg_extern(stable)]
 fn recsys_trending(
-    k: default!(i32, 10),
+    k: default!(Option<i32>, 10),
     category: default!(Option<&str>, "NULL"),
     project_code: default!(Option<&str>, "NULL"),
-    since: default!(Interval, "'7 days'"),
-    offset: default!(i32, 0),
+    since: default!(Option<Interval>, "'7 days'"),
+    offset: default!(Option<i32>, 0),
 ) -> TableIterator<'static, (name!(post_id, i64), name!(score, f32))> {
+    // NULL k: no rows; NULL since / offset: their defaults.
+    let Some(k) = k else { return TableIterator::new(vec![]) };
     let k = check_k(k).or_raise();
+    let offset = offset.unwrap_or(0);
     if offset < 0 {
         RecsysError::InvalidArgument { message: format!("offset must be 0 or more, got {offset}"), hint: "pass offset => 0".into() }.raise();
     }
     let rows = Spi::connect(|client| -> Result<Vec<(i64, f32)>> {
+        let since: Interval = match since {
+            Some(s) => s,
+            None => store::one::<Interval>(client, "SELECT interval '7 days'", &[])?.ok_or_else(|| RecsysError::Spi("interval".into()))?,
+        };
         let positive = store::one::<bool>(client, "SELECT $1::interval > interval '0'", &[since.into()])?.unwrap_or(false);
         if !positive {
             return Err(RecsysError::InvalidArgument {

@@ -36,3 +36,11 @@ SELECT count(DISTINCT p.category) > 1 AS categories_diverse FROM recsys_recommen
 SELECT * FROM recsys_recommend(1, 10, "offset" => -1);
 SELECT * FROM recsys_recommend(1, 10, diversity => 1.5);
 SELECT * FROM recsys_recommend(1, 10, "offset" => 100000);
+-- NULL in a required argument gives no rows; NULL in an optional knob means its default.
+SELECT count(*) AS null_k FROM recsys_recommend(1, NULL);
+SELECT count(*) AS null_offset_diversity FROM recsys_recommend(1, 5, "offset" => NULL, diversity => NULL);
+SELECT count(*) AS null_filters FROM recsys_recommend(1, 5, category => NULL, include => NULL, exclude => NULL);
+SELECT count(*) AS trending_null_k FROM recsys_trending(NULL);
+SELECT count(*) > 0 AS trending_null_knobs FROM recsys_trending(5, since => NULL, "offset" => NULL);
+SELECT count(*) AS search_null FROM recsys_search(NULL);
+SELECT count(*) AS similar_null FROM recsys_similar(1, NULL);
