@@ -28,7 +28,15 @@ pub(super) fn check_k(k: i32) -> Result<usize> {
 /// returned separately (they can only be excluded, not folded in).
 fn history(client: &pgrx::spi::SpiClient<'_>, m: &Serving, user_id: i64) -> Result<(Vec<(u32, f32)>, HashSet<i64>)> {
     let (weights, default_weight) = source::weight_args(&m.options);
-    let rows = client.select(m.history_query.as_str(), None, &[weights.into(), default_weight.into(), user_id.into()])?;
+    if m.history_plan.borrow().is_none() {
+        use pgrx::{PgBuiltInOids, PgOid};
+        let types = [PgOid::BuiltIn(PgBuiltInOids::JSONBOID), PgOid::BuiltIn(PgBuiltInOids::FLOAT4OID), PgOid::BuiltIn(PgBuiltInOids::INT8OID)];
+        let plan = client.prepare(m.history_query.as_str(), &types)?.keep();
+        *m.history_plan.borrow_mut() = Some(plan);
+    }
+    let plan = m.history_plan.borrow();
+    let plan = plan.as_ref().ok_or_else(|| RecsysError::Spi("history plan missing".into()))?;
+    let rows = client.select(plan, None, &[weights.into(), default_weight.into(), user_id.into()])?;
     let mut sums: HashMap<u32, f32> = HashMap::new();
     let mut seen = HashSet::new();
     for row in rows {

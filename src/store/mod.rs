@@ -5,15 +5,28 @@ pub mod source;
 use crate::error::Result;
 use pgrx::spi::SpiClient;
 
-/// The extension's schema, quoted by the server (safe to splice into SQL text).
+thread_local! {
+    /// (extension OID, quoted schema): valid while the extension is not dropped and recreated.
+    static SCHEMA: std::cell::RefCell<Option<(pgrx::pg_sys::Oid, String)>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The extension's schema, quoted by the server (safe to splice into SQL text). Cached per
+/// backend under the extension's OID, since it is on every call's path.
 pub fn schema(client: &SpiClient<'_>) -> Result<String> {
+    // SAFETY: a catalog lookup on the backend thread inside a transaction.
+    let ext = unsafe { pgrx::pg_sys::get_extension_oid(c"pg_recsys".as_ptr(), true) };
+    if let Some(s) = SCHEMA.with(|c| c.borrow().as_ref().filter(|(oid, _)| *oid == ext).map(|(_, s)| s.clone())) {
+        return Ok(s);
+    }
     let s: Option<String> = one(
         client,
         "SELECT pg_catalog.quote_ident(n.nspname::text) FROM pg_catalog.pg_extension e \
          JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_recsys'",
         &[],
     )?;
-    s.ok_or_else(|| crate::error::RecsysError::Spi("extension pg_recsys is not installed in this database".into()))
+    let s = s.ok_or_else(|| crate::error::RecsysError::Spi("extension pg_recsys is not installed in this database".into()))?;
+    SCHEMA.with(|c| *c.borrow_mut() = Some((ext, s.clone())));
+    Ok(s)
 }
 
 /// First row of a query as up to three columns; `None` when there is no row.

@@ -130,6 +130,8 @@ pub struct Serving {
     pub gram: Vec<f32>,
     /// The fold-in query over the interactions table, resolved at load.
     pub history_query: String,
+    /// Its plan, prepared on first use and kept for the life of the cached model.
+    pub history_plan: RefCell<Option<pgrx::spi::OwnedPreparedStatement>>,
     pub content: Option<Content>,
 }
 
@@ -165,16 +167,38 @@ impl Content {
 
 thread_local! {
     static CACHE: RefCell<Option<Rc<Serving>>> = const { RefCell::new(None) };
+    /// The newest-model-id query, prepared once per backend (and per extension schema).
+    static LATEST: RefCell<Option<(String, pgrx::spi::OwnedPreparedStatement)>> = const { RefCell::new(None) };
+}
+
+fn newest_id(client: &SpiClient<'_>, schema: &str) -> Result<Option<i64>> {
+    let fresh = LATEST.with(|l| l.borrow().as_ref().is_none_or(|(s, _)| s != schema));
+    if fresh {
+        let plan = client.prepare(format!("SELECT max(id) FROM {schema}._recsys_model").as_str(), &[])?.keep();
+        LATEST.with(|l| *l.borrow_mut() = Some((schema.to_string(), plan)));
+    }
+    LATEST.with(|l| -> Result<Option<i64>> {
+        let l = l.borrow();
+        let (_, plan) = l.as_ref().ok_or_else(|| RecsysError::Spi("model-id plan missing".into()))?;
+        let t = client.select(plan, Some(1), &[])?;
+        if t.is_empty() {
+            return Ok(None);
+        }
+        Ok(t.first().get_one::<i64>()?)
+    })
 }
 
 /// The newest committed model, from the cache when its id is still the newest.
 pub fn current(client: &SpiClient<'_>) -> Result<Rc<Serving>> {
     let schema = super::schema(client)?;
-    let row = super::first_row::<i64, JsonB, bool>(client, &format!("SELECT id, options FROM {schema}._recsys_model ORDER BY id DESC LIMIT 1"), &[])?;
-    let Some((Some(id), Some(JsonB(options)), _)) = row else { return Err(RecsysError::NotTrained) };
+    // Only the id on the hot path; the options are read on a cache miss.
+    let id = newest_id(client, &schema)?.ok_or(RecsysError::NotTrained)?;
     if let Some(hit) = CACHE.with(|c| c.borrow().as_ref().filter(|m| m.id == id).cloned()) {
         return Ok(hit);
     }
+    let options = super::one::<JsonB>(client, &format!("SELECT options FROM {schema}._recsys_model WHERE id = $1"), &[id.into()])?
+        .ok_or(RecsysError::NotTrained)?
+        .0;
     let options: TrainOptions =
         serde_json::from_value(options).map_err(|e| RecsysError::Corrupt(format!("options of model {id}: {e}")))?;
     let model = Rc::new(load(client, &schema, id, options)?);
@@ -255,5 +279,5 @@ fn load(client: &SpiClient<'_>, schema: &str, id: i64, options: TrainOptions) ->
     };
     let resolved = source::resolve(client, "interactions", &options.interactions, INTERACTIONS)?;
     let history_query = source::user_history_query(&resolved);
-    Ok(Serving { id, factors: f, options, item_ids, item_index, item_factors, item_norms, popularity, gram, history_query, content })
+    Ok(Serving { id, factors: f, options, item_ids, item_index, item_factors, item_norms, popularity, gram, history_query, history_plan: RefCell::new(None), content })
 }
