@@ -13,7 +13,19 @@ static SIMILAR_CONTENT_WEIGHT: GucSetting<f64> = GucSetting::<f64>::new(0.3);
 /// Half-life, in hours, of an interaction's weight in recsys_trending.
 static TRENDING_HALF_LIFE_HOURS: GucSetting<f64> = GucSetting::<f64>::new(24.0);
 
+/// Force the exact f32 catalogue scan in recsys_recommend (off: int8 scan + exact re-score
+/// from 20,000 posts on).
+static EXACT_SCAN: GucSetting<bool> = GucSetting::<bool>::new(false);
+
 pub fn init() {
+    GucRegistry::define_bool_guc(
+        c"recsys.exact_scan",
+        c"Score every post in f32 in recsys_recommend instead of the int8 scan with exact re-scoring.",
+        c"The int8 scan is used from 20,000 posts on; results are re-scored exactly over a pool of 8 x (offset + k) + 64.",
+        &EXACT_SCAN,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
     GucRegistry::define_float_guc(
         c"recsys.similar_content_weight",
         c"Weight of content (TF-IDF) cosine in recsys_similar; the rest is ALS cosine.",
@@ -95,4 +107,8 @@ pub fn similar_content_weight() -> f32 {
 
 pub fn trending_half_life_seconds() -> f64 {
     TRENDING_HALF_LIFE_HOURS.get().max(0.01) * 3600.0
+}
+
+pub fn exact_scan() -> bool {
+    EXACT_SCAN.get()
 }

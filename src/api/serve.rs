@@ -107,7 +107,9 @@ impl<'a> Feed<'a> {
     }
 
     /// Ranks `scores` (one per model item), applying every filter, the page and the re-rank.
-    pub fn rank(&self, m: &Serving, scores: &[f32], seen: Option<&HashSet<i64>>) -> Result<Vec<Scored>> {
+    /// With `exact`, `scores` are approximate: a larger pool is kept and re-scored by `exact`
+    /// before paging, so the returned order and scores are exact.
+    pub fn rank(&self, m: &Serving, scores: &[f32], seen: Option<&HashSet<i64>>, exact: Option<&dyn Fn(u32) -> f32>) -> Result<Vec<Scored>> {
         let filtering = self.attrs.iter().any(|a| a.is_some());
         let content = m.content.as_ref();
         if filtering && content.is_none() {
@@ -116,7 +118,10 @@ impl<'a> Feed<'a> {
         let codes = content.map(|c| c.filter_codes(self.attrs));
         let want = self.offset + self.k;
         // MMR needs a pool to choose from; plain ranking needs exactly the page.
-        let pool = if self.diversity > 0.0 { (want * 4).max(want + 20) } else { want };
+        let mut pool = if self.diversity > 0.0 { (want * 4).max(want + 20) } else { want };
+        if exact.is_some() {
+            pool = pool.max(want * 8 + 64);
+        }
         let mut top = TopK::new(pool);
         for (i, &s) in scores.iter().enumerate() {
             if s < top.threshold() {
@@ -134,7 +139,11 @@ impl<'a> Feed<'a> {
             }
             top.push(Scored { score: s, id, index: i as u32 });
         }
-        let ranked = top.into_sorted();
+        let mut ranked = top.into_sorted();
+        if let Some(ex) = exact {
+            ranked.iter_mut().for_each(|c| c.score = ex(c.index));
+            ranked.sort_by(recsys_core::topk::rank_order);
+        }
         let ranked = if self.diversity > 0.0 {
             let f = m.factors;
             let cos = |a: u32, b: u32| {
@@ -174,15 +183,26 @@ fn recsys_recommend(
         let m = model::current(client)?;
         let (items, seen) = history(client, &m, user_id)?;
         let mut scores = vec![0f32; m.item_ids.len()];
+        let seen = exclude_seen.then_some(&seen);
         if items.is_empty() {
             // Cold start: the documented popularity fallback (distinct users per post, scaled
             // to [0, 1]).
             scores.copy_from_slice(&m.popularity);
-        } else {
-            let x = fold_in(&m.item_factors, m.factors, &m.gram, &items, m.options.als.alpha);
-            score_all(&m.item_factors, m.factors, &x, &mut scores);
+            return feed.rank(&m, &scores, seen, None);
         }
-        feed.rank(&m, &scores, exclude_seen.then_some(&seen))
+        let x = fold_in(&m.item_factors, m.factors, &m.gram, &items, m.options.als.alpha);
+        match m.quantized.as_ref().filter(|_| !gucs::exact_scan()) {
+            Some(q) => {
+                q.scores(&x, &mut scores);
+                let f = m.factors;
+                let exact = |i: u32| recsys_core::kernels::dot_dispatch(&m.item_factors[i as usize * f..(i as usize + 1) * f], &x);
+                feed.rank(&m, &scores, seen, Some(&exact))
+            }
+            None => {
+                score_all(&m.item_factors, m.factors, &x, &mut scores);
+                feed.rank(&m, &scores, seen, None)
+            }
+        }
     })
     .or_raise();
     rows(top)

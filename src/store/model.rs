@@ -133,7 +133,13 @@ pub struct Serving {
     /// Its plan, prepared on first use and kept for the life of the cached model.
     pub history_plan: RefCell<Option<pgrx::spi::OwnedPreparedStatement>>,
     pub content: Option<Content>,
+    /// int8 copy of the item factors for the full scan of large catalogues.
+    pub quantized: Option<recsys_core::kernels::QuantizedRows>,
 }
+
+/// From this many posts on, recsys_recommend scans int8 factors and re-scores a candidate pool
+/// exactly: below it the f32 scan is already cheap.
+pub const QUANTIZE_MIN_ITEMS: usize = 20_000;
 
 /// The TF-IDF side of a model: every post of the posts table, interactions or not.
 pub struct Content {
@@ -279,5 +285,6 @@ fn load(client: &SpiClient<'_>, schema: &str, id: i64, options: TrainOptions) ->
     };
     let resolved = source::resolve(client, "interactions", &options.interactions, INTERACTIONS)?;
     let history_query = source::user_history_query(&resolved);
-    Ok(Serving { id, factors: f, options, item_ids, item_index, item_factors, item_norms, popularity, gram, history_query, history_plan: RefCell::new(None), content })
+    let quantized = (item_ids.len() >= QUANTIZE_MIN_ITEMS).then(|| recsys_core::kernels::QuantizedRows::new(&item_factors, f));
+    Ok(Serving { id, factors: f, options, item_ids, item_index, item_factors, item_norms, popularity, gram, history_query, history_plan: RefCell::new(None), content, quantized })
 }

@@ -130,3 +130,97 @@ mod tests {
         assert_eq!(y, vec![3.0, -1.0]);
     }
 }
+
+/// Row-major factors quantised to i8 with one scale per row (x ≈ scale · q, |q| ≤ 127): a
+/// quarter of the bytes of f32, for the full-catalogue scan at serving time. Callers re-score
+/// the best candidates exactly, so only the candidate pool, not the answer, is approximate.
+#[derive(Clone, Debug)]
+pub struct QuantizedRows {
+    pub f: usize,
+    pub data: Vec<i8>,
+    pub scale: Vec<f32>,
+}
+
+fn quantize(v: &[f32], out: &mut [i8]) -> f32 {
+    let max = v.iter().fold(0f32, |m, x| m.max(x.abs()));
+    if max == 0.0 || !max.is_finite() {
+        out.iter_mut().for_each(|o| *o = 0);
+        return 0.0;
+    }
+    let s = max / 127.0;
+    for (o, x) in out.iter_mut().zip(v) {
+        *o = (x / s).round().clamp(-127.0, 127.0) as i8;
+    }
+    s
+}
+
+impl QuantizedRows {
+    pub fn new(rows: &[f32], f: usize) -> QuantizedRows {
+        let n = rows.len() / f.max(1);
+        let mut data = vec![0i8; n * f];
+        let scale = rows.chunks_exact(f).zip(data.chunks_exact_mut(f)).map(|(r, q)| quantize(r, q)).collect();
+        QuantizedRows { f, data, scale }
+    }
+
+    /// out[i] ≈ row_i · q.
+    pub fn scores(&self, q: &[f32], out: &mut [f32]) {
+        let mut qq = vec![0i8; self.f];
+        let sq = quantize(q, &mut qq);
+        #[cfg(target_arch = "x86_64")]
+        {
+            if has_avx2_fma() {
+                // SAFETY: features checked at run time.
+                unsafe { self.scores_avx2(&qq, sq, out) };
+                return;
+            }
+        }
+        self.scores_impl(&qq, sq, out)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn scores_avx2(&self, qq: &[i8], sq: f32, out: &mut [f32]) {
+        self.scores_impl(qq, sq, out)
+    }
+
+    #[inline(always)]
+    fn scores_impl(&self, qq: &[i8], sq: f32, out: &mut [f32]) {
+        for ((o, row), s) in out.iter_mut().zip(self.data.chunks_exact(self.f)).zip(&self.scale) {
+            // Integer sums may be reassociated, so this vectorises (sign-extend + pmaddwd).
+            let d: i32 = row.iter().zip(qq).map(|(a, b)| *a as i32 * *b as i32).sum();
+            *o = d as f32 * s * sq;
+        }
+    }
+}
+
+#[cfg(test)]
+mod quantized_tests {
+    use super::*;
+    use crate::rng::Rng;
+    use crate::topk::{Scored, TopK};
+
+    #[test]
+    fn pooled_quantised_scan_then_exact_rescore_equals_exact_top_k() {
+        let (n, f, k) = (20_000, 64, 20);
+        let mut rng = Rng::new(5);
+        let rows: Vec<f32> = (0..n * f).map(|_| rng.normal() as f32).collect();
+        let qz = QuantizedRows::new(&rows, f);
+        for trial in 0..20 {
+            let q: Vec<f32> = (0..f).map(|_| rng.normal() as f32 + (trial % 3) as f32 * 0.1).collect();
+            let mut exact = vec![0f32; n];
+            score_all(&rows, f, &q, &mut exact);
+            let mut approx = vec![0f32; n];
+            qz.scores(&q, &mut approx);
+            let top = |s: &[f32], kk: usize| {
+                let mut t = TopK::new(kk);
+                s.iter().enumerate().for_each(|(i, &v)| t.push(Scored { score: v, id: i as i64, index: i as u32 }));
+                t.into_sorted()
+            };
+            let pool = top(&approx, k * 8 + 64);
+            let mut rescored: Vec<Scored> = pool.iter().map(|c| Scored { score: exact[c.index as usize], ..*c }).collect();
+            rescored.sort_by(crate::topk::rank_order);
+            rescored.truncate(k);
+            assert_eq!(rescored, top(&exact, k), "trial {trial}");
+        }
+    }
+}

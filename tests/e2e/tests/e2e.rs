@@ -184,28 +184,35 @@ fn hostile_search_path_does_not_change_results() {
     assert_eq!(report, "2");
 }
 
+/// Generates seeded synthetic data with the synth example and loads `tables` into a new cluster
+/// that has the extension and the default schema.
+fn synthetic_cluster(name: &str, args: [&str; 4], tables: &[&str]) -> Cluster {
+    let out = std::path::PathBuf::from(format!("/tmp/pg_recsys_e2e/data_{name}"));
+    let st = Command::new("cargo")
+        .args(["run", "--release", "-q", "-p", "recsys-core", "--example", "synth", "--"])
+        .args(args)
+        .arg(&out)
+        .current_dir(root())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let c = Cluster::start(name);
+    c.sql("postgres", "CREATE EXTENSION pg_recsys");
+    c.sql("postgres", &std::fs::read_to_string(root().join("scripts/schema.sql")).unwrap());
+    c.sql("postgres", "CREATE TABLE truth (kind text, id bigint, grp int)");
+    for t in tables {
+        c.sql("postgres", &format!("\\copy {t} FROM '{}' WITH (FORMAT csv, HEADER true)", out.join(format!("{t}.csv")).display()));
+    }
+    c
+}
+
 /// Quality on seeded synthetic data: posts whose interactions are hidden (so the model sees only
 /// their text) must find posts of their planted topic through recsys_similar. Random choice
 /// would give precision@10 = 1/20 = 0.05; post text is ~80% topical words, so a working content
 /// model lands far above that — the bar is 0.7, 14× random.
 #[test]
 fn synthetic_new_posts_find_their_topic() {
-    let out = std::path::PathBuf::from("/tmp/pg_recsys_e2e/synth_small");
-    let st = Command::new("cargo")
-        .args(["run", "--release", "-q", "-p", "recsys-core", "--example", "synth", "--", "11", "3000", "1500", "40000"])
-        .arg(&out)
-        .current_dir(root())
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let c = Cluster::start("synth_quality");
-    c.sql("postgres", "CREATE EXTENSION pg_recsys");
-    c.sql("postgres", &std::fs::read_to_string(root().join("scripts/schema.sql")).unwrap());
-    c.sql("postgres", "CREATE TABLE truth (kind text, id bigint, grp int)");
-    for t in ["users", "posts", "interactions", "follows", "truth"] {
-        let path = out.join(format!("{t}.csv"));
-        c.sql("postgres", &format!("\\copy {t} FROM '{}' WITH (FORMAT csv, HEADER true)", path.display()));
-    }
+    let c = synthetic_cluster("synth_quality", ["11", "3000", "1500", "40000"], &["users", "posts", "interactions", "follows", "truth"]);
     // Hide every interaction of 60 posts: to the model they are brand new.
     c.sql("postgres", "CREATE TABLE new_posts AS SELECT id FROM posts WHERE id % 25 = 0; DELETE FROM interactions WHERE post_id IN (SELECT id FROM new_posts)");
     // The 60 hidden posts plus any the generator never drew get factors from content.
@@ -224,4 +231,25 @@ fn synthetic_new_posts_find_their_topic() {
         .unwrap();
     eprintln!("synthetic: new posts' recsys_similar precision@10 by planted topic = {precision:.3} (random 0.05)");
     assert!(precision >= 0.7, "precision@10 {precision:.3} < 0.7");
+}
+
+/// From 20,000 posts on, recsys_recommend scans int8 factors and re-scores a pool exactly: the
+/// answer must equal the exact f32 scan (recsys.exact_scan = on) for every user checked.
+#[test]
+fn int8_scan_returns_the_exact_answer() {
+    let c = synthetic_cluster("int8_scan", ["3", "4000", "25000", "120000"], &["posts", "interactions"]);
+    // Served catalogue = posts with interactions + posts placed by content.
+    let served: i64 = c
+        .sql("postgres", "SELECT ((r->>'posts')::int + (r->>'placed_by_content')::int) FROM recsys_train('{\"factors\": 32, \"iterations\": 5}') r")
+        .parse()
+        .unwrap();
+    assert!(served >= 20_000, "catalogue too small for the int8 path: {served}");
+    let q = "SELECT string_agg(u || ':' || ids, ' ' ORDER BY u) FROM (
+               SELECT u, array_agg(post_id || '=' || round(score::numeric, 5) ORDER BY ord)::text AS ids
+               FROM generate_series(1, 4000, 79) u, recsys_recommend(u, 15, \"offset\" => 5) WITH ORDINALITY AS r(post_id, score, ord)
+               GROUP BY u) x";
+    let approx = c.sql("postgres", q);
+    let exact = c.sql("postgres", &format!("SET recsys.exact_scan = on; {q}"));
+    assert!(!exact.is_empty());
+    assert_eq!(approx, exact);
 }
