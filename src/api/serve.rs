@@ -107,15 +107,51 @@ impl<'a> Feed<'a> {
     }
 
     /// Ranks `scores` (one per model item), applying every filter, the page and the re-rank.
+    /// The filter codes for this feed (None when no attribute filter is set).
+    fn codes(&self, m: &Serving) -> Result<Option<[Option<Option<u32>>; 3]>> {
+        if self.attrs.iter().all(|a| a.is_none()) {
+            return Ok(None);
+        }
+        let c = m.content.as_ref().ok_or(RecsysError::NoContentModel)?;
+        Ok(Some(c.filter_codes(self.attrs)))
+    }
+
+    /// Whether model item `i` may appear in this feed.
+    fn allowed(&self, m: &Serving, i: usize, seen: Option<&HashSet<i64>>, codes: Option<&[Option<Option<u32>>; 3]>) -> bool {
+        let id = m.item_ids[i];
+        if seen.is_some_and(|x| x.contains(&id)) || self.exclude.contains(&id) || self.include.as_ref().is_some_and(|inc| !inc.contains(&id)) {
+            return false;
+        }
+        match (codes, m.content.as_ref()) {
+            (None, _) => true,
+            (Some(codes), Some(c)) => c.from_item[i].is_some_and(|row| c.matches(row as usize, codes)),
+            (Some(_), None) => false,
+        }
+    }
+
+    /// The popularity feed as a walk down the precomputed order: O(page), not O(catalogue).
+    pub fn rank_popular(&self, m: &Serving, seen: Option<&HashSet<i64>>) -> Result<Vec<Scored>> {
+        if self.diversity > 0.0 {
+            return self.rank(m, &m.popularity, seen, None);
+        }
+        let codes = self.codes(m)?;
+        let want = self.offset + self.k;
+        let mut out = Vec::with_capacity(want);
+        for &i in &m.popularity_order {
+            if out.len() == want {
+                break;
+            }
+            if self.allowed(m, i as usize, seen, codes.as_ref()) {
+                out.push(Scored { score: m.popularity[i as usize], id: m.item_ids[i as usize], index: i });
+            }
+        }
+        Ok(out.into_iter().skip(self.offset).collect())
+    }
+
     /// With `exact`, `scores` are approximate: a larger pool is kept and re-scored by `exact`
     /// before paging, so the returned order and scores are exact.
     pub fn rank(&self, m: &Serving, scores: &[f32], seen: Option<&HashSet<i64>>, exact: Option<&dyn Fn(u32) -> f32>) -> Result<Vec<Scored>> {
-        let filtering = self.attrs.iter().any(|a| a.is_some());
-        let content = m.content.as_ref();
-        if filtering && content.is_none() {
-            return Err(RecsysError::NoContentModel);
-        }
-        let codes = content.map(|c| c.filter_codes(self.attrs));
+        let codes = self.codes(m)?;
         let want = self.offset + self.k;
         // MMR needs a pool to choose from; plain ranking needs exactly the page.
         let mut pool = if self.diversity > 0.0 { (want * 4).max(want + 20) } else { want };
@@ -124,20 +160,10 @@ impl<'a> Feed<'a> {
         }
         let mut top = TopK::new(pool);
         for (i, &s) in scores.iter().enumerate() {
-            if s < top.threshold() {
+            if s < top.threshold() || !self.allowed(m, i, seen, codes.as_ref()) {
                 continue;
             }
-            let id = m.item_ids[i];
-            if seen.is_some_and(|x| x.contains(&id)) || self.exclude.contains(&id) || self.include.as_ref().is_some_and(|inc| !inc.contains(&id)) {
-                continue;
-            }
-            if let (true, Some(c), Some(codes)) = (filtering, content, codes.as_ref()) {
-                match c.from_item[i] {
-                    Some(row) if c.matches(row as usize, codes) => {}
-                    _ => continue,
-                }
-            }
-            top.push(Scored { score: s, id, index: i as u32 });
+            top.push(Scored { score: s, id: m.item_ids[i], index: i as u32 });
         }
         let mut ranked = top.into_sorted();
         if let Some(ex) = exact {
@@ -182,15 +208,14 @@ fn recsys_recommend(
     let top = Spi::connect(|client| -> Result<Vec<Scored>> {
         let m = model::current(client)?;
         let (items, seen) = history(client, &m, user_id)?;
-        let mut scores = vec![0f32; m.item_ids.len()];
         let seen = exclude_seen.then_some(&seen);
         if items.is_empty() {
             // Cold start: the documented popularity fallback (distinct users per post, scaled
             // to [0, 1]).
-            scores.copy_from_slice(&m.popularity);
-            return feed.rank(&m, &scores, seen, None);
+            return feed.rank_popular(&m, seen);
         }
         let x = fold_in(&m.item_factors, m.factors, &m.gram, &items, m.options.als.alpha);
+        let mut scores = vec![0f32; m.item_ids.len()];
         match m.quantized.as_ref().filter(|_| !gucs::exact_scan()) {
             Some(q) => {
                 q.scores(&x, &mut scores);

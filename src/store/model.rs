@@ -135,6 +135,8 @@ pub struct Serving {
     pub content: Option<Content>,
     /// int8 copy of the item factors for the full scan of large catalogues.
     pub quantized: Option<recsys_core::kernels::QuantizedRows>,
+    /// Item indices by popularity (best first, ties by post id): the cold-start feed is a walk.
+    pub popularity_order: Vec<u32>,
 }
 
 /// From this many posts on, recsys_recommend scans int8 factors and re-scores a candidate pool
@@ -286,5 +288,9 @@ fn load(client: &SpiClient<'_>, schema: &str, id: i64, options: TrainOptions) ->
     let resolved = source::resolve(client, "interactions", &options.interactions, INTERACTIONS)?;
     let history_query = source::user_history_query(&resolved);
     let quantized = (item_ids.len() >= QUANTIZE_MIN_ITEMS).then(|| recsys_core::kernels::QuantizedRows::new(&item_factors, f));
-    Ok(Serving { id, factors: f, options, item_ids, item_index, item_factors, item_norms, popularity, gram, history_query, history_plan: RefCell::new(None), content, quantized })
+    let mut order: Vec<recsys_core::topk::Scored> =
+        popularity.iter().enumerate().map(|(i, &p)| recsys_core::topk::Scored { score: p, id: item_ids[i], index: i as u32 }).collect();
+    order.sort_by(recsys_core::topk::rank_order);
+    let popularity_order = order.into_iter().map(|s| s.index).collect();
+    Ok(Serving { id, factors: f, options, item_ids, item_index, item_factors, item_norms, popularity, gram, history_query, history_plan: RefCell::new(None), content, quantized, popularity_order })
 }
