@@ -6,11 +6,13 @@ pub mod als;
 pub mod csr;
 pub mod error;
 pub mod eval;
+pub mod hybrid;
 pub mod kernels;
 pub mod rng;
 pub mod split;
 pub mod synth;
 pub mod tfidf;
 pub mod topk;
+pub mod world;
 
 pub use error::CoreError;

@@ -1,0 +1,682 @@
+//! The hybrid scorer: ALS, content, social, popularity, freshness and demographic components,
+//! each scaled to [0, 1], blended with weights.
+//!
+//! Everything here is plain data in, plain data out. The extension fills a [`UserInput`] from
+//! the app's tables at request time (history, followees and their engagement, demographics);
+//! evaluation and weight tuning ([`World`]) fill it from memory. Both then call [`score`], so
+//! what is tuned and tested is exactly what is served.
+//!
+//! Components for one user u and post i (all non-negative, then divided by their maximum over
+//! the catalogue so each lies in [0, 1]):
+//! - als: the fold-in preference x_u·y_i (negative values count as 0);
+//! - content: cosine between the post's TF-IDF row and the user's profile, the recency-decayed,
+//!   weight-scaled centroid of the posts they engaged with (top `profile_terms` terms);
+//! - social: Σ over followees f of tie(f)·damp(f)·Σ over f's engagements with i of
+//!   ln(1 + weight)·decay(age), plus `owner_weight`·tie·damp when f owns i; tie is
+//!   `mutual_weight` for a mutual follow, 1 for a one-way follow and `second_hop` for
+//!   followees of followees; damp(f) = (1 + followers of f)^-`degree_damping`;
+//! - popularity: time-decayed engagement count at training time (trending), already in [0, 1];
+//! - freshness: 2^(-age / half-life) of the post's creation time relative to the newest post;
+//! - demographic: share of the user's segments (age band, gender, location) who engaged with
+//!   the post, times the square root of its lift over everyone (capped at 10), summed over
+//!   the segments the user is in.
+//!
+//! Cold start: a user with fewer than `cold_start_threshold` interactions has the als and
+//! content weights scaled by n / threshold and gets the demographic component; above it the
+//! demographic weight is 0 (their own history says more). Ages for decay are measured from the
+//! newest event of the set being decayed, so data replayed from the past behaves as if live.
+use crate::als::fold_in;
+use crate::csr::Csr;
+use crate::kernels::{dot_dispatch, score_all, QuantizedRows};
+use crate::tfidf::Tfidf;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+pub const COMPONENTS: [&str; 6] = ["als", "content", "social", "popularity", "freshness", "demographic"];
+
+/// Fusion weights, one per component. Only ratios matter.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Weights {
+    pub als: f32,
+    pub content: f32,
+    pub social: f32,
+    pub popularity: f32,
+    pub freshness: f32,
+    pub demographic: f32,
+}
+
+impl Default for Weights {
+    fn default() -> Self {
+        // Chosen on seeded synthetic data and ML-100K (tests/quality and BENCHMARKS.md), then
+        // rounded: ALS leads, content and social refine, the priors break ties.
+        Weights { als: 1.0, content: 0.3, social: 0.3, popularity: 0.1, freshness: 0.05, demographic: 0.5 }
+    }
+}
+
+impl Weights {
+    pub fn to_array(&self) -> [f32; 6] {
+        [self.als, self.content, self.social, self.popularity, self.freshness, self.demographic]
+    }
+    pub fn from_array(a: [f32; 6]) -> Weights {
+        Weights { als: a[0], content: a[1], social: a[2], popularity: a[3], freshness: a[4], demographic: a[5] }
+    }
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut f32> {
+        Some(match name {
+            "als" => &mut self.als,
+            "content" => &mut self.content,
+            "social" => &mut self.social,
+            "popularity" => &mut self.popularity,
+            "freshness" => &mut self.freshness,
+            "demographic" => &mut self.demographic,
+            _ => return None,
+        })
+    }
+}
+
+/// Everything of the hybrid that is not a weight. Stored with the model.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct HybridOptions {
+    pub weights: Weights,
+    /// Tie strength of a mutual follow (a one-way follow is 1).
+    pub mutual_weight: f32,
+    /// Exponent of the degree damping (1 + followers)^-d; 0 = off.
+    pub degree_damping: f32,
+    /// Tie strength of followees of followees; 0 = the second hop is off.
+    pub second_hop: f32,
+    /// Credit for a post owned by a followee, in units of one engagement's ln(1 + weight).
+    pub owner_weight: f32,
+    pub social_half_life_days: f32,
+    pub content_half_life_days: f32,
+    pub freshness_half_life_days: f32,
+    /// Half-life of the trending popularity computed at training time.
+    pub popularity_half_life_days: f32,
+    /// Users with fewer interactions than this get the cold-start blend.
+    pub cold_start_threshold: usize,
+    /// Terms kept in a user's content profile.
+    pub profile_terms: usize,
+}
+
+impl Default for HybridOptions {
+    fn default() -> Self {
+        HybridOptions {
+            weights: Weights::default(),
+            mutual_weight: 2.0,
+            degree_damping: 0.3,
+            second_hop: 0.0,
+            owner_weight: 1.0,
+            social_half_life_days: 14.0,
+            content_half_life_days: 30.0,
+            freshness_half_life_days: 7.0,
+            popularity_half_life_days: 7.0,
+            cold_start_threshold: 5,
+            profile_terms: 64,
+        }
+    }
+}
+
+/// One interaction: model item, summed weight, time in days since the Unix epoch (NaN = unknown).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Event {
+    pub item: u32,
+    pub weight: f32,
+    pub day: f32,
+}
+
+/// A followee as seen from one user.
+#[derive(Clone, Debug, Default)]
+pub struct Followee {
+    pub mutual: bool,
+    pub second_hop: bool,
+    /// Followers of this followee (for damping).
+    pub followers: u32,
+    pub events: Vec<Event>,
+    /// Model items this followee owns.
+    pub owned: Vec<u32>,
+}
+
+/// What is known about one user at request time.
+#[derive(Clone, Debug, Default)]
+pub struct UserInput {
+    /// The user's interactions with model items.
+    pub history: Vec<Event>,
+    /// Interactions with posts unknown to the model count for the cold-start threshold.
+    pub unknown_history: usize,
+    pub followees: Vec<Followee>,
+    /// Demographic segment keys (see [`segment_keys`]).
+    pub segments: Vec<String>,
+}
+
+/// Demographic segments: per key, the posts its users engaged with most (item, score).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Segments {
+    pub lists: HashMap<String, Vec<(u32, f32)>>,
+}
+
+/// Posts kept per segment.
+pub const SEGMENT_TOP: usize = 300;
+/// Segments with fewer users are not used (noise, and privacy).
+pub const SEGMENT_MIN_USERS: usize = 3;
+
+/// The segment keys of a user: age band, gender and location, normalised.
+pub fn segment_keys(age: Option<f64>, gender: Option<&str>, location: Option<&str>) -> Vec<String> {
+    let mut k = vec![];
+    if let Some(a) = age.filter(|a| a.is_finite() && *a >= 0.0) {
+        let band = match a as i64 {
+            0..=17 => "<18",
+            18..=24 => "18-24",
+            25..=34 => "25-34",
+            35..=44 => "35-44",
+            45..=54 => "45-54",
+            _ => "55+",
+        };
+        k.push(format!("age:{band}"));
+    }
+    for (name, v) in [("gender", gender), ("location", location)] {
+        if let Some(v) = v.map(|s| s.trim().to_lowercase()).filter(|s| !s.is_empty()) {
+            k.push(format!("{name}:{v}"));
+        }
+    }
+    k
+}
+
+impl Segments {
+    /// `keys[u]` are the segment keys of row u of `ui` (users × items).
+    pub fn build(keys: &[Vec<String>], ui: &Csr) -> Segments {
+        let n_all = ui.rows.max(1) as f32;
+        let mut global = vec![0f32; ui.cols];
+        for &i in &ui.indices {
+            global[i as usize] += 1.0;
+        }
+        let mut members: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (u, ks) in keys.iter().enumerate().take(ui.rows) {
+            for k in ks {
+                members.entry(k.as_str()).or_default().push(u);
+            }
+        }
+        let mut lists = HashMap::new();
+        let mut counts = vec![0f32; ui.cols];
+        for (key, users) in members {
+            if users.len() < SEGMENT_MIN_USERS {
+                continue;
+            }
+            let mut touched = vec![];
+            for &u in &users {
+                for &i in ui.row(u).0 {
+                    if counts[i as usize] == 0.0 {
+                        touched.push(i);
+                    }
+                    counts[i as usize] += 1.0;
+                }
+            }
+            let n_s = users.len() as f32;
+            let mut top = crate::topk::TopK::new(SEGMENT_TOP);
+            for &i in &touched {
+                let c = counts[i as usize];
+                let expected = global[i as usize] * n_s / n_all;
+                let lift = ((c + 1.0) / (expected + 1.0)).min(10.0);
+                let s = c / n_s * lift.sqrt();
+                top.push(crate::topk::Scored { score: s, id: i as i64, index: i });
+                counts[i as usize] = 0.0;
+            }
+            lists.insert(key.to_string(), top.into_sorted().into_iter().map(|s| (s.index, s.score)).collect());
+        }
+        Segments { lists }
+    }
+}
+
+/// The model-wide side of scoring.
+pub struct Catalog<'a> {
+    pub factors: usize,
+    pub item_factors: &'a [f32],
+    /// YᵀY + λI.
+    pub gram: &'a [f32],
+    pub alpha: f32,
+    /// int8 copy of the item factors for a faster approximate ALS scan (re-score exactly).
+    pub quantized: Option<&'a QuantizedRows>,
+    pub tfidf: Option<&'a Tfidf>,
+    /// Content row → model item.
+    pub to_item: &'a [Option<u32>],
+    /// Model item → content row.
+    pub from_item: &'a [Option<u32>],
+    /// Per item, in [0, 1].
+    pub popularity: &'a [f32],
+    /// Per item, in [0, 1]; empty = unknown creation times.
+    pub freshness: &'a [f32],
+    pub segments: &'a Segments,
+}
+
+impl Catalog<'_> {
+    pub fn items(&self) -> usize {
+        self.popularity.len()
+    }
+}
+
+/// Per-user component scores, before weighting.
+#[derive(Clone, Debug, Default)]
+pub struct Scores {
+    /// The weights in force for this user (cold-start scaling applied).
+    pub weights: Weights,
+    /// Interactions the user has (model items or not).
+    pub n_history: usize,
+    /// The folded-in user vector (None without history).
+    pub x: Option<Vec<f32>>,
+    /// Dense ALS scores (empty when no history or zero weight), possibly approximate.
+    pub als: Vec<f32>,
+    pub als_max: f32,
+    pub content: Vec<f32>,
+    pub content_max: f32,
+    /// The user's TF-IDF profile (term, weight), for explanations.
+    pub profile: Vec<(u32, f32)>,
+    pub social: HashMap<u32, f32>,
+    pub social_max: f32,
+    /// Direct followees who engaged with the post.
+    pub social_people: HashMap<u32, u32>,
+    /// Posts owned by a direct followee.
+    pub social_owned: HashMap<u32, bool>,
+    pub demographic: HashMap<u32, f32>,
+    pub demographic_max: f32,
+}
+
+/// Contributions of each component to one post's fused score (weights applied).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Parts {
+    pub als: f32,
+    pub content: f32,
+    pub social: f32,
+    pub popularity: f32,
+    pub freshness: f32,
+    pub demographic: f32,
+}
+
+impl Parts {
+    pub fn total(&self) -> f32 {
+        self.als + self.content + self.social + self.popularity + self.freshness + self.demographic
+    }
+    /// The component that contributes most (name as in [`COMPONENTS`]); None when all are 0.
+    pub fn leading(&self) -> Option<&'static str> {
+        let v = [self.als, self.content, self.social, self.popularity, self.freshness, self.demographic];
+        let (i, best) = v.iter().enumerate().fold((0, 0f32), |(bi, b), (i, &x)| if x > b { (i, x) } else { (bi, b) });
+        (best > 0.0).then_some(COMPONENTS[i])
+    }
+}
+
+fn decay(age_days: f32, half_life: f32) -> f32 {
+    if !age_days.is_finite() || half_life <= 0.0 {
+        return 1.0;
+    }
+    (-(age_days.max(0.0)) / half_life * std::f32::consts::LN_2).exp()
+}
+
+fn newest(events: &[Event]) -> f32 {
+    events.iter().map(|e| e.day).filter(|d| d.is_finite()).fold(f32::NEG_INFINITY, f32::max)
+}
+
+fn strength(w: f32) -> f32 {
+    (1.0 + w.max(0.0)).ln()
+}
+
+/// The history as (item, summed weight) for the fold-in.
+pub fn fold_in_items(history: &[Event]) -> Vec<(u32, f32)> {
+    let mut sums: HashMap<u32, f32> = HashMap::new();
+    for e in history {
+        *sums.entry(e.item).or_insert(0.0) += e.weight;
+    }
+    let mut v: Vec<(u32, f32)> = sums.into_iter().filter(|(_, w)| *w > 0.0 && w.is_finite()).collect();
+    v.sort_by_key(|x| x.0);
+    v
+}
+
+/// The user's content profile: top `terms` terms of Σ ln(1+w)·decay·row, L2-normalised.
+pub fn content_profile(cat: &Catalog<'_>, history: &[Event], half_life: f32, terms: usize) -> Vec<(u32, f32)> {
+    let Some(t) = cat.tfidf else { return vec![] };
+    let now = newest(history);
+    let mut acc: HashMap<u32, f32> = HashMap::new();
+    for e in history {
+        let Some(Some(row)) = cat.from_item.get(e.item as usize) else { continue };
+        let w = strength(e.weight) * decay(now - e.day, half_life);
+        if w <= 0.0 {
+            continue;
+        }
+        let (ts, vs) = t.docs.row(*row as usize);
+        for (&term, &v) in ts.iter().zip(vs) {
+            *acc.entry(term).or_insert(0.0) += w * v;
+        }
+    }
+    let mut p: Vec<(u32, f32)> = acc.into_iter().filter(|x| x.1 > 0.0).collect();
+    p.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    p.truncate(terms);
+    let norm = p.iter().map(|x| x.1 * x.1).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        p.iter_mut().for_each(|x| x.1 /= norm);
+    }
+    p.sort_by_key(|x| x.0);
+    p
+}
+
+/// The social component: (scores, direct followees per post, posts owned by a direct followee).
+pub fn social_scores(f: &[Followee], o: &HybridOptions) -> (HashMap<u32, f32>, HashMap<u32, u32>, HashMap<u32, bool>) {
+    let mut acc: HashMap<u32, f32> = HashMap::new();
+    let mut people: HashMap<u32, u32> = HashMap::new();
+    let mut owned: HashMap<u32, bool> = HashMap::new();
+    let now = f.iter().map(|x| newest(&x.events)).fold(f32::NEG_INFINITY, f32::max);
+    let mut seen: HashMap<u32, usize> = HashMap::new();
+    for (n, fe) in f.iter().enumerate() {
+        let tie = if fe.second_hop {
+            o.second_hop
+        } else if fe.mutual {
+            o.mutual_weight
+        } else {
+            1.0
+        };
+        if tie <= 0.0 {
+            continue;
+        }
+        let damp = if o.degree_damping > 0.0 { (1.0 + fe.followers as f32).powf(-o.degree_damping) } else { 1.0 };
+        let w = tie * damp;
+        for e in &fe.events {
+            let s = w * strength(e.weight) * decay(now - e.day, o.social_half_life_days);
+            if s > 0.0 && s.is_finite() {
+                *acc.entry(e.item).or_insert(0.0) += s;
+                if !fe.second_hop && seen.insert(e.item, n) != Some(n) {
+                    *people.entry(e.item).or_insert(0) += 1;
+                }
+            }
+        }
+        for &p in &fe.owned {
+            *acc.entry(p).or_insert(0.0) += w * o.owner_weight;
+            if !fe.second_hop {
+                owned.insert(p, true);
+            }
+        }
+    }
+    (acc, people, owned)
+}
+
+fn max_of<'a>(v: impl Iterator<Item = &'a f32>) -> f32 {
+    v.fold(0f32, |m, &x| if x.is_finite() { m.max(x) } else { m })
+}
+
+/// Computes every component for one user. `weights` are the weights in force (the model's or
+/// the caller's); components whose weight is 0 are skipped.
+pub fn score(cat: &Catalog<'_>, user: &UserInput, o: &HybridOptions, weights: &Weights) -> Scores {
+    let n = cat.items();
+    let n_history = user.history.len() + user.unknown_history;
+    let mut w = *weights;
+    if n_history < o.cold_start_threshold {
+        let scale = n_history as f32 / o.cold_start_threshold.max(1) as f32;
+        w.als *= scale;
+        w.content *= scale;
+    } else {
+        w.demographic = 0.0;
+    }
+    let mut s = Scores { weights: w, n_history, ..Default::default() };
+    let items = fold_in_items(&user.history);
+    if !items.is_empty() {
+        let f = cat.factors;
+        let x = fold_in(cat.item_factors, f, cat.gram, &items, cat.alpha);
+        if w.als > 0.0 {
+            let mut a = vec![0f32; n];
+            match cat.quantized {
+                Some(q) => q.scores(&x, &mut a),
+                None => score_all(cat.item_factors, f, &x, &mut a),
+            }
+            s.als_max = max_of(a.iter());
+            s.als = a;
+        }
+        s.x = Some(x);
+    }
+    if w.content > 0.0 {
+        if let Some(t) = cat.tfidf {
+            s.profile = content_profile(cat, &user.history, o.content_half_life_days, o.profile_terms);
+            if !s.profile.is_empty() {
+                let mut rows = vec![0f32; t.docs.rows];
+                t.scores(&s.profile, &mut rows);
+                let mut c = vec![0f32; n];
+                for (d, &v) in rows.iter().enumerate() {
+                    if let Some(i) = cat.to_item[d] {
+                        c[i as usize] = v;
+                    }
+                }
+                s.content_max = max_of(c.iter());
+                s.content = c;
+            }
+        }
+    }
+    if w.social > 0.0 && !user.followees.is_empty() {
+        let (acc, people, owned) = social_scores(&user.followees, o);
+        s.social_max = max_of(acc.values());
+        s.social = acc;
+        s.social_people = people;
+        s.social_owned = owned;
+    }
+    if w.demographic > 0.0 {
+        let mut acc: HashMap<u32, f32> = HashMap::new();
+        for k in &user.segments {
+            if let Some(list) = cat.segments.lists.get(k) {
+                for &(i, v) in list {
+                    if (i as usize) < n {
+                        *acc.entry(i).or_insert(0.0) += v;
+                    }
+                }
+            }
+        }
+        s.demographic_max = max_of(acc.values());
+        s.demographic = acc;
+    }
+    s
+}
+
+fn scaled(v: f32, max: f32) -> f32 {
+    if max > 0.0 && v.is_finite() {
+        (v.max(0.0) / max).min(1.0)
+    } else {
+        0.0
+    }
+}
+
+impl Scores {
+    /// The fused score of every item (dense).
+    pub fn fused(&self, cat: &Catalog<'_>, out: &mut Vec<f32>) {
+        let n = cat.items();
+        out.clear();
+        out.resize(n, 0.0);
+        let w = &self.weights;
+        if w.popularity > 0.0 {
+            out.iter_mut().zip(cat.popularity).for_each(|(o, p)| *o += w.popularity * p);
+        }
+        if w.freshness > 0.0 && cat.freshness.len() == n {
+            out.iter_mut().zip(cat.freshness).for_each(|(o, p)| *o += w.freshness * p);
+        }
+        if !self.als.is_empty() && self.als_max > 0.0 {
+            let k = w.als / self.als_max;
+            out.iter_mut().zip(&self.als).for_each(|(o, a)| *o += k * a.max(0.0));
+        }
+        if !self.content.is_empty() && self.content_max > 0.0 {
+            let k = w.content / self.content_max;
+            out.iter_mut().zip(&self.content).for_each(|(o, c)| *o += k * c);
+        }
+        for (&i, &v) in &self.social {
+            out[i as usize] += w.social * scaled(v, self.social_max);
+        }
+        for (&i, &v) in &self.demographic {
+            out[i as usize] += w.demographic * scaled(v, self.demographic_max);
+        }
+    }
+
+    /// One item's contributions; the ALS part is exact (not from the int8 scan).
+    pub fn parts(&self, cat: &Catalog<'_>, i: u32) -> Parts {
+        let w = &self.weights;
+        let iu = i as usize;
+        let als = match (&self.x, self.als.is_empty()) {
+            (Some(x), false) => {
+                let f = cat.factors;
+                w.als * scaled(dot_dispatch(&cat.item_factors[iu * f..(iu + 1) * f], x), self.als_max)
+            }
+            _ => 0.0,
+        };
+        Parts {
+            als,
+            content: if self.content.is_empty() { 0.0 } else { w.content * scaled(self.content[iu], self.content_max) },
+            social: self.social.get(&i).map_or(0.0, |v| w.social * scaled(*v, self.social_max)),
+            popularity: w.popularity * cat.popularity.get(iu).copied().unwrap_or(0.0),
+            freshness: if cat.freshness.is_empty() { 0.0 } else { w.freshness * cat.freshness[iu] },
+            demographic: self.demographic.get(&i).map_or(0.0, |v| w.demographic * scaled(*v, self.demographic_max)),
+        }
+    }
+
+    /// The profile term that matches post `row` most (weight in profile × weight in post).
+    pub fn best_term(&self, t: &Tfidf, row: usize) -> Option<u32> {
+        let (ts, vs) = t.docs.row(row);
+        let mut best: Option<(u32, f32)> = None;
+        for &(term, pw) in &self.profile {
+            if let Ok(k) = ts.binary_search(&term) {
+                let v = pw * vs[k];
+                if best.is_none_or(|b| v > b.1) {
+                    best = Some((term, v));
+                }
+            }
+        }
+        best.map(|b| b.0)
+    }
+}
+
+/// Per-item freshness in [0, 1] from creation days (NaN = unknown → 0), relative to the newest.
+pub fn freshness(created_day: &[f32], half_life: f32) -> Vec<f32> {
+    let newest = created_day.iter().copied().filter(|d| d.is_finite()).fold(f32::NEG_INFINITY, f32::max);
+    if !newest.is_finite() {
+        return vec![];
+    }
+    created_day.iter().map(|&d| if d.is_finite() { decay(newest - d, half_life) } else { 0.0 }).collect()
+}
+
+/// Trending popularity in [0, 1]: Σ over interactions of decay(age), by post, relative to the
+/// newest interaction; without times, the count of distinct users.
+pub fn trending(items: usize, events: impl Iterator<Item = (u32, f32)>, half_life_days: f32) -> Vec<f32> {
+    let ev: Vec<(u32, f32)> = events.collect();
+    let newest = ev.iter().map(|e| e.1).filter(|d| d.is_finite()).fold(f32::NEG_INFINITY, f32::max);
+    let mut p = vec![0f32; items];
+    for (i, d) in ev {
+        let w = if newest.is_finite() && d.is_finite() { decay(newest - d, half_life_days) } else { 1.0 };
+        p[i as usize] += w;
+    }
+    let max = max_of(p.iter());
+    if max > 0.0 {
+        p.iter_mut().for_each(|x| *x /= max);
+    }
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(item: u32, weight: f32, day: f32) -> Event {
+        Event { item, weight, day }
+    }
+
+    #[test]
+    fn social_prefers_mutual_recent_and_small_accounts() {
+        let o = HybridOptions::default();
+        let one_way = Followee { events: vec![ev(1, 4.0, 100.0)], ..Default::default() };
+        let mutual = Followee { mutual: true, events: vec![ev(2, 4.0, 100.0)], ..Default::default() };
+        let old = Followee { events: vec![ev(3, 4.0, 72.0)], ..Default::default() };
+        let celebrity = Followee { followers: 10_000, events: vec![ev(4, 4.0, 100.0)], ..Default::default() };
+        let owner = Followee { owned: vec![5], ..Default::default() };
+        let (s, people, owned) = social_scores(&[one_way, mutual, old, celebrity, owner], &o);
+        assert!(s[&2] > s[&1], "mutual beats one-way");
+        assert!((s[&2] / s[&1] - 2.0).abs() < 1e-5);
+        assert!((s[&3] / s[&1] - 0.25).abs() < 1e-4, "two half-lives older: a quarter");
+        assert!(s[&4] < s[&1] * 0.1, "a 10k-follower account is damped");
+        assert!(s[&5] > 0.0 && owned[&5] && !people.contains_key(&5));
+        assert_eq!(people[&1], 1);
+    }
+
+    #[test]
+    fn second_hop_is_off_by_default_and_weighted_when_on() {
+        let mut o = HybridOptions::default();
+        let hop2 = Followee { second_hop: true, events: vec![ev(7, 1.0, 1.0)], ..Default::default() };
+        assert!(social_scores(std::slice::from_ref(&hop2), &o).0.is_empty());
+        o.second_hop = 0.25;
+        let (s, people, _) = social_scores(&[hop2], &o);
+        assert!((s[&7] - 0.25 * 2f32.ln()).abs() < 1e-6);
+        assert!(people.is_empty(), "second-hop users are not 'people you follow'");
+    }
+
+    #[test]
+    fn segment_keys_and_lists() {
+        assert_eq!(segment_keys(Some(23.0), Some(" Female "), None), vec!["age:18-24", "gender:female"]);
+        assert!(segment_keys(Some(f64::NAN), Some(""), Some("  ")).is_empty());
+        // Users 0..3 are in "a" and like item 0; users 3..6 in "b" like item 1; all like item 2.
+        let keys: Vec<Vec<String>> = (0..6).map(|u| vec![if u < 3 { "a" } else { "b" }.to_string()]).collect();
+        let (mut r, mut c) = (vec![], vec![]);
+        for u in 0..6u32 {
+            r.extend([u, u]);
+            c.extend([if u < 3 { 0 } else { 1 }, 2]);
+        }
+        let ui = Csr::from_triplets(6, 3, &r, &c, &vec![1.0; r.len()]);
+        let s = Segments::build(&keys, &ui);
+        let a = &s.lists["a"];
+        assert_eq!(a[0].0, 0, "segment-specific item first: {a:?}");
+        assert!(a.iter().all(|x| x.0 != 1));
+    }
+
+    #[test]
+    fn cold_start_weights_and_fusion_scale() {
+        let f = 2;
+        let y = vec![1.0, 0.0, 0.0, 1.0, 0.7, 0.7];
+        let gram = {
+            let pool = crate::als::pool(1, None).unwrap();
+            crate::als::gram(&y, f, 0.1, &pool)
+        };
+        let pop = vec![1.0, 0.5, 0.0];
+        let seg = Segments { lists: [("gender:x".to_string(), vec![(2u32, 3.0f32)])].into_iter().collect() };
+        let cat = Catalog {
+            factors: f,
+            item_factors: &y,
+            gram: &gram,
+            alpha: 1.0,
+            quantized: None,
+            tfidf: None,
+            to_item: &[],
+            from_item: &[],
+            popularity: &pop,
+            freshness: &[],
+            segments: &seg,
+        };
+        let o = HybridOptions::default();
+        let w = o.weights;
+        // Nothing known: popularity and demographics only.
+        let cold = UserInput { segments: vec!["gender:x".into()], ..Default::default() };
+        let s = score(&cat, &cold, &o, &w);
+        assert_eq!(s.weights.als, 0.0);
+        let mut fused = vec![];
+        s.fused(&cat, &mut fused);
+        assert!((fused[2] - w.demographic).abs() < 1e-6 && (fused[0] - w.popularity).abs() < 1e-6);
+        let p = s.parts(&cat, 2);
+        assert_eq!(p.leading(), Some("demographic"));
+        assert!((p.total() - fused[2]).abs() < 1e-6);
+        // Five interactions with item 0: warm, no demographics, ALS leads on item 0's side.
+        let warm = UserInput { history: (0..5).map(|d| ev(0, 1.0, d as f32)).collect(), segments: vec!["gender:x".into()], ..Default::default() };
+        let s = score(&cat, &warm, &o, &w);
+        assert_eq!(s.weights.demographic, 0.0);
+        s.fused(&cat, &mut fused);
+        assert!(fused[0] > fused[1]);
+        for i in 0..3 {
+            assert!((s.parts(&cat, i).total() - fused[i as usize]).abs() < 1e-5);
+        }
+        // Two interactions: ALS at 2/5 of its weight.
+        let few = UserInput { history: vec![ev(0, 1.0, 0.0), ev(0, 1.0, 1.0)], ..Default::default() };
+        assert!((score(&cat, &few, &o, &w).weights.als - 0.4).abs() < 1e-6);
+    }
+
+    #[test]
+    fn freshness_and_trending_are_relative_to_the_newest() {
+        let f = freshness(&[10.0, 3.0, f32::NAN], 7.0);
+        assert!((f[0] - 1.0).abs() < 1e-6 && (f[1] - 0.5).abs() < 1e-6 && f[2] == 0.0);
+        assert!(freshness(&[f32::NAN], 7.0).is_empty());
+        let t = trending(3, [(0, 10.0), (1, 9.0), (1, 9.0), (2, f32::NAN)].into_iter(), 1.0);
+        assert!((t[1] - 1.0).abs() < 1e-6 && (t[0] - 1.0).abs() < 1e-6 && (t[2] - 1.0).abs() < 1e-6);
+        let t = trending(2, [(0, 10.0), (1, 8.0)].into_iter(), 1.0);
+        assert!((t[1] - 0.25).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,401 @@
+//! An app's data in memory (interactions with times, follows, demographics, post text), and
+//! the offline evaluation of the hybrid on it: a seeded split, ALS on the training part, the
+//! same [`hybrid::score`] the extension serves with, and NDCG@k per weight setting. Weight
+//! tuning (`"tune": true`) is coordinate ascent over that evaluation.
+use crate::als::{self, AlsOptions, NoProgress};
+use crate::csr::Csr;
+use crate::eval::{user_metrics, Metrics, MetricsAcc};
+use crate::hybrid::{self, Catalog, Event, Followee, HybridOptions, Segments, UserInput, Weights};
+use crate::rng::Rng;
+use crate::tfidf::Tfidf;
+use crate::topk::{Scored, TopK};
+use crate::CoreError;
+use rayon::prelude::*;
+use std::collections::{HashMap, HashSet};
+
+/// Most recent engagements read per followee (the extension's query uses the same limit).
+pub const FOLLOWEE_EVENTS: usize = 50;
+/// Followees considered per user (most recent follows first in the extension).
+pub const MAX_FOLLOWEES: usize = 500;
+
+pub struct World {
+    pub n_users: usize,
+    pub n_items: usize,
+    /// Events of user u: `events[ev_ptr[u]..ev_ptr[u + 1]]`, oldest first when times are known.
+    pub ev_ptr: Vec<usize>,
+    pub events: Vec<Event>,
+    /// Followees of user u (index, mutual).
+    pub fo_ptr: Vec<usize>,
+    pub follows: Vec<(u32, bool)>,
+    pub followers: Vec<u32>,
+    /// Items owned by user u.
+    pub own_ptr: Vec<usize>,
+    pub owned: Vec<u32>,
+    pub keys: Vec<Vec<String>>,
+    /// Content rows and their model items.
+    pub tfidf: Option<Tfidf>,
+    pub to_item: Vec<Option<u32>>,
+    /// Creation day per item (NaN = unknown).
+    pub created_day: Vec<f32>,
+}
+
+fn grouped<T: Copy>(n: usize, pairs: &[(u32, T)]) -> (Vec<usize>, Vec<T>) {
+    let mut ptr = vec![0usize; n + 1];
+    for p in pairs {
+        ptr[p.0 as usize + 1] += 1;
+    }
+    for i in 0..n {
+        ptr[i + 1] += ptr[i];
+    }
+    let mut next = ptr.clone();
+    let mut out: Vec<Option<T>> = vec![None; pairs.len()];
+    for p in pairs {
+        out[next[p.0 as usize]] = Some(p.1);
+        next[p.0 as usize] += 1;
+    }
+    (ptr, out.into_iter().flatten().collect())
+}
+
+impl World {
+    /// `events`: (user, event); `follows`: (follower, followee); `owner[i]`: owner of item i.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        n_users: usize,
+        n_items: usize,
+        mut events: Vec<(u32, Event)>,
+        follows: &[(u32, u32)],
+        owner: &[Option<u32>],
+        keys: Vec<Vec<String>>,
+        tfidf: Option<Tfidf>,
+        to_item: Vec<Option<u32>>,
+        created_day: Vec<f32>,
+    ) -> World {
+        events.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.day.total_cmp(&b.1.day)));
+        let (ev_ptr, events) = grouped(n_users, &events);
+        let set: HashSet<(u32, u32)> = follows.iter().copied().collect();
+        let mut f: Vec<(u32, (u32, bool))> = set.iter().filter(|(a, b)| a != b).map(|&(a, b)| (a, (b, set.contains(&(b, a))))).collect();
+        f.sort_unstable();
+        let mut followers = vec![0u32; n_users];
+        for (_, (b, _)) in &f {
+            followers[*b as usize] += 1;
+        }
+        let (fo_ptr, follows) = grouped(n_users, &f);
+        let own: Vec<(u32, u32)> = owner.iter().enumerate().filter_map(|(i, o)| o.map(|o| (o, i as u32))).collect();
+        let (own_ptr, owned) = grouped(n_users, &own);
+        World { n_users, n_items, ev_ptr, events, fo_ptr, follows, followers, own_ptr, owned, keys, tfidf, to_item, created_day }
+    }
+
+    pub fn user_events(&self, u: usize) -> &[Event] {
+        &self.events[self.ev_ptr[u]..self.ev_ptr[u + 1]]
+    }
+
+    /// The synthetic generator's data, weighted as the extension's defaults weight it.
+    pub fn from_synth(d: &crate::synth::SynthData) -> World {
+        let n_users = d.users.len();
+        let n_items = d.posts.len();
+        let day = |t: i64| (t as f64 / 86_400.0) as f32;
+        let it = &d.interactions;
+        let events: Vec<(u32, Event)> = (0..it.user_id.len())
+            .map(|k| {
+                let kw = [1.0, 4.0, 5.0, 6.0, 1.0][it.kind[k] as usize];
+                let v = if it.value[k].is_nan() { 1.0 } else { it.value[k] };
+                (it.user_id[k] as u32 - 1, Event { item: it.post_id[k] as u32 - 1, weight: kw * v, day: day(it.created_at[k]) })
+            })
+            .collect();
+        let follows: Vec<(u32, u32)> =
+            d.follows.follower_id.iter().zip(&d.follows.followee_id).map(|(a, b)| (*a as u32 - 1, *b as u32 - 1)).collect();
+        let owner: Vec<Option<u32>> = d.posts.iter().map(|p| Some(p.owner_id as u32 - 1)).collect();
+        let keys = d.users.iter().map(|u| hybrid::segment_keys(Some(u.age as f64), Some(u.gender), Some(u.location))).collect();
+        let docs: Vec<Vec<String>> = d
+            .posts
+            .iter()
+            .map(|p| {
+                crate::tfidf::tokens(&crate::tfidf::Doc {
+                    title: &p.title,
+                    description: &p.description,
+                    tags: p.tags.iter().map(|s| s.as_str()).collect(),
+                    category: &p.category,
+                })
+            })
+            .collect();
+        let tfidf = Tfidf::fit(&docs);
+        let to_item = (0..n_items as u32).map(Some).collect();
+        let created = d.posts.iter().map(|p| day(p.created_at)).collect();
+        World::new(n_users, n_items, events, &follows, &owner, keys, Some(tfidf), to_item, created)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct EvalConfig {
+    pub k: usize,
+    /// Share of each warm user's distinct posts held out.
+    pub test_fraction: f64,
+    /// Share of users whose whole history is hidden (they keep follows and demographics).
+    pub cold_fraction: f64,
+    pub seed: u64,
+    /// Users evaluated at most (a seeded sample).
+    pub max_users: usize,
+    /// Candidates per component (the union is ranked).
+    pub pool: usize,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        EvalConfig { k: 10, test_fraction: 0.2, cold_fraction: 0.0, seed: 42, max_users: 2_000, pool: 200 }
+    }
+}
+
+/// Per evaluated user: candidates with unit-weight contributions, and the held-out posts.
+struct Case {
+    cold: bool,
+    cands: Vec<(u32, [f32; 6])>,
+    truth: HashSet<u32>,
+}
+
+/// A split, a trained model and every evaluated user's candidates: rank under any weights.
+pub struct Prepared {
+    cases: Vec<Case>,
+    pub k: usize,
+    pub warm_users: usize,
+    pub cold_users: usize,
+}
+
+/// Result of one weight setting.
+#[derive(Clone, Debug, Default)]
+pub struct Outcome {
+    pub warm: Metrics,
+    pub cold: Metrics,
+    /// Mean NDCG over every evaluated user (the tuning objective).
+    pub ndcg: f64,
+}
+
+fn top_indices(n: usize, score: impl Fn(usize) -> f32, skip: &HashSet<u32>, k: usize) -> Vec<u32> {
+    let mut t = TopK::new(k);
+    for i in 0..n {
+        let s = score(i);
+        if s > 0.0 && s >= t.threshold() && !skip.contains(&(i as u32)) {
+            t.push(Scored { score: s, id: i as i64, index: i as u32 });
+        }
+    }
+    t.into_sorted().into_iter().map(|s| s.index).collect()
+}
+
+/// Splits `w`, trains ALS on the training part and scores the sampled users.
+pub fn prepare(w: &World, als_opts: &AlsOptions, o: &HybridOptions, cfg: &EvalConfig, pool: &rayon::ThreadPool) -> Result<Prepared, CoreError> {
+    let mut rng = Rng::new(cfg.seed);
+    let cold: Vec<bool> = (0..w.n_users).map(|_| rng.next_f64() < cfg.cold_fraction).collect();
+    // Per user: training events and held-out posts (by distinct post).
+    let mut train_ev: Vec<(u32, Event)> = Vec::with_capacity(w.events.len());
+    let mut truth: Vec<HashSet<u32>> = vec![HashSet::new(); w.n_users];
+    for u in 0..w.n_users {
+        let ev = w.user_events(u);
+        let mut items: Vec<u32> = ev.iter().map(|e| e.item).collect();
+        items.sort_unstable();
+        items.dedup();
+        let test: HashSet<u32> = if cold[u] {
+            items.iter().copied().collect()
+        } else if items.len() >= 2 {
+            let n_test = ((items.len() as f64 * cfg.test_fraction).round() as usize).clamp(1, items.len() - 1);
+            let mut r = Rng::new(cfg.seed ^ (u as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            r.shuffle(&mut items);
+            items[..n_test].iter().copied().collect()
+        } else {
+            HashSet::new()
+        };
+        for e in ev {
+            if !test.contains(&e.item) {
+                train_ev.push((u as u32, *e));
+            }
+        }
+        truth[u] = test;
+    }
+    let train = World {
+        n_users: w.n_users,
+        n_items: w.n_items,
+        ev_ptr: vec![],
+        events: vec![],
+        fo_ptr: vec![],
+        follows: vec![],
+        followers: vec![],
+        own_ptr: vec![],
+        owned: vec![],
+        keys: vec![],
+        tfidf: None,
+        to_item: vec![],
+        created_day: vec![],
+    };
+    let (ev_ptr, events) = grouped(w.n_users, &train_ev);
+    let train = World { ev_ptr, events, ..train };
+    let (r, c, v): (Vec<u32>, Vec<u32>, Vec<f32>) = {
+        let mut r = Vec::with_capacity(train_ev.len());
+        let mut c = Vec::with_capacity(train_ev.len());
+        let mut v = Vec::with_capacity(train_ev.len());
+        for (u, e) in &train_ev {
+            r.push(*u);
+            c.push(e.item);
+            v.push(e.weight);
+        }
+        (r, c, v)
+    };
+    let ui = Csr::from_triplets(w.n_users, w.n_items, &r, &c, &v);
+    drop(train_ev);
+    let mut quiet = als_opts.clone();
+    quiet.compute_loss = false;
+    let (m, _) = als::train(&ui, &quiet, pool, &mut NoProgress)?;
+    let gram = als::gram(&m.item_factors, m.factors, quiet.regularization, pool);
+    let popularity = hybrid::trending(w.n_items, train.events.iter().map(|e| (e.item, e.day)), o.popularity_half_life_days);
+    let freshness = hybrid::freshness(&w.created_day, o.freshness_half_life_days);
+    let segments = Segments::build(&w.keys, &ui);
+    let mut from_item = vec![None; w.n_items];
+    for (d, i) in w.to_item.iter().enumerate() {
+        if let Some(i) = i {
+            from_item[*i as usize] = Some(d as u32);
+        }
+    }
+    let cat = Catalog {
+        factors: m.factors,
+        item_factors: &m.item_factors,
+        gram: &gram,
+        alpha: quiet.alpha,
+        quantized: None,
+        tfidf: w.tfidf.as_ref(),
+        to_item: &w.to_item,
+        from_item: &from_item,
+        popularity: &popularity,
+        freshness: &freshness,
+        segments: &segments,
+    };
+    let mut users: Vec<usize> = (0..w.n_users).filter(|&u| !truth[u].is_empty()).collect();
+    Rng::new(cfg.seed ^ 0x5EED).shuffle(&mut users);
+    users.truncate(cfg.max_users);
+    users.sort_unstable();
+    let unit = Weights::from_array([1.0; 6]);
+    let cases: Vec<Case> = pool.install(|| {
+        users
+            .par_iter()
+            .map(|&u| {
+                let input = user_input(&train, w, u);
+                let s = hybrid::score(&cat, &input, o, &unit);
+                let seen: HashSet<u32> = input.history.iter().map(|e| e.item).collect();
+                let n = w.n_items;
+                let mut cand: HashSet<u32> = HashSet::new();
+                let k = cfg.pool;
+                if !s.als.is_empty() {
+                    cand.extend(top_indices(n, |i| s.als[i], &seen, k));
+                }
+                if !s.content.is_empty() {
+                    cand.extend(top_indices(n, |i| s.content[i], &seen, k));
+                }
+                cand.extend(top_indices(n, |i| popularity[i], &seen, k));
+                if !freshness.is_empty() {
+                    cand.extend(top_indices(n, |i| freshness[i], &seen, k));
+                }
+                for map in [&s.social, &s.demographic] {
+                    let mut t = TopK::new(k);
+                    for (&i, &v) in map.iter() {
+                        if !seen.contains(&i) {
+                            t.push(Scored { score: v, id: i as i64, index: i });
+                        }
+                    }
+                    cand.extend(t.into_sorted().into_iter().map(|x| x.index));
+                }
+                let mut cands: Vec<(u32, [f32; 6])> = cand
+                    .into_iter()
+                    .map(|i| {
+                        let p = s.parts(&cat, i);
+                        (i, [p.als, p.content, p.social, p.popularity, p.freshness, p.demographic])
+                    })
+                    .collect();
+                cands.sort_by_key(|c| c.0);
+                Case { cold: cold[u], cands, truth: truth[u].clone() }
+            })
+            .collect()
+    });
+    let cold_users = cases.iter().filter(|c| c.cold).count();
+    Ok(Prepared { warm_users: cases.len() - cold_users, cold_users, cases, k: cfg.k })
+}
+
+/// The request-time view of user `u`: training events, followees (and their training
+/// events, most recent first, capped), items they own, demographics.
+fn user_input(train: &World, w: &World, u: usize) -> UserInput {
+    let mut followees = vec![];
+    for &(f, mutual) in w.follows[w.fo_ptr[u]..w.fo_ptr[u + 1]].iter().take(MAX_FOLLOWEES) {
+        let ev = train.user_events(f as usize);
+        let events = ev[ev.len().saturating_sub(FOLLOWEE_EVENTS)..].to_vec();
+        let owned = w.owned[w.own_ptr[f as usize]..w.own_ptr[f as usize + 1]].to_vec();
+        followees.push(Followee { mutual, second_hop: false, followers: w.followers[f as usize], events, owned });
+    }
+    UserInput { history: train.user_events(u).to_vec(), unknown_history: 0, followees, segments: w.keys[u].clone() }
+}
+
+impl Prepared {
+    pub fn evaluate(&self, weights: &Weights) -> Outcome {
+        let wa = weights.to_array();
+        let mut warm = MetricsAcc::default();
+        let mut cold = MetricsAcc::default();
+        let mut ndcg = 0.0;
+        for c in &self.cases {
+            let mut t = TopK::new(self.k);
+            for (i, p) in &c.cands {
+                let s: f32 = p.iter().zip(&wa).map(|(a, b)| a * b).sum();
+                if s > 0.0 {
+                    t.push(Scored { score: s, id: *i as i64, index: *i });
+                }
+            }
+            let ranked: Vec<u32> = t.into_sorted().into_iter().map(|s| s.index).collect();
+            let m = user_metrics(&ranked, &c.truth, self.k);
+            ndcg += m.ndcg;
+            if c.cold {
+                cold.add(&m)
+            } else {
+                warm.add(&m)
+            }
+        }
+        Outcome { warm: warm.mean(), cold: cold.mean(), ndcg: ndcg / self.cases.len().max(1) as f64 }
+    }
+
+    /// Coordinate ascent from `start` over a grid per weight (ALS fixed at its start value, as
+    /// only ratios matter); returns the best weights and their outcome.
+    pub fn tune(&self, start: &Weights) -> (Weights, Outcome) {
+        const GRID: [f32; 11] = [0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.5];
+        let mut best = *start;
+        let mut best_o = self.evaluate(&best);
+        for _round in 0..2 {
+            let mut improved = false;
+            for name in &hybrid::COMPONENTS[1..] {
+                for &g in &GRID {
+                    let mut w = best;
+                    *w.get_mut(name).expect("known component") = g;
+                    let o = self.evaluate(&w);
+                    if o.ndcg > best_o.ndcg + 1e-9 {
+                        best = w;
+                        best_o = o;
+                        improved = true;
+                    }
+                }
+            }
+            if !improved {
+                break;
+            }
+        }
+        (best, best_o)
+    }
+}
+
+/// Weights with every component but `keep` set to 0 (e.g. ALS alone).
+pub fn only(keep: &[&str]) -> Weights {
+    let mut w = Weights::from_array([0.0; 6]);
+    for k in keep {
+        if let Some(x) = w.get_mut(k) {
+            *x = 1.0;
+        }
+    }
+    w
+}
+
+/// Convenience for tests and benches: NDCG@k of a few weight settings on one split.
+pub fn compare(w: &World, als_opts: &AlsOptions, o: &HybridOptions, cfg: &EvalConfig, settings: &[(&str, Weights)]) -> Result<HashMap<String, Outcome>, CoreError> {
+    let pool = als::pool(0, None)?;
+    let p = prepare(w, als_opts, o, cfg, &pool)?;
+    Ok(settings.iter().map(|(n, ws)| (n.to_string(), p.evaluate(ws))).collect())
+}
