@@ -2,23 +2,42 @@ COMMENT ON FUNCTION @extschema@.recsys_train(jsonb) IS
 'Trains the recommender on the interactions table and serves the new model once the transaction commits.
 options (jsonb, all optional): factors 64, iterations 15, regularization 10, alpha 1, seed 42, cg_steps 3,
 threads (default recsys.threads), weights {"view":1,"like":4,"inspire":5,"share":6,"rate":1}, default_weight 1,
-interactions {"table","user","post","kind","value","time"}, posts/users/follows mappings.
+interactions {"table","user","post","kind","value","time"}, posts/users/follows mappings (tables named posts,
+users, follows are used when they exist). Hybrid: fusion {"als":1,"content":0.3,"social":0.3,"popularity":0.1,
+"freshness":0.05,"demographic":0.5}, mutual_weight 2, degree_damping 0.3, second_hop 0 (off), owner_weight 1,
+social_half_life_days 14, content_half_life_days 30, freshness_half_life_days 7, popularity_half_life_days 7,
+cold_start_threshold 5, tune false (true: pick the fusion weights on a seeded holdout of the training data).
 Row weight = weights[kind] (default_weight for other kinds) * coalesce(value, 1); repeated (user, post) rows are summed.
-Returns a report: model_id, users, posts, interactions, nonzeros, iterations, loss per iteration, seconds per phase.
+Returns a report: model_id, users, posts, interactions, nonzeros, iterations, loss, fusion weights, tuning, seconds per phase.
 Memory budget: maintenance_work_mem. NULL options = {}.';
 
-COMMENT ON FUNCTION @extschema@.recsys_recommend(bigint, integer, boolean, text, text, text, bigint[], bigint[], integer, real) IS
-'Top-k posts for a user, best first (ties by post_id). The user''s current interactions are folded into the
-model at call time, so new likes count without a retrain. A user with no known interactions gets the
-popularity fallback (score = distinct users per post / max). exclude_seen drops posts the user interacted with.
-Feed arguments: category, project_code, mood (exact match on the posts table as of training), include (allow-list),
-exclude, "offset" (paging), diversity 0..1 (MMR re-rank over ALS item cosine; 0 = off).
-k between 1 and recsys.max_k. A NULL user_id, k or exclude_seen returns no rows; NULL offset/diversity/filters mean their defaults.';
+COMMENT ON FUNCTION @extschema@.recsys_recommend(bigint, integer, boolean, text, text, text, bigint[], bigint[], integer, real, jsonb) IS
+'Top-k posts for a user, best first (ties by post_id), with each component''s contribution and a reason.
+score = als + content + social + popularity, each a weight times a component scaled to [0, 1]: ALS preference
+(the user''s current interactions folded in at call time), content (TF-IDF profile of the user''s posts), social
+(engagement of followees: mutual follows count double, big accounts damped, recent engagement weighted more,
+posts owned by followees), popularity (trending + freshness + demographic segment popularity for cold users).
+Users with fewer than cold_start_threshold (5) interactions get demographics + social + trending, with ALS and
+content scaled down; a user with nothing gets trending. exclude_seen drops posts the user interacted with.
+Feed arguments: category, project_code, mood, include (allow-list), exclude, "offset", diversity 0..1 (MMR re-rank),
+weights (jsonb, e.g. {"social": 0.6}: overrides the model''s fusion weights for this call).
+k between 1 and recsys.max_k. A NULL user_id, k or exclude_seen returns no rows.';
 
-COMMENT ON FUNCTION @extschema@.recsys_similar(bigint, integer) IS
-'Top-k posts most similar to a post, never the post itself: a blend of ALS item cosine and content (TF-IDF)
-cosine, content share recsys.similar_content_weight (default 0.3). A post with no interactions but a row in the
-posts table is placed by content alone. An unknown post is an error. k between 1 and recsys.max_k. STRICT.';
+COMMENT ON FUNCTION @extschema@.recsys_predict(bigint, bigint, jsonb) IS
+'The fused score recsys_recommend would give this post for this user (same weights, same scale; not excluded
+if seen). An unknown post is an error; an unknown user gets the cold-start score. NULL arguments return NULL.';
+
+COMMENT ON FUNCTION @extschema@.recsys_explain(bigint, bigint, jsonb) IS
+'The evidence behind a fused score, one row per piece: als rows are the user''s posts that contribute most through
+the ALS item-item term (Hu, Koren & Volinsky 2008, section 5), social rows the followees who engaged with or own
+the post, content rows the matching profile terms, then popularity, freshness, demographic and the total.
+contribution is in units of the fused score.';
+
+COMMENT ON FUNCTION @extschema@.recsys_similar(bigint, integer, text, text, text, bigint[], bigint[], integer) IS
+'Top-k posts most similar to a post, never the post itself: ALS item cosine and content (TF-IDF) cosine blended,
+content share recsys.similar_content_weight (default 0.3), with a reason. A post with no interactions but a row in
+the posts table is placed by content alone. Same filters as recsys_recommend (category, project_code, mood, include,
+exclude, "offset"). An unknown post is an error. k between 1 and recsys.max_k. NULL post_id or k: no rows.';
 
 COMMENT ON FUNCTION @extschema@.recsys_search(text, integer) IS
 'Free-text search over the posts'' TF-IDF (title, description, tags, category; #tag matches a whole tag).

@@ -2,6 +2,7 @@
 //! names the key. The parsed recipe is stored with the model (as JSON) and re-read at serving.
 use crate::error::{RecsysError, Result};
 use recsys_core::als::AlsOptions;
+use recsys_core::hybrid::{HybridOptions, Weights, COMPONENTS};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -20,6 +21,17 @@ pub const TRAIN_KEYS: &[&str] = &[
     "posts",
     "users",
     "follows",
+    "fusion",
+    "mutual_weight",
+    "degree_damping",
+    "second_hop",
+    "owner_weight",
+    "social_half_life_days",
+    "content_half_life_days",
+    "freshness_half_life_days",
+    "popularity_half_life_days",
+    "cold_start_threshold",
+    "tune",
 ];
 
 /// Default weight per interaction kind; a kind missing from the map gets `default_weight`.
@@ -121,6 +133,13 @@ pub struct TrainOptions {
     pub posts: Option<TableMap>,
     pub users: Option<TableMap>,
     pub follows: Option<TableMap>,
+    /// Fusion weights and the social/cold-start knobs (models stored before these existed
+    /// read as the defaults).
+    #[serde(default)]
+    pub hybrid: HybridOptions,
+    /// Pick the fusion weights on a seeded holdout of the training data.
+    #[serde(default)]
+    pub tune: bool,
 }
 
 impl Default for TrainOptions {
@@ -134,6 +153,8 @@ impl Default for TrainOptions {
             posts: None,
             users: None,
             follows: None,
+            hybrid: HybridOptions::default(),
+            tune: false,
         }
     }
 }
@@ -195,11 +216,37 @@ impl TrainOptions {
                 "posts" => o.posts = Some(TableMap::parse(key, val, "posts", POSTS)?),
                 "users" => o.users = Some(TableMap::parse(key, val, "users", USERS)?),
                 "follows" => o.follows = Some(TableMap::parse(key, val, "follows", FOLLOWS)?),
+                "fusion" => o.hybrid.weights = parse_weights(key, val, o.hybrid.weights)?,
+                "mutual_weight" => o.hybrid.mutual_weight = num_in(key, val, 0.0, 1e3)? as f32,
+                "degree_damping" => o.hybrid.degree_damping = num_in(key, val, 0.0, 10.0)? as f32,
+                "second_hop" => o.hybrid.second_hop = num_in(key, val, 0.0, 1e3)? as f32,
+                "owner_weight" => o.hybrid.owner_weight = num_in(key, val, 0.0, 1e3)? as f32,
+                "social_half_life_days" => o.hybrid.social_half_life_days = num_in(key, val, 0.001, 1e6)? as f32,
+                "content_half_life_days" => o.hybrid.content_half_life_days = num_in(key, val, 0.001, 1e6)? as f32,
+                "freshness_half_life_days" => o.hybrid.freshness_half_life_days = num_in(key, val, 0.001, 1e6)? as f32,
+                "popularity_half_life_days" => o.hybrid.popularity_half_life_days = num_in(key, val, 0.001, 1e6)? as f32,
+                "cold_start_threshold" => o.hybrid.cold_start_threshold = int_in(key, val, 0, 1_000_000)? as usize,
+                "tune" => o.tune = val.as_bool().ok_or_else(|| type_err(key, "true or false", val))?,
                 _ => return Err(RecsysError::UnknownOption { key: key.clone(), valid: TRAIN_KEYS }),
             }
         }
         Ok(o)
     }
+}
+
+/// A partial object of fusion weights over `base`: {"social": 0.5} changes one weight.
+pub fn parse_weights(key: &str, v: &Value, base: Weights) -> Result<Weights> {
+    let map = v.as_object().ok_or_else(|| type_err(key, "an object of component: number", v))?;
+    let mut w = base;
+    for (name, x) in map {
+        let path = format!("{key}.{name}");
+        let slot = w.get_mut(name).ok_or_else(|| RecsysError::UnknownOption { key: path.clone(), valid: &COMPONENTS })?;
+        *slot = num_in(&path, x, 0.0, 1e6)? as f32;
+    }
+    if w.to_array().iter().all(|x| *x == 0.0) {
+        return Err(type_err(key, "weights with at least one above 0", v));
+    }
+    Ok(w)
 }
 
 #[cfg(test)]
@@ -233,5 +280,16 @@ mod unit {
         assert!(matches!(TrainOptions::parse(&json!([1])), Err(RecsysError::OptionsNotObject)));
         assert!(matches!(TrainOptions::parse(&json!({"interactions": {"user": null}})), Err(RecsysError::OptionType { .. })));
         assert!(matches!(TrainOptions::parse(&json!({"interactions": {"usr": "a"}})), Err(RecsysError::UnknownOption { .. })));
+        let o = TrainOptions::parse(&json!({"fusion": {"social": 0.5}, "second_hop": 0.2, "tune": true, "cold_start_threshold": 3})).unwrap();
+        assert_eq!((o.hybrid.weights.social, o.hybrid.weights.als, o.hybrid.second_hop, o.tune, o.hybrid.cold_start_threshold), (0.5, 1.0, 0.2, true, 3));
+        assert!(matches!(TrainOptions::parse(&json!({"fusion": {"socail": 1}})), Err(RecsysError::UnknownOption { .. })));
+        assert!(matches!(TrainOptions::parse(&json!({"fusion": {"als": -1}})), Err(RecsysError::OptionType { .. })));
+        assert!(matches!(TrainOptions::parse(&json!({"fusion": {"als": 0, "content": 0, "social": 0, "popularity": 0, "freshness": 0, "demographic": 0}})), Err(RecsysError::OptionType { .. })));
+        assert!(matches!(TrainOptions::parse(&json!({"tune": 1})), Err(RecsysError::OptionType { .. })));
+        // A model stored before the hybrid options existed still reads.
+        let mut old = serde_json::to_value(TrainOptions::default()).unwrap();
+        old.as_object_mut().unwrap().remove("hybrid");
+        old.as_object_mut().unwrap().remove("tune");
+        assert_eq!(serde_json::from_value::<TrainOptions>(old).unwrap(), TrainOptions::default());
     }
 }

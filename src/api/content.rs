@@ -42,65 +42,72 @@ fn recsys_search(query: &str, k: default!(i32, 10)) -> TableIterator<'static, (n
     TableIterator::new(top.into_iter().map(|s| (s.id, s.score)).collect::<Vec<_>>())
 }
 
-/// Blend of ALS item cosine and content cosine around one post. A post with factors mixes
-/// both (`recsys.similar_content_weight` is the content share); a post known only from the
-/// posts table (no interactions yet) is placed by its content alone.
-pub fn similar(m: &Serving, post_id: i64, k: usize) -> Result<Vec<Scored>> {
+/// Blend of ALS item cosine and content cosine around one post, over every post of the model,
+/// through the feed filters. A post with factors mixes both (`recsys.similar_content_weight`
+/// is the content share); a post known only from the posts table (no interactions yet) is
+/// placed by its content alone. Returns (post_id, score, als part, content part, reason).
+pub fn similar(m: &Serving, post_id: i64, feed: &super::serve::Feed<'_>) -> Result<Vec<(i64, f32, f32, f32, String)>> {
     let f = m.factors;
+    let n = m.item_ids.len();
     let als_q = m.item_index.get(&post_id).copied();
     let content = m.content.as_ref();
     let content_q = content.and_then(|c| c.index.get(&post_id).copied());
     if als_q.is_none() && content_q.is_none() {
         return Err(RecsysError::UnknownPost(post_id));
     }
+    // A post placed by content has factors that are an average of its neighbours': its ALS
+    // cosine says little, so content leads.
     let beta = match (als_q, content_q) {
+        (Some(q), Some(_)) if q as usize >= m.interacted_items => 1.0,
         (Some(_), Some(_)) => gucs::similar_content_weight(),
         (Some(_), None) => 0.0,
         _ => 1.0,
     };
-    let mut als = vec![0f32; m.item_ids.len()];
-    if let Some(q) = als_q {
+    let mut als = vec![0f32; n];
+    if let (Some(q), true) = (als_q, beta < 1.0) {
         let qv = &m.item_factors[q as usize * f..(q as usize + 1) * f];
         let qn = m.item_norms[q as usize].max(1e-12);
         score_all(&m.item_factors, f, qv, &mut als);
         for (s, n) in als.iter_mut().zip(&m.item_norms) {
-            *s /= qn * n.max(1e-12);
+            *s = (1.0 - beta) * (*s / (qn * n.max(1e-12))).max(0.0);
         }
     }
-    let mut top = TopK::new(k);
-    let mut in_content = vec![false; m.item_ids.len()];
-    if let (Some(c), true) = (content, beta > 0.0) {
+    let mut cont = vec![0f32; n];
+    let mut qdoc = vec![];
+    if let (Some(c), Some(d), true) = (content, content_q, beta > 0.0) {
+        qdoc = c.tfidf.doc(d as usize);
         let mut cs = vec![0f32; c.ids.len()];
-        if let Some(d) = content_q {
-            c.tfidf.scores(&c.tfidf.doc(d as usize), &mut cs);
-        }
-        for (d, &cv) in cs.iter().enumerate() {
-            let id = c.ids[d];
-            let a = c.to_item[d].map(|i| {
-                in_content[i as usize] = true;
-                als[i as usize]
-            });
-            // Content alone: posts sharing no term are not similar, not "similar with score 0".
-            if id == post_id || (beta >= 1.0 && cv <= 0.0) {
-                continue;
-            }
-            let s = beta * cv + (1.0 - beta) * a.unwrap_or(0.0);
-            if s >= top.threshold() {
-                top.push(Scored { score: s, id, index: d as u32 });
+        c.tfidf.scores(&qdoc, &mut cs);
+        for (row, &v) in cs.iter().enumerate() {
+            if let Some(i) = c.to_item[row] {
+                cont[i as usize] = beta * v;
             }
         }
     }
-    if beta < 1.0 {
-        for (i, &a) in als.iter().enumerate() {
-            let id = m.item_ids[i];
-            if in_content[i] || id == post_id {
-                continue;
-            }
-            let s = (1.0 - beta) * a;
-            if s >= top.threshold() {
-                top.push(Scored { score: s, id, index: i as u32 });
-            }
-        }
-    }
-    Ok(top.into_sorted())
+    let total: Vec<f32> = als.iter().zip(&cont).map(|(a, c)| a + c).collect();
+    let top = feed.rank(m, &total, None, None)?;
+    Ok(top
+        .into_iter()
+        .filter(|s| s.score > 0.0)
+        .map(|s| {
+            let i = s.index as usize;
+            let reason = if cont[i] >= als[i] {
+                shared_term(m, &qdoc, s.index).map(|t| format!("shares {}", super::serve::term_text(&t))).unwrap_or_else(|| "similar content".into())
+            } else {
+                "liked by the same people".into()
+            };
+            (s.id, s.score, als[i], cont[i], reason)
+        })
+        .collect())
+}
+
+/// The term that contributes most to the content cosine between `qdoc` and item `i`.
+fn shared_term(m: &Serving, qdoc: &[(u32, f32)], i: u32) -> Option<String> {
+    let c = m.content.as_ref()?;
+    let row = c.from_item.get(i as usize).copied().flatten()?;
+    let (ts, vs) = c.tfidf.docs.row(row as usize);
+    qdoc.iter()
+        .filter_map(|&(t, qv)| ts.binary_search(&t).ok().map(|k| (t, qv * vs[k])))
+        .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))
+        .map(|(t, _)| c.tfidf.vocab[t as usize].clone())
 }

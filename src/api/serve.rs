@@ -1,13 +1,14 @@
 use crate::error::{OrRaise, RecsysError, Result};
 use crate::gucs;
 use crate::store::model::{self, Serving};
-use crate::store::source;
+use crate::store::request::{self, Request};
 use pgrx::prelude::*;
-use recsys_core::als::fold_in;
-use recsys_core::kernels::score_all;
+use pgrx::JsonB;
+use recsys_core::als::FoldIn;
+use recsys_core::hybrid::{self, Parts, Scores, Weights};
 use recsys_core::topk::{Scored, TopK};
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 pub(super) fn check_k(k: i32) -> Result<usize> {
     if k < 1 {
@@ -23,43 +24,8 @@ pub(super) fn check_k(k: i32) -> Result<usize> {
     Ok(k as usize)
 }
 
-/// The user's current interactions (post index, summed weight), read now: this is what makes
-/// a like inserted a second ago count without a retrain. Posts unknown to the model are
-/// returned separately (they can only be excluded, not folded in).
-fn history(client: &pgrx::spi::SpiClient<'_>, m: &Serving, user_id: i64) -> Result<(Vec<(u32, f32)>, HashSet<i64>)> {
-    let (weights, default_weight) = source::weight_args(&m.options);
-    if m.history_plan.borrow().is_none() {
-        use pgrx::{PgBuiltInOids, PgOid};
-        let types = [PgOid::BuiltIn(PgBuiltInOids::JSONBOID), PgOid::BuiltIn(PgBuiltInOids::FLOAT4OID), PgOid::BuiltIn(PgBuiltInOids::INT8OID)];
-        let plan = client.prepare(m.history_query.as_str(), &types)?.keep();
-        *m.history_plan.borrow_mut() = Some(plan);
-    }
-    let plan = m.history_plan.borrow();
-    let plan = plan.as_ref().ok_or_else(|| RecsysError::Spi("history plan missing".into()))?;
-    let rows = client.select(plan, None, &[weights.into(), default_weight.into(), user_id.into()])?;
-    let mut sums: HashMap<u32, f32> = HashMap::new();
-    let mut seen = HashSet::new();
-    for row in rows {
-        let Some(pid) = row.get::<i64>(1)? else { continue };
-        seen.insert(pid);
-        let w = row.get::<f32>(2)?.unwrap_or(f32::NAN);
-        if let (Some(&i), true) = (m.item_index.get(&pid), w.is_finite()) {
-            *sums.entry(i).or_insert(0.0) += w;
-        }
-    }
-    let mut items: Vec<(u32, f32)> = sums.into_iter().filter(|(_, w)| *w > 0.0).collect();
-    items.sort_by_key(|x| x.0);
-    Ok((items, seen))
-}
-
-type Rows = TableIterator<'static, (name!(post_id, i64), name!(score, f32))>;
-
-fn rows(top: Vec<Scored>) -> Rows {
-    TableIterator::new(top.into_iter().map(|s| (s.id, s.score)).collect::<Vec<_>>())
-}
-
 /// The feed arguments of recsys_recommend, checked.
-pub(super) struct Feed<'a> {
+pub(crate) struct Feed<'a> {
     pub k: usize,
     pub offset: usize,
     pub diversity: f32,
@@ -185,6 +151,102 @@ impl<'a> Feed<'a> {
     }
 }
 
+/// The model's fusion weights with the caller's partial override ({"social": 0.5}).
+pub(super) fn weights_for(m: &Serving, over: Option<&JsonB>) -> Result<Weights> {
+    match over {
+        None => Ok(m.options.hybrid.weights),
+        Some(j) => crate::options::parse_weights("weights", &j.0, m.options.hybrid.weights),
+    }
+}
+
+/// One user's component scores, from the app's tables as they are now.
+pub(super) struct Scored2 {
+    pub req: Request,
+    pub scores: Scores,
+}
+
+pub(super) fn score_user(client: &pgrx::spi::SpiClient<'_>, m: &Serving, user_id: i64, w: &Weights) -> Result<Scored2> {
+    let req = request::gather(client, m, user_id, w)?;
+    let scores = hybrid::score(&m.catalog(), &req.input, &m.options.hybrid, w);
+    Ok(Scored2 { req, scores })
+}
+
+/// A short reason for one recommended post: its largest contribution, in words.
+struct Reasons<'a> {
+    m: &'a Serving,
+    s: &'a Scored2,
+    fold: Option<(FoldIn, Vec<(u32, f32)>)>,
+}
+
+impl<'a> Reasons<'a> {
+    fn new(m: &'a Serving, s: &'a Scored2) -> Reasons<'a> {
+        Reasons { m, s, fold: None }
+    }
+
+    /// The history items behind an ALS score, largest contribution first (HKV section 5).
+    fn als_evidence(&mut self, item: u32) -> Vec<(u32, f32)> {
+        let m = self.m;
+        let (fold, items) = self.fold.get_or_insert_with(|| {
+            let items = hybrid::fold_in_items(&self.s.req.input.history);
+            (FoldIn::new(&m.item_factors, m.factors, &m.gram, &items, m.options.als.alpha), items)
+        });
+        let mut ev = fold.evidence(&m.item_factors, items, m.options.als.alpha, item);
+        ev.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        ev
+    }
+
+    fn term(&self, item: u32) -> Option<String> {
+        let c = self.m.content.as_ref()?;
+        let row = c.from_item.get(item as usize).copied().flatten()?;
+        let t = self.s.scores.best_term(&c.tfidf, row as usize)?;
+        Some(term_text(&c.tfidf.vocab[t as usize]))
+    }
+
+    fn text(&mut self, item: u32, p: &Parts) -> String {
+        let m = self.m;
+        match p.leading() {
+            Some("als") => match self.als_evidence(item).first() {
+                Some(&(j, _)) => match m.title(j) {
+                    Some(t) => format!("because you liked \"{t}\""),
+                    None => format!("because you liked post {}", m.item_ids[j as usize]),
+                },
+                None => "picked for you".into(),
+            },
+            Some("content") => match self.term(item) {
+                Some(t) => format!("matches {t}"),
+                None => "matches your interests".into(),
+            },
+            Some("social") => {
+                let s = &self.s.scores;
+                match (s.social_people.get(&item).copied().unwrap_or(0), s.social_owned.contains_key(&item)) {
+                    (0, true) => "posted by someone you follow".into(),
+                    (0, false) => "popular with people your friends follow".into(),
+                    (1, _) => "liked by 1 person you follow".into(),
+                    (n, _) => format!("liked by {n} people you follow"),
+                }
+            }
+            Some("freshness") => "new post".into(),
+            Some("demographic") => "popular with people like you".into(),
+            _ => match m.category(item) {
+                Some(c) => format!("trending in {c}"),
+                None => "trending now".into(),
+            },
+        }
+    }
+}
+
+/// A vocabulary term as shown to people: `#street dance` stays a tag, a word gets quotes.
+pub(super) fn term_text(t: &str) -> String {
+    if t.starts_with('#') {
+        t.to_string()
+    } else {
+        format!("\"{t}\"")
+    }
+}
+
+/// One feed row: post_id, score, als, content, social, popularity, reason.
+type FeedRow = (i64, f32, f32, f32, f32, f32, String);
+
 #[allow(clippy::too_many_arguments)]
 #[pg_extern(stable)]
 fn recsys_recommend(
@@ -198,48 +260,179 @@ fn recsys_recommend(
     exclude: default!(Option<Vec<Option<i64>>>, "NULL"),
     offset: default!(Option<i32>, 0),
     diversity: default!(Option<f32>, 0.0),
-) -> TableIterator<'static, (name!(post_id, i64), name!(score, f32))> {
-    // NULL user, k or exclude_seen: no rows (as a STRICT function would); NULL offset or
-    // diversity: their defaults.
+    weights: default!(Option<JsonB>, "NULL"),
+) -> TableIterator<
+    'static,
+    (
+        name!(post_id, i64),
+        name!(score, f32),
+        name!(als, f32),
+        name!(content, f32),
+        name!(social, f32),
+        name!(popularity, f32),
+        name!(reason, String),
+    ),
+> {
+    // NULL user, k or exclude_seen: no rows (as a STRICT function would); NULL offset,
+    // diversity or weights: their defaults.
     let (Some(user_id), Some(k), Some(exclude_seen)) = (user_id, k, exclude_seen) else {
-        return rows(vec![]);
+        return TableIterator::new(vec![]);
     };
     let feed = Feed::new(k, category, project_code, mood, include, exclude, offset.unwrap_or(0), diversity.unwrap_or(0.0)).or_raise();
-    let top = Spi::connect(|client| -> Result<Vec<Scored>> {
+    let rows = Spi::connect(|client| -> Result<Vec<FeedRow>> {
         let m = model::current(client)?;
-        let (items, seen) = history(client, &m, user_id)?;
-        let seen = exclude_seen.then_some(&seen);
-        if items.is_empty() {
-            // Cold start: the documented popularity fallback (distinct users per post, scaled
-            // to [0, 1]).
-            return feed.rank_popular(&m, seen);
-        }
-        let x = fold_in(&m.item_factors, m.factors, &m.gram, &items, m.options.als.alpha);
-        let mut scores = vec![0f32; m.item_ids.len()];
-        match m.quantized.as_ref().filter(|_| !gucs::exact_scan()) {
-            Some(q) => {
-                q.scores(&x, &mut scores);
-                let f = m.factors;
-                let exact = |i: u32| recsys_core::kernels::dot_dispatch(&m.item_factors[i as usize * f..(i as usize + 1) * f], &x);
-                feed.rank(&m, &scores, seen, Some(&exact))
-            }
-            None => {
-                score_all(&m.item_factors, m.factors, &x, &mut scores);
-                feed.rank(&m, &scores, seen, None)
-            }
-        }
+        let w = weights_for(&m, weights.as_ref())?;
+        let s = score_user(client, &m, user_id, &w)?;
+        let seen = exclude_seen.then_some(&s.req.seen);
+        let cat = m.catalog();
+        let personal = !s.scores.als.is_empty() || !s.scores.content.is_empty() || !s.scores.social.is_empty() || !s.scores.demographic.is_empty();
+        let fresh = s.scores.weights.freshness > 0.0 && !m.freshness.is_empty();
+        let top = if !personal && !fresh && s.scores.weights.popularity > 0.0 {
+            // Nothing personal and no freshness: the popularity order, walked (O(page)).
+            feed.rank_popular(&m, seen)?
+        } else {
+            let mut fused = Vec::new();
+            s.scores.fused(&cat, &mut fused);
+            let exact = |i: u32| s.scores.parts(&cat, i).total();
+            let approx = cat.quantized.is_some() && !s.scores.als.is_empty();
+            feed.rank(&m, &fused, seen, if approx { Some(&exact) } else { None })?
+        };
+        let mut reasons = Reasons::new(&m, &s);
+        Ok(top
+            .into_iter()
+            .map(|c| {
+                let p = s.scores.parts(&cat, c.index);
+                let reason = reasons.text(c.index, &p);
+                (c.id, p.total(), p.als, p.content, p.social, p.popularity + p.freshness + p.demographic, reason)
+            })
+            .collect())
     })
     .or_raise();
-    rows(top)
+    TableIterator::new(rows)
 }
 
 #[pg_extern(stable)]
-fn recsys_similar(post_id: i64, k: default!(i32, 10)) -> TableIterator<'static, (name!(post_id, i64), name!(score, f32))> {
-    let k = check_k(k).or_raise();
-    let top = Spi::connect(|client| -> Result<Vec<Scored>> {
+fn recsys_predict(user_id: Option<i64>, post_id: Option<i64>, weights: default!(Option<JsonB>, "NULL")) -> Option<f32> {
+    let (user_id, post_id) = (user_id?, post_id?);
+    Spi::connect(|client| -> Result<f32> {
         let m = model::current(client)?;
-        super::content::similar(&m, post_id, k)
+        let item = *m.item_index.get(&post_id).ok_or(RecsysError::UnknownPost(post_id))?;
+        let w = weights_for(&m, weights.as_ref())?;
+        let s = score_user(client, &m, user_id, &w)?;
+        Ok(s.scores.parts(&m.catalog(), item).total())
+    })
+    .map(Some)
+    .or_raise()
+}
+
+/// One evidence row: component, evidence, post_id, user_id, contribution.
+type ExplainRow = (String, String, Option<i64>, Option<i64>, f32);
+
+/// Rows of evidence kept per component (the rest are summed into one row, so the rows of a
+/// component add up to its contribution).
+const EXPLAIN_TOP: usize = 5;
+
+#[pg_extern(stable)]
+fn recsys_explain(user_id: Option<i64>, post_id: Option<i64>, weights: default!(Option<JsonB>, "NULL")) -> TableIterator<
+    'static,
+    (name!(component, String), name!(evidence, String), name!(post_id, Option<i64>), name!(user_id, Option<i64>), name!(contribution, f32)),
+> {
+    let (Some(user_id), Some(post_id)) = (user_id, post_id) else { return TableIterator::new(vec![]) };
+    let rows = Spi::connect(|client| -> Result<Vec<ExplainRow>> {
+        let m = model::current(client)?;
+        let item = *m.item_index.get(&post_id).ok_or(RecsysError::UnknownPost(post_id))?;
+        let w = weights_for(&m, weights.as_ref())?;
+        let s = score_user(client, &m, user_id, &w)?;
+        let cat = m.catalog();
+        let p = s.scores.parts(&cat, item);
+        let sc = &s.scores;
+        let mut out: Vec<ExplainRow> = vec![];
+        // ALS: the user's posts that pull this one up, in units of the fused score.
+        if sc.weights.als > 0.0 && sc.als_max > 0.0 && sc.x.is_some() {
+            let k = sc.weights.als / sc.als_max;
+            let mut r = Reasons::new(&m, &s);
+            let ev = r.als_evidence(item);
+            for &(j, c) in ev.iter().take(EXPLAIN_TOP) {
+                let title = m.title(j).map(|t| format!("you interacted with \"{t}\"")).unwrap_or_else(|| "you interacted with this post".into());
+                out.push(("als".into(), title, Some(m.item_ids[j as usize]), None, k * c));
+            }
+            if ev.len() > EXPLAIN_TOP {
+                let rest: f32 = ev[EXPLAIN_TOP..].iter().map(|e| e.1).sum();
+                out.push(("als".into(), format!("{} other posts you interacted with", ev.len() - EXPLAIN_TOP), None, None, k * rest));
+            }
+        }
+        // Social: each followee who engaged with or owns the post.
+        if sc.social_max > 0.0 {
+            let o = &m.options.hybrid;
+            let now = hybrid::social_now(&s.req.input.followees);
+            for fe in &s.req.input.followees {
+                let one = hybrid::social_scores_at(std::slice::from_ref(fe), o, now).0;
+                if let Some(v) = one.get(&item) {
+                    let how = match (fe.second_hop, fe.mutual, fe.owned.contains(&item)) {
+                        (true, _, _) => "followed by people you follow",
+                        (_, true, true) => "you follow each other; they posted it",
+                        (_, false, true) => "you follow them; they posted it",
+                        (_, true, false) => "you follow each other; they engaged with it",
+                        (_, false, false) => "you follow them; they engaged with it",
+                    };
+                    out.push(("social".into(), how.into(), None, Some(fe.id), sc.weights.social * v / sc.social_max));
+                }
+            }
+        }
+        // Content: the profile terms the post shares, largest product first.
+        if let (Some(c), true) = (m.content.as_ref(), sc.content_max > 0.0) {
+            if let Some(row) = c.from_item[item as usize] {
+                let (ts, vs) = c.tfidf.docs.row(row as usize);
+                let mut terms: Vec<(u32, f32)> =
+                    sc.profile.iter().filter_map(|&(t, pw)| ts.binary_search(&t).ok().map(|k| (t, pw * vs[k]))).collect();
+                terms.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                let k = sc.weights.content / sc.content_max;
+                for &(t, v) in terms.iter().take(EXPLAIN_TOP) {
+                    out.push(("content".into(), format!("matches {}", term_text(&c.tfidf.vocab[t as usize])), None, None, k * v));
+                }
+                if terms.len() > EXPLAIN_TOP {
+                    let rest: f32 = terms[EXPLAIN_TOP..].iter().map(|t| t.1).sum();
+                    out.push(("content".into(), format!("{} other matching terms", terms.len() - EXPLAIN_TOP), None, None, k * rest));
+                }
+            }
+        }
+        if p.popularity > 0.0 {
+            out.push(("popularity".into(), format!("trending score {:.3}", m.popularity[item as usize]), None, None, p.popularity));
+        }
+        if p.freshness > 0.0 {
+            out.push(("freshness".into(), format!("freshness {:.3}", m.freshness[item as usize]), None, None, p.freshness));
+        }
+        if p.demographic > 0.0 {
+            let segs: Vec<&str> = s.req.input.segments.iter().filter(|k| m.segments.lists.get(*k).is_some_and(|l| l.iter().any(|x| x.0 == item))).map(|k| k.as_str()).collect();
+            out.push(("demographic".into(), format!("popular in your segments: {}", segs.join(", ")), None, None, p.demographic));
+        }
+        out.push(("total".into(), format!("fused score; {} interactions known", sc.n_history), Some(post_id), Some(user_id), p.total()));
+        Ok(out)
     })
     .or_raise();
-    rows(top)
+    TableIterator::new(rows)
+}
+
+
+#[allow(clippy::too_many_arguments)]
+#[pg_extern(stable)]
+fn recsys_similar(
+    post_id: Option<i64>,
+    k: default!(Option<i32>, 10),
+    category: default!(Option<&str>, "NULL"),
+    project_code: default!(Option<&str>, "NULL"),
+    mood: default!(Option<&str>, "NULL"),
+    include: default!(Option<Vec<Option<i64>>>, "NULL"),
+    exclude: default!(Option<Vec<Option<i64>>>, "NULL"),
+    offset: default!(Option<i32>, 0),
+) -> TableIterator<'static, (name!(post_id, i64), name!(score, f32), name!(als, f32), name!(content, f32), name!(reason, String))> {
+    let (Some(post_id), Some(k)) = (post_id, k) else { return TableIterator::new(vec![]) };
+    let mut feed = Feed::new(k, category, project_code, mood, include, exclude, offset.unwrap_or(0), 0.0).or_raise();
+    feed.exclude.insert(post_id);
+    let rows = Spi::connect(|client| -> Result<Vec<(i64, f32, f32, f32, String)>> {
+        let m = model::current(client)?;
+        super::content::similar(&m, post_id, &feed)
+    })
+    .or_raise();
+    TableIterator::new(rows)
 }

@@ -1,11 +1,13 @@
 use crate::error::{OrRaise, RecsysError, Result};
 use crate::gucs;
-use crate::options::{TrainOptions, FOLLOWS, INTERACTIONS, POSTS, USERS};
+use crate::options::{TableMap, TrainOptions, FOLLOWS, INTERACTIONS, POSTS, USERS};
 use crate::store::{self, model, source};
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use recsys_core::als::{self, Progress};
 use recsys_core::csr::Csr;
+use recsys_core::hybrid;
+use std::collections::HashMap;
 use recsys_core::CoreError;
 use serde_json::json;
 use std::time::Instant;
@@ -56,62 +58,75 @@ fn recsys_train(options: default!(Option<JsonB>, "'{}'")) -> JsonB {
     JsonB(Spi::connect_mut(|client| train(client, &opts)).or_raise())
 }
 
+/// The mapping of an optional table: the caller's, or the default name when such a table
+/// exists. The choice is stored with the model, so serving reads the same tables.
+fn optional_map(client: &pgrx::spi::SpiClient<'_>, given: &Option<TableMap>, name: &str, spec: crate::options::Spec) -> Result<Option<TableMap>> {
+    Ok(match given {
+        Some(m) => Some(m.clone()),
+        None if source::table_exists(client, name)? => Some(TableMap::defaults_for(name, spec)),
+        None => None,
+    })
+}
+
 fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions) -> Result<serde_json::Value> {
     let t0 = Instant::now();
     // One train at a time per database: a second caller waits here, then trains on fresh data.
     client.update("SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('pg_recsys'), 1)", None, &[])?;
     let schema = store::schema(client)?;
     let table = source::resolve(client, "interactions", &o.interactions, INTERACTIONS)?;
-    // Validate the other mappings now, so a typo fails before minutes of work.
-    for (name, map, spec) in [("posts", &o.posts, POSTS), ("users", &o.users, USERS), ("follows", &o.follows, FOLLOWS)] {
-        if let Some(m) = map {
-            source::resolve(client, name, m, spec)?;
-        }
-    }
+    // Validate the other mappings now, so a typo fails before minutes of work; remember which
+    // optional tables were used.
+    let mut o = o.clone();
+    o.posts = optional_map(client, &o.posts, "posts", POSTS)?;
+    o.users = optional_map(client, &o.users, "users", USERS)?;
+    o.follows = optional_map(client, &o.follows, "follows", FOLLOWS)?;
+    let posts_t = o.posts.as_ref().map(|m| source::resolve(client, "posts", m, POSTS)).transpose()?;
+    let users_t = o.users.as_ref().map(|m| source::resolve(client, "users", m, USERS)).transpose()?;
+    let follows_t = o.follows.as_ref().map(|m| source::resolve(client, "follows", m, FOLLOWS)).transpose()?;
+    let o = o;
     let budget = gucs::maintenance_work_mem_bytes();
     let threads = o.threads.unwrap_or_else(gucs::threads);
     let f = o.als.factors as u64;
+    let copies = if o.tune { 2 } else { 1 };
     if let Some(rows) = source::estimated_rows(client, &table)? {
         // Rough pre-check from the planner's row count: users and posts unknown yet, so
         // count only what grows with rows.
-        let est = estimate_bytes(rows as u64, rows as u64, 0, 0, f, threads as u64);
+        let est = estimate_bytes(rows as u64, rows as u64, 0, 0, f, threads as u64) * copies;
         if est > budget {
             return Err(RecsysError::OverBudget { needed: est, budget, what: "recsys_train" });
         }
     }
-    let loaded = source::read_interactions(client, &table, o, budget)?;
+    let loaded = source::read_interactions(client, &table, &o, budget)?;
     let read_s = t0.elapsed().as_secs_f64();
     let (n_users, n_items) = (loaded.user_ids.len(), loaded.item_ids.len());
-    let est = estimate_bytes(loaded.rows.len() as u64, loaded.rows.len() as u64, n_users as u64, n_items as u64, f, threads as u64);
+    let est = estimate_bytes(loaded.rows.len() as u64, loaded.rows.len() as u64, n_users as u64, n_items as u64, f, threads as u64) * copies;
     if est > budget {
         return Err(RecsysError::OverBudget { needed: est, budget, what: "recsys_train" });
     }
     let ui = Csr::from_triplets(n_users, n_items, &loaded.rows, &loaded.cols, &loaded.vals);
-    drop((loaded.rows, loaded.cols, loaded.vals));
     if ui.nnz() == 0 {
         return Err(CoreError::EmptyInput.into());
     }
+    // Trending popularity: engagement decayed by age (relative to the newest interaction).
+    let h = &o.hybrid;
+    let days = |k: usize| loaded.days.get(k).copied().unwrap_or(f32::NAN);
+    let mut popularity = hybrid::trending(n_items, loaded.cols.iter().enumerate().map(|(k, &i)| (i, days(k))), h.popularity_half_life_days);
+    // Kept for tuning only (a second copy of the triplets).
+    let events: Option<Vec<(u32, hybrid::Event)>> = o.tune.then(|| {
+        (0..loaded.rows.len()).map(|k| (loaded.rows[k], hybrid::Event { item: loaded.cols[k], weight: loaded.vals[k], day: days(k) })).collect()
+    });
+    drop((loaded.rows, loaded.cols, loaded.vals, loaded.days));
     pgrx::check_for_interrupts!();
     let pool = als::pool(threads, Some(block_signals))?;
     let t1 = Instant::now();
     let (mut m, stats) = als::train(&ui, &o.als, &pool, &mut Backend { iterations: o.als.iterations })?;
     let train_s = t1.elapsed().as_secs_f64();
-    let mut popularity = vec![0f32; n_items];
-    for &i in &ui.indices {
-        popularity[i as usize] += 1.0;
-    }
     // Content model over every post, interactions or not (skipped when there is no posts table).
     let t_content = Instant::now();
-    let posts_map = match &o.posts {
-        Some(m) => Some(m.clone()),
-        None if source::table_exists(client, "posts")? => Some(crate::options::TableMap::defaults_for("posts", POSTS)),
+    let content = match &posts_t {
         None => None,
-    };
-    let content = match posts_map {
-        None => None,
-        Some(map) => {
-            let t = source::resolve(client, "posts", &map, POSTS)?;
-            let text = source::read_posts(client, &t, budget)?;
+        Some(t) => {
+            let text = source::read_posts(client, t, budget)?;
             let est = text.token_count * 40 + text.ids.len() as u64 * 64;
             if est > budget {
                 return Err(RecsysError::OverBudget { needed: est, budget, what: "the content model" });
@@ -119,7 +134,7 @@ fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions) -> Result<serd
             let tfidf = recsys_core::tfidf::Tfidf::fit(&text.tokens);
             // Dictionary-encode the filter attributes: code 0 is NULL.
             let mut dict: Vec<String> = vec![String::new()];
-            let mut lookup: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
+            let mut lookup: HashMap<String, u32> = HashMap::new();
             let mut codes = Vec::with_capacity(text.attrs.len() * 3);
             for a in &text.attrs {
                 for v in a {
@@ -132,29 +147,90 @@ fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions) -> Result<serd
                     });
                 }
             }
-            Some((text.ids, tfidf, codes, dict))
+            Some((text, tfidf, codes, dict))
         }
     };
     // Posts with text but no interactions get factors from their content neighbours, so a new
     // post can be recommended before anyone has seen it.
     let mut item_ids = loaded.item_ids;
     let mut placed = 0usize;
-    if let Some((ids, tfidf, _, _)) = &content {
-        let index: std::collections::HashMap<i64, u32> = item_ids.iter().enumerate().map(|(i, p)| (*p, i as u32)).collect();
-        let to_item: Vec<Option<u32>> = ids.iter().map(|p| index.get(p).copied()).collect();
+    let mut to_item: Vec<Option<u32>> = vec![];
+    if let Some((text, tfidf, _, _)) = &content {
+        let index: HashMap<i64, u32> = item_ids.iter().enumerate().map(|(i, p)| (*p, i as u32)).collect();
+        to_item = text.ids.iter().map(|p| index.get(p).copied()).collect();
         let new = pool.install(|| recsys_core::tfidf::place_by_content(tfidf, &to_item, &m.item_factors, m.factors, PLACEMENT_NEIGHBOURS));
         pgrx::check_for_interrupts!();
         placed = new.len();
         for (d, v) in new {
-            item_ids.push(ids[d]);
+            to_item[d] = Some(item_ids.len() as u32);
+            item_ids.push(text.ids[d]);
             m.item_factors.extend_from_slice(&v);
             popularity.push(0.0);
         }
         m.items = item_ids.len();
     }
+    let n_all = item_ids.len();
+    // Per item: creation day and owner, from the posts table.
+    let mut created = vec![f32::NAN; n_all];
+    let mut owner: Vec<Option<i64>> = vec![None; n_all];
+    if let Some((text, _, _, _)) = &content {
+        for (d, i) in to_item.iter().enumerate() {
+            if let Some(i) = i {
+                created[*i as usize] = text.created[d];
+                owner[*i as usize] = text.owners[d];
+            }
+        }
+    }
+    let freshness = hybrid::freshness(&created, h.freshness_half_life_days);
     let gram = als::gram(&m.item_factors, m.factors, o.als.regularization, &pool);
-    drop(pool);
     let content_s = t_content.elapsed().as_secs_f64();
+    // Demographic segments over the users with interactions.
+    let t_social = Instant::now();
+    let user_keys = match &users_t {
+        Some(t) => Some(source::read_user_keys(client, t, budget)?),
+        None => None,
+    };
+    let segments = user_keys.as_ref().map(|(dict, by_id)| {
+        let keys: Vec<[u32; 3]> = loaded.user_ids.iter().map(|u| by_id.get(u).copied().unwrap_or([0; 3])).collect();
+        hybrid::Segments::build(dict, &keys, &ui)
+    });
+    let followers = match &follows_t {
+        Some(t) => source::read_follower_counts(client, t, budget)?,
+        None => vec![],
+    };
+    pgrx::check_for_interrupts!();
+    let social_s = t_social.elapsed().as_secs_f64();
+    // Fusion weights: the options', or tuned on a seeded holdout of this very data.
+    let mut o = o;
+    let mut tuned = serde_json::Value::Null;
+    if let Some(events) = events {
+        let t_tune = Instant::now();
+        let follows = match &follows_t {
+            Some(t) => source::read_follows(client, t, budget)?,
+            None => vec![],
+        };
+        let world = tuning_world(&loaded.user_ids, n_all, events, &follows, &owner, user_keys.as_ref(), content.as_ref().map(|c| (&c.1, &to_item)), created);
+        drop(follows);
+        pgrx::check_for_interrupts!();
+        let cfg = recsys_core::world::EvalConfig { cold_fraction: 0.1, seed: o.als.seed, ..Default::default() };
+        notice!("recsys_train: tuning fusion weights on a seeded holdout ({} users)", cfg.max_users);
+        let prepared = recsys_core::world::prepare(&world, &o.als, &o.hybrid, &cfg, &pool)?;
+        let start = o.hybrid.weights;
+        let before = prepared.evaluate(&start);
+        let als_only = prepared.evaluate(&recsys_core::world::only(&["als"]));
+        let (best, after) = prepared.tune(&start);
+        o.hybrid.weights = best;
+        tuned = json!({
+            "weights": best,
+            "ndcg_at_10": round3(after.ndcg),
+            "ndcg_at_10_start": round3(before.ndcg),
+            "ndcg_at_10_als_only": round3(als_only.ndcg),
+            "users": prepared.warm_users + prepared.cold_users,
+            "seconds": round3(t_tune.elapsed().as_secs_f64()),
+        });
+        pgrx::check_for_interrupts!();
+    }
+    drop(pool);
     let t2 = Instant::now();
     let mut report = json!({
         "users": n_users,
@@ -167,20 +243,31 @@ fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions) -> Result<serd
         "loss": stats.iter().map(|s| s.loss).collect::<Vec<_>>(),
         "threads": threads,
         "memory_estimate_mb": est.div_ceil(1 << 20),
-        "content_posts": content.as_ref().map(|c| c.0.len()),
+        "content_posts": content.as_ref().map(|c| c.0.ids.len()),
         "content_terms": content.as_ref().map(|c| c.1.vocab.len()),
         "placed_by_content": placed,
+        "segments": segments.as_ref().map(|s| s.lists.len()),
+        "followed_users": followers.len(),
+        "fusion": o.hybrid.weights,
+        "tuned": tuned,
     });
+    let owner_ids: Vec<i64> = owner.iter().map(|x| x.unwrap_or(i64::MIN)).collect();
     let new = model::NewModel {
-        options: o,
+        options: &o,
         user_ids: &loaded.user_ids,
         item_ids: &item_ids,
         user_factors: &m.user_factors,
         item_factors: &m.item_factors,
         item_popularity: &popularity,
         gram: &gram,
-        content: content.as_ref().map(|(ids, t, _, _)| (ids.as_slice(), t)),
+        content: content.as_ref().map(|(t, tf, _, _)| (t.ids.as_slice(), tf)),
         attrs: content.as_ref().map(|(_, _, codes, dict)| (codes.as_slice(), dict.as_slice())),
+        titles: content.as_ref().map(|c| c.0.titles.as_slice()),
+        interacted_items: n_items,
+        freshness: &freshness,
+        owners: if owner.iter().any(|x| x.is_some()) { &owner_ids } else { &[] },
+        segments: segments.as_ref(),
+        followers: &followers,
     };
     let id = model::save(client, &schema, &new, report.clone(), gucs::keep_models())?;
     report["model_id"] = json!(id);
@@ -188,11 +275,47 @@ fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions) -> Result<serd
         "read": round3(read_s),
         "train": round3(train_s),
         "content": round3(content_s),
+        "social": round3(social_s),
         "save": round3(t2.elapsed().as_secs_f64()),
         "total": round3(t0.elapsed().as_secs_f64()),
     });
     model::update_report(client, &schema, id, report.clone())?;
     Ok(report)
+}
+
+/// The training data as a [`recsys_core::world::World`] for tuning. Users who only follow (no
+/// interactions) get indices after the model's users.
+#[allow(clippy::too_many_arguments)]
+fn tuning_world(
+    user_ids: &[i64],
+    n_items: usize,
+    events: Vec<(u32, hybrid::Event)>,
+    follows: &[(i64, i64)],
+    owner: &[Option<i64>],
+    keys: Option<&(Vec<String>, HashMap<i64, [u32; 3]>)>,
+    content: Option<(&recsys_core::tfidf::Tfidf, &Vec<Option<u32>>)>,
+    created: Vec<f32>,
+) -> recsys_core::world::World {
+    let mut index: HashMap<i64, u32> = user_ids.iter().enumerate().map(|(i, u)| (*u, i as u32)).collect();
+    let mut ids = user_ids.to_vec();
+    let mut idx = |u: i64| {
+        let next = ids.len() as u32;
+        *index.entry(u).or_insert_with(|| {
+            ids.push(u);
+            next
+        })
+    };
+    let pairs: Vec<(u32, u32)> = follows.iter().map(|&(a, b)| (idx(a), idx(b))).collect();
+    let owners: Vec<Option<u32>> = owner.iter().map(|o| o.and_then(|u| index.get(&u).copied())).collect();
+    let (dict, codes) = match keys {
+        Some((dict, by_id)) => (dict.clone(), ids.iter().map(|u| by_id.get(u).copied().unwrap_or([0; 3])).collect()),
+        None => (vec![String::new()], vec![[0u32; 3]; ids.len()]),
+    };
+    let (tfidf, to_item) = match content {
+        Some((t, m)) => (Some(t.clone()), m.clone()),
+        None => (None, vec![]),
+    };
+    recsys_core::world::World::new(ids.len(), n_items, events, &pairs, &owners, codes, dict, tfidf, to_item, created)
 }
 
 fn round3(x: f64) -> f64 {

@@ -1,5 +1,6 @@
 //! All SPI: the app's tables in, the model tables in and out, and the per-backend cache.
 pub mod model;
+pub mod request;
 pub mod source;
 
 use crate::error::Result;

@@ -5,17 +5,21 @@
 //! training transaction, so a ROLLBACK leaves the previous model in service and a COMMIT makes
 //! the new one visible to every connection; a backend notices through the model id.
 use crate::error::{RecsysError, Result};
-use crate::options::{TrainOptions, INTERACTIONS};
+use crate::options::{TrainOptions, FOLLOWS, INTERACTIONS, USERS};
 use crate::store::source;
 use pgrx::spi::SpiClient;
 use pgrx::JsonB;
 use recsys_core::csr::Csr;
+use recsys_core::hybrid::Segments;
 use recsys_core::tfidf::Tfidf;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
 const CHUNK_BYTES: usize = 8 << 20;
+
+/// Followees of followees read per request when the second hop is on.
+pub const SECOND_HOP_USERS: usize = 200;
 
 pub struct NewModel<'a> {
     pub options: &'a TrainOptions,
@@ -30,6 +34,17 @@ pub struct NewModel<'a> {
     pub content: Option<(&'a [i64], &'a Tfidf)>,
     /// Per content post: codes of category, project_code, mood into `attr_dict` (0 = NULL).
     pub attrs: Option<(&'a [u32], &'a [String])>,
+    /// Per content post: its title (shortened), for reasons.
+    pub titles: Option<&'a [String]>,
+    /// Items with interactions (the first ones; the rest were placed by content).
+    pub interacted_items: usize,
+    /// Per item: freshness in [0, 1] (empty = no creation times).
+    pub freshness: &'a [f32],
+    /// Per item: owner user id (i64::MIN = unknown; empty = no owner column).
+    pub owners: &'a [i64],
+    pub segments: Option<&'a Segments>,
+    /// Followers per followed user.
+    pub followers: &'a [(i64, u32)],
 }
 
 fn f32_bytes(v: &[f32]) -> impl Iterator<Item = Vec<u8>> + '_ {
@@ -100,6 +115,28 @@ pub fn save(client: &mut SpiClient<'_>, schema: &str, m: &NewModel<'_>, report: 
         let dict = serde_json::to_vec(dict).map_err(|e| RecsysError::Spi(e.to_string()))?;
         put("attr_dict", &mut dict.chunks(CHUNK_BYTES).map(|c| c.to_vec()))?;
     }
+    let json = |v: &dyn erased::Json| -> Result<Vec<u8>> { v.bytes() };
+    if let Some(t) = m.titles {
+        let b = json(&t)?;
+        put("titles", &mut b.chunks(CHUNK_BYTES).map(|c| c.to_vec()))?;
+    }
+    put("interacted_items", &mut i64_bytes(&[m.interacted_items as i64]))?;
+    if !m.freshness.is_empty() {
+        put("item_freshness", &mut f32_bytes(m.freshness))?;
+    }
+    if !m.owners.is_empty() {
+        put("item_owner", &mut i64_bytes(m.owners))?;
+    }
+    if let Some(seg) = m.segments {
+        let b = json(&seg)?;
+        put("segments", &mut b.chunks(CHUNK_BYTES).map(|c| c.to_vec()))?;
+    }
+    if !m.followers.is_empty() {
+        let ids: Vec<i64> = m.followers.iter().map(|x| x.0).collect();
+        let counts: Vec<u32> = m.followers.iter().map(|x| x.1).collect();
+        put("follower_ids", &mut i64_bytes(&ids))?;
+        put("follower_counts", &mut u32_bytes(&counts))?;
+    }
     client.update(
         &format!(
             "DELETE FROM {schema}._recsys_model WHERE id NOT IN \
@@ -109,6 +146,18 @@ pub fn save(client: &mut SpiClient<'_>, schema: &str, m: &NewModel<'_>, report: 
         &[keep.into()],
     )?;
     Ok(id)
+}
+
+mod erased {
+    /// serde_json for a few concrete types behind one `dyn`.
+    pub trait Json {
+        fn bytes(&self) -> crate::error::Result<Vec<u8>>;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn bytes(&self) -> crate::error::Result<Vec<u8>> {
+            serde_json::to_vec(self).map_err(|e| crate::error::RecsysError::Spi(e.to_string()))
+        }
+    }
 }
 
 pub fn update_report(client: &mut SpiClient<'_>, schema: &str, id: i64, report: serde_json::Value) -> Result<()> {
@@ -130,13 +179,90 @@ pub struct Serving {
     pub gram: Vec<f32>,
     /// The fold-in query over the interactions table, resolved at load.
     pub history_query: String,
-    /// Its plan, prepared on first use and kept for the life of the cached model.
-    pub history_plan: RefCell<Option<pgrx::spi::OwnedPreparedStatement>>,
     pub content: Option<Content>,
     /// int8 copy of the item factors for the full scan of large catalogues.
     pub quantized: Option<recsys_core::kernels::QuantizedRows>,
     /// Item indices by popularity (best first, ties by post id): the cold-start feed is a walk.
     pub popularity_order: Vec<u32>,
+    /// Items 0..interacted_items had interactions; the rest were placed by content.
+    pub interacted_items: usize,
+    /// Per item, in [0, 1]; empty when posts have no creation time.
+    pub freshness: Vec<f32>,
+    /// Items per owner (user id).
+    pub owned: HashMap<i64, Vec<u32>>,
+    /// Followers per followed user at training time (degree damping).
+    pub followers: HashMap<i64, u32>,
+    pub segments: Segments,
+    /// Per content row: title.
+    pub titles: Vec<String>,
+    /// Request-time queries over the app's tables (None when the table is not mapped).
+    pub followees_query: Option<String>,
+    pub second_hop_query: Option<String>,
+    pub events_query: String,
+    pub demographics_query: Option<String>,
+    /// Their plans, prepared on first use.
+    pub plans: RefCell<HashMap<&'static str, pgrx::spi::OwnedPreparedStatement>>,
+}
+
+impl Serving {
+    /// Runs one of the request-time queries through its kept plan.
+    pub fn run<'c, T>(
+        &self,
+        client: &pgrx::spi::SpiClient<'c>,
+        name: &'static str,
+        sql: &str,
+        types: &[pgrx::PgOid],
+        args: &[pgrx::datum::DatumWithOid<'_>],
+        mut each: impl FnMut(&pgrx::spi::SpiHeapTupleData<'_>) -> Result<Option<T>>,
+    ) -> Result<Vec<T>> {
+        if !self.plans.borrow().contains_key(name) {
+            let plan = client.prepare(sql, types)?.keep();
+            self.plans.borrow_mut().insert(name, plan);
+        }
+        let plans = self.plans.borrow();
+        let plan = plans.get(name).ok_or_else(|| RecsysError::Spi(format!("{name} plan missing")))?;
+        let mut out = vec![];
+        for row in client.select(plan, None, args)? {
+            if let Some(x) = each(&row)? {
+                out.push(x);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn title(&self, item: u32) -> Option<&str> {
+        let c = self.content.as_ref()?;
+        let row = c.from_item.get(item as usize).copied().flatten()?;
+        self.titles.get(row as usize).map(|s| s.as_str()).filter(|s| !s.is_empty())
+    }
+
+    /// The category of an item's post, if known.
+    pub fn category(&self, item: u32) -> Option<&str> {
+        let c = self.content.as_ref()?;
+        let row = c.from_item.get(item as usize).copied().flatten()?;
+        let code = c.attrs[row as usize][0];
+        (code != 0).then(|| c.dict_list.get(code as usize).map(|s| s.as_str())).flatten()
+    }
+
+    pub fn catalog(&self) -> recsys_core::hybrid::Catalog<'_> {
+        let (tfidf, to_item, from_item): (Option<&Tfidf>, &[Option<u32>], &[Option<u32>]) = match &self.content {
+            Some(c) => (Some(&c.tfidf), &c.to_item, &c.from_item),
+            None => (None, &[], &[]),
+        };
+        recsys_core::hybrid::Catalog {
+            factors: self.factors,
+            item_factors: &self.item_factors,
+            gram: &self.gram,
+            alpha: self.options.als.alpha,
+            quantized: self.quantized.as_ref().filter(|_| !crate::gucs::exact_scan()),
+            tfidf,
+            to_item,
+            from_item,
+            popularity: &self.popularity,
+            freshness: &self.freshness,
+            segments: &self.segments,
+        }
+    }
 }
 
 /// From this many posts on, recsys_recommend scans int8 factors and re-scores a candidate pool
@@ -155,6 +281,7 @@ pub struct Content {
     /// Per content row: category, project_code, mood as codes into `dict` (0 = NULL).
     pub attrs: Vec<[u32; 3]>,
     pub dict: HashMap<String, u32>,
+    pub dict_list: Vec<String>,
 }
 
 impl Content {
@@ -281,8 +408,8 @@ fn load(client: &SpiClient<'_>, schema: &str, id: i64, options: TrainOptions) ->
             } else {
                 vec![[0; 3]; ids.len()]
             };
-            let dict = dict_list.into_iter().enumerate().skip(1).map(|(i, v)| (v, i as u32)).collect();
-            Some(Content { ids, index: cindex, tfidf: Tfidf { vocab, index, idf, docs, postings }, to_item, from_item, attrs, dict })
+            let dict = dict_list.iter().enumerate().skip(1).map(|(i, v)| (v.clone(), i as u32)).collect();
+            Some(Content { ids, index: cindex, tfidf: Tfidf { vocab, index, idf, docs, postings }, to_item, from_item, attrs, dict, dict_list })
         }
     };
     let resolved = source::resolve(client, "interactions", &options.interactions, INTERACTIONS)?;
@@ -292,5 +419,68 @@ fn load(client: &SpiClient<'_>, schema: &str, id: i64, options: TrainOptions) ->
         popularity.iter().enumerate().map(|(i, &p)| recsys_core::topk::Scored { score: p, id: item_ids[i], index: i as u32 }).collect();
     order.sort_by(recsys_core::topk::rank_order);
     let popularity_order = order.into_iter().map(|s| s.index).collect();
-    Ok(Serving { id, factors: f, options, item_ids, item_index, item_factors, item_norms, popularity, gram, history_query, history_plan: RefCell::new(None), content, quantized, popularity_order })
+    let empty = Vec::new();
+    let opt = |name: &str| parts.get(name).unwrap_or(&empty);
+    let json_part = |name: &str| -> Result<Option<serde_json::Value>> {
+        match parts.get(name) {
+            None => Ok(None),
+            Some(b) => serde_json::from_slice(b).map(Some).map_err(|e| RecsysError::Corrupt(format!("{name} of model {id}: {e}"))),
+        }
+    };
+    let titles: Vec<String> = match json_part("titles")? {
+        Some(v) => serde_json::from_value(v).map_err(|e| RecsysError::Corrupt(e.to_string()))?,
+        None => vec![],
+    };
+    let segments: Segments = match json_part("segments")? {
+        Some(v) => serde_json::from_value(v).map_err(|e| RecsysError::Corrupt(e.to_string()))?,
+        None => Segments::default(),
+    };
+    let freshness = f32s(opt("item_freshness"));
+    // Models written before this part existed: every item counts as interacted.
+    let interacted_items = decode(opt("interacted_items"), i64::from_le_bytes).first().map(|n| *n as usize).unwrap_or(item_ids.len());
+    let owners: Vec<i64> = decode(opt("item_owner"), i64::from_le_bytes);
+    let mut owned: HashMap<i64, Vec<u32>> = HashMap::new();
+    for (i, o) in owners.iter().enumerate() {
+        if *o != i64::MIN {
+            owned.entry(*o).or_default().push(i as u32);
+        }
+    }
+    let fids: Vec<i64> = decode(opt("follower_ids"), i64::from_le_bytes);
+    let fcounts: Vec<u32> = decode(opt("follower_counts"), u32::from_le_bytes);
+    let followers = fids.into_iter().zip(fcounts).collect();
+    if (!freshness.is_empty() && freshness.len() != item_ids.len()) || (!owners.is_empty() && owners.len() != item_ids.len()) {
+        return Err(RecsysError::Corrupt(format!("model {id} per-post arrays have inconsistent sizes")));
+    }
+    let follows = options.follows.as_ref().map(|m| source::resolve(client, "follows", m, FOLLOWS)).transpose()?;
+    let users = options.users.as_ref().map(|m| source::resolve(client, "users", m, USERS)).transpose()?;
+    let followees_query = follows.as_ref().map(|t| source::followees_query(t, recsys_core::world::MAX_FOLLOWEES));
+    let second_hop_query = follows.as_ref().map(|t| source::second_hop_query(t, SECOND_HOP_USERS));
+    let events_query = source::events_of_query(&resolved, recsys_core::world::FOLLOWEE_EVENTS);
+    let demographics_query = users.as_ref().map(source::demographics_query);
+    Ok(Serving {
+        id,
+        factors: f,
+        options,
+        item_ids,
+        item_index,
+        item_factors,
+        item_norms,
+        popularity,
+        gram,
+        history_query,
+        content,
+        quantized,
+        popularity_order,
+        interacted_items,
+        freshness,
+        owned,
+        followers,
+        segments,
+        titles,
+        followees_query,
+        second_hop_query,
+        events_query,
+        demographics_query,
+        plans: RefCell::new(HashMap::new()),
+    })
 }

@@ -140,15 +140,29 @@ pub fn estimated_rows(client: &SpiClient<'_>, t: &Resolved) -> Result<Option<f64
 /// SELECT list computing one weight per row: weight(kind) × coalesce(value, 1).
 /// `$1` is the weights as jsonb, `$2` the default weight.
 pub fn weight_expr(t: &Resolved) -> String {
+    weight_expr_for(t, "")
+}
+
+/// [`weight_expr`] with the columns qualified by a table alias (`"i."`).
+pub fn weight_expr_for(t: &Resolved, alias: &str) -> String {
     let w = match t.col("kind") {
-        Some(k) => format!("COALESCE(($1::jsonb ->> ({k})::text)::float8, $2::float8)"),
+        Some(k) => format!("COALESCE(($1::jsonb ->> ({alias}{k})::text)::float8, $2::float8)"),
         None => "$2::float8".to_string(),
     };
     let v = match t.col("value") {
-        Some(v) => format!("COALESCE(({v})::float8, 1.0)"),
+        Some(v) => format!("COALESCE(({alias}{v})::float8, 1.0)"),
         None => "1.0".to_string(),
     };
     format!("({w} * {v})::float4")
+}
+
+/// SELECT-list expression for a time column as float4 days since the Unix epoch (NULL when
+/// the table has no time column).
+pub fn day_expr(t: &Resolved, alias: &str) -> String {
+    match t.col("time") {
+        Some(c) => format!("(pg_catalog.date_part('epoch', ({alias}{c})::pg_catalog.timestamptz) / 86400.0)::float4"),
+        None => "NULL::float4".into(),
+    }
 }
 
 pub fn weight_args(o: &TrainOptions) -> (JsonB, f32) {
@@ -170,6 +184,8 @@ pub struct Loaded {
     pub rows: Vec<u32>,
     pub cols: Vec<u32>,
     pub vals: Vec<f32>,
+    /// Per row: days since the epoch (empty when the table has no time column; NaN = NULL).
+    pub days: Vec<f32>,
     pub read: u64,
     pub skipped: u64,
 }
@@ -181,15 +197,17 @@ pub const BYTES_PER_ID: u64 = 48;
 pub fn read_interactions(client: &SpiClient<'_>, t: &Resolved, o: &TrainOptions, budget: u64) -> Result<Loaded> {
     let (u, p) = (t.col("user").unwrap_or("NULL"), t.col("post").unwrap_or("NULL"));
     let query = format!(
-        "SELECT ({u})::int8, ({p})::int8, {w} FROM {tbl} WHERE ({u}) IS NOT NULL AND ({p}) IS NOT NULL",
+        "SELECT ({u})::int8, ({p})::int8, {w}, {d} FROM {tbl} WHERE ({u}) IS NOT NULL AND ({p}) IS NOT NULL",
         w = weight_expr(t),
+        d = day_expr(t, ""),
         tbl = t.table
     );
+    let timed = t.col("time").is_some();
     let (weights, default_weight) = weight_args(o);
     let mut cursor = client.try_open_cursor(query.as_str(), &[weights.into(), default_weight.into()])?;
     let mut users: HashMap<i64, u32> = HashMap::new();
     let mut items: HashMap<i64, u32> = HashMap::new();
-    let mut l = Loaded { user_ids: vec![], item_ids: vec![], rows: vec![], cols: vec![], vals: vec![], read: 0, skipped: 0 };
+    let mut l = Loaded { user_ids: vec![], item_ids: vec![], rows: vec![], cols: vec![], vals: vec![], days: vec![], read: 0, skipped: 0 };
     loop {
         let batch = cursor.fetch(20_000)?;
         if batch.is_empty() {
@@ -216,10 +234,13 @@ pub fn read_interactions(client: &SpiClient<'_>, t: &Resolved, o: &TrainOptions,
             l.rows.push(ui);
             l.cols.push(ii);
             l.vals.push(w);
+            if timed {
+                l.days.push(row.get::<f32>(4)?.unwrap_or(f32::NAN));
+            }
         }
         free_batch();
         pgrx::check_for_interrupts!();
-        let used = l.rows.len() as u64 * BYTES_PER_ROW + (l.user_ids.len() + l.item_ids.len()) as u64 * BYTES_PER_ID;
+        let used = l.rows.len() as u64 * (BYTES_PER_ROW + 4 * timed as u64) + (l.user_ids.len() + l.item_ids.len()) as u64 * BYTES_PER_ID;
         if used > budget {
             return Err(RecsysError::OverBudget { needed: used, budget, what: "reading the interactions" });
         }
@@ -227,14 +248,143 @@ pub fn read_interactions(client: &SpiClient<'_>, t: &Resolved, o: &TrainOptions,
     Ok(l)
 }
 
-/// The fold-in query for one user: (post id, weight) rows. `$3` is the user id.
+/// The fold-in query for one user: (post id, weight, day) rows. `$3` is the user id.
 pub fn user_history_query(t: &Resolved) -> String {
     let (u, p) = (t.col("user").unwrap_or("NULL"), t.col("post").unwrap_or("NULL"));
     format!(
-        "SELECT ({p})::int8, {w} FROM {tbl} WHERE {u} = $3::int8 AND ({p}) IS NOT NULL",
+        "SELECT ({p})::int8, {w}, {d} FROM {tbl} WHERE {u} = $3::int8 AND ({p}) IS NOT NULL",
         w = weight_expr(t),
+        d = day_expr(t, ""),
         tbl = t.table
     )
+}
+
+/// A user's followees: (followee, mutual) rows, most recent follows first when the table has
+/// a time column, at most `limit` (duplicate edges are merged by the caller). `$1` is the user id.
+pub fn followees_query(f: &Resolved, limit: usize) -> String {
+    let (a, b) = (f.col("follower").unwrap_or("NULL"), f.col("followee").unwrap_or("NULL"));
+    let order = f.col("time").map(|t| format!("ORDER BY f.{t} DESC NULLS LAST, 1")).unwrap_or_else(|| "ORDER BY 1".into());
+    format!(
+        "SELECT (f.{b})::int8, EXISTS (SELECT 1 FROM {tbl} r WHERE r.{a} = f.{b} AND r.{b} = f.{a}) \
+         FROM {tbl} f WHERE f.{a} = $1::int8 AND f.{b} IS NOT NULL AND f.{b} <> $1::int8 {order} LIMIT {limit}",
+        tbl = f.table
+    )
+}
+
+/// Followees of followees that the user does not follow: (user, paths) rows, most paths
+/// first, at most `limit`. `$1` is the user id.
+pub fn second_hop_query(f: &Resolved, limit: usize) -> String {
+    let (a, b) = (f.col("follower").unwrap_or("NULL"), f.col("followee").unwrap_or("NULL"));
+    format!(
+        "SELECT (f2.{b})::int8, count(*)::int4 FROM {tbl} f1 JOIN {tbl} f2 ON f2.{a} = f1.{b} \
+         WHERE f1.{a} = $1::int8 AND f2.{b} IS NOT NULL AND f2.{b} <> $1::int8 \
+           AND NOT EXISTS (SELECT 1 FROM {tbl} d WHERE d.{a} = $1::int8 AND d.{b} = f2.{b}) \
+         GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {limit}",
+        tbl = f.table
+    )
+}
+
+/// The most recent `per_user` interactions of each user in `$3` (int8[]): (user, post, weight,
+/// day) rows. `$1`/`$2` are the kind weights.
+pub fn events_of_query(t: &Resolved, per_user: usize) -> String {
+    let (u, p) = (t.col("user").unwrap_or("NULL"), t.col("post").unwrap_or("NULL"));
+    let order = t.col("time").map(|c| format!("ORDER BY i.{c} DESC NULLS LAST")).unwrap_or_default();
+    format!(
+        "SELECT x.uid, e.post, e.w, e.day FROM pg_catalog.unnest($3::int8[]) AS x(uid) \
+         CROSS JOIN LATERAL (SELECT (i.{p})::int8 AS post, {w} AS w, {d} AS day FROM {tbl} i \
+           WHERE i.{u} = x.uid AND i.{p} IS NOT NULL {order} LIMIT {per_user}) e",
+        w = weight_expr_for(t, "i."),
+        d = day_expr(t, "i."),
+        tbl = t.table
+    )
+}
+
+/// A user's demographics: (age, gender, location). `$1` is the user id.
+pub fn demographics_query(t: &Resolved) -> String {
+    let id = t.col("id").unwrap_or("NULL");
+    let num = |r: &str| t.col(r).map(|c| format!("({c})::float8")).unwrap_or_else(|| "NULL::float8".into());
+    format!("SELECT {age}, {g}, {l} FROM {tbl} WHERE {id} = $1::int8 LIMIT 1", age = num("age"), g = text_expr(t, "gender"), l = text_expr(t, "location"), tbl = t.table)
+}
+
+/// Every user's segment keys, dictionary-encoded: (user id, codes into dict; 0 = none).
+pub fn read_user_keys(client: &SpiClient<'_>, t: &Resolved, budget: u64) -> Result<(Vec<String>, HashMap<i64, [u32; 3]>)> {
+    let id = t.col("id").unwrap_or("NULL");
+    let num = |r: &str| t.col(r).map(|c| format!("({c})::float8")).unwrap_or_else(|| "NULL::float8".into());
+    let query = format!(
+        "SELECT ({id})::int8, {age}, {g}, {l} FROM {tbl} WHERE ({id}) IS NOT NULL",
+        age = num("age"),
+        g = text_expr(t, "gender"),
+        l = text_expr(t, "location"),
+        tbl = t.table
+    );
+    let mut cursor = client.try_open_cursor(query.as_str(), &[])?;
+    let mut dict: Vec<String> = vec![String::new()];
+    let mut lookup: HashMap<String, u32> = HashMap::new();
+    let mut out: HashMap<i64, [u32; 3]> = HashMap::new();
+    loop {
+        let batch = cursor.fetch(20_000)?;
+        if batch.is_empty() {
+            break;
+        }
+        for row in batch {
+            let Some(uid) = row.get::<i64>(1)? else { continue };
+            let (age, g, l) = (row.get::<f64>(2)?, row.get::<String>(3)?, row.get::<String>(4)?);
+            let keys = recsys_core::hybrid::segment_keys(age, g.as_deref(), l.as_deref());
+            let mut codes = [0u32; 3];
+            for (slot, k) in codes.iter_mut().zip(keys) {
+                *slot = *lookup.entry(k.clone()).or_insert_with(|| {
+                    dict.push(k);
+                    dict.len() as u32 - 1
+                });
+            }
+            out.insert(uid, codes);
+        }
+        free_batch();
+        pgrx::check_for_interrupts!();
+        if out.len() as u64 * 64 > budget {
+            return Err(RecsysError::OverBudget { needed: out.len() as u64 * 64, budget, what: "reading the users' demographics" });
+        }
+    }
+    Ok((dict, out))
+}
+
+/// All (int8, int8) rows of a query, streamed in batches (freed as they go, interrupts checked);
+/// at most `max_rows` of them (more is an over-budget error naming `what`).
+fn read_pairs(client: &SpiClient<'_>, query: &str, max_rows: u64, what: &'static str) -> Result<Vec<(i64, i64)>> {
+    let mut cursor = client.try_open_cursor(query, &[])?;
+    let mut out = vec![];
+    loop {
+        let batch = cursor.fetch(50_000)?;
+        if batch.is_empty() {
+            break;
+        }
+        for row in batch {
+            if let (Some(x), Some(y)) = (row.get::<i64>(1)?, row.get::<i64>(2)?) {
+                out.push((x, y));
+            }
+        }
+        free_batch();
+        pgrx::check_for_interrupts!();
+        if out.len() as u64 > max_rows {
+            return Err(RecsysError::OverBudget { needed: out.len() as u64 * 16, budget: max_rows * 16, what });
+        }
+    }
+    Ok(out)
+}
+
+/// Followers per followed user: (user id, count) pairs.
+pub fn read_follower_counts(client: &SpiClient<'_>, f: &Resolved, budget: u64) -> Result<Vec<(i64, u32)>> {
+    let b = f.col("followee").unwrap_or("NULL");
+    let query = format!("SELECT ({b})::int8, count(*)::int8 FROM {tbl} WHERE {b} IS NOT NULL GROUP BY 1", tbl = f.table);
+    let pairs = read_pairs(client, &query, budget / 16, "reading the follower counts")?;
+    Ok(pairs.into_iter().map(|(u, n)| (u, n.min(u32::MAX as i64) as u32)).collect())
+}
+
+/// Every follow edge (follower, followee), for tuning.
+pub fn read_follows(client: &SpiClient<'_>, f: &Resolved, budget: u64) -> Result<Vec<(i64, i64)>> {
+    let (a, b) = (f.col("follower").unwrap_or("NULL"), f.col("followee").unwrap_or("NULL"));
+    let query = format!("SELECT ({a})::int8, ({b})::int8 FROM {tbl} WHERE {a} IS NOT NULL AND {b} IS NOT NULL", tbl = f.table);
+    read_pairs(client, &query, budget / 16, "reading the follows for tuning")
 }
 
 /// Whether a table mapping exists (used for optional inputs such as posts).
@@ -252,6 +402,12 @@ pub struct PostText {
     pub token_count: u64,
     /// category, project_code, mood per post (the feed filters), as read.
     pub attrs: Vec<[Option<String>; 3]>,
+    /// Title per post (shortened), for reasons.
+    pub titles: Vec<String>,
+    /// Owner per post (None = unknown).
+    pub owners: Vec<Option<i64>>,
+    /// Creation day per post (NaN = unknown).
+    pub created: Vec<f32>,
 }
 
 fn text_expr(t: &Resolved, role: &str) -> String {
@@ -266,7 +422,9 @@ pub fn read_posts(client: &SpiClient<'_>, t: &Resolved, budget: u64) -> Result<P
         (None, _) => "NULL::text[]".into(),
     };
     let query = format!(
-        "SELECT ({id})::int8, {title}, {descr}, {tags}, {cat}, {pc}, {mood} FROM {tbl} WHERE ({id}) IS NOT NULL",
+        "SELECT ({id})::int8, {title}, {descr}, {tags}, {cat}, {pc}, {mood}, {owner}, {day} FROM {tbl} WHERE ({id}) IS NOT NULL",
+        owner = t.col("owner").map(|c| format!("({c})::int8")).unwrap_or_else(|| "NULL::int8".into()),
+        day = day_expr(t, ""),
         title = text_expr(t, "title"),
         descr = text_expr(t, "description"),
         cat = text_expr(t, "category"),
@@ -275,7 +433,7 @@ pub fn read_posts(client: &SpiClient<'_>, t: &Resolved, budget: u64) -> Result<P
         tbl = t.table
     );
     let mut cursor = client.try_open_cursor(query.as_str(), &[])?;
-    let mut out = PostText { ids: vec![], tokens: vec![], token_count: 0, attrs: vec![] };
+    let mut out = PostText { ids: vec![], tokens: vec![], token_count: 0, attrs: vec![], titles: vec![], owners: vec![], created: vec![] };
     let mut bytes = 0u64;
     loop {
         let batch = cursor.fetch(5_000)?;
@@ -302,6 +460,11 @@ pub fn read_posts(client: &SpiClient<'_>, t: &Resolved, budget: u64) -> Result<P
             out.ids.push(pid);
             out.tokens.push(toks);
             out.attrs.push(attrs);
+            out.owners.push(row.get::<i64>(8)?);
+            out.created.push(row.get::<f32>(9)?.unwrap_or(f32::NAN));
+            let short: String = title.chars().take(80).collect();
+            bytes += short.len() as u64 + 24;
+            out.titles.push(short);
         }
         free_batch();
         pgrx::check_for_interrupts!();

@@ -443,33 +443,66 @@ fn loss_rows<const FMA: bool>(ui: &Csr, first: usize, rows: &[f32], y: &[f32], g
 /// f64. `gram_reg` is YᵀY + λI as returned by [`gram`]. Used at serving time so a like that
 /// was inserted a second ago moves the user's vector without a retrain.
 pub fn fold_in(item_factors: &[f32], f: usize, gram_reg: &[f32], items: &[(u32, f32)], alpha: f32) -> Vec<f32> {
-    let mut a: Vec<f64> = gram_reg.iter().map(|v| *v as f64).collect();
-    let mut b = vec![0f64; f];
-    for &(i, r) in items {
-        let yi = &item_factors[i as usize * f..(i as usize + 1) * f];
-        let extra = (alpha * r) as f64;
-        let c = 1.0 + extra;
-        for p in 0..f {
-            let yp = yi[p] as f64;
-            b[p] += c * yp;
-            let e = extra * yp;
-            for q in p..f {
-                a[p * f + q] += e * yi[q] as f64;
-            }
-        }
-    }
-    for p in 0..f {
-        for q in 0..p {
-            a[p * f + q] = a[q * f + p];
-        }
-    }
-    cholesky_solve(&mut a, &mut b, f);
-    b.into_iter().map(|v| v as f32).collect()
+    FoldIn::new(item_factors, f, gram_reg, items, alpha).x
 }
 
-/// Solves A x = b in place for symmetric positive (semi)definite A; a tiny ridge keeps a
-/// singular A (λ = 0, no data) from producing NaN.
-fn cholesky_solve(a: &mut [f64], b: &mut [f64], n: usize) {
+/// A user's fold-in system kept factored, for explanations: with A the system matrix,
+/// score(i) = y_iᵀ A⁻¹ Σ_j c_j y_j = Σ_j c_j (y_iᵀ A⁻¹ y_j), so each history item j contributes
+/// c_j · (A⁻¹ y_i)·y_j (Hu, Koren & Volinsky 2008, section 5).
+pub struct FoldIn {
+    f: usize,
+    /// Lower Cholesky factor of A, row-major.
+    l: Vec<f64>,
+    pub x: Vec<f32>,
+}
+
+impl FoldIn {
+    pub fn new(item_factors: &[f32], f: usize, gram_reg: &[f32], items: &[(u32, f32)], alpha: f32) -> FoldIn {
+        let mut a: Vec<f64> = gram_reg.iter().map(|v| *v as f64).collect();
+        let mut b = vec![0f64; f];
+        for &(i, r) in items {
+            let yi = &item_factors[i as usize * f..(i as usize + 1) * f];
+            let extra = (alpha * r) as f64;
+            let c = 1.0 + extra;
+            for p in 0..f {
+                let yp = yi[p] as f64;
+                b[p] += c * yp;
+                let e = extra * yp;
+                for q in p..f {
+                    a[p * f + q] += e * yi[q] as f64;
+                }
+            }
+        }
+        for p in 0..f {
+            for q in 0..p {
+                a[p * f + q] = a[q * f + p];
+            }
+        }
+        cholesky(&mut a, f);
+        solve_factored(&a, &mut b, f);
+        FoldIn { f, l: a, x: b.into_iter().map(|v| v as f32).collect() }
+    }
+
+    /// Contribution of each history item (item, c_j · (A⁻¹ y_target)·y_j); they sum to the
+    /// score of `target`.
+    pub fn evidence(&self, item_factors: &[f32], items: &[(u32, f32)], alpha: f32, target: u32) -> Vec<(u32, f32)> {
+        let f = self.f;
+        let mut v: Vec<f64> = item_factors[target as usize * f..(target as usize + 1) * f].iter().map(|x| *x as f64).collect();
+        solve_factored(&self.l, &mut v, f);
+        items
+            .iter()
+            .map(|&(j, r)| {
+                let yj = &item_factors[j as usize * f..(j as usize + 1) * f];
+                let d: f64 = yj.iter().zip(&v).map(|(a, b)| *a as f64 * b).sum();
+                (j, ((1.0 + alpha as f64 * r as f64) * d) as f32)
+            })
+            .collect()
+    }
+}
+
+/// In-place lower Cholesky factor of a symmetric positive (semi)definite A; a tiny pivot floor
+/// keeps a singular A (λ = 0, no data) from producing NaN.
+fn cholesky(a: &mut [f64], n: usize) {
     for j in 0..n {
         let mut d = a[j * n + j];
         for k in 0..j {
@@ -485,6 +518,10 @@ fn cholesky_solve(a: &mut [f64], b: &mut [f64], n: usize) {
             a[i * n + j] = s / d;
         }
     }
+}
+
+/// Solves L Lᵀ x = b in place, L from [`cholesky`].
+fn solve_factored(a: &[f64], b: &mut [f64], n: usize) {
     for i in 0..n {
         let mut s = b[i];
         for k in 0..i {
@@ -607,6 +644,14 @@ mod tests {
         cg::<false, 0>(idx, val, &model.item_factors, &g, &mut x, opts.alpha, 50, &mut scratch);
         for (a, b) in exact.iter().zip(&x) {
             assert!((a - b).abs() < 1e-3, "{exact:?} vs {x:?}");
+        }
+        // The evidence of each history item sums to the score (HKV section 5).
+        let fi = FoldIn::new(&model.item_factors, 8, &g, &items, opts.alpha);
+        for target in [0u32, 7, 59] {
+            let ev = fi.evidence(&model.item_factors, &items, opts.alpha, target);
+            let total: f32 = ev.iter().map(|e| e.1).sum();
+            let score = crate::kernels::dot::<false>(&model.item_factors[target as usize * 8..(target as usize + 1) * 8], &fi.x);
+            assert!((total - score).abs() < 1e-4 * score.abs().max(1.0), "{total} vs {score}");
         }
     }
 

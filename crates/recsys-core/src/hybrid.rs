@@ -49,7 +49,7 @@ impl Default for Weights {
     fn default() -> Self {
         // Chosen on seeded synthetic data and ML-100K (tests/quality and BENCHMARKS.md), then
         // rounded: ALS leads, content and social refine, the priors break ties.
-        Weights { als: 1.0, content: 0.3, social: 0.3, popularity: 0.1, freshness: 0.05, demographic: 0.5 }
+        Weights { als: 1.0, content: 0.3, social: 0.5, popularity: 0.1, freshness: 0.05, demographic: 0.3 }
     }
 }
 
@@ -125,6 +125,8 @@ pub struct Event {
 /// A followee as seen from one user.
 #[derive(Clone, Debug, Default)]
 pub struct Followee {
+    /// The followee's user id (for explanations).
+    pub id: i64,
     pub mutual: bool,
     pub second_hop: bool,
     /// Followers of this followee (for damping).
@@ -180,8 +182,9 @@ pub fn segment_keys(age: Option<f64>, gender: Option<&str>, location: Option<&st
 }
 
 impl Segments {
-    /// `keys[u]` are the segment keys of row u of `ui` (users × items).
-    pub fn build(keys: &[Vec<String>], ui: &Csr) -> Segments {
+    /// `keys[u]` are the segment keys of row u of `ui` (users × items), as codes into `dict`
+    /// (code 0 = none).
+    pub fn build(dict: &[String], keys: &[[u32; 3]], ui: &Csr) -> Segments {
         let n_all = ui.rows.max(1) as f32;
         let mut global = vec![0f32; ui.cols];
         for &i in &ui.indices {
@@ -189,8 +192,10 @@ impl Segments {
         }
         let mut members: HashMap<&str, Vec<usize>> = HashMap::new();
         for (u, ks) in keys.iter().enumerate().take(ui.rows) {
-            for k in ks {
-                members.entry(k.as_str()).or_default().push(u);
+            for &k in ks.iter().filter(|&&k| k != 0) {
+                if let Some(name) = dict.get(k as usize) {
+                    members.entry(name.as_str()).or_default().push(u);
+                }
             }
         }
         let mut lists = HashMap::new();
@@ -300,6 +305,9 @@ impl Parts {
     }
 }
 
+/// Approximate candidates re-scored exactly to find the ALS maximum after an int8 scan.
+const ALS_MAX_POOL: usize = 64;
+
 fn decay(age_days: f32, half_life: f32) -> f32 {
     if !age_days.is_finite() || half_life <= 0.0 {
         return 1.0;
@@ -353,12 +361,22 @@ pub fn content_profile(cat: &Catalog<'_>, history: &[Event], half_life: f32, ter
     p
 }
 
+/// The reference time of the social component: the newest engagement of any followee.
+pub fn social_now(f: &[Followee]) -> f32 {
+    f.iter().map(|x| newest(&x.events)).fold(f32::NEG_INFINITY, f32::max)
+}
+
 /// The social component: (scores, direct followees per post, posts owned by a direct followee).
 pub fn social_scores(f: &[Followee], o: &HybridOptions) -> (HashMap<u32, f32>, HashMap<u32, u32>, HashMap<u32, bool>) {
+    social_scores_at(f, o, social_now(f))
+}
+
+/// [`social_scores`] with ages measured from `now` (so one followee's share can be computed
+/// alone and still add up to the whole).
+pub fn social_scores_at(f: &[Followee], o: &HybridOptions, now: f32) -> (HashMap<u32, f32>, HashMap<u32, u32>, HashMap<u32, bool>) {
     let mut acc: HashMap<u32, f32> = HashMap::new();
     let mut people: HashMap<u32, u32> = HashMap::new();
     let mut owned: HashMap<u32, bool> = HashMap::new();
-    let now = f.iter().map(|x| newest(&x.events)).fold(f32::NEG_INFINITY, f32::max);
     let mut seen: HashMap<u32, usize> = HashMap::new();
     for (n, fe) in f.iter().enumerate() {
         let tie = if fe.second_hop {
@@ -417,10 +435,27 @@ pub fn score(cat: &Catalog<'_>, user: &UserInput, o: &HybridOptions, weights: &W
         if w.als > 0.0 {
             let mut a = vec![0f32; n];
             match cat.quantized {
-                Some(q) => q.scores(&x, &mut a),
-                None => score_all(cat.item_factors, f, &x, &mut a),
+                Some(q) => {
+                    q.scores(&x, &mut a);
+                    // The scale must not depend on the scan: the exact maximum, found among
+                    // the best approximate candidates.
+                    let mut t = crate::topk::TopK::new(ALS_MAX_POOL);
+                    for (i, &v) in a.iter().enumerate() {
+                        if v >= t.threshold() {
+                            t.push(crate::topk::Scored { score: v, id: i as i64, index: i as u32 });
+                        }
+                    }
+                    s.als_max = t
+                        .into_sorted()
+                        .iter()
+                        .map(|c| dot_dispatch(&cat.item_factors[c.index as usize * f..(c.index as usize + 1) * f], &x))
+                        .fold(0f32, f32::max);
+                }
+                None => {
+                    score_all(cat.item_factors, f, &x, &mut a);
+                    s.als_max = max_of(a.iter());
+                }
             }
-            s.als_max = max_of(a.iter());
             s.als = a;
         }
         s.x = Some(x);
@@ -607,14 +642,15 @@ mod tests {
         assert_eq!(segment_keys(Some(23.0), Some(" Female "), None), vec!["age:18-24", "gender:female"]);
         assert!(segment_keys(Some(f64::NAN), Some(""), Some("  ")).is_empty());
         // Users 0..3 are in "a" and like item 0; users 3..6 in "b" like item 1; all like item 2.
-        let keys: Vec<Vec<String>> = (0..6).map(|u| vec![if u < 3 { "a" } else { "b" }.to_string()]).collect();
+        let dict = vec![String::new(), "a".into(), "b".into()];
+        let keys: Vec<[u32; 3]> = (0..6).map(|u| [if u < 3 { 1 } else { 2 }, 0, 0]).collect();
         let (mut r, mut c) = (vec![], vec![]);
         for u in 0..6u32 {
             r.extend([u, u]);
             c.extend([if u < 3 { 0 } else { 1 }, 2]);
         }
         let ui = Csr::from_triplets(6, 3, &r, &c, &vec![1.0; r.len()]);
-        let s = Segments::build(&keys, &ui);
+        let s = Segments::build(&dict, &keys, &ui);
         let a = &s.lists["a"];
         assert_eq!(a[0].0, 0, "segment-specific item first: {a:?}");
         assert!(a.iter().all(|x| x.0 != 1));

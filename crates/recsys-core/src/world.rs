@@ -31,7 +31,9 @@ pub struct World {
     /// Items owned by user u.
     pub own_ptr: Vec<usize>,
     pub owned: Vec<u32>,
-    pub keys: Vec<Vec<String>>,
+    /// Segment keys per user as codes into `key_dict` (0 = none).
+    pub keys: Vec<[u32; 3]>,
+    pub key_dict: Vec<String>,
     /// Content rows and their model items.
     pub tfidf: Option<Tfidf>,
     pub to_item: Vec<Option<u32>>,
@@ -65,7 +67,8 @@ impl World {
         mut events: Vec<(u32, Event)>,
         follows: &[(u32, u32)],
         owner: &[Option<u32>],
-        keys: Vec<Vec<String>>,
+        keys: Vec<[u32; 3]>,
+        key_dict: Vec<String>,
         tfidf: Option<Tfidf>,
         to_item: Vec<Option<u32>>,
         created_day: Vec<f32>,
@@ -82,7 +85,7 @@ impl World {
         let (fo_ptr, follows) = grouped(n_users, &f);
         let own: Vec<(u32, u32)> = owner.iter().enumerate().filter_map(|(i, o)| o.map(|o| (o, i as u32))).collect();
         let (own_ptr, owned) = grouped(n_users, &own);
-        World { n_users, n_items, ev_ptr, events, fo_ptr, follows, followers, own_ptr, owned, keys, tfidf, to_item, created_day }
+        World { n_users, n_items, ev_ptr, events, fo_ptr, follows, followers, own_ptr, owned, keys, key_dict, tfidf, to_item, created_day }
     }
 
     pub fn user_events(&self, u: usize) -> &[Event] {
@@ -105,7 +108,22 @@ impl World {
         let follows: Vec<(u32, u32)> =
             d.follows.follower_id.iter().zip(&d.follows.followee_id).map(|(a, b)| (*a as u32 - 1, *b as u32 - 1)).collect();
         let owner: Vec<Option<u32>> = d.posts.iter().map(|p| Some(p.owner_id as u32 - 1)).collect();
-        let keys = d.users.iter().map(|u| hybrid::segment_keys(Some(u.age as f64), Some(u.gender), Some(u.location))).collect();
+        let mut key_dict = vec![String::new()];
+        let mut lookup: HashMap<String, u32> = HashMap::new();
+        let keys = d
+            .users
+            .iter()
+            .map(|u| {
+                let mut codes = [0u32; 3];
+                for (slot, k) in codes.iter_mut().zip(hybrid::segment_keys(Some(u.age as f64), Some(u.gender), Some(u.location))) {
+                    *slot = *lookup.entry(k.clone()).or_insert_with(|| {
+                        key_dict.push(k);
+                        key_dict.len() as u32 - 1
+                    });
+                }
+                codes
+            })
+            .collect();
         let docs: Vec<Vec<String>> = d
             .posts
             .iter()
@@ -121,7 +139,7 @@ impl World {
         let tfidf = Tfidf::fit(&docs);
         let to_item = (0..n_items as u32).map(Some).collect();
         let created = d.posts.iter().map(|p| day(p.created_at)).collect();
-        World::new(n_users, n_items, events, &follows, &owner, keys, Some(tfidf), to_item, created)
+        World::new(n_users, n_items, events, &follows, &owner, keys, key_dict, Some(tfidf), to_item, created)
     }
 }
 
@@ -220,6 +238,7 @@ pub fn prepare(w: &World, als_opts: &AlsOptions, o: &HybridOptions, cfg: &EvalCo
         own_ptr: vec![],
         owned: vec![],
         keys: vec![],
+        key_dict: vec![],
         tfidf: None,
         to_item: vec![],
         created_day: vec![],
@@ -245,7 +264,7 @@ pub fn prepare(w: &World, als_opts: &AlsOptions, o: &HybridOptions, cfg: &EvalCo
     let gram = als::gram(&m.item_factors, m.factors, quiet.regularization, pool);
     let popularity = hybrid::trending(w.n_items, train.events.iter().map(|e| (e.item, e.day)), o.popularity_half_life_days);
     let freshness = hybrid::freshness(&w.created_day, o.freshness_half_life_days);
-    let segments = Segments::build(&w.keys, &ui);
+    let segments = Segments::build(&w.key_dict, &w.keys, &ui);
     let mut from_item = vec![None; w.n_items];
     for (d, i) in w.to_item.iter().enumerate() {
         if let Some(i) = i {
@@ -323,9 +342,9 @@ fn user_input(train: &World, w: &World, u: usize) -> UserInput {
         let ev = train.user_events(f as usize);
         let events = ev[ev.len().saturating_sub(FOLLOWEE_EVENTS)..].to_vec();
         let owned = w.owned[w.own_ptr[f as usize]..w.own_ptr[f as usize + 1]].to_vec();
-        followees.push(Followee { mutual, second_hop: false, followers: w.followers[f as usize], events, owned });
+        followees.push(Followee { id: f as i64, mutual, second_hop: false, followers: w.followers[f as usize], events, owned });
     }
-    UserInput { history: train.user_events(u).to_vec(), unknown_history: 0, followees, segments: w.keys[u].clone() }
+    UserInput { history: train.user_events(u).to_vec(), unknown_history: 0, followees, segments: w.keys[u].iter().filter(|&&k| k != 0).map(|&k| w.key_dict[k as usize].clone()).collect() }
 }
 
 impl Prepared {
@@ -367,7 +386,8 @@ impl Prepared {
                     let mut w = best;
                     *w.get_mut(name).expect("known component") = g;
                     let o = self.evaluate(&w);
-                    if o.ndcg > best_o.ndcg + 1e-9 {
+                    // A change must gain 1% (relative) to count: small samples are noisy.
+                    if o.ndcg > best_o.ndcg * (1.0 + MIN_GAIN) + 1e-9 {
                         best = w;
                         best_o = o;
                         improved = true;
@@ -381,6 +401,9 @@ impl Prepared {
         (best, best_o)
     }
 }
+
+/// Relative NDCG gain a tuning step must bring to be taken.
+pub const MIN_GAIN: f64 = 0.01;
 
 /// Weights with every component but `keep` set to 0 (e.g. ALS alone).
 pub fn only(keep: &[&str]) -> Weights {
