@@ -69,3 +69,77 @@ fn ml100k_ndcg_at_product_defaults() {
     assert!(metrics.ndcg >= 0.27, "NDCG@10 {:.4} < 0.27 at defaults", metrics.ndcg);
     assert!(coverage >= 0.2, "catalogue coverage {coverage:.3} collapsed");
 }
+
+/// ML-100K as the extension sees it after scripts/load_ml100k.sh: positives (rating >= 4,
+/// weight 1, with their timestamps), movie titles with years and genres as the content, release
+/// year as creation time, age/gender/zip as demographics. No follows.
+fn ml100k_world() -> recsys_core::world::World {
+    use recsys_core::hybrid::{segment_keys, Event};
+    let dir = std::env::var("RECSYS_ML100K_DIR")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../.data/ml-100k").to_string());
+    let read = |name: &str| std::fs::read_to_string(format!("{dir}/{name}")).unwrap_or_else(|e| panic!("{dir}/{name}: {e}"));
+    let (mut users, mut items): (HashMap<String, u32>, HashMap<String, u32>) = (HashMap::new(), HashMap::new());
+    let mut events = vec![];
+    for line in read("ml-100k.inter").lines().skip(1) {
+        let f: Vec<&str> = line.split('\t').collect();
+        if f[2].parse::<f32>().unwrap() < 4.0 {
+            continue;
+        }
+        let n = users.len() as u32;
+        let u = *users.entry(f[0].to_string()).or_insert(n);
+        let n = items.len() as u32;
+        let i = *items.entry(f[1].to_string()).or_insert(n);
+        events.push((u, Event { item: i, weight: 1.0, day: (f[3].parse::<f64>().unwrap() / 86_400.0) as f32 }));
+    }
+    let mut docs = vec![vec![]; items.len()];
+    let mut created = vec![f32::NAN; items.len()];
+    for line in read("ml-100k.item").lines().skip(1) {
+        let f: Vec<&str> = line.split('\t').collect();
+        let Some(&i) = items.get(f[0]) else { continue };
+        let genres: Vec<String> = f.get(3).unwrap_or(&"").split(' ').map(|g| g.to_lowercase()).collect();
+        let title = format!("{} ({})", f[1], f.get(2).unwrap_or(&""));
+        docs[i as usize] = recsys_core::tfidf::tokens(&recsys_core::tfidf::Doc {
+            title: &title,
+            description: "",
+            tags: genres.iter().map(|s| s.as_str()).collect(),
+            category: genres.first().map(|s| s.as_str()).unwrap_or(""),
+        });
+        if let Ok(y) = f.get(2).unwrap_or(&"").parse::<i32>() {
+            created[i as usize] = ((y - 1970) as f64 * 365.25) as f32;
+        }
+    }
+    let mut dict = vec![String::new()];
+    let mut lookup: HashMap<String, u32> = HashMap::new();
+    let mut keys = vec![[0u32; 3]; users.len()];
+    for line in read("ml-100k.user").lines().skip(1) {
+        let f: Vec<&str> = line.split('\t').collect();
+        let Some(&u) = users.get(f[0]) else { continue };
+        for (slot, k) in keys[u as usize].iter_mut().zip(segment_keys(f[1].parse().ok(), Some(f[2]), Some(f[4]))) {
+            *slot = *lookup.entry(k.clone()).or_insert_with(|| {
+                dict.push(k);
+                dict.len() as u32 - 1
+            });
+        }
+    }
+    let n_items = items.len();
+    let tfidf = recsys_core::tfidf::Tfidf::fit(&docs);
+    recsys_core::world::World::new(users.len(), n_items, events, &[], &vec![None; n_items], keys, dict, Some(tfidf), (0..n_items as u32).map(Some).collect(), created)
+}
+
+#[test]
+#[ignore = "needs ML-100K: scripts/fetch_ml100k.sh"]
+fn ml100k_hybrid_is_at_least_als_alone() {
+    use recsys_core::hybrid::{HybridOptions, Weights};
+    use recsys_core::world::{only, prepare, EvalConfig};
+    let w = ml100k_world();
+    let pool = als::pool(2, None).unwrap();
+    let p = prepare(&w, &AlsOptions::default(), &HybridOptions::default(), &EvalConfig { max_users: 1_000, ..Default::default() }, &pool).unwrap();
+    let als_only = p.evaluate(&only(&["als"]));
+    let hybrid = p.evaluate(&Weights::default());
+    let popularity = p.evaluate(&only(&["popularity"]));
+    eprintln!(
+        "ML-100K NDCG@10 ({} users): ALS alone {:.4}, hybrid defaults {:.4}, popularity {:.4}",
+        p.warm_users, als_only.warm.ndcg, hybrid.warm.ndcg, popularity.warm.ndcg
+    );
+    assert!(hybrid.warm.ndcg >= als_only.warm.ndcg, "hybrid {:.4} < ALS alone {:.4}", hybrid.warm.ndcg, als_only.warm.ndcg);
+}
