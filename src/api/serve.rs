@@ -383,8 +383,20 @@ fn recsys_explain(user_id: Option<i64>, post_id: Option<i64>, weights: default!(
         if let (Some(c), true) = (m.content.as_ref(), sc.content_max > 0.0) {
             if let Some(row) = c.from_item[item as usize] {
                 let (ts, vs) = c.tfidf.docs.row(row as usize);
-                let mut terms: Vec<(u32, f32)> =
+                let shared: Vec<(u32, f32)> =
                     sc.profile.iter().filter_map(|&(t, pw)| ts.binary_search(&t).ok().map(|k| (t, pw * vs[k]))).collect();
+                // A one-word tag matches as `#tag` and as the word: one row for both.
+                let mut merged: std::collections::BTreeMap<&str, (u32, f32)> = std::collections::BTreeMap::new();
+                for &(t, v) in &shared {
+                    let name = c.tfidf.vocab[t as usize].as_str();
+                    let key = name.strip_prefix('#').unwrap_or(name);
+                    let e = merged.entry(key).or_insert((t, 0.0));
+                    if name.starts_with('#') {
+                        e.0 = t;
+                    }
+                    e.1 += v;
+                }
+                let mut terms: Vec<(u32, f32)> = merged.into_values().collect();
                 terms.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
                 let k = sc.weights.content / sc.content_max;
                 for &(t, v) in terms.iter().take(EXPLAIN_TOP) {

@@ -1,38 +1,60 @@
-//! Hybrid vs its components on seeded synthetic data (and the tuned weights).
-//!   cargo run --release -p recsys-core --example hybrid_eval -- [SEED USERS POSTS INTERACTIONS]
+//! The hybrid against its own components and the popularity baseline, on seeded synthetic data
+//! and (given its directory) ML-100K; prints a markdown table (bench/hybrid.sh).
+//!   cargo run --release -p recsys-core --example hybrid_eval -- [ML100K_DIR]
+//! Per data set, one seeded split (seed 42): warm users hold out 20% of their posts; for the
+//! cold columns 20% of users hide their whole history (they keep follows and demographics).
+//! "tuned" weights are picked on a different split (seed 1) and scored on this one.
 use recsys_core::als::AlsOptions;
 use recsys_core::hybrid::{HybridOptions, Weights};
 use recsys_core::world::{only, prepare, EvalConfig, World};
+use std::time::Instant;
 
 fn main() {
-    let a: Vec<u64> = std::env::args().skip(1).map(|x| x.parse().expect("number")).collect();
-    let g = |i: usize, d: u64| a.get(i).copied().unwrap_or(d);
-    let cfg = recsys_core::synth::SynthConfig::new(g(0, 42), g(1, 5000) as usize, g(2, 5000) as usize, g(3, 100_000) as usize);
-    let t = std::time::Instant::now();
-    let w = World::from_synth(&recsys_core::synth::generate(&cfg));
-    eprintln!("generated in {:.1}s", t.elapsed().as_secs_f64());
-    let pool = recsys_core::als::pool(0, None).unwrap();
+    let pool = recsys_core::als::pool(2, None).expect("pool");
     let o = HybridOptions::default();
     let als = AlsOptions::default();
-    for cold in [0.0, 0.2] {
-        let e = EvalConfig { cold_fraction: cold, ..Default::default() };
-        let t = std::time::Instant::now();
-        let p = prepare(&w, &als, &o, &e, &pool).unwrap();
-        eprintln!("prepared (cold {cold}) in {:.1}s: {} warm, {} cold", t.elapsed().as_secs_f64(), p.warm_users, p.cold_users);
-        let settings: Vec<(&str, Weights)> = vec![
-            ("als", only(&["als"])),
-            ("content", only(&["content"])),
-            ("social", only(&["social"])),
-            ("popularity", only(&["popularity"])),
-            ("demographic", only(&["demographic"])),
-            ("default", Weights::default()),
-        ];
-        for (n, ws) in &settings {
-            let r = p.evaluate(ws);
-            println!("cold={cold} {n:12} warm ndcg {:.4} p {:.4} | cold ndcg {:.4} p {:.4}", r.warm.ndcg, r.warm.precision, r.cold.ndcg, r.cold.precision);
-        }
-        let t = std::time::Instant::now();
-        let (best, r) = p.tune(&Weights::default());
-        println!("cold={cold} tuned {:?} warm ndcg {:.4} cold ndcg {:.4} ({:.1}s)", best, r.warm.ndcg, r.cold.ndcg, t.elapsed().as_secs_f64());
+    let mut sets: Vec<(String, World)> = vec![];
+    for (seed, u, p, n) in [(42u64, 5_000usize, 5_000usize, 100_000usize), (7, 20_000, 10_000, 400_000)] {
+        let w = World::from_synth(&recsys_core::synth::generate(&recsys_core::synth::SynthConfig::new(seed, u, p, n)));
+        sets.push((format!("synthetic seed {seed}: {u} users, {p} posts, {n} interactions"), w));
+    }
+    if let Some(dir) = std::env::args().nth(1) {
+        sets.push(("ML-100K (rating >= 4; no follows)".into(), World::from_movielens(std::path::Path::new(&dir)).expect("ML-100K files")));
+    }
+    println!("| data | users (warm/cold) | ALS alone | content alone | social alone | popularity | hybrid (defaults) | hybrid (tuned) | hybrid / ALS | cold: popularity | cold: demographic | cold: social | cold: hybrid | cold hybrid / popularity | seconds |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for (name, w) in &sets {
+        let t = Instant::now();
+        let cold = if w.follows.is_empty() && w.key_dict.len() <= 1 { 0.0 } else { 0.2 };
+        let cfg = EvalConfig { cold_fraction: cold, ..Default::default() };
+        let p = prepare(w, &als, &o, &cfg, &pool).expect("prepare");
+        let tune_split = prepare(w, &als, &o, &EvalConfig { seed: 1, ..cfg.clone() }, &pool).expect("prepare");
+        let (tuned, _) = tune_split.tune(&Weights::default());
+        let e = |ws: &Weights| p.evaluate(ws);
+        let a = e(&only(&["als"]));
+        let h = e(&Weights::default());
+        let ht = e(&tuned);
+        let pop = e(&only(&["popularity"]));
+        let c = |x: f64| if cold > 0.0 { format!("{x:.4}") } else { "–".into() };
+        let ratio = |x: f64, y: f64| if y > 0.0 { format!("{:.2}×", x / y) } else { "–".into() };
+        println!(
+            "| {name} | {}/{} | {:.4} | {:.4} | {} | {:.4} | {:.4} | {:.4} | {} | {} | {} | {} | {} | {} | {:.1} |",
+            p.warm_users,
+            p.cold_users,
+            a.warm.ndcg,
+            e(&only(&["content"])).warm.ndcg,
+            if w.follows.is_empty() { "–".into() } else { format!("{:.4}", e(&only(&["social"])).warm.ndcg) },
+            pop.warm.ndcg,
+            h.warm.ndcg,
+            ht.warm.ndcg,
+            ratio(h.warm.ndcg, a.warm.ndcg),
+            c(pop.cold.ndcg),
+            c(e(&only(&["demographic"])).cold.ndcg),
+            if w.follows.is_empty() { "–".into() } else { c(e(&only(&["social"])).cold.ndcg) },
+            c(h.cold.ndcg),
+            if cold > 0.0 { ratio(h.cold.ndcg, pop.cold.ndcg) } else { "–".into() },
+            t.elapsed().as_secs_f64()
+        );
+        eprintln!("{name}: tuned weights {tuned:?}");
     }
 }

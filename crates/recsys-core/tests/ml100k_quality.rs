@@ -10,10 +10,12 @@ use recsys_core::split::holdout;
 use std::collections::HashMap;
 
 fn load_positives() -> Csr {
-    let dir = std::env::var("RECSYS_ML100K_DIR")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../.data/ml-100k").to_string());
-    let text = std::fs::read_to_string(format!("{dir}/ml-100k.inter"))
-        .unwrap_or_else(|e| panic!("ML-100K not found in {dir} ({e}); run scripts/fetch_ml100k.sh"));
+    let dir = std::env::var("RECSYS_ML100K_DIR").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../../.data/ml-100k").to_string()
+    });
+    let text = std::fs::read_to_string(format!("{dir}/ml-100k.inter")).unwrap_or_else(|e| {
+        panic!("ML-100K not found in {dir} ({e}); run scripts/fetch_ml100k.sh")
+    });
     let (mut users, mut items) = (HashMap::new(), HashMap::new());
     let (mut r, mut c, mut v) = (vec![], vec![], vec![]);
     for line in text.lines().skip(1) {
@@ -39,19 +41,35 @@ fn ml100k_ndcg_at_implicit_settings() {
     let m = load_positives();
     assert_eq!(m.nnz(), 55_375, "rating >= 4 positives in ML-100K");
     let (train, test) = holdout(&m, 0.2, 42);
-    let opts = AlsOptions { factors: 64, iterations: 15, regularization: 0.05, alpha: 5.0, seed: 42, ..Default::default() };
+    let opts = AlsOptions {
+        factors: 64,
+        iterations: 15,
+        regularization: 0.05,
+        alpha: 5.0,
+        seed: 42,
+        ..Default::default()
+    };
     let pool = als::pool(2, None).unwrap();
     let (model, stats) = als::train(&train, &opts, &pool, &mut NoProgress).unwrap();
     let f = model.factors;
-    let (metrics, coverage) = evaluate_ranking(&train, &test, 10, |u, out| score_all(&model.item_factors, f, model.user(u), out));
+    let (metrics, coverage) = evaluate_ranking(&train, &test, 10, |u, out| {
+        score_all(&model.item_factors, f, model.user(u), out)
+    });
     let pop = popularity(&train);
     let (pop_metrics, _) = evaluate_ranking(&train, &test, 10, |_, out| out.copy_from_slice(&pop));
     eprintln!(
         "ML-100K ALS: ndcg@10 {:.4} p@10 {:.4} recall@10 {:.4} map@10 {:.4} coverage {:.3} ({:.2}s); popularity ndcg@10 {:.4} p@10 {:.4}",
         metrics.ndcg, metrics.precision, metrics.recall, metrics.map, coverage, stats.last().unwrap().seconds, pop_metrics.ndcg, pop_metrics.precision
     );
-    assert!(metrics.ndcg >= 0.22, "NDCG@10 {:.4} < 0.22 (implicit measured 0.229)", metrics.ndcg);
-    assert!(metrics.ndcg > pop_metrics.ndcg * 1.2, "ALS must clearly beat popularity");
+    assert!(
+        metrics.ndcg >= 0.22,
+        "NDCG@10 {:.4} < 0.22 (implicit measured 0.229)",
+        metrics.ndcg
+    );
+    assert!(
+        metrics.ndcg > pop_metrics.ndcg * 1.2,
+        "ALS must clearly beat popularity"
+    );
 }
 
 #[test]
@@ -63,67 +81,31 @@ fn ml100k_ndcg_at_product_defaults() {
     let pool = als::pool(2, None).unwrap();
     let (model, _) = als::train(&train, &opts, &pool, &mut NoProgress).unwrap();
     let f = model.factors;
-    let (metrics, coverage) = evaluate_ranking(&train, &test, 10, |u, out| score_all(&model.item_factors, f, model.user(u), out));
-    eprintln!("ML-100K ALS defaults: ndcg@10 {:.4} p@10 {:.4} coverage {:.3}", metrics.ndcg, metrics.precision, coverage);
+    let (metrics, coverage) = evaluate_ranking(&train, &test, 10, |u, out| {
+        score_all(&model.item_factors, f, model.user(u), out)
+    });
+    eprintln!(
+        "ML-100K ALS defaults: ndcg@10 {:.4} p@10 {:.4} coverage {:.3}",
+        metrics.ndcg, metrics.precision, coverage
+    );
     // implicit tuned (reg 20) measured 0.292; untuned 0.229.
-    assert!(metrics.ndcg >= 0.27, "NDCG@10 {:.4} < 0.27 at defaults", metrics.ndcg);
-    assert!(coverage >= 0.2, "catalogue coverage {coverage:.3} collapsed");
+    assert!(
+        metrics.ndcg >= 0.27,
+        "NDCG@10 {:.4} < 0.27 at defaults",
+        metrics.ndcg
+    );
+    assert!(
+        coverage >= 0.2,
+        "catalogue coverage {coverage:.3} collapsed"
+    );
 }
 
-/// ML-100K as the extension sees it after scripts/load_ml100k.sh: positives (rating >= 4,
-/// weight 1, with their timestamps), movie titles with years and genres as the content, release
-/// year as creation time, age/gender/zip as demographics. No follows.
 fn ml100k_world() -> recsys_core::world::World {
-    use recsys_core::hybrid::{segment_keys, Event};
-    let dir = std::env::var("RECSYS_ML100K_DIR")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../.data/ml-100k").to_string());
-    let read = |name: &str| std::fs::read_to_string(format!("{dir}/{name}")).unwrap_or_else(|e| panic!("{dir}/{name}: {e}"));
-    let (mut users, mut items): (HashMap<String, u32>, HashMap<String, u32>) = (HashMap::new(), HashMap::new());
-    let mut events = vec![];
-    for line in read("ml-100k.inter").lines().skip(1) {
-        let f: Vec<&str> = line.split('\t').collect();
-        if f[2].parse::<f32>().unwrap() < 4.0 {
-            continue;
-        }
-        let n = users.len() as u32;
-        let u = *users.entry(f[0].to_string()).or_insert(n);
-        let n = items.len() as u32;
-        let i = *items.entry(f[1].to_string()).or_insert(n);
-        events.push((u, Event { item: i, weight: 1.0, day: (f[3].parse::<f64>().unwrap() / 86_400.0) as f32 }));
-    }
-    let mut docs = vec![vec![]; items.len()];
-    let mut created = vec![f32::NAN; items.len()];
-    for line in read("ml-100k.item").lines().skip(1) {
-        let f: Vec<&str> = line.split('\t').collect();
-        let Some(&i) = items.get(f[0]) else { continue };
-        let genres: Vec<String> = f.get(3).unwrap_or(&"").split(' ').map(|g| g.to_lowercase()).collect();
-        let title = format!("{} ({})", f[1], f.get(2).unwrap_or(&""));
-        docs[i as usize] = recsys_core::tfidf::tokens(&recsys_core::tfidf::Doc {
-            title: &title,
-            description: "",
-            tags: genres.iter().map(|s| s.as_str()).collect(),
-            category: genres.first().map(|s| s.as_str()).unwrap_or(""),
-        });
-        if let Ok(y) = f.get(2).unwrap_or(&"").parse::<i32>() {
-            created[i as usize] = ((y - 1970) as f64 * 365.25) as f32;
-        }
-    }
-    let mut dict = vec![String::new()];
-    let mut lookup: HashMap<String, u32> = HashMap::new();
-    let mut keys = vec![[0u32; 3]; users.len()];
-    for line in read("ml-100k.user").lines().skip(1) {
-        let f: Vec<&str> = line.split('\t').collect();
-        let Some(&u) = users.get(f[0]) else { continue };
-        for (slot, k) in keys[u as usize].iter_mut().zip(segment_keys(f[1].parse().ok(), Some(f[2]), Some(f[4]))) {
-            *slot = *lookup.entry(k.clone()).or_insert_with(|| {
-                dict.push(k);
-                dict.len() as u32 - 1
-            });
-        }
-    }
-    let n_items = items.len();
-    let tfidf = recsys_core::tfidf::Tfidf::fit(&docs);
-    recsys_core::world::World::new(users.len(), n_items, events, &[], &vec![None; n_items], keys, dict, Some(tfidf), (0..n_items as u32).map(Some).collect(), created)
+    let dir = std::env::var("RECSYS_ML100K_DIR").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../../.data/ml-100k").to_string()
+    });
+    recsys_core::world::World::from_movielens(std::path::Path::new(&dir))
+        .unwrap_or_else(|e| panic!("ML-100K in {dir}: {e}"))
 }
 
 #[test]
@@ -133,7 +115,17 @@ fn ml100k_hybrid_is_at_least_als_alone() {
     use recsys_core::world::{only, prepare, EvalConfig};
     let w = ml100k_world();
     let pool = als::pool(2, None).unwrap();
-    let p = prepare(&w, &AlsOptions::default(), &HybridOptions::default(), &EvalConfig { max_users: 1_000, ..Default::default() }, &pool).unwrap();
+    let p = prepare(
+        &w,
+        &AlsOptions::default(),
+        &HybridOptions::default(),
+        &EvalConfig {
+            max_users: 1_000,
+            ..Default::default()
+        },
+        &pool,
+    )
+    .unwrap();
     let als_only = p.evaluate(&only(&["als"]));
     let hybrid = p.evaluate(&Weights::default());
     let popularity = p.evaluate(&only(&["popularity"]));
@@ -141,5 +133,10 @@ fn ml100k_hybrid_is_at_least_als_alone() {
         "ML-100K NDCG@10 ({} users): ALS alone {:.4}, hybrid defaults {:.4}, popularity {:.4}",
         p.warm_users, als_only.warm.ndcg, hybrid.warm.ndcg, popularity.warm.ndcg
     );
-    assert!(hybrid.warm.ndcg >= als_only.warm.ndcg, "hybrid {:.4} < ALS alone {:.4}", hybrid.warm.ndcg, als_only.warm.ndcg);
+    assert!(
+        hybrid.warm.ndcg >= als_only.warm.ndcg,
+        "hybrid {:.4} < ALS alone {:.4}",
+        hybrid.warm.ndcg,
+        als_only.warm.ndcg
+    );
 }
