@@ -95,6 +95,36 @@ impl<'a> Feed<'a> {
         }
     }
 
+    /// Which items may appear, as one flag per item (None = all): built once per call, so the
+    /// scan tests a byte instead of hashing ids (a filter keeps the threshold low for long).
+    fn mask(&self, m: &Serving, seen: Option<&HashSet<i64>>, codes: Option<&[Option<Option<u32>>; 3]>) -> Option<Vec<bool>> {
+        let seen_any = seen.is_some_and(|s| !s.is_empty());
+        if !seen_any && self.exclude.is_empty() && self.include.is_none() && codes.is_none() {
+            return None;
+        }
+        let n = m.item_ids.len();
+        let mut mask = match &self.include {
+            None => vec![true; n],
+            Some(inc) => {
+                let mut v = vec![false; n];
+                inc.iter().filter_map(|id| m.item_index.get(id)).for_each(|&i| v[i as usize] = true);
+                v
+            }
+        };
+        if let Some(codes) = codes {
+            match m.content.as_ref() {
+                Some(c) => mask.iter_mut().zip(&c.from_item).for_each(|(ok, row)| *ok = *ok && row.is_some_and(|r| c.matches(r as usize, codes))),
+                None => mask.iter_mut().for_each(|ok| *ok = false),
+            }
+        }
+        for id in seen.into_iter().flatten().chain(self.exclude.iter()) {
+            if let Some(&i) = m.item_index.get(id) {
+                mask[i as usize] = false;
+            }
+        }
+        Some(mask)
+    }
+
     /// The popularity feed as a walk down the precomputed order: O(page), not O(catalogue).
     pub fn rank_popular(&self, m: &Serving, seen: Option<&HashSet<i64>>) -> Result<Vec<Scored>> {
         if self.diversity > 0.0 {
@@ -125,8 +155,9 @@ impl<'a> Feed<'a> {
             pool = pool.max(want * 8 + 64);
         }
         let mut top = TopK::new(pool);
+        let mask = self.mask(m, seen, codes.as_ref());
         for (i, &s) in scores.iter().enumerate() {
-            if s < top.threshold() || !self.allowed(m, i, seen, codes.as_ref()) {
+            if s < top.threshold() || !mask.as_ref().map_or(true, |mk| mk[i]) {
                 continue;
             }
             top.push(Scored { score: s, id: m.item_ids[i], index: i as u32 });

@@ -88,10 +88,12 @@ fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions) -> Result<serd
     let threads = o.threads.unwrap_or_else(gucs::threads);
     let f = o.als.factors as u64;
     let copies = if o.tune { 2 } else { 1 };
+    // The social snapshot sorts a copy of the rows (16 bytes each) while the triplets live.
+    let social_rows = if follows_t.is_some() { 16 } else { 0 };
     if let Some(rows) = source::estimated_rows(client, &table)? {
         // Rough pre-check from the planner's row count: users and posts unknown yet, so
         // count only what grows with rows.
-        let est = estimate_bytes(rows as u64, rows as u64, 0, 0, f, threads as u64) * copies;
+        let est = estimate_bytes(rows as u64, rows as u64, 0, 0, f, threads as u64) * copies + rows as u64 * social_rows;
         if est > budget {
             return Err(RecsysError::OverBudget { needed: est, budget, what: "recsys_train" });
         }
@@ -99,7 +101,8 @@ fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions) -> Result<serd
     let loaded = source::read_interactions(client, &table, &o, budget)?;
     let read_s = t0.elapsed().as_secs_f64();
     let (n_users, n_items) = (loaded.user_ids.len(), loaded.item_ids.len());
-    let est = estimate_bytes(loaded.rows.len() as u64, loaded.rows.len() as u64, n_users as u64, n_items as u64, f, threads as u64) * copies;
+    let est = estimate_bytes(loaded.rows.len() as u64, loaded.rows.len() as u64, n_users as u64, n_items as u64, f, threads as u64) * copies
+        + loaded.rows.len() as u64 * social_rows;
     if est > budget {
         return Err(RecsysError::OverBudget { needed: est, budget, what: "recsys_train" });
     }
@@ -111,6 +114,23 @@ fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions) -> Result<serd
     let h = &o.hybrid;
     let days = |k: usize| loaded.days.get(k).copied().unwrap_or(f32::NAN);
     let mut popularity = hybrid::trending(n_items, loaded.cols.iter().enumerate().map(|(k, &i)| (i, days(k))), h.popularity_half_life_days);
+    // Followees' recent engagement for the social component: read at training time, so a
+    // request reads the follows table only (the followed users' latest posts are in the model).
+    let followers = match &follows_t {
+        Some(t) => source::read_follower_counts(client, t, budget)?,
+        None => vec![],
+    };
+    let recent = (!followers.is_empty()).then(|| {
+        let followed: std::collections::HashSet<i64> = followers.iter().map(|f| f.0).collect();
+        let (ptr, ev) = hybrid::recent_events(
+            n_users,
+            (0..loaded.rows.len()).map(|k| (loaded.rows[k], hybrid::Event { item: loaded.cols[k], weight: loaded.vals[k], day: days(k) })),
+            hybrid::SOCIAL_EVENTS,
+            |u| followed.contains(&loaded.user_ids[u as usize]),
+        );
+        model::Recent::from_rows(&loaded.user_ids, &ptr, ev)
+    });
+    pgrx::check_for_interrupts!();
     // Kept for tuning only (a second copy of the triplets).
     let events: Option<Vec<(u32, hybrid::Event)>> = o.tune.then(|| {
         (0..loaded.rows.len()).map(|k| (loaded.rows[k], hybrid::Event { item: loaded.cols[k], weight: loaded.vals[k], day: days(k) })).collect()
@@ -194,11 +214,6 @@ fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions) -> Result<serd
         let keys: Vec<[u32; 3]> = loaded.user_ids.iter().map(|u| by_id.get(u).copied().unwrap_or([0; 3])).collect();
         hybrid::Segments::build(dict, &keys, &ui)
     });
-    let followers = match &follows_t {
-        Some(t) => source::read_follower_counts(client, t, budget)?,
-        None => vec![],
-    };
-    pgrx::check_for_interrupts!();
     let social_s = t_social.elapsed().as_secs_f64();
     // Fusion weights: the options', or tuned on a seeded holdout of this very data.
     let mut o = o;
@@ -248,6 +263,7 @@ fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions) -> Result<serd
         "placed_by_content": placed,
         "segments": segments.as_ref().map(|s| s.lists.len()),
         "followed_users": followers.len(),
+        "social_events": recent.as_ref().map(|r| r.events.len()),
         "fusion": o.hybrid.weights,
         "tuned": tuned,
     });
@@ -268,6 +284,7 @@ fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions) -> Result<serd
         owners: if owner.iter().any(|x| x.is_some()) { &owner_ids } else { &[] },
         segments: segments.as_ref(),
         followers: &followers,
+        recent: recent.as_ref(),
     };
     let id = model::save(client, &schema, &new, report.clone(), gucs::keep_models())?;
     report["model_id"] = json!(id);

@@ -45,6 +45,39 @@ pub struct NewModel<'a> {
     pub segments: Option<&'a Segments>,
     /// Followers per followed user.
     pub followers: &'a [(i64, u32)],
+    /// Followed users' most recent engagements.
+    pub recent: Option<&'a Recent>,
+}
+
+/// Followed users' most recent engagements (hybrid::SOCIAL_EVENTS each), by user id: ids
+/// sorted for binary search, CSR over them.
+#[derive(Default)]
+pub struct Recent {
+    pub ids: Vec<i64>,
+    pub ptr: Vec<u32>,
+    pub events: Vec<recsys_core::hybrid::Event>,
+}
+
+impl Recent {
+    /// From CSR rows over model users (`user_ids[u]` is row u's id); empty rows are dropped.
+    pub fn from_rows(user_ids: &[i64], ptr: &[usize], events: Vec<recsys_core::hybrid::Event>) -> Recent {
+        let mut order: Vec<usize> = (0..user_ids.len()).filter(|&u| ptr[u + 1] > ptr[u]).collect();
+        order.sort_unstable_by_key(|&u| user_ids[u]);
+        let mut r = Recent { ids: Vec::with_capacity(order.len()), ptr: vec![0], events: Vec::with_capacity(events.len()) };
+        for u in order {
+            r.ids.push(user_ids[u]);
+            r.events.extend_from_slice(&events[ptr[u]..ptr[u + 1]]);
+            r.ptr.push(r.events.len() as u32);
+        }
+        r
+    }
+
+    pub fn of(&self, id: i64) -> &[recsys_core::hybrid::Event] {
+        match self.ids.binary_search(&id) {
+            Ok(k) => &self.events[self.ptr[k] as usize..self.ptr[k + 1] as usize],
+            Err(_) => &[],
+        }
+    }
 }
 
 fn f32_bytes(v: &[f32]) -> impl Iterator<Item = Vec<u8>> + '_ {
@@ -131,6 +164,16 @@ pub fn save(client: &mut SpiClient<'_>, schema: &str, m: &NewModel<'_>, report: 
         let b = json(&seg)?;
         put("segments", &mut b.chunks(CHUNK_BYTES).map(|c| c.to_vec()))?;
     }
+    if let Some(r) = m.recent.filter(|r| !r.ids.is_empty()) {
+        put("recent_ids", &mut i64_bytes(&r.ids))?;
+        put("recent_ptr", &mut u32_bytes(&r.ptr))?;
+        let items: Vec<u32> = r.events.iter().map(|e| e.item).collect();
+        let weights: Vec<f32> = r.events.iter().map(|e| e.weight).collect();
+        let days: Vec<f32> = r.events.iter().map(|e| e.day).collect();
+        put("recent_items", &mut u32_bytes(&items))?;
+        put("recent_weights", &mut f32_bytes(&weights))?;
+        put("recent_days", &mut f32_bytes(&days))?;
+    }
     if !m.followers.is_empty() {
         let ids: Vec<i64> = m.followers.iter().map(|x| x.0).collect();
         let counts: Vec<u32> = m.followers.iter().map(|x| x.1).collect();
@@ -198,7 +241,8 @@ pub struct Serving {
     /// Request-time queries over the app's tables (None when the table is not mapped).
     pub followees_query: Option<String>,
     pub second_hop_query: Option<String>,
-    pub events_query: String,
+    /// Followed users' recent engagement at training time.
+    pub recent: Recent,
     pub demographics_query: Option<String>,
     /// Their plans, prepared on first use.
     pub plans: RefCell<HashMap<&'static str, pgrx::spi::OwnedPreparedStatement>>,
@@ -455,7 +499,20 @@ fn load(client: &SpiClient<'_>, schema: &str, id: i64, options: TrainOptions) ->
     let users = options.users.as_ref().map(|m| source::resolve(client, "users", m, USERS)).transpose()?;
     let followees_query = follows.as_ref().map(|t| source::followees_query(t, recsys_core::world::MAX_FOLLOWEES));
     let second_hop_query = follows.as_ref().map(|t| source::second_hop_query(t, SECOND_HOP_USERS));
-    let events_query = source::events_of_query(&resolved, recsys_core::world::FOLLOWEE_EVENTS);
+    let recent = {
+        let ids: Vec<i64> = decode(opt("recent_ids"), i64::from_le_bytes);
+        let ptr: Vec<u32> = decode(opt("recent_ptr"), u32::from_le_bytes);
+        let items: Vec<u32> = decode(opt("recent_items"), u32::from_le_bytes);
+        let weights = f32s(opt("recent_weights"));
+        let days = f32s(opt("recent_days"));
+        let n = items.len();
+        let consistent = weights.len() == n && days.len() == n && (ids.is_empty() || (ptr.len() == ids.len() + 1 && ptr.last() == Some(&(n as u32))));
+        if !consistent || items.iter().any(|&i| i as usize >= item_ids.len()) {
+            return Err(RecsysError::Corrupt(format!("model {id} social arrays have inconsistent sizes")));
+        }
+        let events = (0..n).map(|k| recsys_core::hybrid::Event { item: items[k], weight: weights[k], day: days[k] }).collect();
+        Recent { ids, ptr, events }
+    };
     let demographics_query = users.as_ref().map(source::demographics_query);
     Ok(Serving {
         id,
@@ -479,7 +536,7 @@ fn load(client: &SpiClient<'_>, schema: &str, id: i64, options: TrainOptions) ->
         titles,
         followees_query,
         second_hop_query,
-        events_query,
+        recent,
         demographics_query,
         plans: RefCell::new(HashMap::new()),
     })

@@ -1,6 +1,7 @@
 //! What is known about one user at request time, read from the app's tables now (so a like,
-//! a follow or a profile edit a second ago counts without a retrain): history, followees and
-//! their recent engagement, demographics. Every query was built at model load from names the
+//! a follow or a profile edit a second ago counts without a retrain): history, followees,
+//! demographics. The followees' recent engagement comes from the model (a snapshot taken at
+//! training time), which keeps a request to a couple of index lookups. Every query was built at model load from names the
 //! server resolved; the user id travels as `$1`/`$3`.
 use crate::error::Result;
 use crate::store::model::Serving;
@@ -8,7 +9,7 @@ use crate::store::source;
 use pgrx::spi::SpiClient;
 use pgrx::{PgBuiltInOids, PgOid};
 use recsys_core::hybrid::{segment_keys, Event, Followee, UserInput, Weights};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 pub struct Request {
     pub input: UserInput,
@@ -19,7 +20,6 @@ pub struct Request {
 const JSONB: PgOid = PgOid::BuiltIn(PgBuiltInOids::JSONBOID);
 const FLOAT4: PgOid = PgOid::BuiltIn(PgBuiltInOids::FLOAT4OID);
 const INT8: PgOid = PgOid::BuiltIn(PgBuiltInOids::INT8OID);
-const INT8ARRAY: PgOid = PgOid::BuiltIn(PgBuiltInOids::INT8ARRAYOID);
 
 pub fn gather(client: &SpiClient<'_>, m: &Serving, user_id: i64, w: &Weights) -> Result<Request> {
     let o = &m.options.hybrid;
@@ -64,23 +64,6 @@ pub fn gather(client: &SpiClient<'_>, m: &Serving, user_id: i64, w: &Weights) ->
             all.extend(hop2.into_iter().filter(|id| !dedup.contains(id)).map(|id| (id, false, true)));
         }
         if !all.is_empty() {
-            let ids: Vec<i64> = all.iter().map(|x| x.0).collect();
-            let mut events: HashMap<i64, Vec<Event>> = HashMap::new();
-            m.run(
-                client,
-                "events_of",
-                &m.events_query,
-                &[JSONB, FLOAT4, INT8ARRAY],
-                &[source::weight_args(&m.options).0.into(), default_weight.into(), ids.into()],
-                |row| {
-                    let (Some(uid), Some(pid)) = (row.get::<i64>(1)?, row.get::<i64>(2)?) else { return Ok(None::<()>) };
-                    let weight = row.get::<f32>(3)?.unwrap_or(f32::NAN);
-                    if let (Some(&item), true) = (m.item_index.get(&pid), weight.is_finite()) {
-                        events.entry(uid).or_default().push(Event { item, weight, day: row.get::<f32>(4)?.unwrap_or(f32::NAN) });
-                    }
-                    Ok(None)
-                },
-            )?;
             input.followees = all
                 .into_iter()
                 .map(|(id, mutual, second_hop)| Followee {
@@ -88,7 +71,7 @@ pub fn gather(client: &SpiClient<'_>, m: &Serving, user_id: i64, w: &Weights) ->
                     mutual,
                     second_hop,
                     followers: m.followers.get(&id).copied().unwrap_or(0),
-                    events: events.remove(&id).unwrap_or_default(),
+                    events: m.recent.of(id).to_vec(),
                     owned: m.owned.get(&id).cloned().unwrap_or_default(),
                 })
                 .collect();

@@ -284,21 +284,6 @@ pub fn second_hop_query(f: &Resolved, limit: usize) -> String {
     )
 }
 
-/// The most recent `per_user` interactions of each user in `$3` (int8[]): (user, post, weight,
-/// day) rows. `$1`/`$2` are the kind weights.
-pub fn events_of_query(t: &Resolved, per_user: usize) -> String {
-    let (u, p) = (t.col("user").unwrap_or("NULL"), t.col("post").unwrap_or("NULL"));
-    let order = t.col("time").map(|c| format!("ORDER BY i.{c} DESC NULLS LAST")).unwrap_or_default();
-    format!(
-        "SELECT x.uid, e.post, e.w, e.day FROM pg_catalog.unnest($3::int8[]) AS x(uid) \
-         CROSS JOIN LATERAL (SELECT (i.{p})::int8 AS post, {w} AS w, {d} AS day FROM {tbl} i \
-           WHERE i.{u} = x.uid AND i.{p} IS NOT NULL {order} LIMIT {per_user}) e",
-        w = weight_expr_for(t, "i."),
-        d = day_expr(t, "i."),
-        tbl = t.table
-    )
-}
-
 /// A user's demographics: (age, gender, location). `$1` is the user id.
 pub fn demographics_query(t: &Resolved) -> String {
     let id = t.col("id").unwrap_or("NULL");

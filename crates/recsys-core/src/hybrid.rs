@@ -109,7 +109,7 @@ impl Default for HybridOptions {
             freshness_half_life_days: 7.0,
             popularity_half_life_days: 7.0,
             cold_start_threshold: 5,
-            profile_terms: 64,
+            profile_terms: 32,
         }
     }
 }
@@ -305,8 +305,8 @@ impl Parts {
     }
 }
 
-/// Approximate candidates re-scored exactly to find the ALS maximum after an int8 scan.
-const ALS_MAX_POOL: usize = 64;
+/// Approximate candidates re-scored exactly at most, to find the ALS maximum after an int8 scan.
+const ALS_MAX_POOL: usize = 256;
 
 fn decay(age_days: f32, half_life: f32) -> f32 {
     if !age_days.is_finite() || half_life <= 0.0 {
@@ -438,17 +438,16 @@ pub fn score(cat: &Catalog<'_>, user: &UserInput, o: &HybridOptions, weights: &W
                 Some(q) => {
                     q.scores(&x, &mut a);
                     // The scale must not depend on the scan: the exact maximum, found among
-                    // the best approximate candidates.
-                    let mut t = crate::topk::TopK::new(ALS_MAX_POOL);
-                    for (i, &v) in a.iter().enumerate() {
-                        if v >= t.threshold() {
-                            t.push(crate::topk::Scored { score: v, id: i as i64, index: i as u32 });
-                        }
-                    }
-                    s.als_max = t
-                        .into_sorted()
+                    // the posts whose approximate score is within 3% of the approximate one
+                    // (int8 rows are off by well under 1%).
+                    let approx_max = max_of(a.iter());
+                    let floor = approx_max - 0.03 * approx_max.abs();
+                    s.als_max = a
                         .iter()
-                        .map(|c| dot_dispatch(&cat.item_factors[c.index as usize * f..(c.index as usize + 1) * f], &x))
+                        .enumerate()
+                        .filter(|(_, &v)| v >= floor)
+                        .take(ALS_MAX_POOL)
+                        .map(|(i, _)| dot_dispatch(&cat.item_factors[i * f..(i + 1) * f], &x))
                         .fold(0f32, f32::max);
                 }
                 None => {
@@ -573,6 +572,46 @@ impl Scores {
         }
         best.map(|b| b.0)
     }
+}
+
+/// Engagements kept per user for the social component (most recent first).
+pub const SOCIAL_EVENTS: usize = 30;
+
+/// Per user (row index), the `per_user` most recent engagements: the same post's rows are
+/// merged (weights summed, newest day kept), newest first (unknown times last), as CSR over
+/// `n_users` rows. Users for which `keep` is false get an empty row.
+pub fn recent_events(n_users: usize, events: impl Iterator<Item = (u32, Event)>, per_user: usize, keep: impl Fn(u32) -> bool) -> (Vec<usize>, Vec<Event>) {
+    let mut v: Vec<(u32, Event)> = events.filter(|(u, e)| keep(*u) && e.weight.is_finite()).collect();
+    v.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.item.cmp(&b.1.item)));
+    let mut merged: Vec<(u32, Event)> = Vec::with_capacity(v.len());
+    for (u, e) in v {
+        match merged.last_mut() {
+            Some((lu, le)) if *lu == u && le.item == e.item => {
+                le.weight += e.weight;
+                if e.day > le.day || le.day.is_nan() {
+                    le.day = e.day;
+                }
+            }
+            _ => merged.push((u, e)),
+        }
+    }
+    merged.retain(|(_, e)| e.weight > 0.0);
+    let key = |d: f32| if d.is_nan() { f32::NEG_INFINITY } else { d };
+    merged.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(key(b.1.day).total_cmp(&key(a.1.day))).then(a.1.item.cmp(&b.1.item)));
+    let mut ptr = vec![0usize; n_users + 1];
+    let mut out = Vec::new();
+    let mut i = 0;
+    for u in 0..n_users {
+        let start = i;
+        while i < merged.len() && merged[i].0 as usize == u {
+            if i - start < per_user {
+                out.push(merged[i].1);
+            }
+            i += 1;
+        }
+        ptr[u + 1] = out.len();
+    }
+    (ptr, out)
 }
 
 /// Per-item freshness in [0, 1] from creation days (NaN = unknown → 0), relative to the newest.
@@ -703,6 +742,18 @@ mod tests {
         // Two interactions: ALS at 2/5 of its weight.
         let few = UserInput { history: vec![ev(0, 1.0, 0.0), ev(0, 1.0, 1.0)], ..Default::default() };
         assert!((score(&cat, &few, &o, &w).weights.als - 0.4).abs() < 1e-6);
+    }
+
+    #[test]
+    fn recent_events_merge_and_keep_the_newest() {
+        let e = |item, weight, day| (0u32, ev(item, weight, day));
+        let rows = vec![e(1, 1.0, 1.0), e(2, 1.0, 5.0), e(1, 2.0, 3.0), e(3, 1.0, f32::NAN), e(4, -1.0, 9.0), (1, ev(9, 1.0, 1.0))];
+        let (ptr, out) = recent_events(3, rows.clone().into_iter(), 2, |_| true);
+        assert_eq!(ptr, vec![0, 2, 3, 3]);
+        assert_eq!(out[0], ev(2, 1.0, 5.0));
+        assert_eq!(out[1], ev(1, 3.0, 3.0), "merged, newest day kept");
+        let (ptr, _) = recent_events(3, rows.into_iter(), 10, |u| u == 1);
+        assert_eq!(ptr, vec![0, 0, 1, 1]);
     }
 
     #[test]

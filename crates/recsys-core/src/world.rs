@@ -13,10 +13,8 @@ use crate::CoreError;
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
 
-/// Most recent engagements read per followee (the extension's query uses the same limit).
-pub const FOLLOWEE_EVENTS: usize = 50;
 /// Followees considered per user (most recent follows first in the extension).
-pub const MAX_FOLLOWEES: usize = 500;
+pub const MAX_FOLLOWEES: usize = 200;
 
 pub struct World {
     pub n_users: usize,
@@ -413,6 +411,8 @@ pub fn prepare(
         events,
         ..train
     };
+    // Followees' engagement as the extension stores it at training time.
+    let recent = hybrid::recent_events(w.n_users, train_ev.iter().copied(), hybrid::SOCIAL_EVENTS, |_| true);
     let (r, c, v): (Vec<u32>, Vec<u32>, Vec<f32>) = {
         let mut r = Vec::with_capacity(train_ev.len());
         let mut c = Vec::with_capacity(train_ev.len());
@@ -465,7 +465,7 @@ pub fn prepare(
         users
             .par_iter()
             .map(|&u| {
-                let input = user_input(&train, w, u);
+                let input = user_input(&train, &recent, w, u);
                 let s = hybrid::score(&cat, &input, o, &unit);
                 let seen: HashSet<u32> = input.history.iter().map(|e| e.item).collect();
                 let n = w.n_items;
@@ -531,14 +531,13 @@ pub fn prepare(
 
 /// The request-time view of user `u`: training events, followees (and their training
 /// events, most recent first, capped), items they own, demographics.
-fn user_input(train: &World, w: &World, u: usize) -> UserInput {
+fn user_input(train: &World, recent: &(Vec<usize>, Vec<Event>), w: &World, u: usize) -> UserInput {
     let mut followees = vec![];
     for &(f, mutual) in w.follows[w.fo_ptr[u]..w.fo_ptr[u + 1]]
         .iter()
         .take(MAX_FOLLOWEES)
     {
-        let ev = train.user_events(f as usize);
-        let events = ev[ev.len().saturating_sub(FOLLOWEE_EVENTS)..].to_vec();
+        let events = recent.1[recent.0[f as usize]..recent.0[f as usize + 1]].to_vec();
         let owned = w.owned[w.own_ptr[f as usize]..w.own_ptr[f as usize + 1]].to_vec();
         followees.push(Followee {
             id: f as i64,
