@@ -90,7 +90,15 @@ SELECT count(*) AS food_only FROM recsys_similar(1, 5, category => 'food');
 SELECT bool_and(post_id BETWEEN 12 AND 20) AS food, bool_and(reason LIKE 'shares %') AS by_content, bool_and(als = 0) AS no_als
 FROM recsys_similar(22, 3, exclude => ARRAY[11]::bigint[]);
 
--- The second hop is an option; tuning picks weights on a holdout and stores them.
+-- The second hop is an option: followees of followees then count, and explain says so.
+SELECT (recsys_train('{"factors": 8, "iterations": 4, "second_hop": 0.2}'))->'fusion'->'social' AS social_weight;
+SELECT bool_or(e.evidence = 'followed by people you follow') AS second_hop_used,
+       bool_or(e.evidence LIKE 'you follow them;%') AS direct_used
+FROM recsys_recommend(100, 5) r, recsys_explain(100, r.post_id) e;
+-- A mutual follow: user 2 follows 1 back.
+SELECT bool_or(e.evidence LIKE 'you follow each other;%') AS mutual_seen
+FROM recsys_recommend(2, 10, exclude_seen => false) r, recsys_explain(2, r.post_id) e WHERE e.user_id = 1;
+-- Tuning picks weights on a holdout and stores them.
 SELECT r->'tuned'->'users' IS NOT NULL AS tuned, (r->'tuned'->>'ndcg_at_10')::float >= (r->'tuned'->>'ndcg_at_10_start')::float AS not_worse
 FROM recsys_train('{"factors": 8, "iterations": 4, "tune": true, "second_hop": 0.2}') r;
 SELECT options->'hybrid'->'weights' = report->'tuned'->'weights' AS stored_with_model FROM _recsys_model ORDER BY id DESC LIMIT 1;
