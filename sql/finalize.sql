@@ -49,3 +49,13 @@ COMMENT ON FUNCTION @extschema@.recsys_trending(integer, text, text, interval, i
 defaults) decayed by 2^(-age / recsys.trending_half_life_hours), over interactions newer than since.
 Optional category and project_code filters join the posts table; offset pages. Needs no trained model.
 NULL k returns no rows; NULL since/offset mean their defaults.';
+
+COMMENT ON FUNCTION @extschema@.recsys_evaluate(jsonb) IS
+'Offline evaluation in the database: reads the tables recsys_train reads, splits each user''s posts in memory
+(seeded), trains on the training part and ranks with the served scorer; writes nothing, never replaces the served
+model. Returns (metric, value) rows: users, folds, precision@k, recall@k, ndcg@k, map@k, coverage, and the same for
+a popularity baseline on the same split ("popularity ..."); with folds, means plus "... stddev" rows.
+options: every recsys_train option, plus k 10, test_fraction 0.2 (held-out share of each user''s posts),
+folds (k-fold cross-validation, 2..20), min_value (rows whose weight is below it are dropped first, e.g. 4 for
+4-star positives), components (e.g. ["als"]; default: all of the model''s fusion), cold_fraction 0 (share of users
+whose whole history is hidden), max_users 5000 (users evaluated per fold, a seeded sample).';

@@ -1,5 +1,6 @@
 //! The SQL surface: each function checks its arguments, calls store + core, maps errors.
 mod content;
+mod evaluate;
 mod serve;
 mod trending;
 mod train;

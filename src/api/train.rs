@@ -34,7 +34,7 @@ impl Progress for Backend {
 
 /// Runs on each worker thread as it starts: only the backend thread may take Postgres's
 /// signals (its handlers set flags the backend thread checks).
-fn block_signals() {
+pub(super) fn block_signals() {
     // SAFETY: plain libc calls on the current thread's signal mask.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
@@ -60,7 +60,7 @@ fn recsys_train(options: default!(Option<JsonB>, "'{}'")) -> JsonB {
 
 /// The mapping of an optional table: the caller's, or the default name when such a table
 /// exists. The choice is stored with the model, so serving reads the same tables.
-fn optional_map(client: &pgrx::spi::SpiClient<'_>, given: &Option<TableMap>, name: &str, spec: crate::options::Spec) -> Result<Option<TableMap>> {
+pub(super) fn optional_map(client: &pgrx::spi::SpiClient<'_>, given: &Option<TableMap>, name: &str, spec: crate::options::Spec) -> Result<Option<TableMap>> {
     Ok(match given {
         Some(m) => Some(m.clone()),
         None if source::table_exists(client, name)? => Some(TableMap::defaults_for(name, spec)),
@@ -303,7 +303,7 @@ fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions) -> Result<serd
 /// The training data as a [`recsys_core::world::World`] for tuning. Users who only follow (no
 /// interactions) get indices after the model's users.
 #[allow(clippy::too_many_arguments)]
-fn tuning_world(
+pub(super) fn tuning_world(
     user_ids: &[i64],
     n_items: usize,
     events: Vec<(u32, hybrid::Event)>,

@@ -106,3 +106,20 @@ SELECT count(*) AS n FROM recsys_recommend(100, 5);
 SELECT recsys_train('{"tune": "yes"}');
 SELECT recsys_train('{"second_hop": -1}');
 SELECT recsys_train('{"fusion": {"als": 0, "content": 0, "social": 0, "popularity": 0, "freshness": 0, "demographic": 0}}');
+
+-- recsys_evaluate: metrics for the model and a popularity baseline on the same split; k-fold.
+SELECT count(*) AS models_before FROM _recsys_model;
+SELECT metric, value >= 0 AND value <= 1 AS in_range FROM recsys_evaluate('{"k": 5, "factors": 8, "iterations": 4}')
+WHERE metric NOT IN ('users', 'folds') ORDER BY metric;
+SELECT metric, value FROM recsys_evaluate('{"k": 5, "factors": 8, "iterations": 4}') WHERE metric IN ('users', 'folds');
+SELECT count(*) FILTER (WHERE metric LIKE '% stddev') AS stddev_rows, max(value) FILTER (WHERE metric = 'folds') AS folds
+FROM recsys_evaluate('{"folds": 3, "k": 5, "factors": 8, "iterations": 4, "components": ["als", "social"]}');
+SELECT count(*) AS models_after FROM _recsys_model;
+SELECT * FROM recsys_evaluate('{"test_fraction": 1.5}');
+SELECT * FROM recsys_evaluate('{"test_fraction": 0}');
+SELECT * FROM recsys_evaluate('{"folds": 1}');
+SELECT * FROM recsys_evaluate('{"k": 0}');
+SELECT * FROM recsys_evaluate('{"kk": 5}');
+SELECT * FROM recsys_evaluate('{"components": ["als", "magic"]}');
+SELECT * FROM recsys_evaluate('{"components": []}');
+SELECT * FROM recsys_evaluate('[]');

@@ -297,6 +297,11 @@ pub struct EvalConfig {
     pub max_users: usize,
     /// Candidates per component (the union is ranked).
     pub pool: usize,
+    /// With `folds` ≥ 2, k-fold cross-validation: each warm user's posts are shuffled (seeded)
+    /// and position p goes to the test set of fold p mod folds; this split is fold `fold`.
+    /// `test_fraction` is then unused.
+    pub folds: usize,
+    pub fold: usize,
 }
 
 impl Default for EvalConfig {
@@ -308,6 +313,8 @@ impl Default for EvalConfig {
             seed: 42,
             max_users: 2_000,
             pool: 200,
+            folds: 0,
+            fold: 0,
         }
     }
 }
@@ -315,6 +322,9 @@ impl Default for EvalConfig {
 /// Per evaluated user: candidates with unit-weight contributions, and the held-out posts.
 struct Case {
     cold: bool,
+    /// The popularity baseline (distinct training users per post) on this user.
+    baseline: Metrics,
+    baseline_top: Vec<u32>,
     cands: Vec<(u32, [f32; 6])>,
     truth: HashSet<u32>,
 }
@@ -322,6 +332,7 @@ struct Case {
 /// A split, a trained model and every evaluated user's candidates: rank under any weights.
 pub struct Prepared {
     cases: Vec<Case>,
+    pub n_items: usize,
     pub k: usize,
     pub warm_users: usize,
     pub cold_users: usize,
@@ -330,6 +341,10 @@ pub struct Prepared {
 /// Result of one weight setting.
 #[derive(Clone, Debug, Default)]
 pub struct Outcome {
+    /// Every evaluated user (warm and cold).
+    pub all: Metrics,
+    /// Distinct posts recommended to the evaluated users / posts.
+    pub coverage: f64,
     pub warm: Metrics,
     pub cold: Metrics,
     /// Mean NDCG over every evaluated user (the tuning objective).
@@ -373,6 +388,10 @@ pub fn prepare(
         items.dedup();
         let test: HashSet<u32> = if cold[u] {
             items.iter().copied().collect()
+        } else if items.len() >= 2 && cfg.folds >= 2 {
+            let mut r = Rng::new(cfg.seed ^ (u as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            r.shuffle(&mut items);
+            items.iter().enumerate().filter(|(p, _)| p % cfg.folds == cfg.fold).map(|(_, i)| *i).collect()
         } else if items.len() >= 2 {
             let n_test = ((items.len() as f64 * cfg.test_fraction).round() as usize)
                 .clamp(1, items.len() - 1);
@@ -436,6 +455,8 @@ pub fn prepare(
         o.popularity_half_life_days,
     );
     let freshness = hybrid::freshness(&w.created_day, o.freshness_half_life_days);
+    // The baseline: distinct training users per post.
+    let counts = crate::eval::popularity(&ui);
     let segments = Segments::build(&w.key_dict, &w.keys, &ui);
     let mut from_item = vec![None; w.n_items];
     for (d, i) in w.to_item.iter().enumerate() {
@@ -512,7 +533,10 @@ pub fn prepare(
                     })
                     .collect();
                 cands.sort_by_key(|c| c.0);
+                let baseline_top = top_indices(n, |i| counts[i], &seen, cfg.k);
                 Case {
+                    baseline: user_metrics(&baseline_top, &truth[u], cfg.k),
+                    baseline_top,
                     cold: cold[u],
                     cands,
                     truth: truth[u].clone(),
@@ -522,6 +546,7 @@ pub fn prepare(
     });
     let cold_users = cases.iter().filter(|c| c.cold).count();
     Ok(Prepared {
+        n_items: w.n_items,
         warm_users: cases.len() - cold_users,
         cold_users,
         cases,
@@ -565,6 +590,8 @@ impl Prepared {
         let wa = weights.to_array();
         let mut warm = MetricsAcc::default();
         let mut cold = MetricsAcc::default();
+        let mut all = MetricsAcc::default();
+        let mut covered = vec![false; self.n_items];
         let mut ndcg = 0.0;
         for c in &self.cases {
             let mut t = TopK::new(self.k);
@@ -580,6 +607,8 @@ impl Prepared {
             }
             let ranked: Vec<u32> = t.into_sorted().into_iter().map(|s| s.index).collect();
             let m = user_metrics(&ranked, &c.truth, self.k);
+            ranked.iter().for_each(|&i| covered[i as usize] = true);
+            all.add(&m);
             ndcg += m.ndcg;
             if c.cold {
                 cold.add(&m)
@@ -591,6 +620,29 @@ impl Prepared {
             warm: warm.mean(),
             cold: cold.mean(),
             ndcg: ndcg / self.cases.len().max(1) as f64,
+            all: all.mean(),
+            coverage: covered.iter().filter(|c| **c).count() as f64 / self.n_items.max(1) as f64,
+        }
+    }
+
+    /// The popularity baseline (distinct training users per post, training posts removed).
+    pub fn baseline(&self) -> Outcome {
+        let mut warm = MetricsAcc::default();
+        let mut cold = MetricsAcc::default();
+        let mut all = MetricsAcc::default();
+        let mut covered = vec![false; self.n_items];
+        for c in &self.cases {
+            all.add(&c.baseline);
+            if c.cold { cold.add(&c.baseline) } else { warm.add(&c.baseline) }
+            c.baseline_top.iter().for_each(|&i| covered[i as usize] = true);
+        }
+        let all = all.mean();
+        Outcome {
+            warm: warm.mean(),
+            cold: cold.mean(),
+            ndcg: all.ndcg,
+            all,
+            coverage: covered.iter().filter(|c| **c).count() as f64 / self.n_items.max(1) as f64,
         }
     }
 

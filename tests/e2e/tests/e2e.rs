@@ -34,6 +34,24 @@ fn ml100k_train_recommend_similar() {
     );
     assert_eq!(seen, "0");
     assert_eq!(c.sql("postgres", "SELECT count(*) FROM recsys_recommend(42, 50)"), "50");
+    // recsys_evaluate on the DATASETS.md protocol (4-5 stars as positives, 80/20 per user):
+    // ALS alone and the hybrid beat the popularity baseline on the same split; nothing is written.
+    let models = c.sql("postgres", "SELECT count(*) FROM _recsys_model");
+    let eval = |opts: &str, metric: &str| -> f64 {
+        c.sql("postgres", &format!("SELECT value FROM recsys_evaluate('{opts}') WHERE metric = '{metric}'")).parse().unwrap()
+    };
+    let als = eval(r#"{"min_value": 4, "components": ["als"]}"#, "ndcg@10");
+    let hybrid = eval(r#"{"min_value": 4}"#, "ndcg@10");
+    let pop = eval(r#"{"min_value": 4}"#, "popularity ndcg@10");
+    eprintln!("ML-100K recsys_evaluate NDCG@10: ALS {als:.4}, hybrid {hybrid:.4}, popularity {pop:.4}");
+    assert!(als > 0.25 && hybrid >= als && als > 1.3 * pop, "ALS {als}, hybrid {hybrid}, popularity {pop}");
+    let folds = c.sql(
+        "postgres",
+        r#"SELECT string_agg(metric || '=' || round(value::numeric, 4), ' ' ORDER BY metric) FROM recsys_evaluate('{"min_value": 4, "folds": 3, "components": ["als"], "iterations": 5}') WHERE metric IN ('folds', 'ndcg@10', 'ndcg@10 stddev')"#,
+    );
+    eprintln!("3-fold: {folds}");
+    assert!(folds.starts_with("folds=3.0000 ndcg@10=0.") && folds.contains("ndcg@10 stddev=0.0"), "{folds}");
+    assert_eq!(c.sql("postgres", "SELECT count(*) FROM _recsys_model"), models, "evaluate wrote no model");
 }
 
 /// Cancel works: statement_timeout stops a long train promptly and the previous model serves.

@@ -1,0 +1,189 @@
+//! recsys_evaluate: offline evaluation inside the database. Reads the same tables as
+//! recsys_train, splits in memory (seeded), trains on the training part and ranks with the
+//! served scorer; it writes nothing and never touches the served model.
+use crate::error::{OrRaise, RecsysError, Result};
+use crate::gucs;
+use crate::options::{int_in, num_in, object, TrainOptions, FOLLOWS, INTERACTIONS, POSTS, TRAIN_KEYS, USERS};
+use crate::store::source;
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use recsys_core::hybrid::{Event, Weights, COMPONENTS};
+use recsys_core::world::{EvalConfig, Outcome, World};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+
+pub const EVAL_KEYS: &[&str] = &["k", "test_fraction", "folds", "min_value", "components", "cold_fraction", "max_users"];
+
+/// recsys_evaluate's options: its own keys, the rest as for recsys_train.
+pub struct EvalOptions {
+    pub train: TrainOptions,
+    pub cfg: EvalConfig,
+    pub min_value: Option<f32>,
+    pub components: Option<Vec<String>>,
+}
+
+fn all_keys() -> &'static [&'static str] {
+    static KEYS: once_cell::sync::Lazy<Vec<&'static str>> = once_cell::sync::Lazy::new(|| EVAL_KEYS.iter().chain(TRAIN_KEYS).copied().collect());
+    KEYS.as_slice()
+}
+
+impl EvalOptions {
+    pub fn parse(v: &Value) -> Result<EvalOptions> {
+        let obj = object(v)?;
+        let mut rest = Map::new();
+        let mut cfg = EvalConfig { max_users: 5_000, ..Default::default() };
+        let (mut min_value, mut components) = (None, None);
+        for (key, val) in obj {
+            match key.as_str() {
+                "k" => cfg.k = int_in(key, val, 1, 1000)? as usize,
+                "test_fraction" => {
+                    let f = num_in(key, val, 0.0, 1.0)?;
+                    if f <= 0.0 || f >= 1.0 {
+                        return Err(RecsysError::OptionType { key: key.clone(), expected: "a number strictly between 0 and 1".into(), got: val.to_string() });
+                    }
+                    cfg.test_fraction = f;
+                }
+                "folds" => cfg.folds = int_in(key, val, 2, 20)? as usize,
+                "min_value" => min_value = Some(num_in(key, val, -1e9, 1e9)? as f32),
+                "cold_fraction" => cfg.cold_fraction = num_in(key, val, 0.0, 0.9)?,
+                "max_users" => cfg.max_users = int_in(key, val, 1, 10_000_000)? as usize,
+                "components" => {
+                    let list = val.as_array().filter(|a| !a.is_empty()).ok_or_else(|| RecsysError::OptionType {
+                        key: key.clone(),
+                        expected: format!("a non-empty array of {}", COMPONENTS.join(", ")),
+                        got: val.to_string(),
+                    })?;
+                    let mut names = vec![];
+                    for x in list {
+                        match x.as_str().filter(|s| COMPONENTS.contains(s)) {
+                            Some(s) => names.push(s.to_string()),
+                            None => return Err(RecsysError::UnknownOption { key: format!("components: {x}"), valid: &COMPONENTS }),
+                        }
+                    }
+                    components = Some(names);
+                }
+                _ if TRAIN_KEYS.contains(&key.as_str()) => {
+                    rest.insert(key.clone(), val.clone());
+                }
+                _ => return Err(RecsysError::UnknownOption { key: key.clone(), valid: all_keys() }),
+            }
+        }
+        let train = TrainOptions::parse(&Value::Object(rest))?;
+        cfg.seed = train.als.seed;
+        Ok(EvalOptions { train, cfg, min_value, components })
+    }
+
+    /// The fusion weights evaluated: the options' (or defaults), restricted to `components`.
+    pub fn weights(&self) -> Weights {
+        let mut w = self.train.hybrid.weights;
+        if let Some(keep) = &self.components {
+            for name in COMPONENTS {
+                if !keep.iter().any(|k| k == name) {
+                    *w.get_mut(name).expect("known component") = 0.0;
+                }
+            }
+        }
+        w
+    }
+}
+
+/// The app's tables as a World, read the way recsys_train reads them.
+fn load_world(client: &pgrx::spi::SpiClient<'_>, o: &TrainOptions, min_value: Option<f32>) -> Result<World> {
+    let budget = gucs::maintenance_work_mem_bytes();
+    let table = source::resolve(client, "interactions", &o.interactions, INTERACTIONS)?;
+    let posts = super::train::optional_map(client, &o.posts, "posts", POSTS)?.map(|m| source::resolve(client, "posts", &m, POSTS)).transpose()?;
+    let users = super::train::optional_map(client, &o.users, "users", USERS)?.map(|m| source::resolve(client, "users", &m, USERS)).transpose()?;
+    let follows = super::train::optional_map(client, &o.follows, "follows", FOLLOWS)?.map(|m| source::resolve(client, "follows", &m, FOLLOWS)).transpose()?;
+    let loaded = source::read_interactions(client, &table, o, budget)?;
+    // Two copies of the rows (events and the training split) plus the model.
+    let est = super::train::estimate_bytes(loaded.rows.len() as u64, loaded.rows.len() as u64, loaded.user_ids.len() as u64, loaded.item_ids.len() as u64, o.als.factors as u64, 2) * 2;
+    if est > budget {
+        return Err(RecsysError::OverBudget { needed: est, budget, what: "recsys_evaluate" });
+    }
+    let day = |k: usize| loaded.days.get(k).copied().unwrap_or(f32::NAN);
+    let events: Vec<(u32, Event)> = (0..loaded.rows.len())
+        .filter(|&k| min_value.is_none_or(|m| loaded.vals[k] >= m))
+        .map(|k| (loaded.rows[k], Event { item: loaded.cols[k], weight: loaded.vals[k], day: day(k) }))
+        .collect();
+    if events.is_empty() {
+        return Err(recsys_core::CoreError::EmptyInput.into());
+    }
+    let n_items = loaded.item_ids.len();
+    let index: HashMap<i64, u32> = loaded.item_ids.iter().enumerate().map(|(i, p)| (*p, i as u32)).collect();
+    let mut owner = vec![None; n_items];
+    let mut created = vec![f32::NAN; n_items];
+    let content = match &posts {
+        None => None,
+        Some(t) => {
+            let text = source::read_posts(client, t, budget)?;
+            let tfidf = recsys_core::tfidf::Tfidf::fit(&text.tokens);
+            let to_item: Vec<Option<u32>> = text.ids.iter().map(|p| index.get(p).copied()).collect();
+            for (d, i) in to_item.iter().enumerate() {
+                if let Some(i) = i {
+                    owner[*i as usize] = text.owners[d];
+                    created[*i as usize] = text.created[d];
+                }
+            }
+            Some((tfidf, to_item))
+        }
+    };
+    let keys = users.as_ref().map(|t| source::read_user_keys(client, t, budget)).transpose()?;
+    let pairs = match &follows {
+        Some(t) => source::read_follows(client, t, budget)?,
+        None => vec![],
+    };
+    pgrx::check_for_interrupts!();
+    Ok(super::train::tuning_world(&loaded.user_ids, n_items, events, &pairs, &owner, keys.as_ref(), content.as_ref().map(|(t, m)| (t, m)), created))
+}
+
+fn metric_rows(prefix: &str, k: usize, runs: &[Outcome]) -> Vec<(String, f64)> {
+    let pick: [(&str, fn(&Outcome) -> f64); 5] = [
+        ("precision", |o| o.all.precision),
+        ("recall", |o| o.all.recall),
+        ("ndcg", |o| o.all.ndcg),
+        ("map", |o| o.all.map),
+        ("coverage", |o| o.coverage),
+    ];
+    let mut out = vec![];
+    for (name, f) in pick {
+        let label = if name == "coverage" { format!("{prefix}coverage") } else { format!("{prefix}{name}@{k}") };
+        let xs: Vec<f64> = runs.iter().map(f).collect();
+        let mean = xs.iter().sum::<f64>() / xs.len().max(1) as f64;
+        out.push((label.clone(), mean));
+        if xs.len() > 1 {
+            let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (xs.len() - 1) as f64;
+            out.push((format!("{label} stddev"), var.sqrt()));
+        }
+    }
+    out
+}
+
+#[pg_extern(volatile)]
+fn recsys_evaluate(options: default!(Option<JsonB>, "'{}'")) -> TableIterator<'static, (name!(metric, String), name!(value, f64))> {
+    let opts = options.map(|j| j.0).unwrap_or_else(|| serde_json::json!({}));
+    let o = EvalOptions::parse(&opts).or_raise();
+    let rows = Spi::connect(|client| -> Result<Vec<(String, f64)>> {
+        let world = load_world(client, &o.train, o.min_value)?;
+        let threads = o.train.threads.unwrap_or_else(gucs::threads);
+        let pool = recsys_core::als::pool(threads, Some(super::train::block_signals))?;
+        let folds: Vec<usize> = if o.cfg.folds >= 2 { (0..o.cfg.folds).collect() } else { vec![0] };
+        let weights = o.weights();
+        let (mut model, mut baseline) = (vec![], vec![]);
+        let mut users = 0usize;
+        for fold in folds {
+            pgrx::check_for_interrupts!();
+            let cfg = EvalConfig { fold, ..o.cfg.clone() };
+            let p = recsys_core::world::prepare(&world, &o.train.als, &o.train.hybrid, &cfg, &pool)?;
+            users = p.warm_users + p.cold_users;
+            model.push(p.evaluate(&weights));
+            baseline.push(p.baseline());
+        }
+        let mut rows = vec![("users".to_string(), users as f64), ("folds".to_string(), model.len() as f64)];
+        rows.extend(metric_rows("", o.cfg.k, &model));
+        rows.extend(metric_rows("popularity ", o.cfg.k, &baseline));
+        Ok(rows)
+    })
+    .or_raise();
+    TableIterator::new(rows)
+}
+
