@@ -500,6 +500,12 @@ impl FoldIn {
     }
 }
 
+/// Solves A x = b in place (A symmetric positive definite, n×n, row-major; b becomes x).
+pub fn cholesky_solve_pub(a: &mut [f64], b: &mut [f64], n: usize) {
+    cholesky(a, n);
+    solve_factored(a, b, n);
+}
+
 /// In-place lower Cholesky factor of a symmetric positive (semi)definite A; a tiny pivot floor
 /// keeps a singular A (λ = 0, no data) from producing NaN.
 fn cholesky(a: &mut [f64], n: usize) {

@@ -6,6 +6,7 @@ pub mod als;
 pub mod csr;
 pub mod error;
 pub mod eval;
+pub mod explicit;
 pub mod hybrid;
 pub mod kernels;
 pub mod rng;
