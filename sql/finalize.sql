@@ -7,6 +7,9 @@ users, follows are used when they exist). Hybrid: fusion {"als":1,"content":0.3,
 "freshness":0.05,"demographic":0.5}, mutual_weight 2, degree_damping 0.3, second_hop 0 (off), owner_weight 1,
 social_half_life_days 14, content_half_life_days 30, freshness_half_life_days 7, popularity_half_life_days 7,
 cold_start_threshold 5, tune false (true: pick the fusion weights on a seeded holdout of the training data).
+Ratings: feedback "implicit" (default) or "explicit" (adds a biased-MF + KNNBaseline rating model over rows of
+rating_kind "rate", value = rating; recsys_predict then returns ratings), rating {"factors":32,"iterations":20,
+"regularization":0.12,"bias_regularization":0.02,"knn_weight":0.4,"knn_k":40}.
 Row weight = weights[kind] (default_weight for other kinds) * coalesce(value, 1); repeated (user, post) rows are summed.
 Returns a report: model_id, users, posts, interactions, nonzeros, iterations, loss, fusion weights, tuning, seconds per phase.
 Memory budget: maintenance_work_mem. NULL options = {}.';
@@ -25,7 +28,9 @@ k between 1 and recsys.max_k. A NULL user_id, k or exclude_seen returns no rows.
 
 COMMENT ON FUNCTION @extschema@.recsys_predict(bigint, bigint, jsonb) IS
 'The fused score recsys_recommend would give this post for this user (same weights, same scale; not excluded
-if seen). An unknown post is an error; an unknown user gets the cold-start score. NULL arguments return NULL.';
+if seen). An unknown post is an error; an unknown user gets the cold-start score. NULL arguments return NULL.
+With a model trained with {"feedback": "explicit"}: the predicted rating, clamped to the observed range, from
+the user''s ratings now (folded in); an unknown user gets mean + post bias, an unknown post mean + user bias.';
 
 COMMENT ON FUNCTION @extschema@.recsys_explain(bigint, bigint, jsonb) IS
 'The evidence behind a fused score, one row per piece: als rows are the user''s posts that contribute most through
@@ -58,4 +63,5 @@ a popularity baseline on the same split ("popularity ..."); with folds, means pl
 options: every recsys_train option, plus k 10, test_fraction 0.2 (held-out share of each user''s posts),
 folds (k-fold cross-validation, 2..20), min_value (rows whose weight is below it are dropped first, e.g. 4 for
 4-star positives), components (e.g. ["als"]; default: all of the model''s fusion), cold_fraction 0 (share of users
-whose whole history is hidden), max_users 5000 (users evaluated per fold, a seeded sample).';
+whose whole history is hidden), max_users 5000 (users evaluated per fold, a seeded sample).
+With {"feedback": "explicit"}: k-fold (default 5) rmse, mae and the baseline (mean + biases) rmse, mae, each with a stddev row.';

@@ -2,6 +2,7 @@
 //! names the key. The parsed recipe is stored with the model (as JSON) and re-read at serving.
 use crate::error::{RecsysError, Result};
 use recsys_core::als::AlsOptions;
+use recsys_core::explicit::ExplicitOptions;
 use recsys_core::hybrid::{HybridOptions, Weights, COMPONENTS};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -32,6 +33,9 @@ pub const TRAIN_KEYS: &[&str] = &[
     "popularity_half_life_days",
     "cold_start_threshold",
     "tune",
+    "feedback",
+    "rating_kind",
+    "rating",
 ];
 
 /// Default weight per interaction kind; a kind missing from the map gets `default_weight`.
@@ -140,6 +144,18 @@ pub struct TrainOptions {
     /// Pick the fusion weights on a seeded holdout of the training data.
     #[serde(default)]
     pub tune: bool,
+    /// "explicit" adds a rating model (recsys_predict then returns a predicted rating).
+    #[serde(default)]
+    pub explicit: bool,
+    /// The interaction kind whose value is a rating (None = every row with a value).
+    #[serde(default = "default_rating_kind")]
+    pub rating_kind: Option<String>,
+    #[serde(default)]
+    pub rating: ExplicitOptions,
+}
+
+fn default_rating_kind() -> Option<String> {
+    Some("rate".into())
 }
 
 impl Default for TrainOptions {
@@ -155,6 +171,9 @@ impl Default for TrainOptions {
             follows: None,
             hybrid: HybridOptions::default(),
             tune: false,
+            explicit: false,
+            rating_kind: default_rating_kind(),
+            rating: ExplicitOptions::default(),
         }
     }
 }
@@ -227,12 +246,44 @@ impl TrainOptions {
                 "popularity_half_life_days" => o.hybrid.popularity_half_life_days = num_in(key, val, 0.001, 1e6)? as f32,
                 "cold_start_threshold" => o.hybrid.cold_start_threshold = int_in(key, val, 0, 1_000_000)? as usize,
                 "tune" => o.tune = val.as_bool().ok_or_else(|| type_err(key, "true or false", val))?,
+                "feedback" => {
+                    o.explicit = match val.as_str() {
+                        Some("implicit") => false,
+                        Some("explicit") => true,
+                        _ => return Err(type_err(key, "\"implicit\" or \"explicit\"", val)),
+                    }
+                }
+                "rating_kind" => {
+                    o.rating_kind = match val {
+                        Value::Null => None,
+                        Value::String(s) if !s.is_empty() => Some(s.clone()),
+                        _ => return Err(type_err(key, "a kind (string) or null for every row", val)),
+                    }
+                }
+                "rating" => {
+                    let map = val.as_object().ok_or_else(|| type_err(key, "an object", val))?;
+                    for (k, v) in map {
+                        let path = format!("rating.{k}");
+                        let r = &mut o.rating;
+                        match k.as_str() {
+                            "factors" => r.factors = int_in(&path, v, 1, 1024)? as usize,
+                            "iterations" => r.iterations = int_in(&path, v, 1, 1000)? as usize,
+                            "regularization" => r.regularization = num_in(&path, v, 0.0, 1e6)? as f32,
+                            "bias_regularization" => r.bias_regularization = num_in(&path, v, 0.0, 1e6)? as f32,
+                            "knn_weight" => r.knn_weight = num_in(&path, v, 0.0, 1.0)? as f32,
+                            "knn_k" => r.knn_k = int_in(&path, v, 1, 1000)? as usize,
+                            _ => return Err(RecsysError::UnknownOption { key: path, valid: RATING_KEYS }),
+                        }
+                    }
+                }
                 _ => return Err(RecsysError::UnknownOption { key: key.clone(), valid: TRAIN_KEYS }),
             }
         }
         Ok(o)
     }
 }
+
+pub const RATING_KEYS: &[&str] = &["factors", "iterations", "regularization", "bias_regularization", "knn_weight", "knn_k"];
 
 /// A partial object of fusion weights over `base`: {"social": 0.5} changes one weight.
 pub fn parse_weights(key: &str, v: &Value, base: Weights) -> Result<Weights> {

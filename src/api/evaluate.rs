@@ -163,6 +163,9 @@ fn recsys_evaluate(options: default!(Option<JsonB>, "'{}'")) -> TableIterator<'s
     let opts = options.map(|j| j.0).unwrap_or_else(|| serde_json::json!({}));
     let o = EvalOptions::parse(&opts).or_raise();
     let rows = Spi::connect(|client| -> Result<Vec<(String, f64)>> {
+        if o.train.explicit {
+            return evaluate_ratings(client, &o);
+        }
         let world = load_world(client, &o.train, o.min_value)?;
         let threads = o.train.threads.unwrap_or_else(gucs::threads);
         let pool = recsys_core::als::pool(threads, Some(super::train::block_signals))?;
@@ -187,3 +190,54 @@ fn recsys_evaluate(options: default!(Option<JsonB>, "'{}'")) -> TableIterator<'s
     TableIterator::new(rows)
 }
 
+
+/// Explicit mode: k-fold (default 5) RMSE and MAE of the rating model, and of the baseline
+/// μ + b_u + b_i, on the ratings recsys_train would use.
+fn evaluate_ratings(client: &pgrx::spi::SpiClient<'_>, o: &EvalOptions) -> Result<Vec<(String, f64)>> {
+    let budget = gucs::maintenance_work_mem_bytes();
+    let t = &o.train;
+    let table = source::resolve(client, "interactions", &t.interactions, INTERACTIONS)?;
+    let rows = source::read_ratings(client, &table, t.rating_kind.as_deref(), budget)?;
+    let (mut users, mut items): (HashMap<i64, u32>, HashMap<i64, u32>) = (HashMap::new(), HashMap::new());
+    let mut pairs: HashMap<(u32, u32), (f32, u32)> = HashMap::new();
+    for (u, p, v) in rows {
+        if o.min_value.is_some_and(|m| v < m) {
+            continue;
+        }
+        let n = users.len() as u32;
+        let u = *users.entry(u).or_insert(n);
+        let n = items.len() as u32;
+        let i = *items.entry(p).or_insert(n);
+        let e = pairs.entry((u, i)).or_insert((0.0, 0));
+        e.0 += v;
+        e.1 += 1;
+    }
+    if pairs.is_empty() {
+        return Err(recsys_core::CoreError::EmptyInput.into());
+    }
+    let (mut r, mut c, mut v) = (vec![], vec![], vec![]);
+    let mut sorted: Vec<_> = pairs.into_iter().collect();
+    sorted.sort_unstable_by_key(|x| x.0);
+    for ((u, i), (sum, n)) in sorted {
+        r.push(u);
+        c.push(i);
+        v.push(sum / n as f32);
+    }
+    let ratings = recsys_core::csr::Csr::from_triplets(users.len(), items.len(), &r, &c, &v);
+    let threads = t.threads.unwrap_or_else(gucs::threads);
+    let pool = recsys_core::als::pool(threads, Some(super::train::block_signals))?;
+    let folds = if o.cfg.folds >= 2 { o.cfg.folds } else { 5 };
+    let mut opts = t.rating.clone();
+    opts.seed = t.als.seed;
+    let res = recsys_core::explicit::cross_validate(&ratings, &opts, folds, &pool)?;
+    pgrx::check_for_interrupts!();
+    let mut out = vec![("ratings".to_string(), ratings.nnz() as f64), ("folds".to_string(), folds as f64)];
+    for (k, name) in [(0, "rmse"), (1, "mae"), (2, "baseline rmse"), (3, "baseline mae")] {
+        let xs: Vec<f64> = res.iter().map(|f| f[k]).collect();
+        let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+        let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (xs.len().max(2) - 1) as f64;
+        out.push((name.to_string(), mean));
+        out.push((format!("{name} stddev"), var.sqrt()));
+    }
+    Ok(out)
+}

@@ -347,6 +347,9 @@ fn recsys_predict(user_id: Option<i64>, post_id: Option<i64>, weights: default!(
     let (user_id, post_id) = (user_id?, post_id?);
     Spi::connect(|client| -> Result<f32> {
         let m = model::current(client)?;
+        if let Some(r) = &m.rating {
+            return predict_rating(client, &m, r, user_id, post_id);
+        }
         let item = *m.item_index.get(&post_id).ok_or(RecsysError::UnknownPost(post_id))?;
         let w = weights_for(&m, weights.as_ref())?;
         let s = score_user(client, &m, user_id, &w)?;
@@ -357,6 +360,54 @@ fn recsys_predict(user_id: Option<i64>, post_id: Option<i64>, weights: default!(
 }
 
 /// One evidence row: component, evidence, post_id, user_id, contribution.
+/// Explicit mode: the user's ratings now, folded into the rating model (items fixed), blended
+/// with the neighbourhood model. An unknown post gets μ + b_u; a user without ratings gets
+/// μ + b_i (+ the neighbourhood's nothing): the biases.
+fn predict_rating(client: &pgrx::spi::SpiClient<'_>, m: &Serving, r: &model::Rating, user_id: i64, post_id: i64) -> Result<f32> {
+    use pgrx::{PgBuiltInOids, PgOid};
+    let n = r.model.item_bias.len();
+    let kind = m.options.rating_kind.clone();
+    let mut rows = m.run(
+        client,
+        "ratings",
+        &r.query,
+        &[PgOid::BuiltIn(PgBuiltInOids::TEXTOID), PgOid::BuiltIn(PgBuiltInOids::INT8OID)],
+        &[kind.into(), user_id.into()],
+        |row| {
+            let (Some(p), Some(v)) = (row.get::<i64>(1)?, row.get::<f32>(2)?) else { return Ok(None) };
+            Ok(m.item_index.get(&p).filter(|&&i| (i as usize) < n && v.is_finite()).map(|&i| (i, v)))
+        },
+    )?;
+    // One rating per post (the mean), sorted by post index.
+    rows.sort_by_key(|x| x.0);
+    let mut ratings: Vec<(u32, f32)> = vec![];
+    let mut counts: Vec<u32> = vec![];
+    for (i, v) in rows {
+        match ratings.last_mut() {
+            Some(last) if last.0 == i => {
+                last.1 += v;
+                *counts.last_mut().expect("paired") += 1;
+            }
+            _ => {
+                ratings.push((i, v));
+                counts.push(1);
+            }
+        }
+    }
+    ratings.iter_mut().zip(&counts).for_each(|(r, c)| r.1 /= *c as f32);
+    let (x, b) = r.model.fold_in(&ratings, &m.options.rating);
+    let item = m.item_index.get(&post_id).map(|&i| i as usize).filter(|&i| i < n);
+    let mf = r.model.predict_with(&x, b, item);
+    let beta = m.options.rating.knn_weight;
+    Ok(match (&r.knn, item) {
+        (Some(k), Some(i)) if beta > 0.0 => {
+            let knn = k.predict_with_bias(k.user_bias(&ratings), &ratings, i);
+            ((1.0 - beta) * mf + beta * knn).clamp(r.model.min, r.model.max)
+        }
+        _ => mf,
+    })
+}
+
 type ExplainRow = (String, String, Option<i64>, Option<i64>, f32);
 
 /// Rows of evidence kept per component (the rest are summed into one row, so the rows of a

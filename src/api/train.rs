@@ -245,6 +245,55 @@ fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions) -> Result<serd
         });
         pgrx::check_for_interrupts!();
     }
+    // Explicit feedback: a rating model beside the ranking model, over the same post index.
+    let mut rating_report = serde_json::Value::Null;
+    let rating = if o.explicit {
+        let t_r = Instant::now();
+        let rows = source::read_ratings(client, &table, o.rating_kind.as_deref(), budget)?;
+        let users: HashMap<i64, u32> = loaded.user_ids.iter().enumerate().map(|(i, u)| (*u, i as u32)).collect();
+        let items: HashMap<i64, u32> = item_ids[..n_items].iter().enumerate().map(|(i, p)| (*p, i as u32)).collect();
+        // One rating per (user, post): the mean of its rows.
+        let mut pairs: HashMap<(u32, u32), (f32, u32)> = HashMap::new();
+        for (u, p, v) in rows {
+            if let (Some(&u), Some(&i)) = (users.get(&u), items.get(&p)) {
+                let e = pairs.entry((u, i)).or_insert((0.0, 0));
+                e.0 += v;
+                e.1 += 1;
+            }
+        }
+        if pairs.is_empty() {
+            return Err(RecsysError::InvalidArgument {
+                message: "feedback \"explicit\" found no ratings".into(),
+                hint: format!(
+                    "ratings are rows of kind {} with a non-NULL value; set \"rating_kind\" (null = every row with a value)",
+                    o.rating_kind.as_deref().map(|k| format!("'{k}'")).unwrap_or_else(|| "any".into())
+                ),
+            });
+        }
+        let (mut r, mut c, mut v) = (vec![], vec![], vec![]);
+        for ((u, i), (sum, n)) in pairs {
+            r.push(u);
+            c.push(i);
+            v.push(sum / n as f32);
+        }
+        let ratings = Csr::from_triplets(n_users, n_items, &r, &c, &v);
+        let pool = als::pool(threads, Some(block_signals))?;
+        let model = recsys_core::explicit::train(&ratings, &o.rating, &pool, &mut || {
+            pgrx::check_for_interrupts!();
+            Ok(())
+        })?;
+        let knn = (o.rating.knn_weight > 0.0).then(|| recsys_core::explicit::Knn::fit(&ratings, o.rating.knn_k, &pool));
+        pgrx::check_for_interrupts!();
+        rating_report = json!({
+            "ratings": ratings.nnz(),
+            "mean": model.mu,
+            "range": [model.min, model.max],
+            "seconds": round3(t_r.elapsed().as_secs_f64()),
+        });
+        Some((model, knn))
+    } else {
+        None
+    };
     drop(pool);
     let t2 = Instant::now();
     let mut report = json!({
@@ -266,6 +315,7 @@ fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions) -> Result<serd
         "social_events": recent.as_ref().map(|r| r.events.len()),
         "fusion": o.hybrid.weights,
         "tuned": tuned,
+        "rating_model": rating_report,
     });
     let owner_ids: Vec<i64> = owner.iter().map(|x| x.unwrap_or(i64::MIN)).collect();
     let new = model::NewModel {
@@ -285,6 +335,7 @@ fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions) -> Result<serd
         segments: segments.as_ref(),
         followers: &followers,
         recent: recent.as_ref(),
+        rating: rating.as_ref().map(|(m, k)| (m, k.as_ref())),
     };
     let id = model::save(client, &schema, &new, report.clone(), gucs::keep_models())?;
     report["model_id"] = json!(id);

@@ -10,6 +10,7 @@ use crate::store::source;
 use pgrx::spi::SpiClient;
 use pgrx::JsonB;
 use recsys_core::csr::Csr;
+use recsys_core::explicit::{ExplicitModel, Knn};
 use recsys_core::hybrid::Segments;
 use recsys_core::tfidf::Tfidf;
 use std::cell::RefCell;
@@ -47,6 +48,27 @@ pub struct NewModel<'a> {
     pub followers: &'a [(i64, u32)],
     /// Followed users' most recent engagements.
     pub recent: Option<&'a Recent>,
+    /// Explicit mode: the rating model and its neighbourhood part.
+    pub rating: Option<(&'a ExplicitModel, Option<&'a Knn>)>,
+}
+
+/// The rating model as served: item side only (users are folded in from their ratings now).
+pub struct Rating {
+    pub model: ExplicitModel,
+    pub knn: Option<Knn>,
+    /// One user's ratings: `$1` kind, `$2` user id.
+    pub query: String,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RatingMeta {
+    mu: f32,
+    min: f32,
+    max: f32,
+    factors: usize,
+    items: usize,
+    knn_mu: Option<f32>,
+    knn_k: usize,
 }
 
 /// Followed users' most recent engagements (hybrid::SOCIAL_EVENTS each), by user id: ids
@@ -174,6 +196,36 @@ pub fn save(client: &mut SpiClient<'_>, schema: &str, m: &NewModel<'_>, report: 
         put("recent_weights", &mut f32_bytes(&weights))?;
         put("recent_days", &mut f32_bytes(&days))?;
     }
+    if let Some((rm, knn)) = m.rating {
+        let meta = RatingMeta {
+            mu: rm.mu,
+            min: rm.min,
+            max: rm.max,
+            factors: rm.factors,
+            items: rm.item_bias.len(),
+            knn_mu: knn.map(|k| k.mu),
+            knn_k: knn.map_or(0, |k| k.k),
+        };
+        let b = serde_json::to_vec(&meta).map_err(|e| RecsysError::Spi(e.to_string()))?;
+        put("rating_meta", &mut b.chunks(CHUNK_BYTES).map(|c| c.to_vec()))?;
+        put("rating_item_factors", &mut f32_bytes(&rm.item_factors))?;
+        put("rating_item_bias", &mut f32_bytes(&rm.item_bias))?;
+        if let Some(k) = knn {
+            let mut ptr = vec![0u32];
+            let (mut nbr, mut sim) = (vec![], vec![]);
+            for list in &k.neighbours {
+                for &(j, s) in list.iter().take(k.k) {
+                    nbr.push(j);
+                    sim.push(s);
+                }
+                ptr.push(nbr.len() as u32);
+            }
+            put("knn_item_bias", &mut f32_bytes(&k.bi))?;
+            put("knn_ptr", &mut u32_bytes(&ptr))?;
+            put("knn_neighbours", &mut u32_bytes(&nbr))?;
+            put("knn_similarities", &mut f32_bytes(&sim))?;
+        }
+    }
     if !m.followers.is_empty() {
         let ids: Vec<i64> = m.followers.iter().map(|x| x.0).collect();
         let counts: Vec<u32> = m.followers.iter().map(|x| x.1).collect();
@@ -243,6 +295,8 @@ pub struct Serving {
     pub second_hop_query: Option<String>,
     /// Followed users' recent engagement at training time.
     pub recent: Recent,
+    /// Explicit mode's rating model.
+    pub rating: Option<Rating>,
     pub demographics_query: Option<String>,
     /// Their plans, prepared on first use.
     pub plans: RefCell<HashMap<&'static str, pgrx::spi::OwnedPreparedStatement>>,
@@ -497,6 +551,33 @@ fn load(client: &SpiClient<'_>, schema: &str, id: i64, options: TrainOptions) ->
     }
     let follows = options.follows.as_ref().map(|m| source::resolve(client, "follows", m, FOLLOWS)).transpose()?;
     let users = options.users.as_ref().map(|m| source::resolve(client, "users", m, USERS)).transpose()?;
+    let rating = match json_part("rating_meta")? {
+        None => None,
+        Some(v) => {
+            let meta: RatingMeta = serde_json::from_value(v).map_err(|e| RecsysError::Corrupt(e.to_string()))?;
+            let item_factors = f32s(opt("rating_item_factors"));
+            let item_bias = f32s(opt("rating_item_bias"));
+            if item_bias.len() != meta.items || item_factors.len() != meta.items * meta.factors || meta.items > item_ids.len() {
+                return Err(RecsysError::Corrupt(format!("model {id} rating arrays have inconsistent sizes")));
+            }
+            let model = ExplicitModel { factors: meta.factors, mu: meta.mu, user_bias: vec![], item_bias, user_factors: vec![], item_factors, min: meta.min, max: meta.max };
+            let knn = match meta.knn_mu {
+                None => None,
+                Some(mu) => {
+                    let bi = f32s(opt("knn_item_bias"));
+                    let ptr: Vec<u32> = decode(opt("knn_ptr"), u32::from_le_bytes);
+                    let nbr: Vec<u32> = decode(opt("knn_neighbours"), u32::from_le_bytes);
+                    let sim = f32s(opt("knn_similarities"));
+                    if bi.len() != meta.items || ptr.len() != meta.items + 1 || nbr.len() != sim.len() || ptr.last().copied() != Some(nbr.len() as u32) {
+                        return Err(RecsysError::Corrupt(format!("model {id} neighbourhood arrays have inconsistent sizes")));
+                    }
+                    let neighbours = (0..meta.items).map(|i| (ptr[i] as usize..ptr[i + 1] as usize).map(|k| (nbr[k], sim[k])).collect()).collect();
+                    Some(Knn { k: meta.knn_k, mu, bu: vec![], bi, neighbours })
+                }
+            };
+            Some(Rating { model, knn, query: source::user_ratings_query(&resolved, options.rating_kind.as_deref())? })
+        }
+    };
     let followees_query = follows.as_ref().map(|t| source::followees_query(t, recsys_core::world::MAX_FOLLOWEES));
     let second_hop_query = follows.as_ref().map(|t| source::second_hop_query(t, SECOND_HOP_USERS));
     let recent = {
@@ -537,6 +618,7 @@ fn load(client: &SpiClient<'_>, schema: &str, id: i64, options: TrainOptions) ->
         followees_query,
         second_hop_query,
         recent,
+        rating,
         demographics_query,
         plans: RefCell::new(HashMap::new()),
     })

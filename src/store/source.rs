@@ -284,6 +284,54 @@ pub fn second_hop_query(f: &Resolved, limit: usize) -> String {
     )
 }
 
+/// Ratings for the explicit model: (user, post, value) rows whose value is not NULL, of kind
+/// `$1` when a kind is given and the table has a kind column.
+pub fn ratings_query(t: &Resolved, kind: Option<&str>) -> Result<String> {
+    let (u, p) = (t.col("user").unwrap_or("NULL"), t.col("post").unwrap_or("NULL"));
+    let v = t.col("value").ok_or_else(|| RecsysError::MissingColumnFor { what: "explicit feedback", role: "value", table: t.table.clone() })?;
+    let kind_filter = match (kind, t.col("kind")) {
+        (Some(_), Some(k)) => format!(" AND ({k})::text = $1::text"),
+        // $1 is still referenced, so the statement takes the same parameters either way.
+        _ => " AND ($1::text IS NULL OR true)".into(),
+    };
+    Ok(format!(
+        "SELECT ({u})::int8, ({p})::int8, ({v})::float4 FROM {tbl} WHERE ({u}) IS NOT NULL AND ({p}) IS NOT NULL AND ({v}) IS NOT NULL{kind_filter}",
+        tbl = t.table
+    ))
+}
+
+/// Every rating, streamed: (user id, post id, value); non-finite values skipped.
+pub fn read_ratings(client: &SpiClient<'_>, t: &Resolved, kind: Option<&str>, budget: u64) -> Result<Vec<(i64, i64, f32)>> {
+    let query = ratings_query(t, kind)?;
+    let mut cursor = client.try_open_cursor(query.as_str(), &[kind.into()])?;
+    let mut out = vec![];
+    loop {
+        let batch = cursor.fetch(20_000)?;
+        if batch.is_empty() {
+            break;
+        }
+        for row in batch {
+            if let (Some(u), Some(p), Some(v)) = (row.get::<i64>(1)?, row.get::<i64>(2)?, row.get::<f32>(3)?) {
+                if v.is_finite() {
+                    out.push((u, p, v));
+                }
+            }
+        }
+        free_batch();
+        pgrx::check_for_interrupts!();
+        if out.len() as u64 * 24 > budget {
+            return Err(RecsysError::OverBudget { needed: out.len() as u64 * 24, budget, what: "reading the ratings" });
+        }
+    }
+    Ok(out)
+}
+
+/// One user's ratings: (post, value) rows; `$1` kind (or NULL), `$2` the user id.
+pub fn user_ratings_query(t: &Resolved, kind: Option<&str>) -> Result<String> {
+    let u = t.col("user").unwrap_or("NULL");
+    Ok(ratings_query(t, kind)?.replacen(&format!("SELECT ({u})::int8, "), "SELECT ", 1) + &format!(" AND ({u}) = $2::int8"))
+}
+
 /// A user's demographics: (age, gender, location). `$1` is the user id.
 pub fn demographics_query(t: &Resolved) -> String {
     let id = t.col("id").unwrap_or("NULL");

@@ -123,3 +123,11 @@ SELECT * FROM recsys_evaluate('{"kk": 5}');
 SELECT * FROM recsys_evaluate('{"components": ["als", "magic"]}');
 SELECT * FROM recsys_evaluate('{"components": []}');
 SELECT * FROM recsys_evaluate('[]');
+
+-- Explicit feedback: options and the errors that guard them.
+SELECT recsys_train('{"feedback": "explicitly"}');
+SELECT recsys_train('{"feedback": "explicit", "rating": {"factor": 3}}');
+SELECT recsys_train('{"feedback": "explicit", "rating": {"knn_weight": 2}}');
+SELECT recsys_train('{"feedback": "explicit", "rating_kind": "stars"}');
+SELECT recsys_train('{"feedback": "explicit", "interactions": {"value": null}}');
+SELECT * FROM recsys_evaluate('{"feedback": "explicit", "rating_kind": 5}');

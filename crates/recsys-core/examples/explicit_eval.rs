@@ -21,13 +21,14 @@ fn main() {
         v.push(f[2].parse::<f32>().unwrap());
     }
     let m = Csr::from_triplets(users.len(), items.len(), &r, &c, &v);
+    let d = ExplicitOptions::default();
     let o = ExplicitOptions {
-        factors: g(1, 32.0) as usize,
-        regularization: g(2, 0.05) as f32,
-        bias_regularization: g(3, 0.02) as f32,
-        iterations: g(4, 20.0) as usize,
-        knn_weight: g(5, 0.0) as f32,
-        knn_k: g(6, 40.0) as usize,
+        factors: g(1, d.factors as f64) as usize,
+        regularization: g(2, d.regularization as f64) as f32,
+        bias_regularization: g(3, d.bias_regularization as f64) as f32,
+        iterations: g(4, d.iterations as f64) as usize,
+        knn_weight: g(5, d.knn_weight as f64) as f32,
+        knn_k: g(6, d.knn_k as f64) as usize,
         seed: 42,
     };
     let pool = recsys_core::als::pool(2, None).unwrap();

@@ -28,7 +28,8 @@ pub struct ExplicitOptions {
 
 impl Default for ExplicitOptions {
     fn default() -> Self {
-        ExplicitOptions { factors: 32, iterations: 20, regularization: 0.05, bias_regularization: 0.02, knn_weight: 0.0, knn_k: 40, seed: 42 }
+        // Chosen by 5-fold CV on ML-100K (examples/explicit_eval.rs, BENCHMARKS.md).
+        ExplicitOptions { factors: 32, iterations: 20, regularization: 0.12, bias_regularization: 0.02, knn_weight: 0.4, knn_k: 40, seed: 42 }
     }
 }
 
@@ -195,12 +196,13 @@ pub fn baselines(ratings: &Csr) -> (f32, Vec<f32>, Vec<f32>) {
 /// Item-based neighbourhood model on baseline residuals (KNNBaseline, Koren 2010 §2.2):
 /// Pearson-baseline similarities shrunk by (n − 1)/(n − 1 + 100), k nearest rated items.
 pub struct Knn {
-    k: usize,
-    mu: f32,
-    bu: Vec<f32>,
-    bi: Vec<f32>,
+    pub k: usize,
+    pub mu: f32,
+    /// Training users' baseline biases (serving estimates a user's from their ratings).
+    pub bu: Vec<f32>,
+    pub bi: Vec<f32>,
     /// Per item: (neighbour, similarity), strongest first.
-    neighbours: Vec<Vec<(u32, f32)>>,
+    pub neighbours: Vec<Vec<(u32, f32)>>,
 }
 
 impl Knn {
@@ -262,11 +264,14 @@ impl Knn {
         Knn { k, mu, bu, bi, neighbours }
     }
 
-    /// r̂ = b_ui + Σ_{j ∈ N^k(i; u)} s_ij (r_uj − b_uj) / Σ s_ij over the k most similar items
-    /// the user rated (`user_ratings` sorted by item); b_ui alone when there are none. An
-    /// unknown user (None) has b_u = 0.
-    pub fn predict(&self, user: Option<usize>, user_ratings: &[(u32, f32)], i: usize) -> f32 {
-        let bu = user.map_or(0.0, |u| self.bu[u]);
+    /// A user's baseline bias from their ratings (item, rating), as the training sweeps do.
+    pub fn user_bias(&self, ratings: &[(u32, f32)]) -> f32 {
+        let s: f32 = ratings.iter().filter(|r| (r.0 as usize) < self.bi.len()).map(|&(i, r)| r - self.mu - self.bi[i as usize]).sum();
+        s / (15.0 + ratings.len() as f32)
+    }
+
+    /// Like [`Knn::predict`] with the user's baseline bias given.
+    pub fn predict_with_bias(&self, bu: f32, user_ratings: &[(u32, f32)], i: usize) -> f32 {
         let base = self.mu + bu + self.bi[i];
         let (mut num, mut den, mut used) = (0f64, 0f64, 0);
         for &(j, s) in &self.neighbours[i] {
@@ -284,6 +289,13 @@ impl Knn {
         } else {
             base
         }
+    }
+
+    /// r̂ = b_ui + Σ_{j ∈ N^k(i; u)} s_ij (r_uj − b_uj) / Σ s_ij over the k most similar items
+    /// the user rated (`user_ratings` sorted by item); b_ui alone when there are none. An
+    /// unknown user (None) has b_u = 0.
+    pub fn predict(&self, user: Option<usize>, user_ratings: &[(u32, f32)], i: usize) -> f32 {
+        self.predict_with_bias(user.map_or(0.0, |u| self.bu[u]), user_ratings, i)
     }
 }
 

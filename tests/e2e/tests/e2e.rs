@@ -52,6 +52,35 @@ fn ml100k_train_recommend_similar() {
     eprintln!("3-fold: {folds}");
     assert!(folds.starts_with("folds=3.0000 ndcg@10=0.") && folds.contains("ndcg@10 stddev=0.0"), "{folds}");
     assert_eq!(c.sql("postgres", "SELECT count(*) FROM _recsys_model"), models, "evaluate wrote no model");
+
+    // Explicit ratings: 5-fold RMSE on all 100,000 ratings, through SQL.
+    let rmse = c.sql(
+        "postgres",
+        r#"SELECT string_agg(metric || '=' || round(value::numeric, 4), '|' ORDER BY metric) FROM recsys_evaluate('{"feedback": "explicit"}') WHERE metric IN ('rmse', 'mae', 'baseline rmse', 'folds', 'ratings')"#,
+    );
+    eprintln!("ML-100K explicit, recsys_evaluate 5-fold: {rmse}");
+    let get = |name: &str| -> f64 { rmse.split('|').find_map(|kv| kv.strip_prefix(&format!("{name}="))).unwrap().parse().unwrap() };
+    assert_eq!(get("ratings"), 100_000.0);
+    assert_eq!(get("folds"), 5.0);
+    assert!(get("rmse") < 0.915 && get("rmse") < get("baseline rmse") - 0.02, "{rmse}");
+    c.sql("postgres", r#"SELECT recsys_train('{"feedback": "explicit"}')"#);
+    // Predictions are ratings in the observed range; a 5-star fan of Star Wars gets a high one
+    // for Return of the Jedi; an unknown user gets the post's bias; an unknown post the user's.
+    let p: f64 = c.sql("postgres", "SELECT recsys_predict(i.user_id, 181) FROM interactions i WHERE i.post_id = 50 AND i.value = 5 ORDER BY i.user_id LIMIT 1").parse().unwrap();
+    assert!((3.5..=5.0).contains(&p), "{p}");
+    let range = c.sql("postgres", "SELECT min(recsys_predict(42, id)) >= 1 AND max(recsys_predict(42, id)) <= 5 FROM posts");
+    assert_eq!(range, "t");
+    let unknown_user: f64 = c.sql("postgres", "SELECT recsys_predict(999999, 50)").parse().unwrap();
+    assert!((3.5..=5.0).contains(&unknown_user), "Star Wars' bias is high: {unknown_user}");
+    let unknown_post: f64 = c.sql("postgres", "SELECT recsys_predict(42, 999999)").parse().unwrap();
+    assert!((1.0..=5.0).contains(&unknown_post));
+    // A rating inserted now moves the prediction (fold-in), no retrain.
+    let before: f64 = c.sql("postgres", "SELECT recsys_predict(888888, 172)").parse().unwrap();
+    c.sql("postgres", "INSERT INTO interactions (user_id, post_id, kind, value) VALUES (888888, 50, 'rate', 5), (888888, 181, 'rate', 5)");
+    let after: f64 = c.sql("postgres", "SELECT recsys_predict(888888, 172)").parse().unwrap();
+    assert!(after > before, "{before} -> {after}");
+    // Ranking still works in explicit mode (the implicit hybrid ranks).
+    assert_eq!(c.sql("postgres", "SELECT count(*) FROM recsys_recommend(42, 10)"), "10");
 }
 
 /// Cancel works: statement_timeout stops a long train promptly and the previous model serves.
