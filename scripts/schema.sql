@@ -9,6 +9,7 @@ CREATE TABLE IF NOT EXISTS interactions (
     user_id bigint NOT NULL, post_id bigint NOT NULL, kind text NOT NULL, value real,
     created_at timestamptz DEFAULT now());
 CREATE INDEX IF NOT EXISTS interactions_user_idx ON interactions (user_id);
+CREATE INDEX IF NOT EXISTS interactions_created_idx ON interactions (created_at);
 CREATE TABLE IF NOT EXISTS follows (
     follower_id bigint NOT NULL, followee_id bigint NOT NULL, created_at timestamptz DEFAULT now(),
     PRIMARY KEY (follower_id, followee_id));

@@ -13,6 +13,9 @@ static SIMILAR_CONTENT_WEIGHT: GucSetting<f64> = GucSetting::<f64>::new(0.3);
 /// Half-life, in hours, of an interaction's weight in recsys_trending.
 static TRENDING_HALF_LIFE_HOURS: GucSetting<f64> = GucSetting::<f64>::new(24.0);
 
+/// Seconds a backend reuses a recsys_trending result for the same arguments; 0 = off.
+static TRENDING_CACHE_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(10);
+
 /// Force the exact f32 catalogue scan in recsys_recommend (off: int8 scan + exact re-score
 /// from 20,000 posts on).
 static EXACT_SCAN: GucSetting<bool> = GucSetting::<bool>::new(false);
@@ -43,6 +46,16 @@ pub fn init() {
         &TRENDING_HALF_LIFE_HOURS,
         0.01,
         100000.0,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"recsys.trending_cache_seconds",
+        c"Seconds a backend reuses a recsys_trending result for the same arguments (0 = off).",
+        c"Trending aggregates every interaction in its window; a few seconds of staleness turns that into a lookup.",
+        &TRENDING_CACHE_SECONDS,
+        0,
+        86_400,
         GucContext::Userset,
         GucFlags::default(),
     );
@@ -111,4 +124,8 @@ pub fn trending_half_life_seconds() -> f64 {
 
 pub fn exact_scan() -> bool {
     EXACT_SCAN.get()
+}
+
+pub fn trending_cache_seconds() -> u64 {
+    TRENDING_CACHE_SECONDS.get().max(0) as u64
 }

@@ -7,6 +7,12 @@ use pgrx::prelude::*;
 
 use super::serve::check_k;
 
+thread_local! {
+    /// Recent results by (table, weights, arguments), for recsys.trending_cache_seconds.
+    static CACHE: std::cell::RefCell<std::collections::HashMap<String, (std::time::Instant, Vec<(i64, f32)>)>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
 /// The mapping and weights of the served model, or the defaults when none is trained yet:
 /// trending reads interactions directly and needs no trained model.
 fn recipe(client: &pgrx::spi::SpiClient<'_>) -> Result<TrainOptions> {
@@ -78,6 +84,23 @@ fn recsys_trending(
             w = source::weight_expr(&it),
             tbl = it.table
         );
+        let ttl = gucs::trending_cache_seconds();
+        let key = format!(
+            "{}|{}|{:?}|{:?}|{:?}|{}|{}|{}",
+            it.table,
+            serde_json::to_string(&o.weights).unwrap_or_default(),
+            category,
+            project_code,
+            store::one::<String>(client, "SELECT $1::interval::text", &[since.into()])?,
+            gucs::trending_half_life_seconds(),
+            k,
+            offset
+        );
+        if ttl > 0 {
+            if let Some(hit) = CACHE.with(|c| c.borrow().get(&key).filter(|(t, _)| t.elapsed().as_secs() < ttl).map(|(_, v)| v.clone())) {
+                return Ok(hit);
+            }
+        }
         let (weights, default_weight) = source::weight_args(&o);
         let rows = client.select(
             sql.as_str(),
@@ -98,6 +121,15 @@ fn recsys_trending(
             if let (Some(p), Some(s)) = (r.get::<i64>(1)?, r.get::<f32>(2)?) {
                 out.push((p, s));
             }
+        }
+        if ttl > 0 {
+            CACHE.with(|c| {
+                let mut c = c.borrow_mut();
+                if c.len() >= 256 {
+                    c.clear();
+                }
+                c.insert(key, (std::time::Instant::now(), out.clone()));
+            });
         }
         Ok(out)
     })

@@ -24,6 +24,14 @@ SELECT post_id FROM recsys_trending(10, project_code => 'P02', "offset" => 1);
 SELECT count(*) AS in_window FROM recsys_trending(10, since => '2 hours');
 SELECT * FROM recsys_trending(10, since => '-1 day');
 SELECT * FROM recsys_trending(10, "offset" => -1);
+-- A backend reuses a trending result for recsys.trending_cache_seconds (10): a burst of likes
+-- on post 6 shows only once the cache is off (or 10 s later).
+SELECT post_id AS before FROM recsys_trending(1);
+INSERT INTO interactions (user_id, post_id, kind) SELECT u, 6, 'share' FROM generate_series(1, 30) u;
+SELECT post_id AS cached FROM recsys_trending(1);
+SET recsys.trending_cache_seconds = 0;
+SELECT post_id AS fresh FROM recsys_trending(1);
+DELETE FROM interactions WHERE post_id = 6 AND kind = 'share';
 
 SELECT (r->'content_posts')::int AS content_posts, (r->'content_terms')::int > 20 AS has_vocab, r->'posts' AS als_posts,
        r->'placed_by_content' AS placed

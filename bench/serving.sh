@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Serving benchmark under pgbench (issue 4, item 3.4): recsys_recommend / similar / trending
+# against the plain-SQL alternative over the same factors.
+#   bash bench/serving.sh [POSTS] [SECONDS] [CLIENTS...]     (defaults: 100000 30 1 2 8 16)
+# Seeded synthetic data (seed 3: POSTS/5 users, 10 × POSTS interactions, follows), timestamps
+# shifted to end now (so trending's 7-day window has data), in a throwaway cluster on port 54342,
+# trained with default options. Prints markdown tables.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+POSTS="${1:-100000}"; SECS="${2:-30}"
+if [ $# -gt 2 ]; then shift 2; CLIENTS=("$@"); else CLIENTS=(1 2 8 16); fi
+USERS=$(( POSTS / 5 )); INTER=$(( POSTS * 10 ))
+export PGHOST=127.0.0.1 PGPORT=54342 PGUSER=postgres
+DIR=/tmp/pg_recsys-bench-serving; DATA="$ROOT/bench/out/serving_$POSTS"
+bash scripts/install_ext.sh >/dev/null
+cargo run --release -q -p recsys-core --example synth -- 3 "$USERS" "$POSTS" "$INTER" "$DATA" 2>/dev/null
+bash scripts/pgcluster.sh stop "$DIR"; rm -rf "$DIR"
+bash scripts/pgcluster.sh start "$DIR" "$PGPORT"
+trap 'bash scripts/pgcluster.sh stop "$DIR"' EXIT
+P=(psql -X -q -v ON_ERROR_STOP=1 -d postgres)
+"${P[@]}" -c "ALTER SYSTEM SET max_connections = 40" >/dev/null
+"${P[@]}" -c "CREATE EXTENSION pg_recsys" -f scripts/schema.sql
+for t in users posts interactions follows; do
+  "${P[@]}" -c "\\copy $t FROM '$DATA/$t.csv' WITH (FORMAT csv, HEADER true)"
+done
+"${P[@]}" -c "UPDATE interactions SET created_at = created_at + (now() - timestamptz '2026-01-01 00:00:00+00')" \
+          -c "UPDATE posts SET created_at = created_at + (now() - timestamptz '2026-01-01 00:00:00+00')" -c "VACUUM ANALYZE"
+"${P[@]}" -c "SET maintenance_work_mem = '2GB'" -c "SELECT recsys_train()" >/dev/null 2>&1
+python3 bench/serving.py "$POSTS" "$SECS" "${CLIENTS[@]}"
