@@ -1,5 +1,8 @@
 //! 5-fold RMSE/MAE of the explicit-rating model on ML-100K (all ratings).
 //!   cargo run --release -p recsys-core --example explicit_eval -- DIR [factors reg bias_reg iters knn_weight knn_k]
+//! With RECSYS_FOLDS=FILE (user<TAB>item<TAB>rating<TAB>fold lines, e.g. written by
+//! bench/ratings_vs_surprise.py), those folds are used instead of its own, and one JSON line
+//! with per-fold figures is printed.
 use recsys_core::csr::Csr;
 use recsys_core::explicit::{cross_validate, ExplicitOptions};
 use std::collections::HashMap;
@@ -33,6 +36,25 @@ fn main() {
     };
     let pool = recsys_core::als::pool(2, None).unwrap();
     let t = std::time::Instant::now();
+    if let Ok(path) = std::env::var("RECSYS_FOLDS") {
+        // Same (user, item) order as the CSR: sort the file's rows by (user index, item index).
+        let text = std::fs::read_to_string(&path).expect("folds file");
+        let mut rows: Vec<(u32, u32, f32, usize)> = vec![];
+        for line in text.lines() {
+            let f: Vec<&str> = line.split('\t').collect();
+            let (Some(&u), Some(&i)) = (users.get(f[0]), items.get(f[1])) else { panic!("unknown pair in folds file: {line}") };
+            rows.push((u, i, f[2].parse().unwrap(), f[3].parse().unwrap()));
+        }
+        rows.sort_by_key(|r| (r.0, r.1));
+        assert_eq!(rows.len(), m.nnz(), "one fold per rating");
+        let fold_of: Vec<usize> = rows.iter().map(|r| r.3).collect();
+        let k = fold_of.iter().max().unwrap() + 1;
+        let res = recsys_core::explicit::cross_validate_with(&m, &fold_of, k, &o, &pool).unwrap();
+        let rmse: Vec<f64> = res.iter().map(|f| f[0]).collect();
+        let mae: Vec<f64> = res.iter().map(|f| f[1]).collect();
+        println!("{{\"rmse\": {rmse:?}, \"mae\": {mae:?}, \"seconds\": {:.2}}}", t.elapsed().as_secs_f64());
+        return;
+    }
     let folds = cross_validate(&m, &o, 5, &pool).unwrap();
     let mean = |k: usize| folds.iter().map(|f| f[k]).sum::<f64>() / folds.len() as f64;
     println!("{o:?}\n5-fold RMSE {:.4} MAE {:.4} (baseline RMSE {:.4} MAE {:.4}) in {:.1}s", mean(0), mean(1), mean(2), mean(3), t.elapsed().as_secs_f64());

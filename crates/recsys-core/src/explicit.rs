@@ -309,6 +309,13 @@ pub fn cross_validate(ratings: &Csr, o: &ExplicitOptions, folds: usize, pool: &r
     for (p, &k) in order.iter().enumerate() {
         fold_of[k] = p % folds;
     }
+    cross_validate_with(ratings, &fold_of, folds, o, pool)
+}
+
+/// [`cross_validate`] with a given fold per stored rating (in CSR order), e.g. a peer's folds.
+pub fn cross_validate_with(ratings: &Csr, fold_of: &[usize], folds: usize, o: &ExplicitOptions, pool: &rayon::ThreadPool) -> Result<Vec<[f64; 4]>, CoreError> {
+    let n = ratings.nnz();
+    assert_eq!(fold_of.len(), n);
     let mut rows = vec![0u32; n];
     for u in 0..ratings.rows {
         for k in ratings.indptr[u]..ratings.indptr[u + 1] {
