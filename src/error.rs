@@ -19,6 +19,8 @@ pub enum RecsysError {
     NoContentModel,
     MissingColumnFor { what: &'static str, role: &'static str, table: String },
     OverBudget { needed: u64, budget: u64, what: &'static str },
+    /// A write on a hot standby.
+    ReadOnly { what: &'static str },
     Corrupt(String),
     Spi(String),
 }
@@ -64,6 +66,12 @@ impl RecsysError {
                 Some(format!("SET maintenance_work_mem = '{}MB' (or more), or train with fewer factors", needed_mb + 1)),
             ),
             RecsysError::Core(CoreError::Canceled) => (ERRCODE_QUERY_CANCELED, "canceling statement".into(), None, None),
+            RecsysError::ReadOnly { what } => (
+                ERRCODE_READ_ONLY_SQL_TRANSACTION,
+                format!("{what} cannot run on a hot standby"),
+                Some("the server is in recovery: it replays the primary's models and serves them".into()),
+                Some("train on the primary; standbys serve the model once it is replayed".into()),
+            ),
             RecsysError::NotTrained => (
                 ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
                 "no trained model".into(),

@@ -70,6 +70,9 @@ pub(super) fn optional_map(client: &pgrx::spi::SpiClient<'_>, given: &Option<Tab
 
 fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions) -> Result<serde_json::Value> {
     let t0 = Instant::now();
+    if store::one::<bool>(client, "SELECT pg_catalog.pg_is_in_recovery()", &[])?.unwrap_or(false) {
+        return Err(RecsysError::ReadOnly { what: "recsys_train" });
+    }
     // One train at a time per database: a second caller waits here, then trains on fresh data.
     client.update("SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('pg_recsys'), 1)", None, &[])?;
     let schema = store::schema(client)?;

@@ -107,6 +107,36 @@ impl Cluster {
             .expect("psql")
     }
 
+    /// A hot standby of this cluster: pg_basebackup over streaming replication, started on a
+    /// free port, replaying the primary's WAL.
+    pub fn start_standby(&self, name: &str) -> Cluster {
+        let dir = PathBuf::from(format!("/tmp/pg_recsys_e2e/{name}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut c = as_postgres("/usr/bin/pg_basebackup");
+        c.args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", "-R", "-X", "stream", "-D"]).arg(&dir);
+        run(c, "pg_basebackup");
+        let port = free_port();
+        let opts = format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c hot_standby=on", dir.display());
+        let mut c = as_postgres(&format!("{BIN}/pg_ctl"));
+        c.arg("-D").arg(&dir).arg("-l").arg(dir.join("server.log")).args(["-w", "-o", &opts, "start"]);
+        c.env_remove("RUST_BACKTRACE").env_remove("RUST_LIB_BACKTRACE");
+        run(c, "pg_ctl start (standby)");
+        Cluster { dir, port }
+    }
+
+    /// Waits until the server accepts queries again (after a crash restart), up to `secs`.
+    pub fn wait_ready(&self, secs: u64) -> bool {
+        let t = std::time::Instant::now();
+        while t.elapsed().as_secs() < secs {
+            let ok = self.psql_cmd("postgres").args(["-A", "-t", "-c", "SELECT 1"]).output().map(|o| o.status.success()).unwrap_or(false);
+            if ok {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        false
+    }
+
     pub fn createdb(&self, name: &str) {
         self.sql("postgres", &format!("CREATE DATABASE {name}"));
     }

@@ -1,6 +1,6 @@
 //! End-to-end tests against a real cluster with the installed (release) extension.
 use pg_recsys_e2e::{root, Cluster};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
 fn load_ml100k(c: &Cluster, db: &str) {
@@ -353,4 +353,84 @@ fn int8_scan_returns_the_exact_answer() {
     let exact = c.sql("postgres", &format!("SET recsys.exact_scan = on; {q}"));
     assert!(!exact.is_empty());
     assert_eq!(approx, exact);
+}
+
+/// kill -9 of the backend in the middle of a train: the postmaster restarts every backend and
+/// recovers; the model tables hold exactly the models committed before, and the old one serves.
+#[test]
+fn kill_9_mid_train_leaves_the_old_model_serving() {
+    let c = Cluster::start("kill9");
+    c.sql("postgres", "CREATE EXTENSION pg_recsys");
+    c.sql("postgres", &std::fs::read_to_string(root().join("scripts/schema.sql")).unwrap());
+    c.sql(
+        "postgres",
+        "INSERT INTO interactions (user_id, post_id, kind)
+         SELECT (g * 7919) % 50000, (g * 104729) % 20000 + (g % 7) * 3, 'view' FROM generate_series(1::bigint, 1000000) g",
+    );
+    c.sql("postgres", "SELECT recsys_train('{\"factors\": 8, \"iterations\": 1}')");
+    let before = c.sql("postgres", "SELECT string_agg(post_id::text, ',') FROM recsys_recommend(7, 10)");
+    let models = c.sql("postgres", "SELECT string_agg(id || ':' || factors, ',' ORDER BY id) FROM _recsys_model");
+    let mut child = c
+        .psql_cmd("postgres")
+        .args(["-c", "SET maintenance_work_mem = '1GB'", "-c", "SELECT recsys_train('{\"factors\": 128, \"iterations\": 1000}')"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the train is inside ALS (its NOTICE-free phase is long at 128 factors).
+    let mut pid = String::new();
+    for _ in 0..100 {
+        pid = c.sql("postgres", "SELECT pid FROM pg_stat_activity WHERE query LIKE '%factors\": 128%' AND pid <> pg_backend_pid()");
+        if !pid.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(!pid.is_empty(), "the train did not start");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(Command::new("kill").args(["-9", &pid]).status().unwrap().success());
+    let _ = child.wait();
+    assert!(c.wait_ready(60), "the server did not come back after crash recovery");
+    let log = std::fs::read_to_string(c.dir.join("server.log")).unwrap_or_default();
+    assert!(log.contains("terminated by signal 9"), "no crash in the log");
+    assert_eq!(c.sql("postgres", "SELECT string_agg(id || ':' || factors, ',' ORDER BY id) FROM _recsys_model"), models);
+    assert_eq!(c.sql("postgres", "SELECT string_agg(post_id::text, ',') FROM recsys_recommend(7, 10)"), before);
+    // And training works again.
+    c.sql("postgres", "SELECT recsys_train('{\"factors\": 8, \"iterations\": 1}')");
+}
+
+/// Serving on a hot standby: train on the primary; the standby (streaming replication) serves
+/// recommend, similar and trending from the replayed model, and notices a newer one.
+#[test]
+fn hot_standby_serves_the_replayed_model() {
+    let p = Cluster::start("primary");
+    small_fixture(&p, "postgres");
+    p.sql("postgres", "INSERT INTO posts (id, title, tags, category) SELECT g, 'post ' || g, ARRAY['t' || (g % 3)], 'c' || (g % 3) FROM generate_series(1, 50) g");
+    p.sql("postgres", "SELECT recsys_train('{\"factors\": 8, \"iterations\": 3}')");
+    let s = p.start_standby("standby");
+    let replayed = |id: &str| {
+        for _ in 0..100 {
+            if s.sql("postgres", "SELECT coalesce(max(id), 0) FROM _recsys_model") == id {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        false
+    };
+    assert!(replayed("1"));
+    assert_eq!(s.sql("postgres", "SELECT pg_is_in_recovery()"), "t");
+    assert_eq!(
+        s.sql("postgres", "SELECT string_agg(post_id::text, ',') FROM recsys_recommend(3, 5)"),
+        p.sql("postgres", "SELECT string_agg(post_id::text, ',') FROM recsys_recommend(3, 5)")
+    );
+    assert_eq!(s.sql("postgres", "SELECT count(*) FROM recsys_similar(5, 3)"), "3");
+    assert_eq!(s.sql("postgres", "SELECT count(*) FROM recsys_search('post', 3)"), "3");
+    assert_eq!(s.sql("postgres", "SELECT count(*) >= 0 FROM recsys_trending(5)"), "t");
+    // A new model trained on the primary is picked up by the standby's cached sessions too.
+    p.sql("postgres", "SELECT recsys_train('{\"factors\": 6, \"iterations\": 3}')");
+    assert!(replayed("2"));
+    assert_eq!(s.sql("postgres", "SELECT count(*) FROM recsys_recommend(3, 5)"), "5");
+    // Training on the standby fails cleanly (read-only).
+    let err = s.sql_err("postgres", "SELECT recsys_train()");
+    assert!(err.contains("25006") && err.contains("recsys_train cannot run on a hot standby"), "{err}");
 }
