@@ -83,10 +83,9 @@ fn ml100k_train_recommend_similar() {
     assert_eq!(c.sql("postgres", "SELECT count(*) FROM recsys_recommend(42, 10)"), "10");
 }
 
-/// Cancel works: statement_timeout stops a long train promptly and the previous model serves.
-#[test]
-fn statement_timeout_stops_training_and_old_model_serves() {
-    let c = Cluster::start("cancel");
+/// 1M interactions over 50,000 users and ~20,000 posts, and a first small model (8 factors):
+/// a long train on this data is what the cancel and crash tests interrupt.
+fn trained_on_a_million_rows(c: &Cluster) {
     c.sql("postgres", "CREATE EXTENSION pg_recsys");
     c.sql("postgres", &std::fs::read_to_string(root().join("scripts/schema.sql")).unwrap());
     c.sql(
@@ -95,6 +94,13 @@ fn statement_timeout_stops_training_and_old_model_serves() {
          SELECT (g * 7919) % 50000, (g * 104729) % 20000 + (g % 7) * 3, 'view' FROM generate_series(1::bigint, 1000000) g",
     );
     c.sql("postgres", "SELECT recsys_train('{\"factors\": 8, \"iterations\": 1}')");
+}
+
+/// Cancel works: statement_timeout stops a long train promptly and the previous model serves.
+#[test]
+fn statement_timeout_stops_training_and_old_model_serves() {
+    let c = Cluster::start("cancel");
+    trained_on_a_million_rows(&c);
     let t = Instant::now();
     let err = c.sql_err(
         "postgres",
@@ -360,14 +366,7 @@ fn int8_scan_returns_the_exact_answer() {
 #[test]
 fn kill_9_mid_train_leaves_the_old_model_serving() {
     let c = Cluster::start("kill9");
-    c.sql("postgres", "CREATE EXTENSION pg_recsys");
-    c.sql("postgres", &std::fs::read_to_string(root().join("scripts/schema.sql")).unwrap());
-    c.sql(
-        "postgres",
-        "INSERT INTO interactions (user_id, post_id, kind)
-         SELECT (g * 7919) % 50000, (g * 104729) % 20000 + (g % 7) * 3, 'view' FROM generate_series(1::bigint, 1000000) g",
-    );
-    c.sql("postgres", "SELECT recsys_train('{\"factors\": 8, \"iterations\": 1}')");
+    trained_on_a_million_rows(&c);
     let before = c.sql("postgres", "SELECT string_agg(post_id::text, ',') FROM recsys_recommend(7, 10)");
     let models = c.sql("postgres", "SELECT string_agg(id || ':' || factors, ',' ORDER BY id) FROM _recsys_model");
     let mut child = c
