@@ -433,3 +433,31 @@ fn hot_standby_serves_the_replayed_model() {
     let err = s.sql_err("postgres", "SELECT recsys_train()");
     assert!(err.contains("25006") && err.contains("recsys_train cannot run on a hot standby"), "{err}");
 }
+
+/// Scheduled retraining with pg_cron (Debian's postgresql-15-cron, 1.4: minute granularity):
+/// the README's recipe trains a new model from a cron job, and the next recommend serves it.
+#[test]
+fn pg_cron_retrains_on_schedule() {
+    let c = Cluster::start_with("cron", &["shared_preload_libraries=pg_cron", "cron.database_name=postgres", "cron.use_background_workers=on"]);
+    small_fixture(&c, "postgres");
+    c.sql("postgres", "SELECT recsys_train('{\"factors\": 4, \"iterations\": 2}')");
+    c.sql("postgres", "CREATE EXTENSION pg_cron");
+    // The README's recipe (every minute here; hourly or nightly in production).
+    c.sql("postgres", "SELECT cron.schedule('recsys-retrain', '* * * * *', $$SELECT recsys_train('{\"factors\": 6, \"iterations\": 2}')$$)");
+    let t = Instant::now();
+    let mut latest = String::new();
+    while t.elapsed().as_secs() < 130 {
+        latest = c.sql("postgres", "SELECT max(id) || ':' || (SELECT factors FROM _recsys_model ORDER BY id DESC LIMIT 1) FROM _recsys_model");
+        if latest.ends_with(":6") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(2));
+    }
+    assert!(latest.ends_with(":6"), "no scheduled train within 130 s: {latest}");
+    let run = c.sql("postgres", "SELECT status FROM cron.job_run_details ORDER BY runid DESC LIMIT 1");
+    assert_eq!(run, "succeeded");
+    eprintln!("pg_cron: a scheduled recsys_train committed model {latest} after {:.0}s", t.elapsed().as_secs_f64());
+    // The next call serves the new model (6 factors), no reconnect needed.
+    assert_eq!(c.sql("postgres", "SELECT count(*) FROM recsys_recommend(3, 5)"), "5");
+    c.sql("postgres", "SELECT cron.unschedule('recsys-retrain')");
+}
