@@ -93,3 +93,22 @@ fn error_sqlstates() {
     Spi::run("INSERT INTO interactions SELECT g, g % 1000, 'view', 1 FROM generate_series(1, 200000) g").unwrap();
     assert_eq!(sqlstate_of("SELECT recsys_train()"), "54000");
 }
+
+/// A Rust panic inside a function (a path that should not exist) must surface as an ERROR that
+/// the caller can catch, leaving the backend usable.
+#[pg_extern]
+fn recsys_test_panic() -> i32 {
+    let v: Vec<i32> = vec![];
+    v[std::hint::black_box(3)]
+}
+
+#[pg_test]
+fn a_panic_is_an_error_and_the_backend_lives_on() {
+    let state = sqlstate_of("SELECT tests.recsys_test_panic()");
+    assert_eq!(state, "XX000", "a panic is reported as an internal ERROR");
+    // The same backend keeps working: SPI, the model cache, training.
+    assert_eq!(Spi::get_one::<i32>("SELECT 41 + 1").unwrap(), Some(42));
+    fixture();
+    let report = Spi::get_one::<pgrx::JsonB>("SELECT recsys_train('{\"factors\": 4, \"iterations\": 2}')").unwrap().unwrap().0;
+    assert_eq!(report["users"], 60);
+}
