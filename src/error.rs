@@ -10,7 +10,7 @@ pub enum RecsysError {
     NotTrained,
     InvalidArgument { message: String, hint: String },
     OptionsNotObject,
-    UnknownOption { key: String, valid: &'static [&'static str] },
+    UnknownOption { key: String, valid: Vec<String> },
     OptionType { key: String, expected: String, got: String },
     UndefinedTable { role: &'static str, name: String },
     UndefinedColumn { table: String, column: String, option: String },

@@ -57,7 +57,7 @@ impl EvalOptions {
                     for x in list {
                         match x.as_str().filter(|s| COMPONENTS.contains(s)) {
                             Some(s) => names.push(s.to_string()),
-                            None => return Err(RecsysError::UnknownOption { key: format!("components: {x}"), valid: &COMPONENTS }),
+                            None => return Err(RecsysError::UnknownOption { key: format!("components: {x}"), valid: COMPONENTS.iter().map(|s| s.to_string()).collect() }),
                         }
                     }
                     components = Some(names);
@@ -65,7 +65,7 @@ impl EvalOptions {
                 _ if TRAIN_KEYS.contains(&key.as_str()) => {
                     rest.insert(key.clone(), val.clone());
                 }
-                _ => return Err(RecsysError::UnknownOption { key: key.clone(), valid: all_keys() }),
+                _ => return Err(RecsysError::UnknownOption { key: key.clone(), valid: all_keys().iter().map(|s| s.to_string()).collect() }),
             }
         }
         let train = TrainOptions::parse(&Value::Object(rest))?;

@@ -186,7 +186,7 @@ impl<'a> Feed<'a> {
 pub(super) fn weights_for(m: &Serving, over: Option<&JsonB>) -> Result<Weights> {
     match over {
         None => Ok(m.options.hybrid.weights),
-        Some(j) => crate::options::parse_weights("weights", &j.0, m.options.hybrid.weights),
+        Some(j) => Ok(crate::options::parse_weights("weights", &j.0, m.options.hybrid.weights)?),
     }
 }
 

@@ -54,7 +54,7 @@ pub fn estimate_bytes(rows: u64, nnz: u64, users: u64, items: u64, factors: u64,
 #[pg_extern(volatile)]
 fn recsys_train(options: default!(Option<JsonB>, "'{}'")) -> JsonB {
     let opts = options.map(|j| j.0).unwrap_or_else(|| json!({}));
-    let opts = TrainOptions::parse(&opts).or_raise();
+    let opts = TrainOptions::parse(&opts).map_err(RecsysError::from).or_raise();
     JsonB(Spi::connect_mut(|client| train(client, &opts)).or_raise())
 }
 

@@ -9,6 +9,7 @@ pub mod eval;
 pub mod explicit;
 pub mod hybrid;
 pub mod kernels;
+pub mod options;
 pub mod rng;
 pub mod split;
 pub mod synth;
