@@ -65,3 +65,19 @@ folds (k-fold cross-validation, 2..20), min_value (rows whose weight is below it
 4-star positives), components (e.g. ["als"]; default: all of the model''s fusion), cold_fraction 0 (share of users
 whose whole history is hidden), max_users 5000 (users evaluated per fold, a seeded sample).
 With {"feedback": "explicit"}: k-fold (default 5) rmse, mae and the baseline (mean + biases) rmse, mae, each with a stddev row.';
+
+CREATE FUNCTION @extschema@.recsys_import_factors(user_factors regclass, item_factors regclass, options jsonb DEFAULT '{}')
+RETURNS jsonb LANGUAGE sql VOLATILE
+AS $$ SELECT @extschema@._recsys_import_factors($1::pg_catalog.oid, $2::pg_catalog.oid, $3) $$;
+
+COMMENT ON FUNCTION @extschema@.recsys_import_factors(regclass, regclass, jsonb) IS
+'Serves factors trained elsewhere (e.g. Spark MLlib ALS output): two tables of (id integer type, features
+real[] or double precision[]) for users and posts, the same dimension everywhere, distinct ids, finite values.
+Builds and stores a model exactly as recsys_train does (content, social, trending, fusion, filters, fold-in,
+explanations) but with these item factors instead of training ALS; interactions on posts without imported
+factors are left out, posts in the posts table without factors are placed by content. options as recsys_train
+(set "regularization" and "alpha" to the values the factors were trained with: fold-in uses them).
+Returns the report. Errors (22023) name the table and the offending id.';
+
+COMMENT ON FUNCTION @extschema@._recsys_import_factors(oid, oid, jsonb) IS
+'Internal: the implementation of recsys_import_factors(regclass, regclass, jsonb).';

@@ -55,7 +55,102 @@ pub fn estimate_bytes(rows: u64, nnz: u64, users: u64, items: u64, factors: u64,
 fn recsys_train(options: default!(Option<JsonB>, "'{}'")) -> JsonB {
     let opts = options.map(|j| j.0).unwrap_or_else(|| json!({}));
     let opts = TrainOptions::parse(&opts).map_err(RecsysError::from).or_raise();
-    JsonB(Spi::connect_mut(|client| train(client, &opts)).or_raise())
+    JsonB(Spi::connect_mut(|client| train(client, &opts, None)).or_raise())
+}
+
+/// Factors trained elsewhere (Spark MLlib ALS, implicit, ...) served with everything else.
+/// SQL: recsys_import_factors(user_factors regclass, item_factors regclass, options jsonb), a
+/// wrapper in sql/finalize.sql (pgrx has no regclass argument type).
+#[pg_extern(volatile, name = "_recsys_import_factors")]
+fn recsys_import_factors(user_factors: pgrx::pg_sys::Oid, item_factors: pgrx::pg_sys::Oid, options: default!(Option<JsonB>, "'{}'")) -> JsonB {
+    let opts = options.map(|j| j.0).unwrap_or_else(|| json!({}));
+    let opts = TrainOptions::parse(&opts).map_err(RecsysError::from).or_raise();
+    JsonB(
+        Spi::connect_mut(|client| {
+            let users = import::read(client, user_factors, "user_factors")?;
+            let items = import::read(client, item_factors, "item_factors")?;
+            if users.dim != items.dim {
+                return Err(RecsysError::InvalidArgument {
+                    message: format!("user factors have {} dimensions, item factors {}", users.dim, items.dim),
+                    hint: "import the two sides of one factorisation".into(),
+                });
+            }
+            train(client, &opts, Some((users, items)))
+        })
+        .or_raise(),
+    )
+}
+
+mod import {
+    use crate::error::{RecsysError, Result};
+    use pgrx::spi::SpiClient;
+
+    /// One side of an imported factorisation: ids and row-major vectors.
+    pub struct Factors {
+        pub ids: Vec<i64>,
+        pub dim: usize,
+        pub data: Vec<f32>,
+    }
+
+    /// Reads (id, features) from a table given as regclass: the first integer column is the id,
+    /// the first real[]/double precision[] column the features. Every row must have the same
+    /// number of finite features and a distinct, non-NULL id.
+    pub fn read(client: &SpiClient<'_>, table: pgrx::pg_sys::Oid, arg: &'static str) -> Result<Factors> {
+        let cols = |types: &str| -> Result<Option<String>> {
+            crate::store::one::<String>(
+                client,
+                &format!(
+                    "SELECT pg_catalog.quote_ident(a.attname::text) FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
+                     WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND t.typname IN ({types}) ORDER BY a.attnum LIMIT 1"
+                ),
+                &[table.into()],
+            )
+        };
+        let name = crate::store::one::<String>(client, "SELECT $1::pg_catalog.regclass::text", &[table.into()])?.unwrap_or_default();
+        let bad = |what: String| RecsysError::InvalidArgument {
+            message: format!("{arg} {name}: {what}"),
+            hint: format!("{arg} must be a table of (id bigint, features real[]), e.g. Spark ALS output"),
+        };
+        let id = cols("'int2', 'int4', 'int8'")?.ok_or_else(|| bad("has no integer id column".into()))?;
+        let features = cols("'_float4', '_float8'")?.ok_or_else(|| bad("has no real[] features column".into()))?;
+        let query = format!("SELECT ({id})::int8, ({features})::float4[] FROM {name}");
+        let mut cursor = client.try_open_cursor(query.as_str(), &[])?;
+        let mut out = Factors { ids: vec![], dim: 0, data: vec![] };
+        let mut seen = std::collections::HashSet::new();
+        loop {
+            let batch = cursor.fetch(10_000)?;
+            if batch.is_empty() {
+                break;
+            }
+            for row in batch {
+                let id = row.get::<i64>(1)?.ok_or_else(|| bad("a row has a NULL id".into()))?;
+                let v: Vec<Option<f32>> = row.get::<Vec<Option<f32>>>(2)?.ok_or_else(|| bad(format!("id {id} has NULL features")))?;
+                if out.ids.is_empty() {
+                    out.dim = v.len();
+                    if out.dim == 0 || out.dim > 1024 {
+                        return Err(bad(format!("id {id} has {} features (1 to 1024 allowed)", out.dim)));
+                    }
+                } else if v.len() != out.dim {
+                    return Err(bad(format!("id {id} has {} features, the first row {}", v.len(), out.dim)));
+                }
+                if !seen.insert(id) {
+                    return Err(bad(format!("id {id} appears twice")));
+                }
+                for x in v {
+                    match x {
+                        Some(x) if x.is_finite() => out.data.push(x),
+                        _ => return Err(bad(format!("id {id} has a NULL, NaN or infinite feature"))),
+                    }
+                }
+                out.ids.push(id);
+            }
+            pgrx::check_for_interrupts!();
+        }
+        if out.ids.is_empty() {
+            return Err(bad("is empty".into()));
+        }
+        Ok(out)
+    }
 }
 
 /// The mapping of an optional table: the caller's, or the default name when such a table
@@ -68,7 +163,7 @@ pub(super) fn optional_map(client: &pgrx::spi::SpiClient<'_>, given: &Option<Tab
     })
 }
 
-fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions) -> Result<serde_json::Value> {
+fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions, imported: Option<(import::Factors, import::Factors)>) -> Result<serde_json::Value> {
     let t0 = Instant::now();
     if store::one::<bool>(client, "SELECT pg_catalog.pg_is_in_recovery()", &[])?.unwrap_or(false) {
         return Err(RecsysError::ReadOnly { what: "recsys_train" });
@@ -101,7 +196,34 @@ fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions) -> Result<serd
             return Err(RecsysError::OverBudget { needed: est, budget, what: "recsys_train" });
         }
     }
-    let loaded = source::read_interactions(client, &table, &o, budget)?;
+    let mut loaded = source::read_interactions(client, &table, &o, budget)?;
+    // Imported factors: the post index is the imported one; interactions on posts without
+    // imported factors are left out (they still count for nothing else).
+    let mut o = o;
+    if let Some((_, items)) = &imported {
+        let index: HashMap<i64, u32> = items.ids.iter().enumerate().map(|(i, p)| (*p, i as u32)).collect();
+        let keep: Vec<Option<u32>> = loaded.item_ids.iter().map(|p| index.get(p).copied()).collect();
+        let mut w = 0;
+        for k in 0..loaded.rows.len() {
+            if let Some(i) = keep[loaded.cols[k] as usize] {
+                loaded.rows[w] = loaded.rows[k];
+                loaded.cols[w] = i;
+                loaded.vals[w] = loaded.vals[k];
+                if !loaded.days.is_empty() {
+                    loaded.days[w] = loaded.days[k];
+                }
+                w += 1;
+            }
+        }
+        loaded.rows.truncate(w);
+        loaded.cols.truncate(w);
+        loaded.vals.truncate(w);
+        loaded.days.truncate(w.min(loaded.days.len()));
+        loaded.item_ids = items.ids.clone();
+        o.als.factors = items.dim;
+        o.tune = false;
+    }
+    let o = o;
     let read_s = t0.elapsed().as_secs_f64();
     let (n_users, n_items) = (loaded.user_ids.len(), loaded.item_ids.len());
     let est = estimate_bytes(loaded.rows.len() as u64, loaded.rows.len() as u64, n_users as u64, n_items as u64, f, threads as u64) * copies
@@ -142,7 +264,20 @@ fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions) -> Result<serd
     pgrx::check_for_interrupts!();
     let pool = als::pool(threads, Some(block_signals))?;
     let t1 = Instant::now();
-    let (mut m, stats) = als::train(&ui, &o.als, &pool, &mut Backend { iterations: o.als.iterations })?;
+    let (mut m, stats) = match imported {
+        None => als::train(&ui, &o.als, &pool, &mut Backend { iterations: o.als.iterations })?,
+        Some((users, items)) => {
+            let f = items.dim;
+            let uindex: HashMap<i64, usize> = users.ids.iter().enumerate().map(|(i, u)| (*u, i)).collect();
+            let mut uf = vec![0f32; n_users * f];
+            for (u, id) in loaded.user_ids.iter().enumerate() {
+                if let Some(&k) = uindex.get(id) {
+                    uf[u * f..(u + 1) * f].copy_from_slice(&users.data[k * f..(k + 1) * f]);
+                }
+            }
+            (als::AlsModel { factors: f, users: n_users, items: n_items, user_factors: uf, item_factors: items.data }, vec![])
+        }
+    };
     let train_s = t1.elapsed().as_secs_f64();
     // Content model over every post, interactions or not (skipped when there is no posts table).
     let t_content = Instant::now();

@@ -131,3 +131,31 @@ SELECT recsys_train('{"feedback": "explicit", "rating": {"knn_weight": 2}}');
 SELECT recsys_train('{"feedback": "explicit", "rating_kind": "stars"}');
 SELECT recsys_train('{"feedback": "explicit", "interactions": {"value": null}}');
 SELECT * FROM recsys_evaluate('{"feedback": "explicit", "rating_kind": 5}');
+
+-- Imported factors (e.g. Spark ALS output): served with the fusion, filters and explanations.
+CREATE TABLE spark_users (id bigint, features real[]);
+CREATE TABLE spark_items (id bigint, features real[]);
+INSERT INTO spark_users SELECT u, ARRAY[CASE WHEN u <= 20 THEN 1 ELSE 0 END, CASE WHEN u <= 20 THEN 0 ELSE 1 END, 0.1]::real[] FROM generate_series(1, 40) u;
+INSERT INTO spark_items SELECT p, ARRAY[CASE WHEN p <= 10 OR p = 21 THEN 1 ELSE 0 END, CASE WHEN p <= 10 OR p = 21 THEN 0 ELSE 1 END, 0.1]::real[] FROM generate_series(1, 22) p;
+SELECT r->'posts' AS posts, r->'factors' AS factors, r->'iterations' AS iterations
+FROM recsys_import_factors('spark_users', 'spark_items', '{"regularization": 0.1}') r;
+SELECT post_id AS dancer_gets_the_new_dance_post, reason LIKE 'because you liked%' AS als_reason
+FROM recsys_recommend(5, 1, weights => '{"content": 0, "social": 0}');
+SELECT count(*) AS food_filter FROM recsys_recommend(5, 3, category => 'food');
+SELECT count(*) > 0 AS explained FROM recsys_explain(5, 21) WHERE component = 'als';
+-- Bad factor tables.
+CREATE TABLE ragged (id bigint, features real[]);
+INSERT INTO ragged VALUES (1, '{1,2,3}'), (2, '{1,2}');
+SELECT recsys_import_factors('spark_users', 'ragged');
+CREATE TABLE dup (id bigint, features real[]);
+INSERT INTO dup VALUES (1, '{1,2,3}'), (1, '{1,2,3}');
+SELECT recsys_import_factors('spark_users', 'dup');
+CREATE TABLE nan_f (id bigint, features real[]);
+INSERT INTO nan_f VALUES (1, '{1,NaN,3}');
+SELECT recsys_import_factors('spark_users', 'nan_f');
+CREATE TABLE two_d (id bigint, features real[]);
+INSERT INTO two_d VALUES (1, '{1,2}');
+SELECT recsys_import_factors('spark_users', 'two_d');
+CREATE TABLE no_features (id bigint, name text);
+SELECT recsys_import_factors('spark_users', 'no_features');
+SELECT recsys_import_factors('spark_users', 'no_such_table');
