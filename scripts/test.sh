@@ -3,7 +3,8 @@
 #   1. core unit tests + ML-100K quality test (crates/recsys-core, no Postgres)
 #   2. #[pg_test]s inside a pgrx-managed PostgreSQL 15 (cargo pgrx test)
 #   3. SQL golden files and end-to-end tests against a throwaway cluster (tests/e2e)
-#   4. bounded fuzzing of the options parser and the tokenizer (scripts/fuzz.sh, 20 s each)
+#   4. the FastAPI example service against a real cluster (examples/fastapi/run_tests.sh)
+#   5. bounded fuzzing of the options parser and the tokenizer (scripts/fuzz.sh, 20 s each)
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
@@ -25,6 +26,7 @@ fi
 # pgrx test leaves its debug build installed: install the release build for the e2e layer.
 step bash scripts/install_ext.sh
 step cargo test --no-fail-fast -p pg_recsys_e2e -- --test-threads=1
+step bash examples/fastapi/run_tests.sh
 step bash scripts/fuzz.sh 20
 
 count() { grep -E '^test result:' "$LOG" | sed -nE "s/.* ([0-9]+) $1.*/\\1/p" | awk '{s+=$1} END {print s+0}'; }
