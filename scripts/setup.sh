@@ -4,7 +4,7 @@
 set -euo pipefail
 export USER="${USER:-$(id -un)}"
 PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
-APT_PKGS=(postgresql-15 postgresql-server-dev-15 postgresql-contrib postgresql-15-cron libclang-dev pkg-config libssl-dev sudo unzip)
+APT_PKGS=(postgresql-15 postgresql-server-dev-15 postgresql-contrib postgresql-15-cron chromium chromium-driver libclang-dev pkg-config libssl-dev sudo unzip)
 
 need_apt=()
 for p in "${APT_PKGS[@]}"; do
@@ -14,7 +14,7 @@ if ((${#need_apt[@]})); then
   echo "setup: installing apt packages: ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
 if ! cargo pgrx --version 2>/dev/null | grep -q '0\.18\.1'; then

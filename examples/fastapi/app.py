@@ -7,7 +7,7 @@ from typing import Optional
 
 import psycopg
 from fastapi import FastAPI, HTTPException, Query
-from fastapi.responses import Response
+from fastapi.responses import FileResponse, Response
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 from pydantic import BaseModel, Field
@@ -163,3 +163,20 @@ def thumb(post_id: int):
 def avatar(username: str):
     initial = (username[:1] or "?").upper() if username[:1].isalnum() else "?"
     return Response(_svg(initial, (sum(map(ord, username)) * 13) % 360), media_type="image/svg+xml")
+
+
+STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
+
+
+@app.get("/", include_in_schema=False)
+def demo_page():
+    """The demo page: pick a user, see their feed as cards, click for "more like this", like."""
+    return FileResponse(os.path.join(STATIC, "index.html"))
+
+
+@app.get("/users")
+def users(limit: int = Query(50, ge=1, le=1000)):
+    """Usernames for the demo page's picker: the most active users first."""
+    rows = q("""SELECT u.username FROM users u JOIN interactions i ON i.user_id = u.id
+                GROUP BY u.username ORDER BY count(*) DESC, u.username LIMIT %s""", (limit,))
+    return {"status": "success", "users": [r["username"] for r in rows]}

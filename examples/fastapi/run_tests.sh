@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Tests of the example service against a real cluster: installs its requirements into
 # examples/fastapi/.venv (PyPI), starts a throwaway cluster, loads seeded synthetic data plus a
-# known user with no history, trains, runs pytest, and prints a `test result:` line.
+# known user with no history, trains, runs pytest (API tests and the demo page in headless
+# Chromium), and prints a `test result:` line. RECSYS_SCREENSHOT=FILE saves the page (docs/demo.png).
 set -uo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 cd "$ROOT"
 [ -x "$HERE/.venv/bin/python" ] || python3 -m venv "$HERE/.venv"
-"$HERE/.venv/bin/python" -c "import fastapi, psycopg, psycopg_pool, httpx, pytest" 2>/dev/null \
+"$HERE/.venv/bin/python" -c "import fastapi, psycopg, psycopg_pool, httpx, pytest, selenium" 2>/dev/null \
   || "$HERE/.venv/bin/pip" install -q -r "$HERE/requirements.txt" || exit 1
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 DIR=/tmp/pg_recsys-fastapi; DATA="$ROOT/bench/out/fastapi_data"
@@ -24,6 +25,7 @@ done
 "${P[@]}" -c "INSERT INTO users (id, username, age, gender, location) VALUES (100000, 'newcomer', 22, 'female', 'Lagos')" \
   -c "INSERT INTO follows (follower_id, followee_id) VALUES (100000, 1), (100000, 2)" \
   -c "SELECT recsys_train('{\"factors\": 16, \"iterations\": 8}')" >/dev/null 2>&1 || exit 1
+export RECSYS_REQUIRE_BROWSER=1
 export DATABASE_URL="postgresql://postgres@127.0.0.1:$PORT/postgres"
 cd "$HERE"
 out=$(.venv/bin/python -m pytest -q -p no:cacheprovider tests 2>&1); rc=$?

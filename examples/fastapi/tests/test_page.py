@@ -1,0 +1,90 @@
+"""The demo page in real headless Chromium (Debian's chromium + chromium-driver), against the
+service started with uvicorn on a free port: the feed renders as cards, clicking a card shows
+"more like this", and the like button records an interaction and refreshes the feed."""
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import httpx
+import pytest
+
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+chromium = shutil.which("chromium")
+driver_path = shutil.which("chromedriver")
+pytestmark = pytest.mark.skipif(not (chromium and driver_path) and os.environ.get("RECSYS_REQUIRE_BROWSER") != "1",
+                                reason="chromium / chromium-driver not installed")
+
+
+@pytest.fixture(scope="module")
+def server():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "app:app", "--host", "127.0.0.1", "--port", str(port)], cwd=HERE,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            if httpx.get(url + "/health").status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    profile = tempfile.mkdtemp()
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chromium
+    for a in ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+              "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}", "--window-size=1280,900"]:
+        opts.add_argument(a)
+    b = webdriver.Chrome(service=Service(driver_path), options=opts)
+    yield b
+    b.quit()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+def wait_for(fn, timeout=10.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        v = fn()
+        if v:
+            return v
+        time.sleep(0.1)
+    raise AssertionError("timed out")
+
+
+def test_feed_more_like_this_and_like(server, browser):
+    from selenium.webdriver.common.by import By
+    browser.get(server + "/")
+    cards = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#feed .card"))
+    assert len(cards) == 12
+    first = cards[0].get_attribute("data-post-id")
+    assert cards[0].find_element(By.CSS_SELECTOR, ".reason").text
+    img = cards[0].find_element(By.TAG_NAME, "img").get_attribute("src")
+    assert img.startswith(server + "/thumb/"), img
+    # Clicking a card shows "more like this".
+    cards[1].find_element(By.CSS_SELECTOR, ".title").click()
+    similar = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#similar .card"))
+    assert similar and browser.find_element(By.ID, "similar-title").is_displayed()
+    if os.environ.get("RECSYS_SCREENSHOT"):
+        browser.save_screenshot(os.environ["RECSYS_SCREENSHOT"])
+    # Liking the first card records an interaction and refreshes the feed: the liked post is
+    # seen now, so it leaves the feed.
+    cards[0].find_element(By.CSS_SELECTOR, "button.like").click()
+    wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#feed .card")[0].get_attribute("data-post-id") != first)
+    ids = [c.get_attribute("data-post-id") for c in browser.find_elements(By.CSS_SELECTOR, "#feed .card")]
+    assert first not in ids
