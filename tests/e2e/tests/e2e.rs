@@ -114,6 +114,35 @@ fn statement_timeout_stops_training_and_old_model_serves() {
     assert_eq!(c.sql("postgres", "SELECT count(*) FROM recsys_recommend(7, 10)"), "10");
     // The server survived: a new connection works.
     assert_eq!(c.sql("postgres", "SELECT 1"), "1");
+
+    // pg_cancel_backend from another session ends a running train within 1 s.
+    let mut child = c
+        .psql_cmd("postgres")
+        .args(["-c", "SET maintenance_work_mem = '1GB'", "-c", "SELECT recsys_train('{\"factors\": 128, \"iterations\": 1000}')"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut pid = String::new();
+    for _ in 0..100 {
+        pid = c.sql("postgres", "SELECT pid FROM pg_stat_activity WHERE query LIKE '%factors\": 128%' AND pid <> pg_backend_pid()");
+        if !pid.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(!pid.is_empty(), "the train did not start");
+    std::thread::sleep(std::time::Duration::from_millis(1500)); // well inside ALS by now
+    let t = Instant::now();
+    assert_eq!(c.sql("postgres", &format!("SELECT pg_cancel_backend({pid})")), "t");
+    let out = child.wait_with_output().unwrap();
+    let took = t.elapsed().as_secs_f64();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("canceling statement due to user request"), "{err}");
+    eprintln!("pg_cancel_backend: the train ended {took:.3}s after the cancel (psql exit included)");
+    assert!(took < 1.0, "cancel took {took:.3}s");
+    assert_eq!(c.sql("postgres", "SELECT factors FROM _recsys_model ORDER BY id DESC LIMIT 1"), "8");
+    assert_eq!(c.sql("postgres", "SELECT count(*) FROM recsys_recommend(7, 10)"), "10");
 }
 
 fn small_fixture(c: &Cluster, db: &str) {
