@@ -218,8 +218,11 @@ impl<'a> Reasons<'a> {
     fn als_evidence(&mut self, item: u32) -> Vec<(u32, f32)> {
         let m = self.m;
         let (fold, items) = self.fold.get_or_insert_with(|| {
-            let items = hybrid::fold_in_items(&self.s.req.input.history);
-            (FoldIn::new(&m.item_factors, m.factors, &m.gram, &items, m.options.als.alpha), items)
+            // The scorer already factorised this user's system: reuse it.
+            self.s.scores.fold.clone().unwrap_or_else(|| {
+                let items = hybrid::fold_in_items(&self.s.req.input.history);
+                (FoldIn::new(&m.item_factors, m.factors, &m.gram, &items, m.options.als.alpha), items)
+            })
         });
         let mut ev = fold.evidence(&m.item_factors, items, m.options.als.alpha, item);
         ev.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));

@@ -449,6 +449,7 @@ pub fn fold_in(item_factors: &[f32], f: usize, gram_reg: &[f32], items: &[(u32, 
 /// A user's fold-in system kept factored, for explanations: with A the system matrix,
 /// score(i) = y_iᵀ A⁻¹ Σ_j c_j y_j = Σ_j c_j (y_iᵀ A⁻¹ y_j), so each history item j contributes
 /// c_j · (A⁻¹ y_i)·y_j (Hu, Koren & Volinsky 2008, section 5).
+#[derive(Clone, Debug)]
 pub struct FoldIn {
     f: usize,
     /// Lower Cholesky factor of A, row-major.

@@ -25,7 +25,7 @@
 //! content weights scaled by n / threshold and gets the demographic component; above it the
 //! demographic weight is 0 (their own history says more). Ages for decay are measured from the
 //! newest event of the set being decayed, so data replayed from the past behaves as if live.
-use crate::als::fold_in;
+use crate::als::FoldIn;
 use crate::csr::Csr;
 use crate::kernels::{dot_dispatch, score_all, QuantizedRows};
 use crate::tfidf::Tfidf;
@@ -265,6 +265,9 @@ pub struct Scores {
     pub n_history: usize,
     /// The folded-in user vector (None without history).
     pub x: Option<Vec<f32>>,
+    /// Its factorised system and the (item, weight) pairs it was built from, kept for
+    /// explanations (the ALS evidence of any post is then one solve away).
+    pub fold: Option<(FoldIn, Vec<(u32, f32)>)>,
     /// Dense ALS scores (empty when no history or zero weight), possibly approximate.
     pub als: Vec<f32>,
     pub als_max: f32,
@@ -431,7 +434,8 @@ pub fn score(cat: &Catalog<'_>, user: &UserInput, o: &HybridOptions, weights: &W
     let items = fold_in_items(&user.history);
     if !items.is_empty() {
         let f = cat.factors;
-        let x = fold_in(cat.item_factors, f, cat.gram, &items, cat.alpha);
+        let fi = FoldIn::new(cat.item_factors, f, cat.gram, &items, cat.alpha);
+        let x = fi.x.clone();
         if w.als > 0.0 {
             let mut a = vec![0f32; n];
             match cat.quantized {
@@ -458,6 +462,7 @@ pub fn score(cat: &Catalog<'_>, user: &UserInput, o: &HybridOptions, weights: &W
             s.als = a;
         }
         s.x = Some(x);
+        s.fold = Some((fi, items));
     }
     if w.content > 0.0 {
         if let Some(t) = cat.tfidf {
