@@ -4,7 +4,7 @@
 set -euo pipefail
 export USER="${USER:-$(id -un)}"
 PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
-APT_PKGS=(postgresql-15 postgresql-server-dev-15 postgresql-contrib postgresql-15-cron chromium chromium-driver libclang-dev pkg-config libssl-dev sudo unzip)
+APT_PKGS=(postgresql-15 postgresql-server-dev-15 postgresql-contrib postgresql-15-cron chromium chromium-driver fonts-liberation libclang-dev pkg-config libssl-dev sudo unzip)
 
 need_apt=()
 for p in "${APT_PKGS[@]}"; do
