@@ -29,7 +29,7 @@ export RECSYS_REQUIRE_BROWSER=1
 export DATABASE_URL="postgresql://postgres@127.0.0.1:$PORT/postgres"
 cd "$HERE"
 out=$(.venv/bin/python -m pytest -q -p no:cacheprovider tests 2>&1); rc=$?
-echo "$out" | tail -15
+echo "$out" | grep -v "^E       #" | tail -40
 passed=$(echo "$out" | grep -oE '[0-9]+ passed' | grep -oE '[0-9]+' | tail -1)
 failed=$(echo "$out" | grep -oE '[0-9]+ (failed|error)' | grep -oE '[0-9]+' | awk '{s+=$1} END {print s+0}')
 [ $rc -eq 0 ] || [ "${failed:-0}" -gt 0 ] || failed=1

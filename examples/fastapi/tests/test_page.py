@@ -58,9 +58,15 @@ def browser():
 
 
 def wait_for(fn, timeout=10.0):
+    """Polls `fn` until it returns something true; the page re-renders the feed, so an element
+    found a moment ago may be gone (stale): that counts as "not yet"."""
+    from selenium.common.exceptions import StaleElementReferenceException
     end = time.time() + timeout
     while time.time() < end:
-        v = fn()
+        try:
+            v = fn()
+        except (StaleElementReferenceException, IndexError):
+            v = None
         if v:
             return v
         time.sleep(0.1)
@@ -86,5 +92,5 @@ def test_feed_more_like_this_and_like(server, browser):
     # seen now, so it leaves the feed.
     cards[0].find_element(By.CSS_SELECTOR, "button.like").click()
     wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#feed .card")[0].get_attribute("data-post-id") != first)
-    ids = [c.get_attribute("data-post-id") for c in browser.find_elements(By.CSS_SELECTOR, "#feed .card")]
+    ids = wait_for(lambda: [c.get_attribute("data-post-id") for c in browser.find_elements(By.CSS_SELECTOR, "#feed .card")])
     assert first not in ids

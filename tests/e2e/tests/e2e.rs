@@ -116,7 +116,7 @@ fn statement_timeout_stops_training_and_old_model_serves() {
     assert_eq!(c.sql("postgres", "SELECT 1"), "1");
 
     // pg_cancel_backend from another session ends a running train within 1 s.
-    let mut child = c
+    let child = c
         .psql_cmd("postgres")
         .args(["-c", "SET maintenance_work_mem = '1GB'", "-c", "SELECT recsys_train('{\"factors\": 128, \"iterations\": 1000}')"])
         .stdout(Stdio::null())
