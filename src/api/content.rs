@@ -64,10 +64,23 @@ pub fn similar(m: &Serving, post_id: i64, feed: &super::serve::Feed<'_>) -> Resu
         _ => 1.0,
     };
     let mut als = vec![0f32; n];
-    if let (Some(q), true) = (als_q, beta < 1.0) {
-        let qv = &m.item_factors[q as usize * f..(q as usize + 1) * f];
-        let qn = m.item_norms[q as usize].max(1e-12);
-        score_all(&m.item_factors, f, qv, &mut als);
+    // From 20,000 posts on, the ALS cosines come from the int8 scan and the candidate pool is
+    // re-scored exactly (as in recsys_recommend; recsys.exact_scan = on forces f32).
+    let quant = m.quantized.as_ref().filter(|_| !gucs::exact_scan() && beta < 1.0 && als_q.is_some());
+    let qv: &[f32] = als_q.map(|q| &m.item_factors[q as usize * f..(q as usize + 1) * f]).unwrap_or(&[]);
+    let qn = als_q.map(|q| m.item_norms[q as usize].max(1e-12)).unwrap_or(1.0);
+    let exact_als = |i: usize| -> f32 {
+        if qv.is_empty() || beta >= 1.0 {
+            return 0.0;
+        }
+        let d = recsys_core::kernels::dot_dispatch(&m.item_factors[i * f..(i + 1) * f], qv);
+        (1.0 - beta) * (d / (qn * m.item_norms[i].max(1e-12))).max(0.0)
+    };
+    if !qv.is_empty() && beta < 1.0 {
+        match quant {
+            Some(qz) => qz.scores(qv, &mut als),
+            None => score_all(&m.item_factors, f, qv, &mut als),
+        }
         for (s, n) in als.iter_mut().zip(&m.item_norms) {
             *s = (1.0 - beta) * (*s / (qn * n.max(1e-12))).max(0.0);
         }
@@ -85,7 +98,11 @@ pub fn similar(m: &Serving, post_id: i64, feed: &super::serve::Feed<'_>) -> Resu
         }
     }
     let total: Vec<f32> = als.iter().zip(&cont).map(|(a, c)| a + c).collect();
-    let top = feed.rank(m, &total, None, None)?;
+    let exact = |i: u32| exact_als(i as usize) + cont[i as usize];
+    let top = feed.rank(m, &total, None, if quant.is_some() { Some(&exact) } else { None })?;
+    if quant.is_some() {
+        top.iter().for_each(|s| als[s.index as usize] = exact_als(s.index as usize));
+    }
     Ok(top
         .into_iter()
         .filter(|s| s.score > 0.0)

@@ -382,8 +382,17 @@ fn int8_scan_returns_the_exact_answer() {
     assert!(served >= 20_000, "catalogue too small for the int8 path: {served}");
     let q = "SELECT string_agg(u || ':' || ids, ' ' ORDER BY u) FROM (
                SELECT u, array_agg(post_id || '=' || round(score::numeric, 5) ORDER BY ord)::text AS ids
-               FROM generate_series(1, 4000, 79) u, recsys_recommend(u, 15, \"offset\" => 5) WITH ORDINALITY AS r(post_id, score, ord)
+               FROM generate_series(1, 4000, 79) u, recsys_recommend(u, 15, \"offset\" => 5) WITH ORDINALITY AS r(post_id, score, als, content, social, popularity, reason, ord)
                GROUP BY u) x";
+    let approx = c.sql("postgres", q);
+    let exact = c.sql("postgres", &format!("SET recsys.exact_scan = on; {q}"));
+    assert!(!exact.is_empty());
+    assert_eq!(approx, exact);
+    // recsys_similar takes the same int8 path and must give the same exact answer.
+    let q = "SELECT string_agg(p || ':' || ids, ' ' ORDER BY p) FROM (
+               SELECT p, array_agg(post_id || '=' || round(score::numeric, 5) || '/' || round(als::numeric, 5) ORDER BY ord)::text AS ids
+               FROM generate_series(1, 25000, 997) p, recsys_similar(p, 12) WITH ORDINALITY AS s(post_id, score, als, content, reason, ord)
+               GROUP BY p) x";
     let approx = c.sql("postgres", q);
     let exact = c.sql("postgres", &format!("SET recsys.exact_scan = on; {q}"));
     assert!(!exact.is_empty());
