@@ -23,7 +23,7 @@ static EXACT_SCAN: GucSetting<bool> = GucSetting::<bool>::new(false);
 pub fn init() {
     GucRegistry::define_bool_guc(
         c"recsys.exact_scan",
-        c"Score every post in f32 in recsys_recommend instead of the int8 scan with exact re-scoring.",
+        c"Score every post in f32 in recsys_recommend and recsys_similar instead of the int8 scan with exact re-scoring.",
         c"The int8 scan is used from 20,000 posts on; results are re-scored exactly over a pool of 8 x (offset + k) + 64.",
         &EXACT_SCAN,
         GucContext::Userset,
