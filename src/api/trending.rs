@@ -1,7 +1,7 @@
 use crate::error::{OrRaise, RecsysError, Result};
 use crate::gucs;
 use crate::options::{TableMap, TrainOptions, INTERACTIONS, POSTS};
-use crate::store::{self, source};
+use crate::store::source;
 use pgrx::datum::Interval;
 use pgrx::prelude::*;
 
@@ -39,12 +39,9 @@ fn recsys_trending(
         RecsysError::InvalidArgument { message: format!("offset must be 0 or more, got {offset}"), hint: "pass offset => 0".into() }.raise();
     }
     let rows = Spi::connect(|client| -> Result<Vec<(i64, f32)>> {
-        let since: Interval = match since {
-            Some(s) => s,
-            None => store::one::<Interval>(client, "SELECT interval '7 days'", &[])?.ok_or_else(|| RecsysError::Spi("interval".into()))?,
-        };
-        let positive = store::one::<bool>(client, "SELECT $1::interval > interval '0'", &[since.into()])?.unwrap_or(false);
-        if !positive {
+        let since: Interval = since.unwrap_or_else(|| Interval::from_days(7));
+        // Compared as PostgreSQL compares intervals: a month is 30 days.
+        if since.as_micros() <= 0 {
             return Err(RecsysError::InvalidArgument {
                 message: "since must be a positive interval".into(),
                 hint: "pass since => '7 days'".into(),
@@ -91,7 +88,7 @@ fn recsys_trending(
             serde_json::to_string(&o.weights).unwrap_or_default(),
             category,
             project_code,
-            store::one::<String>(client, "SELECT $1::interval::text", &[since.into()])?,
+            (since.months(), since.days(), since.micros()),
             gucs::trending_half_life_seconds(),
             k,
             offset
