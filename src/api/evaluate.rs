@@ -199,7 +199,7 @@ fn evaluate_ratings(client: &pgrx::spi::SpiClient<'_>, o: &EvalOptions) -> Resul
     let table = source::resolve(client, "interactions", &t.interactions, INTERACTIONS)?;
     let rows = source::read_ratings(client, &table, t.rating_kind.as_deref(), budget)?;
     let (mut users, mut items): (HashMap<i64, u32>, HashMap<i64, u32>) = (HashMap::new(), HashMap::new());
-    let mut pairs: HashMap<(u32, u32), (f32, u32)> = HashMap::new();
+    let mut entries = Vec::with_capacity(rows.len());
     for (u, p, v) in rows {
         if o.min_value.is_some_and(|m| v < m) {
             continue;
@@ -208,22 +208,9 @@ fn evaluate_ratings(client: &pgrx::spi::SpiClient<'_>, o: &EvalOptions) -> Resul
         let u = *users.entry(u).or_insert(n);
         let n = items.len() as u32;
         let i = *items.entry(p).or_insert(n);
-        let e = pairs.entry((u, i)).or_insert((0.0, 0));
-        e.0 += v;
-        e.1 += 1;
+        entries.push((u, i, v));
     }
-    if pairs.is_empty() {
-        return Err(recsys_core::CoreError::EmptyInput.into());
-    }
-    let (mut r, mut c, mut v) = (vec![], vec![], vec![]);
-    let mut sorted: Vec<_> = pairs.into_iter().collect();
-    sorted.sort_unstable_by_key(|x| x.0);
-    for ((u, i), (sum, n)) in sorted {
-        r.push(u);
-        c.push(i);
-        v.push(sum / n as f32);
-    }
-    let ratings = recsys_core::csr::Csr::from_triplets(users.len(), items.len(), &r, &c, &v);
+    let ratings = recsys_core::explicit::mean_ratings(users.len(), items.len(), entries.into_iter()).ok_or(recsys_core::CoreError::EmptyInput)?;
     let threads = t.threads.unwrap_or_else(gucs::threads);
     let pool = recsys_core::als::pool(threads, Some(super::train::block_signals))?;
     let folds = if o.cfg.folds >= 2 { o.cfg.folds } else { 5 };

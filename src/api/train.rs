@@ -114,14 +114,9 @@ mod import {
         let id = cols("'int2', 'int4', 'int8'")?.ok_or_else(|| bad("has no integer id column".into()))?;
         let features = cols("'_float4', '_float8'")?.ok_or_else(|| bad("has no real[] features column".into()))?;
         let query = format!("SELECT ({id})::int8, ({features})::float4[] FROM {name}");
-        let mut cursor = client.try_open_cursor(query.as_str(), &[])?;
         let mut out = Factors { ids: vec![], dim: 0, data: vec![] };
         let mut seen = std::collections::HashSet::new();
-        loop {
-            let batch = cursor.fetch(10_000)?;
-            if batch.is_empty() {
-                break;
-            }
+        crate::store::source::for_each_batch(client, &query, &[], 10_000, |batch| {
             for row in batch {
                 let id = row.get::<i64>(1)?.ok_or_else(|| bad("a row has a NULL id".into()))?;
                 let v: Vec<Option<f32>> = row.get::<Vec<Option<f32>>>(2)?.ok_or_else(|| bad(format!("id {id} has NULL features")))?;
@@ -144,8 +139,8 @@ mod import {
                 }
                 out.ids.push(id);
             }
-            pgrx::check_for_interrupts!();
-        }
+            Ok(())
+        })?;
         if out.ids.is_empty() {
             return Err(bad("is empty".into()));
         }
@@ -391,30 +386,14 @@ fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions, imported: Opti
         let users: HashMap<i64, u32> = loaded.user_ids.iter().enumerate().map(|(i, u)| (*u, i as u32)).collect();
         let items: HashMap<i64, u32> = item_ids[..n_items].iter().enumerate().map(|(i, p)| (*p, i as u32)).collect();
         // One rating per (user, post): the mean of its rows.
-        let mut pairs: HashMap<(u32, u32), (f32, u32)> = HashMap::new();
-        for (u, p, v) in rows {
-            if let (Some(&u), Some(&i)) = (users.get(&u), items.get(&p)) {
-                let e = pairs.entry((u, i)).or_insert((0.0, 0));
-                e.0 += v;
-                e.1 += 1;
-            }
-        }
-        if pairs.is_empty() {
-            return Err(RecsysError::InvalidArgument {
-                message: "feedback \"explicit\" found no ratings".into(),
-                hint: format!(
-                    "ratings are rows of kind {} with a non-NULL value; set \"rating_kind\" (null = every row with a value)",
-                    o.rating_kind.as_deref().map(|k| format!("'{k}'")).unwrap_or_else(|| "any".into())
-                ),
-            });
-        }
-        let (mut r, mut c, mut v) = (vec![], vec![], vec![]);
-        for ((u, i), (sum, n)) in pairs {
-            r.push(u);
-            c.push(i);
-            v.push(sum / n as f32);
-        }
-        let ratings = Csr::from_triplets(n_users, n_items, &r, &c, &v);
+        let known = rows.into_iter().filter_map(|(u, p, v)| Some((*users.get(&u)?, *items.get(&p)?, v)));
+        let ratings = recsys_core::explicit::mean_ratings(n_users, n_items, known).ok_or_else(|| RecsysError::InvalidArgument {
+            message: "feedback \"explicit\" found no ratings".into(),
+            hint: format!(
+                "ratings are rows of kind {} with a non-NULL value; set \"rating_kind\" (null = every row with a value)",
+                o.rating_kind.as_deref().map(|k| format!("'{k}'")).unwrap_or_else(|| "any".into())
+            ),
+        })?;
         let pool = als::pool(threads, Some(block_signals))?;
         let model = recsys_core::explicit::train(&ratings, &o.rating, &pool, &mut || {
             pgrx::check_for_interrupts!();

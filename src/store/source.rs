@@ -177,6 +177,28 @@ fn free_batch() {
     unsafe { pgrx::pg_sys::SPI_freetuptable(pgrx::pg_sys::SPI_tuptable) };
 }
 
+/// Streams a query through a cursor: `each` gets every batch of up to `size` rows (and may stop
+/// with an error, e.g. over budget); each batch is freed after it and interrupts are checked
+/// between batches.
+pub fn for_each_batch<'c>(
+    client: &SpiClient<'c>,
+    query: &str,
+    args: &[pgrx::datum::DatumWithOid<'_>],
+    size: i64,
+    mut each: impl FnMut(pgrx::spi::SpiTupleTable<'_>) -> Result<()>,
+) -> Result<()> {
+    let mut cursor = client.try_open_cursor(query, args)?;
+    loop {
+        let batch = cursor.fetch(size)?;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        each(batch)?;
+        free_batch();
+        pgrx::check_for_interrupts!();
+    }
+}
+
 /// All interactions, as dense triplets. Ids are mapped to dense indices in first-seen order.
 pub struct Loaded {
     pub user_ids: Vec<i64>,
@@ -204,15 +226,10 @@ pub fn read_interactions(client: &SpiClient<'_>, t: &Resolved, o: &TrainOptions,
     );
     let timed = t.col("time").is_some();
     let (weights, default_weight) = weight_args(o);
-    let mut cursor = client.try_open_cursor(query.as_str(), &[weights.into(), default_weight.into()])?;
     let mut users: HashMap<i64, u32> = HashMap::new();
     let mut items: HashMap<i64, u32> = HashMap::new();
     let mut l = Loaded { user_ids: vec![], item_ids: vec![], rows: vec![], cols: vec![], vals: vec![], days: vec![], read: 0, skipped: 0 };
-    loop {
-        let batch = cursor.fetch(20_000)?;
-        if batch.is_empty() {
-            break;
-        }
+    for_each_batch(client, &query, &[weights.into(), default_weight.into()], 20_000, |batch| {
         for row in batch {
             let (Some(uid), Some(pid), w) = (row.get::<i64>(1)?, row.get::<i64>(2)?, row.get::<f32>(3)?) else { continue };
             l.read += 1;
@@ -238,13 +255,12 @@ pub fn read_interactions(client: &SpiClient<'_>, t: &Resolved, o: &TrainOptions,
                 l.days.push(row.get::<f32>(4)?.unwrap_or(f32::NAN));
             }
         }
-        free_batch();
-        pgrx::check_for_interrupts!();
         let used = l.rows.len() as u64 * (BYTES_PER_ROW + 4 * timed as u64) + (l.user_ids.len() + l.item_ids.len()) as u64 * BYTES_PER_ID;
         if used > budget {
             return Err(RecsysError::OverBudget { needed: used, budget, what: "reading the interactions" });
         }
-    }
+        Ok(())
+    })?;
     Ok(l)
 }
 
@@ -303,13 +319,8 @@ pub fn ratings_query(t: &Resolved, kind: Option<&str>) -> Result<String> {
 /// Every rating, streamed: (user id, post id, value); non-finite values skipped.
 pub fn read_ratings(client: &SpiClient<'_>, t: &Resolved, kind: Option<&str>, budget: u64) -> Result<Vec<(i64, i64, f32)>> {
     let query = ratings_query(t, kind)?;
-    let mut cursor = client.try_open_cursor(query.as_str(), &[kind.into()])?;
     let mut out = vec![];
-    loop {
-        let batch = cursor.fetch(20_000)?;
-        if batch.is_empty() {
-            break;
-        }
+    for_each_batch(client, &query, &[kind.into()], 20_000, |batch| {
         for row in batch {
             if let (Some(u), Some(p), Some(v)) = (row.get::<i64>(1)?, row.get::<i64>(2)?, row.get::<f32>(3)?) {
                 if v.is_finite() {
@@ -317,12 +328,11 @@ pub fn read_ratings(client: &SpiClient<'_>, t: &Resolved, kind: Option<&str>, bu
                 }
             }
         }
-        free_batch();
-        pgrx::check_for_interrupts!();
         if out.len() as u64 * 24 > budget {
             return Err(RecsysError::OverBudget { needed: out.len() as u64 * 24, budget, what: "reading the ratings" });
         }
-    }
+        Ok(())
+    })?;
     Ok(out)
 }
 
@@ -350,15 +360,10 @@ pub fn read_user_keys(client: &SpiClient<'_>, t: &Resolved, budget: u64) -> Resu
         l = text_expr(t, "location"),
         tbl = t.table
     );
-    let mut cursor = client.try_open_cursor(query.as_str(), &[])?;
     let mut dict: Vec<String> = vec![String::new()];
     let mut lookup: HashMap<String, u32> = HashMap::new();
     let mut out: HashMap<i64, [u32; 3]> = HashMap::new();
-    loop {
-        let batch = cursor.fetch(20_000)?;
-        if batch.is_empty() {
-            break;
-        }
+    for_each_batch(client, &query, &[], 20_000, |batch| {
         for row in batch {
             let Some(uid) = row.get::<i64>(1)? else { continue };
             let (age, g, l) = (row.get::<f64>(2)?, row.get::<String>(3)?, row.get::<String>(4)?);
@@ -372,36 +377,29 @@ pub fn read_user_keys(client: &SpiClient<'_>, t: &Resolved, budget: u64) -> Resu
             }
             out.insert(uid, codes);
         }
-        free_batch();
-        pgrx::check_for_interrupts!();
         if out.len() as u64 * 64 > budget {
             return Err(RecsysError::OverBudget { needed: out.len() as u64 * 64, budget, what: "reading the users' demographics" });
         }
-    }
+        Ok(())
+    })?;
     Ok((dict, out))
 }
 
 /// All (int8, int8) rows of a query, streamed in batches (freed as they go, interrupts checked);
 /// at most `max_rows` of them (more is an over-budget error naming `what`).
 fn read_pairs(client: &SpiClient<'_>, query: &str, max_rows: u64, what: &'static str) -> Result<Vec<(i64, i64)>> {
-    let mut cursor = client.try_open_cursor(query, &[])?;
     let mut out = vec![];
-    loop {
-        let batch = cursor.fetch(50_000)?;
-        if batch.is_empty() {
-            break;
-        }
+    for_each_batch(client, query, &[], 50_000, |batch| {
         for row in batch {
             if let (Some(x), Some(y)) = (row.get::<i64>(1)?, row.get::<i64>(2)?) {
                 out.push((x, y));
             }
         }
-        free_batch();
-        pgrx::check_for_interrupts!();
         if out.len() as u64 > max_rows {
             return Err(RecsysError::OverBudget { needed: out.len() as u64 * 16, budget: max_rows * 16, what });
         }
-    }
+        Ok(())
+    })?;
     Ok(out)
 }
 
@@ -465,14 +463,9 @@ pub fn read_posts(client: &SpiClient<'_>, t: &Resolved, budget: u64) -> Result<P
         mood = text_expr(t, "mood"),
         tbl = t.table
     );
-    let mut cursor = client.try_open_cursor(query.as_str(), &[])?;
     let mut out = PostText { ids: vec![], tokens: vec![], token_count: 0, attrs: vec![], titles: vec![], owners: vec![], created: vec![] };
     let mut bytes = 0u64;
-    loop {
-        let batch = cursor.fetch(5_000)?;
-        if batch.is_empty() {
-            break;
-        }
+    for_each_batch(client, &query, &[], 5_000, |batch| {
         for row in batch {
             let Some(pid) = row.get::<i64>(1)? else { continue };
             let title = row.get::<String>(2)?.unwrap_or_default();
@@ -499,11 +492,10 @@ pub fn read_posts(client: &SpiClient<'_>, t: &Resolved, budget: u64) -> Result<P
             bytes += short.len() as u64 + 24;
             out.titles.push(short);
         }
-        free_batch();
-        pgrx::check_for_interrupts!();
         if bytes > budget {
             return Err(RecsysError::OverBudget { needed: bytes, budget, what: "reading the posts' text" });
         }
-    }
+        Ok(())
+    })?;
     Ok(out)
 }

@@ -102,6 +102,27 @@ fn half_step(m: &Csr, other_f: &[f32], other_b: &[f32], mu: f32, o: &ExplicitOpt
     });
 }
 
+/// One rating per (user, item) — the mean of that pair's rows — as a rows × cols matrix; None
+/// when there is no rating at all.
+pub fn mean_ratings(rows: usize, cols: usize, entries: impl Iterator<Item = (u32, u32, f32)>) -> Option<Csr> {
+    let mut pairs: std::collections::HashMap<(u32, u32), (f32, u32)> = std::collections::HashMap::new();
+    for (u, i, v) in entries {
+        let e = pairs.entry((u, i)).or_insert((0.0, 0));
+        e.0 += v;
+        e.1 += 1;
+    }
+    if pairs.is_empty() {
+        return None;
+    }
+    let (mut r, mut c, mut v) = (Vec::with_capacity(pairs.len()), Vec::with_capacity(pairs.len()), Vec::with_capacity(pairs.len()));
+    for ((u, i), (sum, n)) in pairs {
+        r.push(u);
+        c.push(i);
+        v.push(sum / n as f32);
+    }
+    Some(Csr::from_triplets(rows, cols, &r, &c, &v))
+}
+
 /// Fits on a users × items matrix of ratings (one per pair; callers average duplicates).
 pub fn train(ratings: &Csr, o: &ExplicitOptions, pool: &rayon::ThreadPool, check: &mut dyn FnMut() -> Result<(), CoreError>) -> Result<ExplicitModel, CoreError> {
     if ratings.nnz() == 0 {
