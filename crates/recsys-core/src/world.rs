@@ -408,28 +408,8 @@ pub fn prepare(
         }
         truth[u] = test;
     }
-    let train = World {
-        n_users: w.n_users,
-        n_items: w.n_items,
-        ev_ptr: vec![],
-        events: vec![],
-        fo_ptr: vec![],
-        follows: vec![],
-        followers: vec![],
-        own_ptr: vec![],
-        owned: vec![],
-        keys: vec![],
-        key_dict: vec![],
-        tfidf: None,
-        to_item: vec![],
-        created_day: vec![],
-    };
-    let (ev_ptr, events) = grouped(w.n_users, &train_ev);
-    let train = World {
-        ev_ptr,
-        events,
-        ..train
-    };
+    // The training events grouped by user (CSR over users), as `World::events` holds them.
+    let train = grouped(w.n_users, &train_ev);
     // Followees' engagement as the extension stores it at training time.
     let recent = hybrid::recent_events(w.n_users, train_ev.iter().copied(), hybrid::SOCIAL_EVENTS, |_| true);
     let (r, c, v): (Vec<u32>, Vec<u32>, Vec<f32>) = {
@@ -451,7 +431,7 @@ pub fn prepare(
     let gram = als::gram(&m.item_factors, m.factors, quiet.regularization, pool);
     let popularity = hybrid::trending(
         w.n_items,
-        train.events.iter().map(|e| (e.item, e.day)),
+        train.1.iter().map(|e| (e.item, e.day)),
         o.popularity_half_life_days,
     );
     let freshness = hybrid::freshness(&w.created_day, o.freshness_half_life_days);
@@ -556,7 +536,7 @@ pub fn prepare(
 
 /// The request-time view of user `u`: training events, followees (and their training
 /// events, most recent first, capped), items they own, demographics.
-fn user_input(train: &World, recent: &(Vec<usize>, Vec<Event>), w: &World, u: usize) -> UserInput {
+fn user_input(train: &(Vec<usize>, Vec<Event>), recent: &(Vec<usize>, Vec<Event>), w: &World, u: usize) -> UserInput {
     let mut followees = vec![];
     for &(f, mutual) in w.follows[w.fo_ptr[u]..w.fo_ptr[u + 1]]
         .iter()
@@ -574,7 +554,7 @@ fn user_input(train: &World, recent: &(Vec<usize>, Vec<Event>), w: &World, u: us
         });
     }
     UserInput {
-        history: train.user_events(u).to_vec(),
+        history: train.1[train.0[u]..train.0[u + 1]].to_vec(),
         unknown_history: 0,
         followees,
         segments: w.keys[u]
