@@ -96,6 +96,30 @@ fn trained_on_a_million_rows(c: &Cluster) {
     c.sql("postgres", "SELECT recsys_train('{\"factors\": 8, \"iterations\": 1}')");
 }
 
+/// Starts a 128-factor, 1000-iteration train in another session (its stderr as given) and
+/// returns it with its backend pid once it has run 1.5 s, well inside ALS: the train the cancel
+/// and crash tests interrupt.
+fn start_long_train(c: &Cluster, stderr: Stdio) -> (std::process::Child, String) {
+    let child = c
+        .psql_cmd("postgres")
+        .args(["-c", "SET maintenance_work_mem = '1GB'", "-c", "SELECT recsys_train('{\"factors\": 128, \"iterations\": 1000}')"])
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let mut pid = String::new();
+    for _ in 0..100 {
+        pid = c.sql("postgres", "SELECT pid FROM pg_stat_activity WHERE query LIKE '%factors\": 128%' AND pid <> pg_backend_pid()");
+        if !pid.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(!pid.is_empty(), "the train did not start");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    (child, pid)
+}
+
 /// Cancel works: statement_timeout stops a long train promptly and the previous model serves.
 #[test]
 fn statement_timeout_stops_training_and_old_model_serves() {
@@ -116,23 +140,7 @@ fn statement_timeout_stops_training_and_old_model_serves() {
     assert_eq!(c.sql("postgres", "SELECT 1"), "1");
 
     // pg_cancel_backend from another session ends a running train within 1 s.
-    let child = c
-        .psql_cmd("postgres")
-        .args(["-c", "SET maintenance_work_mem = '1GB'", "-c", "SELECT recsys_train('{\"factors\": 128, \"iterations\": 1000}')"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut pid = String::new();
-    for _ in 0..100 {
-        pid = c.sql("postgres", "SELECT pid FROM pg_stat_activity WHERE query LIKE '%factors\": 128%' AND pid <> pg_backend_pid()");
-        if !pid.is_empty() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    assert!(!pid.is_empty(), "the train did not start");
-    std::thread::sleep(std::time::Duration::from_millis(1500)); // well inside ALS by now
+    let (child, pid) = start_long_train(&c, Stdio::piped());
     let t = Instant::now();
     assert_eq!(c.sql("postgres", &format!("SELECT pg_cancel_backend({pid})")), "t");
     let out = child.wait_with_output().unwrap();
@@ -407,24 +415,7 @@ fn kill_9_mid_train_leaves_the_old_model_serving() {
     trained_on_a_million_rows(&c);
     let before = c.sql("postgres", "SELECT string_agg(post_id::text, ',') FROM recsys_recommend(7, 10)");
     let models = c.sql("postgres", "SELECT string_agg(id || ':' || factors, ',' ORDER BY id) FROM _recsys_model");
-    let mut child = c
-        .psql_cmd("postgres")
-        .args(["-c", "SET maintenance_work_mem = '1GB'", "-c", "SELECT recsys_train('{\"factors\": 128, \"iterations\": 1000}')"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Wait until the train is inside ALS (its NOTICE-free phase is long at 128 factors).
-    let mut pid = String::new();
-    for _ in 0..100 {
-        pid = c.sql("postgres", "SELECT pid FROM pg_stat_activity WHERE query LIKE '%factors\": 128%' AND pid <> pg_backend_pid()");
-        if !pid.is_empty() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    assert!(!pid.is_empty(), "the train did not start");
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let (mut child, pid) = start_long_train(&c, Stdio::null());
     assert!(Command::new("kill").args(["-9", &pid]).status().unwrap().success());
     let _ = child.wait();
     assert!(c.wait_ready(60), "the server did not come back after crash recovery");
