@@ -12,14 +12,8 @@ export PGHOST=127.0.0.1 PGPORT=54344 PGUSER=postgres
 DIR=/tmp/pg_recsys-bench-load; DATA="$ROOT/bench/out/serving_$POSTS"; W="$ROOT/bench/out/load"
 bash scripts/install_ext.sh >/dev/null
 cargo run --release -q -p recsys-core --example synth -- 3 "$USERS" "$POSTS" "$INTER" "$DATA" 2>/dev/null
-bash scripts/pgcluster.sh stop "$DIR"; rm -rf "$DIR"
-bash scripts/pgcluster.sh start "$DIR" "$PGPORT"
-trap 'bash scripts/pgcluster.sh stop "$DIR"' EXIT
-P=(psql -X -q -v ON_ERROR_STOP=1 -d postgres)
-"${P[@]}" -c "CREATE EXTENSION pg_recsys" -f scripts/schema.sql
-for t in users posts interactions follows; do
-  "${P[@]}" -c "\\copy $t FROM '$DATA/$t.csv' WITH (FORMAT csv, HEADER true)"
-done
+source bench/lib.sh
+bench_cluster "$DIR" "$DATA"
 "${P[@]}" -c "UPDATE interactions SET created_at = created_at + (now() - timestamptz '2026-01-01 00:00:00+00')" -c "VACUUM ANALYZE"
 "${P[@]}" -c "SELECT recsys_train()" >/dev/null 2>&1
 rm -rf "$W"; mkdir -p "$W"

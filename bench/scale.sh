@@ -13,14 +13,8 @@ bash scripts/install_ext.sh >/dev/null
 t0=$(date +%s.%N)
 cargo run --release -q -p recsys-core --example synth -- 11 "$USERS" "$POSTS" "$INTER" "$DATA"
 t1=$(date +%s.%N)
-bash scripts/pgcluster.sh stop "$DIR"; rm -rf "$DIR"
-bash scripts/pgcluster.sh start "$DIR" "$PGPORT"
-trap 'bash scripts/pgcluster.sh stop "$DIR"' EXIT
-P=(psql -X -q -v ON_ERROR_STOP=1 -d postgres)
-"${P[@]}" -c "CREATE EXTENSION pg_recsys" -f scripts/schema.sql
-for t in users posts interactions follows; do
-  "${P[@]}" -c "\\copy $t FROM '$DATA/$t.csv' WITH (FORMAT csv, HEADER true)"
-done
+source bench/lib.sh
+bench_cluster "$DIR" "$DATA"
 "${P[@]}" -c "VACUUM ANALYZE"
 t2=$(date +%s.%N)
 # Sample the backend's peak RSS while it trains.

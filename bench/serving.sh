@@ -15,15 +15,8 @@ export PGHOST=127.0.0.1 PGPORT=54342 PGUSER=postgres
 DIR=/tmp/pg_recsys-bench-serving; DATA="$ROOT/bench/out/serving_$POSTS"
 bash scripts/install_ext.sh >/dev/null
 cargo run --release -q -p recsys-core --example synth -- 3 "$USERS" "$POSTS" "$INTER" "$DATA" 2>/dev/null
-bash scripts/pgcluster.sh stop "$DIR"; rm -rf "$DIR"
-bash scripts/pgcluster.sh start "$DIR" "$PGPORT"
-trap 'bash scripts/pgcluster.sh stop "$DIR"' EXIT
-P=(psql -X -q -v ON_ERROR_STOP=1 -d postgres)
-"${P[@]}" -c "ALTER SYSTEM SET max_connections = 40" >/dev/null
-"${P[@]}" -c "CREATE EXTENSION pg_recsys" -f scripts/schema.sql
-for t in users posts interactions follows; do
-  "${P[@]}" -c "\\copy $t FROM '$DATA/$t.csv' WITH (FORMAT csv, HEADER true)"
-done
+source bench/lib.sh
+bench_cluster "$DIR" "$DATA"
 "${P[@]}" -c "UPDATE interactions SET created_at = created_at + (now() - timestamptz '2026-01-01 00:00:00+00')" \
           -c "UPDATE posts SET created_at = created_at + (now() - timestamptz '2026-01-01 00:00:00+00')" -c "VACUUM ANALYZE"
 "${P[@]}" -c "SET maintenance_work_mem = '2GB'" -c "SELECT recsys_train()" >/dev/null 2>&1
