@@ -21,8 +21,12 @@ pub enum RecsysError {
     OverBudget { needed: u64, budget: u64, what: &'static str },
     /// A write on a hot standby.
     ReadOnly { what: &'static str },
+    /// A write inside a READ ONLY transaction.
+    ReadOnlyTransaction { what: &'static str },
     Corrupt(String),
     Spi(String),
+    /// A recsys_search query above recsys.max_query_bytes.
+    QueryTooLong { bytes: usize, max: usize },
 }
 
 pub type Result<T> = std::result::Result<T, RecsysError>;
@@ -146,6 +150,18 @@ impl RecsysError {
                 "stored model is damaged".into(),
                 Some(what.clone()),
                 Some("retrain with SELECT recsys_train()".into()),
+            ),
+            RecsysError::ReadOnlyTransaction { what } => (
+                ERRCODE_READ_ONLY_SQL_TRANSACTION,
+                format!("{what} cannot run in a read-only transaction"),
+                Some("training writes the new model in the caller's transaction".into()),
+                Some("run it outside BEGIN READ ONLY (or SET transaction_read_only = off)".into()),
+            ),
+            RecsysError::QueryTooLong { bytes, max } => (
+                ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+                format!("search query of {bytes} bytes is longer than recsys.max_query_bytes ({max})"),
+                None,
+                Some("shorten the query, or SET recsys.max_query_bytes to allow longer ones".into()),
             ),
             RecsysError::Spi(msg) => (ERRCODE_INTERNAL_ERROR, format!("pg_recsys internal query failed: {msg}"), None, None),
         }

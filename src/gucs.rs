@@ -20,7 +20,20 @@ static TRENDING_CACHE_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(10);
 /// from 20,000 posts on).
 static EXACT_SCAN: GucSetting<bool> = GucSetting::<bool>::new(false);
 
+/// Longest recsys_search query accepted, in bytes.
+static MAX_QUERY_BYTES: GucSetting<i32> = GucSetting::<i32>::new(10_000);
+
 pub fn init() {
+    GucRegistry::define_int_guc(
+        c"recsys.max_query_bytes",
+        c"Longest recsys_search query accepted, in bytes.",
+        c"A longer query is an error (54000): search time grows with the query's terms.",
+        &MAX_QUERY_BYTES,
+        1,
+        10_000_000,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
     GucRegistry::define_bool_guc(
         c"recsys.exact_scan",
         c"Score every post in f32 in recsys_recommend and recsys_similar instead of the int8 scan with exact re-scoring.",
@@ -95,11 +108,22 @@ pub fn max_k() -> i32 {
     MAX_K.get().max(1)
 }
 
+fn cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
 /// Resolved thread count (never 0).
 pub fn threads() -> usize {
-    match THREADS.get() {
-        n if n > 0 => n as usize,
-        _ => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+    clamp_threads(THREADS.get().max(0) as usize)
+}
+
+/// A requested thread count (0 = one per core), clamped to the machine's cores: more threads
+/// than cores only adds switching and memory (each holds an f x f system).
+pub fn clamp_threads(n: usize) -> usize {
+    if n == 0 {
+        cores()
+    } else {
+        n.min(cores())
     }
 }
 
@@ -128,4 +152,8 @@ pub fn exact_scan() -> bool {
 
 pub fn trending_cache_seconds() -> u64 {
     TRENDING_CACHE_SECONDS.get().max(0) as u64
+}
+
+pub fn max_query_bytes() -> usize {
+    MAX_QUERY_BYTES.get().max(1) as usize
 }

@@ -20,23 +20,58 @@ fn query_tokens(q: &str) -> Vec<String> {
 #[pg_extern(stable)]
 fn recsys_search(query: &str, k: default!(i32, 10)) -> TableIterator<'static, (name!(post_id, i64), name!(score, f32))> {
     let k = check_k(k).or_raise();
+    let max = gucs::max_query_bytes();
+    if query.len() > max {
+        RecsysError::QueryTooLong { bytes: query.len(), max }.raise();
+    }
     let top = Spi::connect(|client| -> Result<Vec<Scored>> {
         let m = model::current(client)?;
         let c = m.content.as_ref().ok_or(RecsysError::NoContentModel)?;
-        let q = c.tfidf.query(&query_tokens(query));
+        let toks = query_tokens(query);
+        pgrx::check_for_interrupts!();
+        let q = c.tfidf.query(&toks);
         if q.is_empty() {
             // Documented: an empty query, or one with no term known to the posts, matches nothing.
             return Ok(vec![]);
         }
+        // Accumulated through the postings a block of terms at a time, so cancel and
+        // statement_timeout are honoured between blocks.
         let mut scores = vec![0f32; c.ids.len()];
-        c.tfidf.scores(&q, &mut scores);
-        let mut top = TopK::new(k);
-        for (d, &s) in scores.iter().enumerate() {
-            if s > 0.0 && s >= top.threshold() {
-                top.push(Scored { score: s, id: c.ids[d], index: d as u32 });
+        for block in q.chunks(64) {
+            for &(t, w) in block {
+                let (docs, vals) = c.tfidf.postings.row(t as usize);
+                for (&d, &v) in docs.iter().zip(vals) {
+                    scores[d as usize] += w * v;
+                }
             }
+            pgrx::check_for_interrupts!();
         }
-        Ok(top.into_sorted())
+        // Only posts that exist and that the caller may see now: drop the others and refill.
+        let mut out = vec![];
+        for round in 0..4 {
+            let size = (k + k / 2 + 8) << (2 * round);
+            let mut top = TopK::new(size);
+            for (d, &s) in scores.iter().enumerate() {
+                if s > 0.0 && s >= top.threshold() {
+                    top.push(Scored { score: s, id: c.ids[d], index: d as u32 });
+                }
+            }
+            let cands = top.into_sorted();
+            let exhausted = cands.len() < size;
+            let ids: Vec<i64> = cands.iter().map(|c| c.id).collect();
+            let Some(vis) = crate::store::live::visible(client, &m, &ids)? else {
+                out = cands;
+                break;
+            };
+            out = cands.iter().filter(|c| vis.contains_key(&c.id)).copied().collect();
+            if out.len() >= k || exhausted {
+                break;
+            }
+            cands.iter().filter(|c| !vis.contains_key(&c.id)).for_each(|c| scores[c.index as usize] = 0.0);
+            pgrx::check_for_interrupts!();
+        }
+        out.truncate(k);
+        Ok(out)
     })
     .or_raise();
     TableIterator::new(top.into_iter().map(|s| (s.id, s.score)).collect::<Vec<_>>())
@@ -46,7 +81,7 @@ fn recsys_search(query: &str, k: default!(i32, 10)) -> TableIterator<'static, (n
 /// through the feed filters. A post with factors mixes both (`recsys.similar_content_weight`
 /// is the content share); a post known only from the posts table (no interactions yet) is
 /// placed by its content alone. Returns (post_id, score, als part, content part, reason).
-pub fn similar(m: &Serving, post_id: i64, feed: &super::serve::Feed<'_>) -> Result<Vec<(i64, f32, f32, f32, String)>> {
+pub fn similar(client: &pgrx::spi::SpiClient<'_>, m: &Serving, post_id: i64, feed: &super::serve::Feed<'_>) -> Result<Vec<(i64, f32, f32, f32, String)>> {
     let f = m.factors;
     let n = m.item_ids.len();
     let als_q = m.item_index.get(&post_id).copied();
@@ -99,7 +134,7 @@ pub fn similar(m: &Serving, post_id: i64, feed: &super::serve::Feed<'_>) -> Resu
     }
     let total: Vec<f32> = als.iter().zip(&cont).map(|(a, c)| a + c).collect();
     let exact = |i: u32| exact_als(i as usize) + cont[i as usize];
-    let top = feed.rank(m, &total, None, if quant.is_some() { Some(&exact) } else { None })?;
+    let top = feed.rank(client, m, &total, None, if quant.is_some() { Some(&exact) } else { None })?.items;
     if quant.is_some() {
         top.iter().for_each(|s| als[s.index as usize] = exact_als(s.index as usize));
     }

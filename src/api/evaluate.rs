@@ -167,7 +167,7 @@ fn recsys_evaluate(options: default!(Option<JsonB>, "'{}'")) -> TableIterator<'s
             return evaluate_ratings(client, &o);
         }
         let world = load_world(client, &o.train, o.min_value)?;
-        let threads = o.train.threads.unwrap_or_else(gucs::threads);
+        let threads = o.train.threads.map(gucs::clamp_threads).unwrap_or_else(gucs::threads);
         let pool = recsys_core::als::pool(threads, Some(super::train::block_signals))?;
         let folds: Vec<usize> = if o.cfg.folds >= 2 { (0..o.cfg.folds).collect() } else { vec![0] };
         let weights = o.weights();
@@ -211,7 +211,7 @@ fn evaluate_ratings(client: &pgrx::spi::SpiClient<'_>, o: &EvalOptions) -> Resul
         entries.push((u, i, v));
     }
     let ratings = recsys_core::explicit::mean_ratings(users.len(), items.len(), entries.into_iter()).ok_or(recsys_core::CoreError::EmptyInput)?;
-    let threads = t.threads.unwrap_or_else(gucs::threads);
+    let threads = t.threads.map(gucs::clamp_threads).unwrap_or_else(gucs::threads);
     let pool = recsys_core::als::pool(threads, Some(super::train::block_signals))?;
     let folds = if o.cfg.folds >= 2 { o.cfg.folds } else { 5 };
     let mut opts = t.rating.clone();

@@ -8,7 +8,14 @@ use recsys_core::als::FoldIn;
 use recsys_core::hybrid::{self, Parts, Scores, Weights};
 use recsys_core::topk::{Scored, TopK};
 
-use std::collections::HashSet;
+use crate::store::live;
+use pgrx::spi::SpiClient;
+use std::collections::{HashMap, HashSet};
+
+/// Positions of a feed re-ranked for diversity; later positions keep score order.
+const MMR_PICKS: usize = 1000;
+/// Candidates beyond the page that MMR may choose from.
+const MMR_EXTRA_POOL: usize = 3000;
 
 pub(super) fn check_k(k: i32) -> Result<usize> {
     if k < 1 {
@@ -32,7 +39,20 @@ pub(crate) struct Feed<'a> {
     pub attrs: [Option<&'a str>; 3],
     pub include: Option<HashSet<i64>>,
     pub exclude: HashSet<i64>,
+    /// Posts matching the attribute filters in the posts table now (None = no filter, or no
+    /// posts table: then the model's codes decide).
+    pub live_match: Option<HashSet<i64>>,
 }
+
+/// A ranked page: visible posts only.
+pub(crate) struct Ranked {
+    pub items: Vec<Scored>,
+}
+
+/// Rounds of "rank, drop what is no longer visible, rank again" before a page is returned
+/// short: each round widens the pool, so only a burst of deletions among the top posts costs
+/// more than one.
+const REFILL_ROUNDS: usize = 4;
 
 impl<'a> Feed<'a> {
     #[allow(clippy::too_many_arguments)]
@@ -69,13 +89,20 @@ impl<'a> Feed<'a> {
             attrs: [category, project_code, mood],
             include: include.map(|v| v.into_iter().flatten().collect()),
             exclude: exclude.map(|v| v.into_iter().flatten().collect()).unwrap_or_default(),
+            live_match: None,
         })
+    }
+
+    /// Reads what the attribute filters match in the posts table now.
+    pub fn prepare(&mut self, client: &pgrx::spi::SpiClient<'_>, m: &Serving) -> Result<()> {
+        self.live_match = live::matching(client, m, self.attrs)?;
+        Ok(())
     }
 
     /// Ranks `scores` (one per model item), applying every filter, the page and the re-rank.
     /// The filter codes for this feed (None when no attribute filter is set).
     fn codes(&self, m: &Serving) -> Result<Option<[Option<Option<u32>>; 3]>> {
-        if self.attrs.iter().all(|a| a.is_none()) {
+        if self.attrs.iter().all(|a| a.is_none()) || self.live_match.is_some() {
             return Ok(None);
         }
         let c = m.content.as_ref().ok_or(RecsysError::NoContentModel)?;
@@ -85,7 +112,11 @@ impl<'a> Feed<'a> {
     /// Whether model item `i` may appear in this feed.
     fn allowed(&self, m: &Serving, i: usize, seen: Option<&HashSet<i64>>, codes: Option<&[Option<Option<u32>>; 3]>) -> bool {
         let id = m.item_ids[i];
-        if seen.is_some_and(|x| x.contains(&id)) || self.exclude.contains(&id) || self.include.as_ref().is_some_and(|inc| !inc.contains(&id)) {
+        if seen.is_some_and(|x| x.contains(&id))
+            || self.exclude.contains(&id)
+            || self.include.as_ref().is_some_and(|inc| !inc.contains(&id))
+            || self.live_match.as_ref().is_some_and(|l| !l.contains(&id))
+        {
             return false;
         }
         match (codes, m.content.as_ref()) {
@@ -99,18 +130,22 @@ impl<'a> Feed<'a> {
     /// scan tests a byte instead of hashing ids (a filter keeps the threshold low for long).
     fn mask(&self, m: &Serving, seen: Option<&HashSet<i64>>, codes: Option<&[Option<Option<u32>>; 3]>) -> Option<Vec<bool>> {
         let seen_any = seen.is_some_and(|s| !s.is_empty());
-        if !seen_any && self.exclude.is_empty() && self.include.is_none() && codes.is_none() {
+        if !seen_any && self.exclude.is_empty() && self.include.is_none() && codes.is_none() && self.live_match.is_none() {
             return None;
         }
         let n = m.item_ids.len();
+        let allow = |set: &HashSet<i64>| {
+            let mut v = vec![false; n];
+            set.iter().filter_map(|id| m.item_index.get(id)).for_each(|&i| v[i as usize] = true);
+            v
+        };
         let mut mask = match &self.include {
             None => vec![true; n],
-            Some(inc) => {
-                let mut v = vec![false; n];
-                inc.iter().filter_map(|id| m.item_index.get(id)).for_each(|&i| v[i as usize] = true);
-                v
-            }
+            Some(inc) => allow(inc),
         };
+        if let Some(live) = &self.live_match {
+            mask.iter_mut().zip(allow(live)).for_each(|(ok, l)| *ok = *ok && l);
+        }
         if let Some(codes) = codes {
             match m.content.as_ref() {
                 Some(c) => mask.iter_mut().zip(&c.from_item).for_each(|(ok, row)| *ok = *ok && row.is_some_and(|r| c.matches(r as usize, codes))),
@@ -126,47 +161,87 @@ impl<'a> Feed<'a> {
     }
 
     /// The popularity feed as a walk down the precomputed order: O(page), not O(catalogue).
-    pub fn rank_popular(&self, m: &Serving, seen: Option<&HashSet<i64>>) -> Result<Vec<Scored>> {
+    /// `pop` is the popularity in force and `first` the posts it ranks (trending now, best
+    /// first); the rest of the walk follows the model's popularity order.
+    pub fn rank_popular(&self, client: &SpiClient<'_>, m: &Serving, pop: &[f32], first: &[u32], seen: Option<&HashSet<i64>>) -> Result<Ranked> {
         if self.diversity > 0.0 {
-            return self.rank(m, &m.popularity, seen, None);
+            return self.rank(client, m, pop, seen, None);
         }
         let codes = self.codes(m)?;
         let want = self.offset + self.k;
         let mut out = Vec::with_capacity(want);
-        for &i in &m.popularity_order {
-            if out.len() == want {
+        let mut walked = HashSet::new();
+        let mut order = first
+            .iter()
+            .chain(m.popularity_order.iter())
+            .copied()
+            .filter(|&i| walked.insert(i) && self.allowed(m, i as usize, seen, codes.as_ref()));
+        // Walked in batches, each checked against the posts table, until the page is full.
+        loop {
+            let need = want - out.len();
+            let batch: Vec<Scored> =
+                order.by_ref().take(need + need / 2 + 8).map(|i| Scored { score: pop[i as usize], id: m.item_ids[i as usize], index: i }).collect();
+            if batch.is_empty() {
                 break;
             }
-            if self.allowed(m, i as usize, seen, codes.as_ref()) {
-                out.push(Scored { score: m.popularity[i as usize], id: m.item_ids[i as usize], index: i });
+            let ids: Vec<i64> = batch.iter().map(|c| c.id).collect();
+            match live::visible(client, m, &ids)? {
+                None => out.extend(batch),
+                Some(v) => out.extend(batch.into_iter().filter(|c| v.contains_key(&c.id))),
             }
+            if out.len() >= want {
+                break;
+            }
+            pgrx::check_for_interrupts!();
         }
-        Ok(out.into_iter().skip(self.offset).collect())
+        out.truncate(want);
+        Ok(Ranked { items: out.into_iter().skip(self.offset).collect() })
     }
 
     /// With `exact`, `scores` are approximate: a larger pool is kept and re-scored by `exact`
     /// before paging, so the returned order and scores are exact.
-    pub fn rank(&self, m: &Serving, scores: &[f32], seen: Option<&HashSet<i64>>, exact: Option<&dyn Fn(u32) -> f32>) -> Result<Vec<Scored>> {
+    /// Candidates no longer in the posts table (or hidden from the caller) are dropped and the
+    /// pool refilled, so a page is full whenever enough visible posts exist.
+    pub fn rank(&self, client: &SpiClient<'_>, m: &Serving, scores: &[f32], seen: Option<&HashSet<i64>>, exact: Option<&dyn Fn(u32) -> f32>) -> Result<Ranked> {
         let codes = self.codes(m)?;
         let want = self.offset + self.k;
-        // MMR needs a pool to choose from; plain ranking needs exactly the page.
-        let mut pool = if self.diversity > 0.0 { (want * 4).max(want + 20) } else { want };
+        // MMR needs a pool to choose from (bounded: it is scanned once per pick); plain
+        // ranking needs exactly the page.
+        let mut pool = if self.diversity > 0.0 { want + (want * 3).clamp(20, MMR_EXTRA_POOL) } else { want };
         if exact.is_some() {
             pool = pool.max(want * 8 + 64);
         }
-        let mut top = TopK::new(pool);
-        let mask = self.mask(m, seen, codes.as_ref());
-        for (i, &s) in scores.iter().enumerate() {
-            if s < top.threshold() || !mask.as_ref().map_or(true, |mk| mk[i]) {
-                continue;
+        let mut mask = self.mask(m, seen, codes.as_ref());
+        let mut titles = HashMap::new();
+        let mut ranked = vec![];
+        for round in 0..REFILL_ROUNDS {
+            let size = pool << (2 * round);
+            let mut top = TopK::new(size);
+            for (i, &s) in scores.iter().enumerate() {
+                if s < top.threshold() || !mask.as_ref().map_or(true, |mk| mk[i]) {
+                    continue;
+                }
+                top.push(Scored { score: s, id: m.item_ids[i], index: i as u32 });
             }
-            top.push(Scored { score: s, id: m.item_ids[i], index: i as u32 });
+            ranked = top.into_sorted();
+            if let Some(ex) = exact {
+                ranked.iter_mut().for_each(|c| c.score = ex(c.index));
+                ranked.sort_by(recsys_core::topk::rank_order);
+            }
+            let ids: Vec<i64> = ranked.iter().map(|c| c.id).collect();
+            let Some(vis) = live::visible(client, m, &ids)? else { break };
+            let gone: Vec<u32> = ranked.iter().filter(|c| !vis.contains_key(&c.id)).map(|c| c.index).collect();
+            titles.extend(vis);
+            let exhausted = ranked.len() < size;
+            ranked.retain(|c| titles.contains_key(&c.id));
+            if gone.is_empty() || exhausted || ranked.len() >= pool {
+                break;
+            }
+            let mk = mask.get_or_insert_with(|| vec![true; scores.len()]);
+            gone.iter().for_each(|&i| mk[i as usize] = false);
+            pgrx::check_for_interrupts!();
         }
-        let mut ranked = top.into_sorted();
-        if let Some(ex) = exact {
-            ranked.iter_mut().for_each(|c| c.score = ex(c.index));
-            ranked.sort_by(recsys_core::topk::rank_order);
-        }
+        ranked.truncate(pool);
         let ranked = if self.diversity > 0.0 {
             let f = m.factors;
             let cos = |a: u32, b: u32| {
@@ -174,11 +249,15 @@ impl<'a> Feed<'a> {
                 recsys_core::kernels::dot_dispatch(&m.item_factors[a * f..(a + 1) * f], &m.item_factors[b * f..(b + 1) * f])
                     / (m.item_norms[a] * m.item_norms[b]).max(1e-12)
             };
-            recsys_core::topk::mmr(&ranked, want, self.diversity, cos)
+            // Bounded: MMR is quadratic, so only the first MMR_PICKS positions are re-ranked,
+            // and interrupts are checked after every pick.
+            recsys_core::topk::mmr_bounded(&ranked, want, self.diversity, cos, MMR_PICKS, &mut || {
+                pgrx::check_for_interrupts!();
+            })
         } else {
             ranked
         };
-        Ok(ranked.into_iter().skip(self.offset).take(self.k).collect())
+        Ok(Ranked { items: ranked.into_iter().skip(self.offset).take(self.k).collect() })
     }
 }
 
@@ -194,12 +273,28 @@ pub(super) fn weights_for(m: &Serving, over: Option<&JsonB>) -> Result<Weights> 
 pub(super) struct Scored2 {
     pub req: Request,
     pub scores: Scores,
+    /// The popularity component now (recsys_trending's signal) and its order; None = nothing
+    /// trending in the window, the model's popularity stands in.
+    pub pop: Option<(Vec<f32>, Vec<u32>)>,
+}
+
+impl Scored2 {
+    /// The model's catalogue with the call's popularity.
+    pub fn catalog<'a>(&'a self, m: &'a Serving) -> recsys_core::hybrid::Catalog<'a> {
+        let mut c = m.catalog();
+        if let Some((p, _)) = &self.pop {
+            c.popularity = p;
+        }
+        c
+    }
 }
 
 pub(super) fn score_user(client: &pgrx::spi::SpiClient<'_>, m: &Serving, user_id: i64, w: &Weights) -> Result<Scored2> {
     let req = request::gather(client, m, user_id, w)?;
-    let scores = hybrid::score(&m.catalog(), &req.input, &m.options.hybrid, w);
-    Ok(Scored2 { req, scores })
+    let pop = if w.popularity > 0.0 { super::trending::feed_popularity(client, m)? } else { None };
+    let mut s = Scored2 { req, scores: Scores::default(), pop };
+    s.scores = hybrid::score(&s.catalog(m), &s.req.input, &m.options.hybrid, w);
+    Ok(s)
 }
 
 /// A short reason for one recommended post: its largest contribution, in words.
@@ -207,11 +302,37 @@ struct Reasons<'a> {
     m: &'a Serving,
     s: &'a Scored2,
     fold: Option<(FoldIn, Vec<(u32, f32)>)>,
+    /// Current titles of the evidence posts the caller may see (None: no posts table).
+    titles: Option<HashMap<i64, String>>,
 }
 
 impl<'a> Reasons<'a> {
     fn new(m: &'a Serving, s: &'a Scored2) -> Reasons<'a> {
-        Reasons { m, s, fold: None }
+        Reasons { m, s, fold: None, titles: None }
+    }
+
+    /// Reads the titles of the posts that will be named as evidence for `rows`, in one query.
+    fn load_titles(&mut self, client: &SpiClient<'_>, rows: &[(u32, Parts)]) -> Result<()> {
+        let mut ids = vec![];
+        for (i, p) in rows {
+            if p.leading() == Some("als") {
+                if let Some(&(j, _)) = self.als_evidence(*i).first() {
+                    ids.push(self.m.item_ids[j as usize]);
+                }
+            }
+        }
+        self.titles = live::visible(client, self.m, &ids)?;
+        Ok(())
+    }
+
+    /// How to name post `j` to the caller: its current title, its id when there is no posts
+    /// table, nothing when the caller may not see it (deleted, hidden, row-level security).
+    fn name(&self, j: u32) -> Option<String> {
+        let id = self.m.item_ids[j as usize];
+        match &self.titles {
+            None => Some(format!("post {id}")),
+            Some(t) => t.get(&id).map(|t| if t.is_empty() { format!("post {id}") } else { format!("\"{t}\"") }),
+        }
     }
 
     /// The history items behind an ALS score, largest contribution first (HKV section 5).
@@ -239,11 +360,8 @@ impl<'a> Reasons<'a> {
     fn text(&mut self, item: u32, p: &Parts) -> String {
         let m = self.m;
         match p.leading() {
-            Some("als") => match self.als_evidence(item).first() {
-                Some(&(j, _)) => match m.title(j) {
-                    Some(t) => format!("because you liked \"{t}\""),
-                    None => format!("because you liked post {}", m.item_ids[j as usize]),
-                },
+            Some("als") => match self.als_evidence(item).first().and_then(|&(j, _)| self.name(j)) {
+                Some(name) => format!("because you liked {name}"),
                 None => "picked for you".into(),
             },
             Some("content") => match self.term(item) {
@@ -312,31 +430,36 @@ fn recsys_recommend(
     let (Some(user_id), Some(k), Some(exclude_seen)) = (user_id, k, exclude_seen) else {
         return TableIterator::new(vec![]);
     };
-    let feed = Feed::new(k, category, project_code, mood, include, exclude, offset.unwrap_or(0), diversity.unwrap_or(0.0)).or_raise();
+    let mut feed = Feed::new(k, category, project_code, mood, include, exclude, offset.unwrap_or(0), diversity.unwrap_or(0.0)).or_raise();
     let rows = Spi::connect(|client| -> Result<Vec<FeedRow>> {
         let m = model::current(client)?;
+        feed.prepare(client, &m)?;
         let w = weights_for(&m, weights.as_ref())?;
         let s = score_user(client, &m, user_id, &w)?;
         let seen = exclude_seen.then_some(&s.req.seen);
-        let cat = m.catalog();
+        let cat = s.catalog(&m);
         let personal = !s.scores.als.is_empty() || !s.scores.content.is_empty() || !s.scores.social.is_empty() || !s.scores.demographic.is_empty();
         let fresh = s.scores.weights.freshness > 0.0 && !m.freshness.is_empty();
         let top = if !personal && !fresh && s.scores.weights.popularity > 0.0 {
             // Nothing personal and no freshness: the popularity order, walked (O(page)).
-            feed.rank_popular(&m, seen)?
+            let first: &[u32] = s.pop.as_ref().map_or(&[], |p| p.1.as_slice());
+            feed.rank_popular(client, &m, cat.popularity, first, seen)?
         } else {
             let mut fused = Vec::new();
             s.scores.fused(&cat, &mut fused);
             let exact = |i: u32| s.scores.parts(&cat, i).total();
             let approx = cat.quantized.is_some() && !s.scores.als.is_empty();
-            feed.rank(&m, &fused, seen, if approx { Some(&exact) } else { None })?
+            feed.rank(client, &m, &fused, seen, if approx { Some(&exact) } else { None })?
         };
+        let rows: Vec<(u32, Parts)> = top.items.iter().map(|c| (c.index, s.scores.parts(&cat, c.index))).collect();
         let mut reasons = Reasons::new(&m, &s);
+        reasons.load_titles(client, &rows)?;
         Ok(top
-            .into_iter()
-            .map(|c| {
-                let p = s.scores.parts(&cat, c.index);
-                let reason = reasons.text(c.index, &p);
+            .items
+            .iter()
+            .zip(&rows)
+            .map(|(c, (_, p))| {
+                let reason = reasons.text(c.index, p);
                 (c.id, p.total(), p.als, p.content, p.social, p.popularity + p.freshness + p.demographic, reason)
             })
             .collect())
@@ -356,7 +479,7 @@ fn recsys_predict(user_id: Option<i64>, post_id: Option<i64>, weights: default!(
         let item = *m.item_index.get(&post_id).ok_or(RecsysError::UnknownPost(post_id))?;
         let w = weights_for(&m, weights.as_ref())?;
         let s = score_user(client, &m, user_id, &w)?;
-        Ok(s.scores.parts(&m.catalog(), item).total())
+        Ok(s.scores.parts(&s.catalog(&m), item).total())
     })
     .map(Some)
     .or_raise()
@@ -377,8 +500,8 @@ fn predict_rating(client: &pgrx::spi::SpiClient<'_>, m: &Serving, r: &model::Rat
         &[PgOid::BuiltIn(PgBuiltInOids::TEXTOID), PgOid::BuiltIn(PgBuiltInOids::INT8OID)],
         &[kind.into(), user_id.into()],
         |row| {
-            let (Some(p), Some(v)) = (row.get::<i64>(1)?, row.get::<f32>(2)?) else { return Ok(None) };
-            Ok(m.item_index.get(&p).filter(|&&i| (i as usize) < n && v.is_finite()).map(|&i| (i, v)))
+            let (Some(p), Some(v)) = (row.get::<i64>(1)?, crate::store::source::finite_weight(row.get::<f64>(2)?)) else { return Ok(None) };
+            Ok(m.item_index.get(&p).filter(|&&i| (i as usize) < n).map(|&i| (i, v)))
         },
     )?;
     // One rating per post (the mean), sorted by post index.
@@ -428,7 +551,7 @@ fn recsys_explain(user_id: Option<i64>, post_id: Option<i64>, weights: default!(
         let item = *m.item_index.get(&post_id).ok_or(RecsysError::UnknownPost(post_id))?;
         let w = weights_for(&m, weights.as_ref())?;
         let s = score_user(client, &m, user_id, &w)?;
-        let cat = m.catalog();
+        let cat = s.catalog(&m);
         let p = s.scores.parts(&cat, item);
         let sc = &s.scores;
         let mut out: Vec<ExplainRow> = vec![];
@@ -437,9 +560,14 @@ fn recsys_explain(user_id: Option<i64>, post_id: Option<i64>, weights: default!(
             let k = sc.weights.als / sc.als_max;
             let mut r = Reasons::new(&m, &s);
             let ev = r.als_evidence(item);
+            let ids: Vec<i64> = ev.iter().take(EXPLAIN_TOP).map(|&(j, _)| m.item_ids[j as usize]).collect();
+            r.titles = live::visible(client, &m, &ids)?;
             for &(j, c) in ev.iter().take(EXPLAIN_TOP) {
-                let title = m.title(j).map(|t| format!("you interacted with \"{t}\"")).unwrap_or_else(|| "you interacted with this post".into());
-                out.push(("als".into(), title, Some(m.item_ids[j as usize]), None, k * c));
+                // A post the caller may no longer see is counted but not named.
+                match r.name(j) {
+                    Some(name) => out.push(("als".into(), format!("you interacted with {name}"), Some(m.item_ids[j as usize]), None, k * c)),
+                    None => out.push(("als".into(), "a post you interacted with".into(), None, None, k * c)),
+                }
             }
             if ev.len() > EXPLAIN_TOP {
                 let rest: f32 = ev[EXPLAIN_TOP..].iter().map(|e| e.1).sum();
@@ -494,7 +622,7 @@ fn recsys_explain(user_id: Option<i64>, post_id: Option<i64>, weights: default!(
             }
         }
         if p.popularity > 0.0 {
-            out.push(("popularity".into(), format!("trending score {:.3}", m.popularity[item as usize]), None, None, p.popularity));
+            out.push(("popularity".into(), format!("trending score {:.3}", cat.popularity[item as usize]), None, None, p.popularity));
         }
         if p.freshness > 0.0 {
             out.push(("freshness".into(), format!("freshness {:.3}", m.freshness[item as usize]), None, None, p.freshness));
@@ -528,7 +656,12 @@ fn recsys_similar(
     feed.exclude.insert(post_id);
     let rows = Spi::connect(|client| -> Result<Vec<(i64, f32, f32, f32, String)>> {
         let m = model::current(client)?;
-        super::content::similar(&m, post_id, &feed)
+        // A deleted (or hidden) post has no neighbours to show.
+        if live::visible(client, &m, &[post_id])?.is_some_and(|v| v.is_empty()) {
+            return Err(RecsysError::UnknownPost(post_id));
+        }
+        feed.prepare(client, &m)?;
+        super::content::similar(client, &m, post_id, &feed)
     })
     .or_raise();
     TableIterator::new(rows)

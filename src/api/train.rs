@@ -163,6 +163,11 @@ fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions, imported: Opti
     if store::one::<bool>(client, "SELECT pg_catalog.pg_is_in_recovery()", &[])?.unwrap_or(false) {
         return Err(RecsysError::ReadOnly { what: "recsys_train" });
     }
+    // A READ ONLY transaction would fail only at the save, after the whole train: fail now.
+    // SAFETY: reads a GUC variable of the backend, on the backend thread.
+    if unsafe { pgrx::pg_sys::XactReadOnly } {
+        return Err(RecsysError::ReadOnlyTransaction { what: "recsys_train" });
+    }
     // One train at a time per database: a second caller waits here, then trains on fresh data.
     client.update("SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('pg_recsys'), 1)", None, &[])?;
     let schema = store::schema(client)?;
@@ -176,9 +181,19 @@ fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions, imported: Opti
     let posts_t = o.posts.as_ref().map(|m| source::resolve(client, "posts", m, POSTS)).transpose()?;
     let users_t = o.users.as_ref().map(|m| source::resolve(client, "users", m, USERS)).transpose()?;
     let follows_t = o.follows.as_ref().map(|m| source::resolve(client, "follows", m, FOLLOWS)).transpose()?;
+    if let Some(v) = o.posts.as_ref().and_then(|m| m.visible.as_deref()) {
+        source::check_visible(client, posts_t.as_ref().ok_or(RecsysError::NoContentModel)?, v)?;
+    }
+    // Stored schema-qualified, so every session serves the same tables whatever its search_path.
+    o.interactions.table = table.table.clone();
+    for (m, t) in [(&mut o.posts, &posts_t), (&mut o.users, &users_t), (&mut o.follows, &follows_t)] {
+        if let (Some(m), Some(t)) = (m.as_mut(), t) {
+            m.table = t.table.clone();
+        }
+    }
     let o = o;
     let budget = gucs::maintenance_work_mem_bytes();
-    let threads = o.threads.unwrap_or_else(gucs::threads);
+    let threads = o.threads.map(gucs::clamp_threads).unwrap_or_else(gucs::threads);
     let f = o.als.factors as u64;
     let copies = if o.tune { 2 } else { 1 };
     // The social snapshot sorts a copy of the rows (16 bytes each) while the triplets live.
@@ -234,22 +249,12 @@ fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions, imported: Opti
     let h = &o.hybrid;
     let days = |k: usize| loaded.days.get(k).copied().unwrap_or(f32::NAN);
     let mut popularity = hybrid::trending(n_items, loaded.cols.iter().enumerate().map(|(k, &i)| (i, days(k))), h.popularity_half_life_days);
-    // Followees' recent engagement for the social component: read at training time, so a
-    // request reads the follows table only (the followed users' latest posts are in the model).
+    // Followers per followed user (degree damping); the followees' engagement itself is read
+    // per request, so a like a second ago counts.
     let followers = match &follows_t {
         Some(t) => source::read_follower_counts(client, t, budget)?,
         None => vec![],
     };
-    let recent = (!followers.is_empty()).then(|| {
-        let followed: std::collections::HashSet<i64> = followers.iter().map(|f| f.0).collect();
-        let (ptr, ev) = hybrid::recent_events(
-            n_users,
-            (0..loaded.rows.len()).map(|k| (loaded.rows[k], hybrid::Event { item: loaded.cols[k], weight: loaded.vals[k], day: days(k) })),
-            hybrid::SOCIAL_EVENTS,
-            |u| followed.contains(&loaded.user_ids[u as usize]),
-        );
-        model::Recent::from_rows(&loaded.user_ids, &ptr, ev)
-    });
     pgrx::check_for_interrupts!();
     // Kept for tuning only (a second copy of the triplets).
     let events: Option<Vec<(u32, hybrid::Event)>> = o.tune.then(|| {
@@ -429,7 +434,6 @@ fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions, imported: Opti
         "placed_by_content": placed,
         "segments": segments.as_ref().map(|s| s.lists.len()),
         "followed_users": followers.len(),
-        "social_events": recent.as_ref().map(|r| r.events.len()),
         "fusion": o.hybrid.weights,
         "tuned": tuned,
         "rating_model": rating_report,
@@ -445,13 +449,11 @@ fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions, imported: Opti
         gram: &gram,
         content: content.as_ref().map(|(t, tf, _, _)| (t.ids.as_slice(), tf)),
         attrs: content.as_ref().map(|(_, _, codes, dict)| (codes.as_slice(), dict.as_slice())),
-        titles: content.as_ref().map(|c| c.0.titles.as_slice()),
         interacted_items: n_items,
         freshness: &freshness,
         owners: if owner.iter().any(|x| x.is_some()) { &owner_ids } else { &[] },
         segments: segments.as_ref(),
         followers: &followers,
-        recent: recent.as_ref(),
         rating: rating.as_ref().map(|(m, k)| (m, k.as_ref())),
     };
     let id = model::save(client, &schema, &new, report.clone(), gucs::keep_models())?;

@@ -1,26 +1,182 @@
 use crate::error::{OrRaise, RecsysError, Result};
 use crate::gucs;
 use crate::options::{TableMap, TrainOptions, INTERACTIONS, POSTS};
+use crate::store::model::{ModelKey, Serving};
 use crate::store::source;
 use pgrx::datum::Interval;
 use pgrx::prelude::*;
+use std::rc::Rc;
 
 use super::serve::check_k;
 
 thread_local! {
-    /// Recent results by (table, weights, arguments), for recsys.trending_cache_seconds.
-    static CACHE: std::cell::RefCell<std::collections::HashMap<String, (std::time::Instant, Vec<(i64, f32)>)>> =
+    /// Recent results by (role, row security, model, table, weights, arguments), for
+    /// recsys.trending_cache_seconds. The role and row-security state are part of the key: a
+    /// result computed under one role's rights is never served to another.
+    static CACHE: std::cell::RefCell<std::collections::HashMap<String, (std::time::Instant, Rc<Vec<(i64, f32)>>)>> =
         std::cell::RefCell::new(std::collections::HashMap::new());
 }
 
 /// The mapping and weights of the served model, or the defaults when none is trained yet:
 /// trending reads interactions directly and needs no trained model.
-fn recipe(client: &pgrx::spi::SpiClient<'_>) -> Result<TrainOptions> {
+fn recipe(client: &pgrx::spi::SpiClient<'_>) -> Result<(TrainOptions, Option<ModelKey>)> {
     match crate::store::model::current(client) {
-        Ok(m) => Ok(m.options.clone()),
-        Err(RecsysError::NotTrained) => Ok(TrainOptions::default()),
+        Ok(m) => Ok((m.options.clone(), Some(m.key))),
+        Err(RecsysError::NotTrained) => Ok((TrainOptions::default(), None)),
         Err(e) => Err(e),
     }
+}
+
+/// Trending arguments.
+pub struct Window<'a> {
+    pub k: usize,
+    pub offset: usize,
+    pub category: Option<&'a str>,
+    pub project_code: Option<&'a str>,
+    pub since: Interval,
+}
+
+/// Posts ranked by recent engagement, as recsys_trending returns them: the one trending signal,
+/// also the feed's popularity component. Only posts that exist in the posts table (when one is
+/// mapped) and that the caller may see count.
+pub fn top(client: &pgrx::spi::SpiClient<'_>, o: &TrainOptions, model: Option<ModelKey>, w: &Window<'_>) -> Result<Rc<Vec<(i64, f32)>>> {
+    let it = source::resolve(client, "interactions", &o.interactions, INTERACTIONS)?;
+    let (post, time) = (it.col("post").unwrap_or("NULL"), it.col("time"));
+    let time = time.ok_or_else(|| RecsysError::MissingColumnFor { what: "recsys_trending", role: "time", table: it.table.clone() })?;
+    let posts_map = match &o.posts {
+        Some(m) => Some(m.clone()),
+        None if source::table_exists(client, "posts")? => Some(TableMap::defaults_for("posts", POSTS)),
+        None if w.category.is_some() || w.project_code.is_some() => Some(TableMap::defaults_for("posts", POSTS)),
+        None => None,
+    };
+    let mut exists = String::new();
+    if let Some(map) = &posts_map {
+        let pt = source::resolve(client, "posts", map, POSTS)?;
+        let id = pt.col("id").unwrap_or("NULL");
+        let mut conds = format!("{id} OPERATOR(pg_catalog.=) a.p");
+        for (arg, role, n) in [(w.category, "category", 5), (w.project_code, "project_code", 6)] {
+            if arg.is_some() {
+                let c = pt.col(role).ok_or_else(|| RecsysError::MissingColumnFor {
+                    what: "this filter",
+                    role: if role == "category" { "category" } else { "project_code" },
+                    table: pt.table.clone(),
+                })?;
+                conds.push_str(&format!(" AND ({c})::pg_catalog.text OPERATOR(pg_catalog.=) ${n}::pg_catalog.text"));
+            }
+        }
+        if let Some(v) = &map.visible {
+            conds.push_str(&format!(" AND ({v})"));
+        }
+        exists = format!("WHERE EXISTS (SELECT 1 FROM {tbl} WHERE {conds})", tbl = pt.table);
+    }
+    // Exponential decay: weight · 2^(−age / half-life), age clamped at 0 for future rows. Rows
+    // with a non-finite weight or time are skipped, never an error for everyone; every operator
+    // is schema-qualified.
+    let sql = format!(
+        "SELECT a.p, a.score FROM (
+           SELECT i.p, pg_catalog.sum(i.w OPERATOR(pg_catalog.*) pg_catalog.exp((-0.6931471805599453)::pg_catalog.float8
+                    OPERATOR(pg_catalog.*) i.age OPERATOR(pg_catalog./) $4::pg_catalog.float8)) AS score
+           FROM (
+             SELECT ({post})::pg_catalog.int8 AS p, {w} AS w,
+                    GREATEST(0::pg_catalog.float8, pg_catalog.date_part('epoch',
+                      pg_catalog.now() OPERATOR(pg_catalog.-) ({time})::pg_catalog.timestamptz)) AS age
+             FROM {tbl}
+             WHERE ({time})::pg_catalog.timestamptz OPERATOR(pg_catalog.>=) pg_catalog.now() OPERATOR(pg_catalog.-) $3::pg_catalog.interval
+               AND pg_catalog.isfinite(({time})::pg_catalog.timestamptz) AND ({post}) IS NOT NULL
+           ) i
+           WHERE i.w OPERATOR(pg_catalog.=) i.w AND i.w OPERATOR(pg_catalog.<>) 'Infinity'::pg_catalog.float8
+             AND i.w OPERATOR(pg_catalog.<>) '-Infinity'::pg_catalog.float8
+           GROUP BY i.p HAVING pg_catalog.sum(i.w) OPERATOR(pg_catalog.>) 0::pg_catalog.float8
+         ) a {exists}
+         ORDER BY a.score DESC, a.p LIMIT $7 OFFSET $8",
+        w = source::weight_expr(&it),
+        tbl = it.table
+    );
+    let ttl = gucs::trending_cache_seconds();
+    // SAFETY: reads the backend's current user id and a GUC variable, on the backend thread.
+    let (role, rls) = unsafe { (pgrx::pg_sys::GetUserId().to_u32(), pgrx::pg_sys::row_security) };
+    let key = format!(
+        "{role}|{rls}|{:?}|{}|{}|{:?}|{:?}|{:?}|{}|{}|{}",
+        model,
+        it.table,
+        serde_json::to_string(&o.weights).unwrap_or_default(),
+        w.category,
+        w.project_code,
+        (w.since.months(), w.since.days(), w.since.micros()),
+        gucs::trending_half_life_seconds(),
+        w.k,
+        w.offset
+    );
+    if ttl > 0 {
+        if let Some(hit) = CACHE.with(|c| c.borrow().get(&key).filter(|(t, _)| t.elapsed().as_secs() < ttl).map(|(_, v)| v.clone())) {
+            return Ok(hit);
+        }
+    }
+    let (weights, default_weight) = source::weight_args(o);
+    let rows = client.select(
+        sql.as_str(),
+        None,
+        &[
+            weights.into(),
+            default_weight.into(),
+            w.since.into(),
+            gucs::trending_half_life_seconds().into(),
+            w.category.into(),
+            w.project_code.into(),
+            (w.k as i64).into(),
+            (w.offset as i64).into(),
+        ],
+    )?;
+    let mut out = vec![];
+    for r in rows {
+        if let (Some(p), Some(s)) = (r.get::<i64>(1)?, source::finite_weight(r.get::<f64>(2)?)) {
+            out.push((p, s));
+        }
+    }
+    let out = Rc::new(out);
+    if ttl > 0 {
+        CACHE.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.len() >= 256 {
+                c.clear();
+            }
+            c.insert(key, (std::time::Instant::now(), out.clone()));
+        });
+    }
+    Ok(out)
+}
+
+/// Posts of the feed's trending signal (recsys_trending's default window).
+pub const FEED_TRENDING_POSTS: usize = 1000;
+
+/// The feed's popularity component now: recsys_trending's scores over its default window
+/// scaled to [0, 1], per model item (None when nothing is trending in the window: the caller
+/// falls back to the model's popularity). The same result is cached per backend as
+/// recsys_trending's.
+pub fn feed_popularity(client: &pgrx::spi::SpiClient<'_>, m: &Serving) -> Result<Option<(Vec<f32>, Vec<u32>)>> {
+    if m.options.interactions.columns.get("time").is_none_or(|c| c.is_none()) {
+        return Ok(None);
+    }
+    let w = Window { k: FEED_TRENDING_POSTS, offset: 0, category: None, project_code: None, since: Interval::from_days(7) };
+    let rows = match top(client, &m.options, Some(m.key), &w) {
+        Ok(r) => r,
+        // No time column resolved: no trending signal.
+        Err(RecsysError::MissingColumnFor { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let max = rows.first().map(|r| r.1).unwrap_or(0.0);
+    if max <= 0.0 {
+        return Ok(None);
+    }
+    let mut pop = vec![0f32; m.item_ids.len()];
+    let mut order = vec![];
+    for &(p, s) in rows.iter() {
+        if let Some(&i) = m.item_index.get(&p) {
+            pop[i as usize] = (s / max).clamp(0.0, 1.0);
+            order.push(i);
+        }
+    }
+    Ok(Some((pop, order)))
 }
 
 #[pg_extern(stable)]
@@ -47,88 +203,9 @@ fn recsys_trending(
                 hint: "pass since => '7 days'".into(),
             });
         }
-        let o = recipe(client)?;
-        let it = source::resolve(client, "interactions", &o.interactions, INTERACTIONS)?;
-        let (post, time) = (it.col("post").unwrap_or("NULL"), it.col("time"));
-        let time = time.ok_or_else(|| RecsysError::MissingColumnFor { what: "recsys_trending", role: "time", table: it.table.clone() })?;
-        let mut join = String::new();
-        if category.is_some() || project_code.is_some() {
-            let map = o.posts.clone().unwrap_or_else(|| TableMap::defaults_for("posts", POSTS));
-            let pt = source::resolve(client, "posts", &map, POSTS)?;
-            let id = pt.col("id").unwrap_or("NULL");
-            join = format!("JOIN {tbl} p ON (p.{id})::int8 = i.p", tbl = pt.table);
-            for (arg, role, n) in [(category, "category", 5), (project_code, "project_code", 6)] {
-                if arg.is_some() {
-                    let c = pt.col(role).ok_or_else(|| RecsysError::MissingColumnFor {
-                        what: "this filter",
-                        role: if role == "category" { "category" } else { "project_code" },
-                        table: pt.table.clone(),
-                    })?;
-                    join.push_str(&format!(" AND (p.{c})::text = ${n}"));
-                }
-            }
-        }
-        // Exponential decay: weight · 2^(−age / half-life), age clamped at 0 for future rows.
-        let sql = format!(
-            "SELECT i.p, pg_catalog.sum(i.w * pg_catalog.exp(-0.6931471805599453 * i.age / $4))::float4 AS score FROM (
-               SELECT ({post})::int8 AS p, {w} AS w,
-                      greatest(0, extract(epoch FROM (pg_catalog.now() - ({time})::timestamptz)))::float8 AS age
-               FROM {tbl} WHERE ({time})::timestamptz >= pg_catalog.now() - $3::interval AND ({post}) IS NOT NULL
-             ) i {join}
-             WHERE i.w = i.w AND i.w <> 'Infinity' AND i.w <> '-Infinity'
-             GROUP BY i.p HAVING pg_catalog.sum(i.w) > 0
-             ORDER BY score DESC, i.p LIMIT $7 OFFSET $8",
-            w = source::weight_expr(&it),
-            tbl = it.table
-        );
-        let ttl = gucs::trending_cache_seconds();
-        let key = format!(
-            "{}|{}|{:?}|{:?}|{:?}|{}|{}|{}",
-            it.table,
-            serde_json::to_string(&o.weights).unwrap_or_default(),
-            category,
-            project_code,
-            (since.months(), since.days(), since.micros()),
-            gucs::trending_half_life_seconds(),
-            k,
-            offset
-        );
-        if ttl > 0 {
-            if let Some(hit) = CACHE.with(|c| c.borrow().get(&key).filter(|(t, _)| t.elapsed().as_secs() < ttl).map(|(_, v)| v.clone())) {
-                return Ok(hit);
-            }
-        }
-        let (weights, default_weight) = source::weight_args(&o);
-        let rows = client.select(
-            sql.as_str(),
-            None,
-            &[
-                weights.into(),
-                default_weight.into(),
-                since.into(),
-                gucs::trending_half_life_seconds().into(),
-                category.into(),
-                project_code.into(),
-                (k as i64).into(),
-                (offset as i64).into(),
-            ],
-        )?;
-        let mut out = vec![];
-        for r in rows {
-            if let (Some(p), Some(s)) = (r.get::<i64>(1)?, r.get::<f32>(2)?) {
-                out.push((p, s));
-            }
-        }
-        if ttl > 0 {
-            CACHE.with(|c| {
-                let mut c = c.borrow_mut();
-                if c.len() >= 256 {
-                    c.clear();
-                }
-                c.insert(key, (std::time::Instant::now(), out.clone()));
-            });
-        }
-        Ok(out)
+        let (o, model) = recipe(client)?;
+        let w = Window { k, offset: offset as usize, category, project_code, since };
+        Ok(top(client, &o, model, &w)?.as_ref().clone())
     })
     .or_raise();
     TableIterator::new(rows)

@@ -5,7 +5,7 @@
 //! training transaction, so a ROLLBACK leaves the previous model in service and a COMMIT makes
 //! the new one visible to every connection; a backend notices through the model id.
 use crate::error::{RecsysError, Result};
-use crate::options::{TrainOptions, FOLLOWS, INTERACTIONS, USERS};
+use crate::options::{TrainOptions, FOLLOWS, INTERACTIONS, POSTS, USERS};
 use crate::store::source;
 use pgrx::spi::SpiClient;
 use pgrx::JsonB;
@@ -35,8 +35,6 @@ pub struct NewModel<'a> {
     pub content: Option<(&'a [i64], &'a Tfidf)>,
     /// Per content post: codes of category, project_code, mood into `attr_dict` (0 = NULL).
     pub attrs: Option<(&'a [u32], &'a [String])>,
-    /// Per content post: its title (shortened), for reasons.
-    pub titles: Option<&'a [String]>,
     /// Items with interactions (the first ones; the rest were placed by content).
     pub interacted_items: usize,
     /// Per item: freshness in [0, 1] (empty = no creation times).
@@ -46,8 +44,6 @@ pub struct NewModel<'a> {
     pub segments: Option<&'a Segments>,
     /// Followers per followed user.
     pub followers: &'a [(i64, u32)],
-    /// Followed users' most recent engagements.
-    pub recent: Option<&'a Recent>,
     /// Explicit mode: the rating model and its neighbourhood part.
     pub rating: Option<(&'a ExplicitModel, Option<&'a Knn>)>,
 }
@@ -71,37 +67,6 @@ struct RatingMeta {
     knn_k: usize,
 }
 
-/// Followed users' most recent engagements (hybrid::SOCIAL_EVENTS each), by user id: ids
-/// sorted for binary search, CSR over them.
-#[derive(Default)]
-pub struct Recent {
-    pub ids: Vec<i64>,
-    pub ptr: Vec<u32>,
-    pub events: Vec<recsys_core::hybrid::Event>,
-}
-
-impl Recent {
-    /// From CSR rows over model users (`user_ids[u]` is row u's id); empty rows are dropped.
-    pub fn from_rows(user_ids: &[i64], ptr: &[usize], events: Vec<recsys_core::hybrid::Event>) -> Recent {
-        let mut order: Vec<usize> = (0..user_ids.len()).filter(|&u| ptr[u + 1] > ptr[u]).collect();
-        order.sort_unstable_by_key(|&u| user_ids[u]);
-        let mut r = Recent { ids: Vec::with_capacity(order.len()), ptr: vec![0], events: Vec::with_capacity(events.len()) };
-        for u in order {
-            r.ids.push(user_ids[u]);
-            r.events.extend_from_slice(&events[ptr[u]..ptr[u + 1]]);
-            r.ptr.push(r.events.len() as u32);
-        }
-        r
-    }
-
-    pub fn of(&self, id: i64) -> &[recsys_core::hybrid::Event] {
-        match self.ids.binary_search(&id) {
-            Ok(k) => &self.events[self.ptr[k] as usize..self.ptr[k + 1] as usize],
-            Err(_) => &[],
-        }
-    }
-}
-
 fn f32_bytes(v: &[f32]) -> impl Iterator<Item = Vec<u8>> + '_ {
     v.chunks(CHUNK_BYTES / 4).map(|c| c.iter().flat_map(|x| x.to_le_bytes()).collect())
 }
@@ -114,8 +79,43 @@ fn u32_bytes(v: &[u32]) -> impl Iterator<Item = Vec<u8>> + '_ {
     v.chunks(CHUNK_BYTES / 4).map(|c| c.iter().flat_map(|x| x.to_le_bytes()).collect())
 }
 
-fn decode<const W: usize, T>(b: &[u8], f: fn([u8; W]) -> T) -> Vec<T> {
-    b.chunks_exact(W).map(|c| f(c.try_into().unwrap_or([0; W]))).collect()
+/// Decodes a little-endian array; a length that is not a whole number of elements is
+/// corruption (never silently truncated).
+fn decode<const W: usize, T>(b: &[u8], f: fn([u8; W]) -> T) -> Result<Vec<T>> {
+    if b.len() % W != 0 {
+        return Err(RecsysError::Corrupt(format!("an array of {} bytes is not a whole number of {W}-byte values", b.len())));
+    }
+    Ok(b.chunks_exact(W).map(|c| f(c.try_into().unwrap_or([0; W]))).collect())
+}
+
+/// The stored model layout this build writes; loading refuses any other (a newer build's model,
+/// or a crafted row), so a mismatch is an ERROR naming the fix, not a misread.
+pub const MODEL_FORMAT: i64 = 2;
+/// Models written before the format part existed (same layout minus the part).
+const LEGACY_FORMAT: i64 = 1;
+
+/// Checks a stored recipe before anything is sized from it: every dimension within the
+/// limits recsys_train enforces, so a crafted or damaged row is an ERROR, never an abort.
+fn check_stored_options(id: i64, o: &TrainOptions) -> Result<()> {
+    let bad = |what: String| Err(RecsysError::Corrupt(format!("model {id}: {what}")));
+    if !(1..=1024).contains(&o.als.factors) {
+        return bad(format!("factors = {} is outside 1..1024", o.als.factors));
+    }
+    if !(1..=1024).contains(&o.rating.factors) {
+        return bad(format!("rating factors = {} is outside 1..1024", o.rating.factors));
+    }
+    if !o.als.alpha.is_finite() || !o.als.regularization.is_finite() {
+        return bad("alpha and regularization must be finite".into());
+    }
+    if o.hybrid.profile_terms > 100_000 {
+        return bad(format!("profile_terms = {} is above 100000", o.hybrid.profile_terms));
+    }
+    Ok(())
+}
+
+/// `a * b`, or a corruption error when it overflows.
+fn product(id: i64, a: usize, b: usize) -> Result<usize> {
+    a.checked_mul(b).ok_or_else(|| RecsysError::Corrupt(format!("model {id}: array size {a} x {b} overflows")))
 }
 
 /// Inserts the model and returns its id. Older models beyond `keep` are deleted.
@@ -149,6 +149,7 @@ pub fn save(client: &mut SpiClient<'_>, schema: &str, m: &NewModel<'_>, report: 
         }
         Ok(())
     };
+    put("format", &mut i64_bytes(&[MODEL_FORMAT]))?;
     put("user_ids", &mut i64_bytes(m.user_ids))?;
     put("item_ids", &mut i64_bytes(m.item_ids))?;
     put("user_factors", &mut f32_bytes(m.user_factors))?;
@@ -171,10 +172,6 @@ pub fn save(client: &mut SpiClient<'_>, schema: &str, m: &NewModel<'_>, report: 
         put("attr_dict", &mut dict.chunks(CHUNK_BYTES).map(|c| c.to_vec()))?;
     }
     let json = |v: &dyn erased::Json| -> Result<Vec<u8>> { v.bytes() };
-    if let Some(t) = m.titles {
-        let b = json(&t)?;
-        put("titles", &mut b.chunks(CHUNK_BYTES).map(|c| c.to_vec()))?;
-    }
     put("interacted_items", &mut i64_bytes(&[m.interacted_items as i64]))?;
     if !m.freshness.is_empty() {
         put("item_freshness", &mut f32_bytes(m.freshness))?;
@@ -185,16 +182,6 @@ pub fn save(client: &mut SpiClient<'_>, schema: &str, m: &NewModel<'_>, report: 
     if let Some(seg) = m.segments {
         let b = json(&seg)?;
         put("segments", &mut b.chunks(CHUNK_BYTES).map(|c| c.to_vec()))?;
-    }
-    if let Some(r) = m.recent.filter(|r| !r.ids.is_empty()) {
-        put("recent_ids", &mut i64_bytes(&r.ids))?;
-        put("recent_ptr", &mut u32_bytes(&r.ptr))?;
-        let items: Vec<u32> = r.events.iter().map(|e| e.item).collect();
-        let weights: Vec<f32> = r.events.iter().map(|e| e.weight).collect();
-        let days: Vec<f32> = r.events.iter().map(|e| e.day).collect();
-        put("recent_items", &mut u32_bytes(&items))?;
-        put("recent_weights", &mut f32_bytes(&weights))?;
-        put("recent_days", &mut f32_bytes(&days))?;
     }
     if let Some((rm, knn)) = m.rating {
         let meta = RatingMeta {
@@ -262,7 +249,8 @@ pub fn update_report(client: &mut SpiClient<'_>, schema: &str, id: i64, report: 
 
 /// What serving needs, decoded once per backend and model.
 pub struct Serving {
-    pub id: i64,
+    /// What the per-backend cache is keyed by (see [`ModelKey`]).
+    pub key: ModelKey,
     pub factors: usize,
     pub options: TrainOptions,
     pub item_ids: Vec<i64>,
@@ -285,16 +273,22 @@ pub struct Serving {
     pub freshness: Vec<f32>,
     /// Items per owner (user id).
     pub owned: HashMap<i64, Vec<u32>>,
+    /// Per item: owner user id (i64::MIN = unknown; empty = no owner column).
+    pub owners: Vec<i64>,
     /// Followers per followed user at training time (degree damping).
     pub followers: HashMap<i64, u32>,
     pub segments: Segments,
-    /// Per content row: title.
-    pub titles: Vec<String>,
+    /// Call-time queries over the posts table (None when no posts table is mapped).
+    pub live: Option<super::live::LiveQueries>,
     /// Request-time queries over the app's tables (None when the table is not mapped).
     pub followees_query: Option<String>,
     pub second_hop_query: Option<String>,
-    /// Followed users' recent engagement at training time.
-    pub recent: Recent,
+    /// Followees' latest engagements, read per request: `$1` weights, `$2` default weight,
+    /// `$3` followee ids.
+    pub followee_events_query: String,
+    /// Posts owned by followees, newest first, read per request (`$1` owner ids); None without
+    /// an owner column.
+    pub followee_posts_query: Option<String>,
     /// Explicit mode's rating model.
     pub rating: Option<Rating>,
     pub demographics_query: Option<String>,
@@ -328,12 +322,6 @@ impl Serving {
         Ok(out)
     }
 
-    pub fn title(&self, item: u32) -> Option<&str> {
-        let c = self.content.as_ref()?;
-        let row = c.from_item.get(item as usize).copied().flatten()?;
-        self.titles.get(row as usize).map(|s| s.as_str()).filter(|s| !s.is_empty())
-    }
-
     /// The category of an item's post, if known.
     pub fn category(&self, item: u32) -> Option<&str> {
         let c = self.content.as_ref()?;
@@ -359,6 +347,7 @@ impl Serving {
             popularity: &self.popularity,
             freshness: &self.freshness,
             segments: &self.segments,
+            owners: &self.owners,
         }
     }
 }
@@ -404,42 +393,66 @@ thread_local! {
     static LATEST: RefCell<Option<(String, pgrx::spi::OwnedPreparedStatement)>> = const { RefCell::new(None) };
 }
 
-fn newest_id(client: &SpiClient<'_>, schema: &str) -> Result<Option<i64>> {
+/// Identifies a stored model beyond its id: a dropped and recreated extension restarts the id
+/// sequence, so a backend's cache must not take the new model 1 for the old one. The id, the
+/// row's creation time (microseconds) and the model table's OID never repeat together.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct ModelKey {
+    pub id: i64,
+    pub created_us: i64,
+    pub table: u32,
+}
+
+fn newest_key(client: &SpiClient<'_>, schema: &str) -> Result<Option<ModelKey>> {
     let fresh = LATEST.with(|l| l.borrow().as_ref().is_none_or(|(s, _)| s != schema));
     if fresh {
-        let plan = client.prepare(format!("SELECT max(id) FROM {schema}._recsys_model").as_str(), &[])?.keep();
+        let plan = client
+            .prepare(
+                format!(
+                    "SELECT id, (pg_catalog.date_part('epoch', created_at) OPERATOR(pg_catalog.*) 1000000::float8)::int8, \
+                     tableoid::pg_catalog.oid::int8 \
+                     FROM {schema}._recsys_model ORDER BY id DESC LIMIT 1"
+                )
+                .as_str(),
+                &[],
+            )?
+            .keep();
         LATEST.with(|l| *l.borrow_mut() = Some((schema.to_string(), plan)));
     }
-    LATEST.with(|l| -> Result<Option<i64>> {
+    LATEST.with(|l| -> Result<Option<ModelKey>> {
         let l = l.borrow();
         let (_, plan) = l.as_ref().ok_or_else(|| RecsysError::Spi("model-id plan missing".into()))?;
         let t = client.select(plan, Some(1), &[])?;
         if t.is_empty() {
             return Ok(None);
         }
-        Ok(t.first().get_one::<i64>()?)
+        let r = t.first();
+        let (Some(id), created, table) = (r.get::<i64>(1)?, r.get::<i64>(2)?, r.get::<i64>(3)?) else { return Ok(None) };
+        Ok(Some(ModelKey { id, created_us: created.unwrap_or(0), table: table.unwrap_or(0) as u32 }))
     })
 }
 
-/// The newest committed model, from the cache when its id is still the newest.
+/// The newest committed model, from the cache when it is still the newest.
 pub fn current(client: &SpiClient<'_>) -> Result<Rc<Serving>> {
     let schema = super::schema(client)?;
-    // Only the id on the hot path; the options are read on a cache miss.
-    let id = newest_id(client, &schema)?.ok_or(RecsysError::NotTrained)?;
-    if let Some(hit) = CACHE.with(|c| c.borrow().as_ref().filter(|m| m.id == id).cloned()) {
+    // Only the key on the hot path; the options are read on a cache miss.
+    let key = newest_key(client, &schema)?.ok_or(RecsysError::NotTrained)?;
+    if let Some(hit) = CACHE.with(|c| c.borrow().as_ref().filter(|m| m.key == key).cloned()) {
         return Ok(hit);
     }
+    let id = key.id;
     let options = super::one::<JsonB>(client, &format!("SELECT options FROM {schema}._recsys_model WHERE id = $1"), &[id.into()])?
         .ok_or(RecsysError::NotTrained)?
         .0;
     let options: TrainOptions =
         serde_json::from_value(options).map_err(|e| RecsysError::Corrupt(format!("options of model {id}: {e}")))?;
-    let model = Rc::new(load(client, &schema, id, options)?);
+    let model = Rc::new(load(client, &schema, key, options)?);
     CACHE.with(|c| *c.borrow_mut() = Some(model.clone()));
     Ok(model)
 }
 
-fn load(client: &SpiClient<'_>, schema: &str, id: i64, options: TrainOptions) -> Result<Serving> {
+fn load(client: &SpiClient<'_>, schema: &str, key: ModelKey, options: TrainOptions) -> Result<Serving> {
+    let id = key.id;
     let mut parts: HashMap<String, Vec<u8>> = HashMap::new();
     let rows = client.select(
         &format!(
@@ -455,13 +468,24 @@ fn load(client: &SpiClient<'_>, schema: &str, id: i64, options: TrainOptions) ->
         parts.entry(part).or_default().extend_from_slice(&data);
     }
     let take = |name: &str| parts.get(name).ok_or_else(|| RecsysError::Corrupt(format!("model {id} has no {name}")));
-    let item_ids: Vec<i64> = decode(take("item_ids")?, i64::from_le_bytes);
-    let f32s = |b: &Vec<u8>| -> Vec<f32> { decode(b, f32::from_le_bytes) };
-    let item_factors = f32s(take("item_factors")?);
-    let mut popularity = f32s(take("item_popularity")?);
-    let gram = f32s(take("gram")?);
+    let format = match parts.get("format") {
+        None => LEGACY_FORMAT,
+        Some(b) => match decode(b, i64::from_le_bytes)?.as_slice() {
+            [v] => *v,
+            _ => return Err(RecsysError::Corrupt(format!("model {id}: the format part must hold one value"))),
+        },
+    };
+    if format != MODEL_FORMAT && format != LEGACY_FORMAT {
+        return Err(RecsysError::Corrupt(format!("model {id} has storage format {format}; this build reads {LEGACY_FORMAT} and {MODEL_FORMAT}")));
+    }
+    check_stored_options(id, &options)?;
+    let item_ids: Vec<i64> = decode(take("item_ids")?, i64::from_le_bytes)?;
+    let f32s = |b: &Vec<u8>| -> Result<Vec<f32>> { decode(b, f32::from_le_bytes) };
+    let item_factors = f32s(take("item_factors")?)?;
+    let mut popularity = f32s(take("item_popularity")?)?;
+    let gram = f32s(take("gram")?)?;
     let f = options.als.factors;
-    if item_factors.len() != item_ids.len() * f || popularity.len() != item_ids.len() || gram.len() != f * f {
+    if item_factors.len() != product(id, item_ids.len(), f)? || popularity.len() != item_ids.len() || gram.len() != product(id, f, f)? {
         return Err(RecsysError::Corrupt(format!("model {id} arrays have inconsistent sizes")));
     }
     let max = popularity.iter().cloned().fold(0f32, f32::max).max(1e-12);
@@ -471,17 +495,18 @@ fn load(client: &SpiClient<'_>, schema: &str, id: i64, options: TrainOptions) ->
     let content = match parts.get("content_ids") {
         None => None,
         Some(ids) => {
-            let ids: Vec<i64> = decode(ids, i64::from_le_bytes);
-            let indptr: Vec<usize> = decode(take("content_indptr")?, i64::from_le_bytes).into_iter().map(|x| x as usize).collect();
+            let ids: Vec<i64> = decode(ids, i64::from_le_bytes)?;
+            let indptr: Vec<usize> = decode(take("content_indptr")?, i64::from_le_bytes)?.into_iter().map(|x| x as usize).collect();
             // Arrays that were empty (posts without any token) have no chunk at all.
             let empty = Vec::new();
             let opt = |name: &str| parts.get(name).unwrap_or(&empty);
-            let terms: Vec<u32> = decode(opt("content_terms"), u32::from_le_bytes);
-            let values = f32s(opt("content_values"));
-            let idf = f32s(opt("content_idf"));
+            let terms: Vec<u32> = decode(opt("content_terms"), u32::from_le_bytes)?;
+            let values = f32s(opt("content_values"))?;
+            let idf = f32s(opt("content_idf"))?;
             let vocab_text = String::from_utf8(opt("content_vocab").clone()).map_err(|e| RecsysError::Corrupt(e.to_string()))?;
             let vocab: Vec<String> = if vocab_text.is_empty() { vec![] } else { vocab_text.split('\n').map(String::from).collect() };
-            if indptr.len() != ids.len() + 1 || terms.len() != values.len() || vocab.len() != idf.len() {
+            let monotone = indptr.first() == Some(&0) && indptr.windows(2).all(|w| w[0] <= w[1]) && indptr.last() == Some(&terms.len());
+            if indptr.len() != ids.len() + 1 || terms.len() != values.len() || vocab.len() != idf.len() || !monotone || terms.iter().any(|&t| t as usize >= vocab.len()) {
                 return Err(RecsysError::Corrupt(format!("model {id} content arrays have inconsistent sizes")));
             }
             let docs = Csr { rows: ids.len(), cols: vocab.len(), indptr, indices: terms, data: values };
@@ -495,13 +520,16 @@ fn load(client: &SpiClient<'_>, schema: &str, id: i64, options: TrainOptions) ->
                 }
             }
             let cindex = ids.iter().enumerate().map(|(i, p)| (*p, i as u32)).collect();
-            let codes: Vec<u32> = decode(opt("attr_codes"), u32::from_le_bytes);
+            let codes: Vec<u32> = decode(opt("attr_codes"), u32::from_le_bytes)?;
             let dict_list: Vec<String> = if opt("attr_dict").is_empty() {
                 vec![String::new()]
             } else {
                 serde_json::from_slice(opt("attr_dict")).map_err(|e| RecsysError::Corrupt(format!("attribute dictionary: {e}")))?
             };
-            let attrs: Vec<[u32; 3]> = if codes.len() == ids.len() * 3 {
+            if codes.iter().any(|&c| c as usize >= dict_list.len()) {
+                return Err(RecsysError::Corrupt(format!("model {id}: an attribute code is outside its dictionary")));
+            }
+            let attrs: Vec<[u32; 3]> = if codes.len() == product(id, ids.len(), 3)? {
                 codes.chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect()
             } else {
                 vec![[0; 3]; ids.len()]
@@ -525,50 +553,54 @@ fn load(client: &SpiClient<'_>, schema: &str, id: i64, options: TrainOptions) ->
             Some(b) => serde_json::from_slice(b).map(Some).map_err(|e| RecsysError::Corrupt(format!("{name} of model {id}: {e}"))),
         }
     };
-    let titles: Vec<String> = match json_part("titles")? {
-        Some(v) => serde_json::from_value(v).map_err(|e| RecsysError::Corrupt(e.to_string()))?,
-        None => vec![],
-    };
     let segments: Segments = match json_part("segments")? {
         Some(v) => serde_json::from_value(v).map_err(|e| RecsysError::Corrupt(e.to_string()))?,
         None => Segments::default(),
     };
-    let freshness = f32s(opt("item_freshness"));
+    let freshness = f32s(opt("item_freshness"))?;
     // Models written before this part existed: every item counts as interacted.
-    let interacted_items = decode(opt("interacted_items"), i64::from_le_bytes).first().map(|n| *n as usize).unwrap_or(item_ids.len());
-    let owners: Vec<i64> = decode(opt("item_owner"), i64::from_le_bytes);
+    let interacted_items = decode(opt("interacted_items"), i64::from_le_bytes)?.first().map(|n| *n as usize).unwrap_or(item_ids.len());
+    if interacted_items > item_ids.len() || segments.lists.values().flatten().any(|&(i, v)| i as usize >= item_ids.len() || !v.is_finite()) {
+        return Err(RecsysError::Corrupt(format!("model {id} per-post arrays have inconsistent sizes")));
+    }
+    let owners: Vec<i64> = decode(opt("item_owner"), i64::from_le_bytes)?;
     let mut owned: HashMap<i64, Vec<u32>> = HashMap::new();
     for (i, o) in owners.iter().enumerate() {
         if *o != i64::MIN {
             owned.entry(*o).or_default().push(i as u32);
         }
     }
-    let fids: Vec<i64> = decode(opt("follower_ids"), i64::from_le_bytes);
-    let fcounts: Vec<u32> = decode(opt("follower_counts"), u32::from_le_bytes);
+    let fids: Vec<i64> = decode(opt("follower_ids"), i64::from_le_bytes)?;
+    let fcounts: Vec<u32> = decode(opt("follower_counts"), u32::from_le_bytes)?;
     let followers = fids.into_iter().zip(fcounts).collect();
     if (!freshness.is_empty() && freshness.len() != item_ids.len()) || (!owners.is_empty() && owners.len() != item_ids.len()) {
         return Err(RecsysError::Corrupt(format!("model {id} per-post arrays have inconsistent sizes")));
     }
     let follows = options.follows.as_ref().map(|m| source::resolve(client, "follows", m, FOLLOWS)).transpose()?;
     let users = options.users.as_ref().map(|m| source::resolve(client, "users", m, USERS)).transpose()?;
+    let live = match &options.posts {
+        Some(map) => Some(super::live::queries(&source::resolve(client, "posts", map, POSTS)?, map.visible.as_deref())),
+        None => None,
+    };
     let rating = match json_part("rating_meta")? {
         None => None,
         Some(v) => {
             let meta: RatingMeta = serde_json::from_value(v).map_err(|e| RecsysError::Corrupt(e.to_string()))?;
-            let item_factors = f32s(opt("rating_item_factors"));
-            let item_bias = f32s(opt("rating_item_bias"));
-            if item_bias.len() != meta.items || item_factors.len() != meta.items * meta.factors || meta.items > item_ids.len() {
+            let item_factors = f32s(opt("rating_item_factors"))?;
+            let item_bias = f32s(opt("rating_item_bias"))?;
+            if !(1..=1024).contains(&meta.factors) || item_bias.len() != meta.items || item_factors.len() != product(id, meta.items, meta.factors)? || meta.items > item_ids.len() {
                 return Err(RecsysError::Corrupt(format!("model {id} rating arrays have inconsistent sizes")));
             }
             let model = ExplicitModel { factors: meta.factors, mu: meta.mu, user_bias: vec![], item_bias, user_factors: vec![], item_factors, min: meta.min, max: meta.max };
             let knn = match meta.knn_mu {
                 None => None,
                 Some(mu) => {
-                    let bi = f32s(opt("knn_item_bias"));
-                    let ptr: Vec<u32> = decode(opt("knn_ptr"), u32::from_le_bytes);
-                    let nbr: Vec<u32> = decode(opt("knn_neighbours"), u32::from_le_bytes);
-                    let sim = f32s(opt("knn_similarities"));
-                    if bi.len() != meta.items || ptr.len() != meta.items + 1 || nbr.len() != sim.len() || ptr.last().copied() != Some(nbr.len() as u32) {
+                    let bi = f32s(opt("knn_item_bias"))?;
+                    let ptr: Vec<u32> = decode(opt("knn_ptr"), u32::from_le_bytes)?;
+                    let nbr: Vec<u32> = decode(opt("knn_neighbours"), u32::from_le_bytes)?;
+                    let sim = f32s(opt("knn_similarities"))?;
+                    let ok_ptr = ptr.first() == Some(&0) && ptr.windows(2).all(|w| w[0] <= w[1]);
+                    if bi.len() != meta.items || ptr.len() != meta.items + 1 || nbr.len() != sim.len() || ptr.last().copied() != Some(nbr.len() as u32) || !ok_ptr || nbr.iter().any(|&j| j as usize >= meta.items) {
                         return Err(RecsysError::Corrupt(format!("model {id} neighbourhood arrays have inconsistent sizes")));
                     }
                     let neighbours = (0..meta.items).map(|i| (ptr[i] as usize..ptr[i + 1] as usize).map(|k| (nbr[k], sim[k])).collect()).collect();
@@ -580,23 +612,14 @@ fn load(client: &SpiClient<'_>, schema: &str, id: i64, options: TrainOptions) ->
     };
     let followees_query = follows.as_ref().map(|t| source::followees_query(t, recsys_core::world::MAX_FOLLOWEES));
     let second_hop_query = follows.as_ref().map(|t| source::second_hop_query(t, SECOND_HOP_USERS));
-    let recent = {
-        let ids: Vec<i64> = decode(opt("recent_ids"), i64::from_le_bytes);
-        let ptr: Vec<u32> = decode(opt("recent_ptr"), u32::from_le_bytes);
-        let items: Vec<u32> = decode(opt("recent_items"), u32::from_le_bytes);
-        let weights = f32s(opt("recent_weights"));
-        let days = f32s(opt("recent_days"));
-        let n = items.len();
-        let consistent = weights.len() == n && days.len() == n && (ids.is_empty() || (ptr.len() == ids.len() + 1 && ptr.last() == Some(&(n as u32))));
-        if !consistent || items.iter().any(|&i| i as usize >= item_ids.len()) {
-            return Err(RecsysError::Corrupt(format!("model {id} social arrays have inconsistent sizes")));
-        }
-        let events = (0..n).map(|k| recsys_core::hybrid::Event { item: items[k], weight: weights[k], day: days[k] }).collect();
-        Recent { ids, ptr, events }
+    let followee_events_query = source::followee_events_query(&resolved, recsys_core::hybrid::SOCIAL_EVENTS);
+    let followee_posts_query = match &options.posts {
+        Some(map) => source::owned_posts_query(&source::resolve(client, "posts", map, POSTS)?, recsys_core::hybrid::SOCIAL_EVENTS),
+        None => None,
     };
     let demographics_query = users.as_ref().map(source::demographics_query);
     Ok(Serving {
-        id,
+        key,
         factors: f,
         options,
         item_ids,
@@ -612,12 +635,14 @@ fn load(client: &SpiClient<'_>, schema: &str, id: i64, options: TrainOptions) ->
         interacted_items,
         freshness,
         owned,
+        owners,
         followers,
         segments,
-        titles,
+        live,
         followees_query,
         second_hop_query,
-        recent,
+        followee_events_query,
+        followee_posts_query,
         rating,
         demographics_query,
         plans: RefCell::new(HashMap::new()),

@@ -1,7 +1,6 @@
 //! What is known about one user at request time, read from the app's tables now (so a like,
 //! a follow or a profile edit a second ago counts without a retrain): history, followees,
-//! demographics. The followees' recent engagement comes from the model (a snapshot taken at
-//! training time), which keeps a request to a couple of index lookups. Every query was built at model load from names the
+//! demographics, and the followees' latest engagement and posts. Every query was built at model load from names the
 //! server resolved; the user id travels as `$1`/`$3`.
 use crate::error::Result;
 use crate::store::model::Serving;
@@ -9,7 +8,7 @@ use crate::store::source;
 use pgrx::spi::SpiClient;
 use pgrx::{PgBuiltInOids, PgOid};
 use recsys_core::hybrid::{segment_keys, Event, Followee, UserInput, Weights};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 pub struct Request {
     pub input: UserInput,
@@ -20,6 +19,7 @@ pub struct Request {
 const JSONB: PgOid = PgOid::BuiltIn(PgBuiltInOids::JSONBOID);
 const FLOAT4: PgOid = PgOid::BuiltIn(PgBuiltInOids::FLOAT4OID);
 const INT8: PgOid = PgOid::BuiltIn(PgBuiltInOids::INT8OID);
+const INT8_ARRAY: PgOid = PgOid::BuiltIn(PgBuiltInOids::INT8ARRAYOID);
 
 pub fn gather(client: &SpiClient<'_>, m: &Serving, user_id: i64, w: &Weights) -> Result<Request> {
     let o = &m.options.hybrid;
@@ -35,11 +35,9 @@ pub fn gather(client: &SpiClient<'_>, m: &Serving, user_id: i64, w: &Weights) ->
         |row| {
             let Some(pid) = row.get::<i64>(1)? else { return Ok(None) };
             seen.insert(pid);
-            let weight = row.get::<f32>(2)?.unwrap_or(f32::NAN);
-            let day = row.get::<f32>(3)?.unwrap_or(f32::NAN);
-            if !weight.is_finite() {
+            let (Some(weight), Some(day)) = (source::finite_weight(row.get::<f64>(2)?), source::finite_day(Some(row.get::<f32>(3)?.unwrap_or(f32::NAN)))) else {
                 return Ok(None);
-            }
+            };
             match m.item_index.get(&pid) {
                 Some(&item) => Ok(Some(Event { item, weight, day })),
                 None => {
@@ -64,6 +62,30 @@ pub fn gather(client: &SpiClient<'_>, m: &Serving, user_id: i64, w: &Weights) ->
             all.extend(hop2.into_iter().filter(|id| !dedup.contains(id)).map(|id| (id, false, true)));
         }
         if !all.is_empty() {
+            // Their engagement and their posts as of now: one statement each for all followees.
+            let ids: Vec<i64> = all.iter().map(|f| f.0).collect();
+            let mut events: HashMap<i64, Vec<Event>> = HashMap::new();
+            m.run(client, "followee_events", &m.followee_events_query, &[JSONB, FLOAT4, INT8_ARRAY], &{ let (w, d) = source::weight_args(&m.options); [w.into(), d.into(), ids.clone().into()] }, |row| {
+                let (Some(u), Some(p)) = (row.get::<i64>(1)?, row.get::<i64>(2)?) else { return Ok(None::<()>) };
+                let (Some(weight), Some(day)) = (source::finite_weight(row.get::<f64>(3)?), source::finite_day(Some(row.get::<f32>(4)?.unwrap_or(f32::NAN)))) else {
+                    return Ok(None);
+                };
+                if let Some(&item) = m.item_index.get(&p) {
+                    events.entry(u).or_default().push(Event { item, weight, day });
+                }
+                Ok(None)
+            })?;
+            let mut owned: HashMap<i64, Vec<u32>> = HashMap::new();
+            if let Some(q) = &m.followee_posts_query {
+                m.run(client, "followee_posts", q, &[INT8_ARRAY], &[ids.into()], |row| {
+                    if let (Some(o), Some(p)) = (row.get::<i64>(1)?, row.get::<i64>(2)?) {
+                        if let Some(&item) = m.item_index.get(&p) {
+                            owned.entry(o).or_default().push(item);
+                        }
+                    }
+                    Ok(None::<()>)
+                })?;
+            }
             input.followees = all
                 .into_iter()
                 .map(|(id, mutual, second_hop)| Followee {
@@ -71,8 +93,11 @@ pub fn gather(client: &SpiClient<'_>, m: &Serving, user_id: i64, w: &Weights) ->
                     mutual,
                     second_hop,
                     followers: m.followers.get(&id).copied().unwrap_or(0),
-                    events: m.recent.of(id).to_vec(),
-                    owned: m.owned.get(&id).cloned().unwrap_or_default(),
+                    events: events.remove(&id).unwrap_or_default(),
+                    owned: match &m.followee_posts_query {
+                        Some(_) => owned.remove(&id).unwrap_or_default(),
+                        None => m.owned.get(&id).cloned().unwrap_or_default(),
+                    },
                 })
                 .collect();
         }

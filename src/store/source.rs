@@ -88,13 +88,27 @@ pub fn resolve(client: &SpiClient<'_>, role_name: &'static str, map: &TableMap, 
             hint: "give a table name as in SQL: events, app.events or \"My Events\"".into(),
         });
     }
-    let table: Option<String> = super::one(
+    // Schema-qualified whatever the search_path: the name is stored with the model and read
+    // by every session, whose search_path may differ from the trainer's.
+    let found = super::first_row::<String, bool, i64>(
         client,
-        "SELECT c.oid::pg_catalog.regclass::text FROM pg_catalog.pg_class c \
-         WHERE c.oid = pg_catalog.to_regclass($1) AND c.relkind IN ('r', 'v', 'm', 'p', 'f')",
+        "SELECT pg_catalog.quote_ident(n.nspname::pg_catalog.text) OPERATOR(pg_catalog.||) '.' \
+                OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname::pg_catalog.text), \
+                c.relpersistence OPERATOR(pg_catalog.=) 't'::pg_catalog.\"char\", c.oid::pg_catalog.int8 \
+         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
+         WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1::pg_catalog.text)::pg_catalog.oid \
+           AND c.relkind OPERATOR(pg_catalog.=) ANY ('{r,v,m,p,f}'::pg_catalog.\"char\"[])",
         &[map.table.as_str().into()],
     )?;
-    let table = table.ok_or_else(|| RecsysError::UndefinedTable { role: role_name, name: map.table.clone() })?;
+    let Some((Some(table), temp, Some(oid))) = found else {
+        return Err(RecsysError::UndefinedTable { role: role_name, name: map.table.clone() });
+    };
+    if temp == Some(true) {
+        return Err(RecsysError::InvalidArgument {
+            message: format!("table {table} of option \"{role_name}.table\" is a temporary table"),
+            hint: "a model is served to every session, and a temporary table is visible in one: map a regular table".into(),
+        });
+    }
     let mut cols = BTreeMap::new();
     let mut types = BTreeMap::new();
     for (role, _, required) in spec.iter() {
@@ -103,10 +117,11 @@ pub fn resolve(client: &SpiClient<'_>, role_name: &'static str, map: &TableMap, 
                 client,
                 "SELECT pg_catalog.quote_ident(a.attname::text), t.typname::text, \
                         pg_catalog.format_type(a.atttypid, a.atttypmod) \
-                 FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
-                 WHERE a.attrelid = pg_catalog.to_regclass($1) AND a.attname = $2 \
-                   AND a.attnum > 0 AND NOT a.attisdropped",
-                &[map.table.as_str().into(), col.into()],
+                 FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) a.atttypid \
+                 WHERE a.attrelid OPERATOR(pg_catalog.=) $1::pg_catalog.int8::pg_catalog.oid \
+                   AND a.attname OPERATOR(pg_catalog.=) $2::pg_catalog.text::pg_catalog.name \
+                   AND a.attnum OPERATOR(pg_catalog.>) 0::pg_catalog.int2 AND NOT a.attisdropped",
+                &[oid.into(), col.into()],
             )?;
         match found {
             Some((Some(quoted), Some(typname), Some(pretty))) => {
@@ -132,13 +147,18 @@ pub fn resolve(client: &SpiClient<'_>, role_name: &'static str, map: &TableMap, 
 
 /// The planner's row estimate, for the memory pre-check (None when unknown, e.g. a view).
 pub fn estimated_rows(client: &SpiClient<'_>, t: &Resolved) -> Result<Option<f64>> {
-    let r: Option<f32> =
-        super::one(client, "SELECT c.reltuples FROM pg_catalog.pg_class c WHERE c.oid = $1::pg_catalog.regclass", &[t.table.as_str().into()])?;
+    let r: Option<f32> = super::one(
+        client,
+        "SELECT c.reltuples FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1::pg_catalog.text)::pg_catalog.oid",
+        &[t.table.as_str().into()],
+    )?;
     Ok(r.map(|x| x as f64).filter(|x| *x > 0.0))
 }
 
-/// SELECT list computing one weight per row: weight(kind) × coalesce(value, 1).
-/// `$1` is the weights as jsonb, `$2` the default weight.
+/// SELECT list computing one weight per row: weight(kind) × coalesce(value, 1), as float8
+/// (a float4 could overflow on one bad row and fail the whole read; readers convert and skip
+/// what is not a finite float4). `$1` is the weights as jsonb, `$2` the default weight.
+/// Every operator is schema-qualified: an operator in the caller's search_path never runs.
 pub fn weight_expr(t: &Resolved) -> String {
     weight_expr_for(t, "")
 }
@@ -146,23 +166,38 @@ pub fn weight_expr(t: &Resolved) -> String {
 /// [`weight_expr`] with the columns qualified by a table alias (`"i."`).
 pub fn weight_expr_for(t: &Resolved, alias: &str) -> String {
     let w = match t.col("kind") {
-        Some(k) => format!("COALESCE(($1::jsonb ->> ({alias}{k})::text)::float8, $2::float8)"),
-        None => "$2::float8".to_string(),
+        Some(k) => format!(
+            "COALESCE(($1::pg_catalog.jsonb OPERATOR(pg_catalog.->>) ({alias}{k})::pg_catalog.text)::pg_catalog.float8, $2::pg_catalog.float8)"
+        ),
+        None => "$2::pg_catalog.float8".to_string(),
     };
     let v = match t.col("value") {
-        Some(v) => format!("COALESCE(({alias}{v})::float8, 1.0)"),
-        None => "1.0".to_string(),
+        Some(v) => format!("COALESCE(({alias}{v})::pg_catalog.float8, 1::pg_catalog.float8)"),
+        None => "1::pg_catalog.float8".to_string(),
     };
-    format!("({w} * {v})::float4")
+    format!("({w} OPERATOR(pg_catalog.*) {v})")
 }
 
 /// SELECT-list expression for a time column as float4 days since the Unix epoch (NULL when
 /// the table has no time column).
 pub fn day_expr(t: &Resolved, alias: &str) -> String {
     match t.col("time") {
-        Some(c) => format!("(pg_catalog.date_part('epoch', ({alias}{c})::pg_catalog.timestamptz) / 86400.0)::float4"),
-        None => "NULL::float4".into(),
+        Some(c) => format!(
+            "(pg_catalog.date_part('epoch', ({alias}{c})::pg_catalog.timestamptz) OPERATOR(pg_catalog./) 86400::pg_catalog.float8)::pg_catalog.float4"
+        ),
+        None => "NULL::pg_catalog.float4".into(),
     }
+}
+
+/// A weight read as float8, as the model uses it: None (skip the row) unless it is a finite
+/// float4.
+pub fn finite_weight(w: Option<f64>) -> Option<f32> {
+    w.map(|w| w as f32).filter(|w| w.is_finite())
+}
+
+/// A time read as days: ±infinity (e.g. created_at = 'infinity') is not a time.
+pub fn finite_day(d: Option<f32>) -> Option<f32> {
+    d.filter(|d| !d.is_infinite())
 }
 
 pub fn weight_args(o: &TrainOptions) -> (JsonB, f32) {
@@ -219,7 +254,7 @@ pub const BYTES_PER_ID: u64 = 48;
 pub fn read_interactions(client: &SpiClient<'_>, t: &Resolved, o: &TrainOptions, budget: u64) -> Result<Loaded> {
     let (u, p) = (t.col("user").unwrap_or("NULL"), t.col("post").unwrap_or("NULL"));
     let query = format!(
-        "SELECT ({u})::int8, ({p})::int8, {w}, {d} FROM {tbl} WHERE ({u}) IS NOT NULL AND ({p}) IS NOT NULL",
+        "SELECT ({u})::pg_catalog.int8, ({p})::pg_catalog.int8, {w}, {d} FROM {tbl} WHERE ({u}) IS NOT NULL AND ({p}) IS NOT NULL",
         w = weight_expr(t),
         d = day_expr(t, ""),
         tbl = t.table
@@ -231,13 +266,15 @@ pub fn read_interactions(client: &SpiClient<'_>, t: &Resolved, o: &TrainOptions,
     let mut l = Loaded { user_ids: vec![], item_ids: vec![], rows: vec![], cols: vec![], vals: vec![], days: vec![], read: 0, skipped: 0 };
     for_each_batch(client, &query, &[weights.into(), default_weight.into()], 20_000, |batch| {
         for row in batch {
-            let (Some(uid), Some(pid), w) = (row.get::<i64>(1)?, row.get::<i64>(2)?, row.get::<f32>(3)?) else { continue };
+            let (Some(uid), Some(pid), w) = (row.get::<i64>(1)?, row.get::<i64>(2)?, row.get::<f64>(3)?) else { continue };
             l.read += 1;
-            let w = w.unwrap_or(f32::NAN);
-            if !w.is_finite() {
+            let day = if timed { finite_day(row.get::<f32>(4)?.or(Some(f32::NAN))) } else { Some(f32::NAN) };
+            // NaN, ±Infinity, beyond float4 or an infinite time: skipped and counted, never an
+            // error for everyone.
+            let (Some(w), Some(day)) = (finite_weight(w), day) else {
                 l.skipped += 1;
                 continue;
-            }
+            };
             let next = l.user_ids.len() as u32;
             let ui = *users.entry(uid).or_insert_with(|| {
                 l.user_ids.push(uid);
@@ -252,7 +289,7 @@ pub fn read_interactions(client: &SpiClient<'_>, t: &Resolved, o: &TrainOptions,
             l.cols.push(ii);
             l.vals.push(w);
             if timed {
-                l.days.push(row.get::<f32>(4)?.unwrap_or(f32::NAN));
+                l.days.push(day);
             }
         }
         let used = l.rows.len() as u64 * (BYTES_PER_ROW + 4 * timed as u64) + (l.user_ids.len() + l.item_ids.len()) as u64 * BYTES_PER_ID;
@@ -268,11 +305,39 @@ pub fn read_interactions(client: &SpiClient<'_>, t: &Resolved, o: &TrainOptions,
 pub fn user_history_query(t: &Resolved) -> String {
     let (u, p) = (t.col("user").unwrap_or("NULL"), t.col("post").unwrap_or("NULL"));
     format!(
-        "SELECT ({p})::int8, {w}, {d} FROM {tbl} WHERE {u} = $3::int8 AND ({p}) IS NOT NULL",
+        "SELECT ({p})::pg_catalog.int8, {w}, {d} FROM {tbl} WHERE {u} OPERATOR(pg_catalog.=) $3::pg_catalog.int8 AND ({p}) IS NOT NULL",
         w = weight_expr(t),
         d = day_expr(t, ""),
         tbl = t.table
     )
+}
+
+/// The latest `limit` engagements of each of `$3::int8[]` users: (user, post, weight, day)
+/// rows; `$1`/`$2` as in [`weight_expr`]. One index scan per followee with an index on
+/// (user column, time column) — documented in the README.
+pub fn followee_events_query(t: &Resolved, limit: usize) -> String {
+    let (u, p) = (t.col("user").unwrap_or("NULL"), t.col("post").unwrap_or("NULL"));
+    let order = t.col("time").map(|c| format!("ORDER BY {c} DESC NULLS LAST")).unwrap_or_default();
+    format!(
+        "SELECT rf_.id, x_.p, x_.w, x_.d FROM pg_catalog.unnest($3::pg_catalog.int8[]) AS rf_(id) \
+         CROSS JOIN LATERAL (SELECT ({p})::pg_catalog.int8 AS p, {w} AS w, {d} AS d FROM {tbl} \
+           WHERE {u} OPERATOR(pg_catalog.=) rf_.id AND ({p}) IS NOT NULL {order} LIMIT {limit}) x_",
+        w = weight_expr(t),
+        d = day_expr(t, ""),
+        tbl = t.table
+    )
+}
+
+/// The newest `limit` posts of each of `$1::int8[]` owners: (owner, post) rows (None when the
+/// posts table has no owner column).
+pub fn owned_posts_query(t: &Resolved, limit: usize) -> Option<String> {
+    let (id, owner) = (t.col("id")?, t.col("owner")?);
+    let order = t.col("time").map(|c| format!("ORDER BY {c} DESC NULLS LAST")).unwrap_or_default();
+    Some(format!(
+        "SELECT ro_.id, x_.p FROM pg_catalog.unnest($1::pg_catalog.int8[]) AS ro_(id) \
+         CROSS JOIN LATERAL (SELECT ({id})::pg_catalog.int8 AS p FROM {tbl} WHERE {owner} OPERATOR(pg_catalog.=) ro_.id {order} LIMIT {limit}) x_",
+        tbl = t.table
+    ))
 }
 
 /// A user's followees: (followee, mutual) rows, most recent follows first when the table has
@@ -281,8 +346,10 @@ pub fn followees_query(f: &Resolved, limit: usize) -> String {
     let (a, b) = (f.col("follower").unwrap_or("NULL"), f.col("followee").unwrap_or("NULL"));
     let order = f.col("time").map(|t| format!("ORDER BY f.{t} DESC NULLS LAST, 1")).unwrap_or_else(|| "ORDER BY 1".into());
     format!(
-        "SELECT (f.{b})::int8, EXISTS (SELECT 1 FROM {tbl} r WHERE r.{a} = f.{b} AND r.{b} = f.{a}) \
-         FROM {tbl} f WHERE f.{a} = $1::int8 AND f.{b} IS NOT NULL AND f.{b} <> $1::int8 {order} LIMIT {limit}",
+        "SELECT (f.{b})::pg_catalog.int8, EXISTS (SELECT 1 FROM {tbl} r WHERE r.{a} OPERATOR(pg_catalog.=) (f.{b})::pg_catalog.int8 \
+                AND r.{b} OPERATOR(pg_catalog.=) (f.{a})::pg_catalog.int8) \
+         FROM {tbl} f WHERE f.{a} OPERATOR(pg_catalog.=) $1::pg_catalog.int8 AND f.{b} IS NOT NULL \
+           AND f.{b} OPERATOR(pg_catalog.<>) $1::pg_catalog.int8 {order} LIMIT {limit}",
         tbl = f.table
     )
 }
@@ -292,9 +359,12 @@ pub fn followees_query(f: &Resolved, limit: usize) -> String {
 pub fn second_hop_query(f: &Resolved, limit: usize) -> String {
     let (a, b) = (f.col("follower").unwrap_or("NULL"), f.col("followee").unwrap_or("NULL"));
     format!(
-        "SELECT (f2.{b})::int8, count(*)::int4 FROM {tbl} f1 JOIN {tbl} f2 ON f2.{a} = f1.{b} \
-         WHERE f1.{a} = $1::int8 AND f2.{b} IS NOT NULL AND f2.{b} <> $1::int8 \
-           AND NOT EXISTS (SELECT 1 FROM {tbl} d WHERE d.{a} = $1::int8 AND d.{b} = f2.{b}) \
+        "SELECT (f2.{b})::pg_catalog.int8, pg_catalog.count(*)::pg_catalog.int4 FROM {tbl} f1 \
+         JOIN {tbl} f2 ON f2.{a} OPERATOR(pg_catalog.=) (f1.{b})::pg_catalog.int8 \
+         WHERE f1.{a} OPERATOR(pg_catalog.=) $1::pg_catalog.int8 AND f2.{b} IS NOT NULL \
+           AND f2.{b} OPERATOR(pg_catalog.<>) $1::pg_catalog.int8 \
+           AND NOT EXISTS (SELECT 1 FROM {tbl} d WHERE d.{a} OPERATOR(pg_catalog.=) $1::pg_catalog.int8 \
+                           AND d.{b} OPERATOR(pg_catalog.=) (f2.{b})::pg_catalog.int8) \
          GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {limit}",
         tbl = f.table
     )
@@ -306,12 +376,12 @@ pub fn ratings_query(t: &Resolved, kind: Option<&str>) -> Result<String> {
     let (u, p) = (t.col("user").unwrap_or("NULL"), t.col("post").unwrap_or("NULL"));
     let v = t.col("value").ok_or_else(|| RecsysError::MissingColumnFor { what: "explicit feedback", role: "value", table: t.table.clone() })?;
     let kind_filter = match (kind, t.col("kind")) {
-        (Some(_), Some(k)) => format!(" AND ({k})::text = $1::text"),
+        (Some(_), Some(k)) => format!(" AND ({k})::pg_catalog.text OPERATOR(pg_catalog.=) $1::pg_catalog.text"),
         // $1 is still referenced, so the statement takes the same parameters either way.
-        _ => " AND ($1::text IS NULL OR true)".into(),
+        _ => " AND ($1::pg_catalog.text IS NULL OR true)".into(),
     };
     Ok(format!(
-        "SELECT ({u})::int8, ({p})::int8, ({v})::float4 FROM {tbl} WHERE ({u}) IS NOT NULL AND ({p}) IS NOT NULL AND ({v}) IS NOT NULL{kind_filter}",
+        "SELECT ({u})::pg_catalog.int8, ({p})::pg_catalog.int8, ({v})::pg_catalog.float8 FROM {tbl} WHERE ({u}) IS NOT NULL AND ({p}) IS NOT NULL AND ({v}) IS NOT NULL{kind_filter}",
         tbl = t.table
     ))
 }
@@ -322,10 +392,8 @@ pub fn read_ratings(client: &SpiClient<'_>, t: &Resolved, kind: Option<&str>, bu
     let mut out = vec![];
     for_each_batch(client, &query, &[kind.into()], 20_000, |batch| {
         for row in batch {
-            if let (Some(u), Some(p), Some(v)) = (row.get::<i64>(1)?, row.get::<i64>(2)?, row.get::<f32>(3)?) {
-                if v.is_finite() {
-                    out.push((u, p, v));
-                }
+            if let (Some(u), Some(p), Some(v)) = (row.get::<i64>(1)?, row.get::<i64>(2)?, finite_weight(row.get::<f64>(3)?)) {
+                out.push((u, p, v));
             }
         }
         if out.len() as u64 * 24 > budget {
@@ -339,14 +407,15 @@ pub fn read_ratings(client: &SpiClient<'_>, t: &Resolved, kind: Option<&str>, bu
 /// One user's ratings: (post, value) rows; `$1` kind (or NULL), `$2` the user id.
 pub fn user_ratings_query(t: &Resolved, kind: Option<&str>) -> Result<String> {
     let u = t.col("user").unwrap_or("NULL");
-    Ok(ratings_query(t, kind)?.replacen(&format!("SELECT ({u})::int8, "), "SELECT ", 1) + &format!(" AND ({u}) = $2::int8"))
+    Ok(ratings_query(t, kind)?.replacen(&format!("SELECT ({u})::pg_catalog.int8, "), "SELECT ", 1)
+        + &format!(" AND {u} OPERATOR(pg_catalog.=) $2::pg_catalog.int8"))
 }
 
 /// A user's demographics: (age, gender, location). `$1` is the user id.
 pub fn demographics_query(t: &Resolved) -> String {
     let id = t.col("id").unwrap_or("NULL");
-    let num = |r: &str| t.col(r).map(|c| format!("({c})::float8")).unwrap_or_else(|| "NULL::float8".into());
-    format!("SELECT {age}, {g}, {l} FROM {tbl} WHERE {id} = $1::int8 LIMIT 1", age = num("age"), g = text_expr(t, "gender"), l = text_expr(t, "location"), tbl = t.table)
+    let num = |r: &str| t.col(r).map(|c| format!("({c})::pg_catalog.float8")).unwrap_or_else(|| "NULL::pg_catalog.float8".into());
+    format!("SELECT {age}, {g}, {l} FROM {tbl} WHERE {id} OPERATOR(pg_catalog.=) $1::pg_catalog.int8 LIMIT 1", age = num("age"), g = text_expr(t, "gender"), l = text_expr(t, "location"), tbl = t.table)
 }
 
 /// Every user's segment keys, dictionary-encoded: (user id, codes into dict; 0 = none).
@@ -406,7 +475,7 @@ fn read_pairs(client: &SpiClient<'_>, query: &str, max_rows: u64, what: &'static
 /// Followers per followed user: (user id, count) pairs.
 pub fn read_follower_counts(client: &SpiClient<'_>, f: &Resolved, budget: u64) -> Result<Vec<(i64, u32)>> {
     let b = f.col("followee").unwrap_or("NULL");
-    let query = format!("SELECT ({b})::int8, count(*)::int8 FROM {tbl} WHERE {b} IS NOT NULL GROUP BY 1", tbl = f.table);
+    let query = format!("SELECT ({b})::pg_catalog.int8, pg_catalog.count(*) FROM {tbl} WHERE {b} IS NOT NULL GROUP BY 1", tbl = f.table);
     let pairs = read_pairs(client, &query, budget / 16, "reading the follower counts")?;
     Ok(pairs.into_iter().map(|(u, n)| (u, n.min(u32::MAX as i64) as u32)).collect())
 }
@@ -423,7 +492,7 @@ pub fn table_exists(client: &SpiClient<'_>, name: &str) -> Result<bool> {
     if !valid_qualified_name(name) {
         return Ok(false);
     }
-    Ok(super::one::<bool>(client, "SELECT pg_catalog.to_regclass($1) IS NOT NULL", &[name.into()])?.unwrap_or(false))
+    Ok(super::one::<bool>(client, "SELECT pg_catalog.to_regclass($1::pg_catalog.text) IS NOT NULL", &[name.into()])?.unwrap_or(false))
 }
 
 /// Post text for the content model, one entry per post row.
@@ -442,7 +511,7 @@ pub struct PostText {
 }
 
 fn text_expr(t: &Resolved, role: &str) -> String {
-    t.col(role).map(|c| format!("({c})::text")).unwrap_or_else(|| "NULL::text".into())
+    t.col(role).map(|c| format!("({c})::pg_catalog.text")).unwrap_or_else(|| "NULL::pg_catalog.text".into())
 }
 
 pub fn read_posts(client: &SpiClient<'_>, t: &Resolved, budget: u64) -> Result<PostText> {
@@ -498,4 +567,12 @@ pub fn read_posts(client: &SpiClient<'_>, t: &Resolved, budget: u64) -> Result<P
         Ok(())
     })?;
     Ok(out)
+}
+
+/// Has the server parse and type-check the posts `visible` predicate against the posts table
+/// (it must be a boolean expression over the row), so a typo fails the train, not every call.
+pub fn check_visible(client: &SpiClient<'_>, t: &Resolved, pred: &str) -> Result<()> {
+    // The predicate is one parenthesised expression (options::predicate_is_contained).
+    client.select(&format!("SELECT 1 FROM {tbl} WHERE ({pred}) LIMIT 0", tbl = t.table), None, &[])?;
+    Ok(())
 }

@@ -47,6 +47,7 @@ pub const TRAIN_KEYS: &[&str] = &[
     "degree_damping",
     "second_hop",
     "owner_weight",
+    "negative_weight",
     "social_half_life_days",
     "content_half_life_days",
     "freshness_half_life_days",
@@ -68,6 +69,54 @@ pub struct TableMap {
     pub columns: BTreeMap<String, Option<String>>,
     /// Roles the caller named explicitly: those must exist; defaults that do not are skipped.
     pub explicit: Vec<String>,
+    /// Posts only: an SQL predicate over the posts row (`deleted_at IS NULL AND is_public`)
+    /// that every served post must satisfy at call time. Checked by [`predicate_is_contained`]
+    /// here and by the server at train time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visible: Option<String>,
+}
+
+/// Whether `p` stays one parenthesised expression when spliced as `(p)`: balanced parentheses
+/// that never close more than they opened, no statement separator, no comment, no dollar
+/// quoting or backslash escapes, strings and quoted identifiers closed. So `x) UNION SELECT ...`
+/// or `x); DROP ...` cannot escape into the query around it; what remains is an expression
+/// the server then parses and type-checks (it must be boolean).
+pub fn predicate_is_contained(p: &str) -> bool {
+    let b = p.as_bytes();
+    let (mut depth, mut i) = (0i32, 0usize);
+    if p.trim().is_empty() || p.len() > 4096 {
+        return false;
+    }
+    while i < b.len() {
+        match b[i] {
+            q @ (b'\'' | b'"') => {
+                // A quoted string or identifier; a doubled quote is an escaped quote.
+                i += 1;
+                loop {
+                    match b.get(i) {
+                        None => return false,
+                        Some(&c) if c == q && b.get(i + 1) == Some(&q) => i += 2,
+                        Some(&c) if c == q => break,
+                        Some(b'\\') => return false,
+                        Some(_) => i += 1,
+                    }
+                }
+            }
+            b'(' => depth += 1,
+            b')' => {
+                depth -= 1;
+                if depth < 0 {
+                    return false;
+                }
+            }
+            b';' | b'$' | b'\\' | 0 => return false,
+            b'-' if b.get(i + 1) == Some(&b'-') => return false,
+            b'/' if b.get(i + 1) == Some(&b'*') => return false,
+            _ => {}
+        }
+        i += 1;
+    }
+    depth == 0
 }
 
 /// (role, default column, required)
@@ -105,6 +154,7 @@ impl TableMap {
             table: table.into(),
             columns: spec.iter().map(|(r, c, _)| (r.to_string(), Some(c.to_string()))).collect(),
             explicit: vec![],
+            visible: None,
         }
     }
 
@@ -116,6 +166,14 @@ impl TableMap {
             if k == "table" {
                 m.table = val.as_str().filter(|s| !s.is_empty()).ok_or_else(|| type_err(&path, "a non-empty string", val))?.into();
                 m.explicit.push("table".into());
+                continue;
+            }
+            if k == "visible" && default_table == "posts" {
+                m.visible = match val {
+                    Value::Null => None,
+                    Value::String(p) if predicate_is_contained(p) => Some(p.clone()),
+                    _ => return Err(type_err(&path, "an SQL boolean expression over the posts row (no ';', comments, '$' or unbalanced parentheses)", val)),
+                };
                 continue;
             }
             let Some((role, _, required)) = spec.iter().find(|(r, _, _)| r == k) else {
@@ -260,6 +318,7 @@ impl TrainOptions {
                 "degree_damping" => o.hybrid.degree_damping = num_in(key, val, 0.0, 10.0)? as f32,
                 "second_hop" => o.hybrid.second_hop = num_in(key, val, 0.0, 1e3)? as f32,
                 "owner_weight" => o.hybrid.owner_weight = num_in(key, val, 0.0, 1e3)? as f32,
+                "negative_weight" => o.hybrid.negative_weight = num_in(key, val, 0.0, 10.0)? as f32,
                 "social_half_life_days" => o.hybrid.social_half_life_days = num_in(key, val, 0.001, 1e6)? as f32,
                 "content_half_life_days" => o.hybrid.content_half_life_days = num_in(key, val, 0.001, 1e6)? as f32,
                 "freshness_half_life_days" => o.hybrid.freshness_half_life_days = num_in(key, val, 0.001, 1e6)? as f32,
@@ -336,6 +395,12 @@ mod unit {
         assert_eq!(o.interactions.column("user"), Some("user_id"));
         assert!(matches!(TrainOptions::parse(&json!({"factor": 8})), Err(OptionError::Unknown { .. })));
         assert!(matches!(TrainOptions::parse(&json!({"factors": "8"})), Err(OptionError::Type { .. })));
+        let o = TrainOptions::parse(&json!({"posts": {"visible": "deleted_at IS NULL AND (is_public OR title = 'it''s (ok)')"}})).unwrap();
+        assert!(o.posts.unwrap().visible.is_some());
+        for bad in ["true) UNION SELECT 1 FROM t WHERE (true", "true; DROP TABLE posts", "true -- x", "a /* x */", "$$x$$", "E'\\'' OR true", "(a", "'open", ""] {
+            assert!(TrainOptions::parse(&json!({"posts": {"visible": bad}})).is_err(), "{bad}");
+        }
+        assert!(TrainOptions::parse(&json!({"interactions": {"visible": "true"}})).is_err());
         assert!(matches!(TrainOptions::parse(&json!({"factors": 0})), Err(OptionError::Type { .. })));
         assert!(matches!(TrainOptions::parse(&json!([1])), Err(OptionError::NotObject)));
         assert!(matches!(TrainOptions::parse(&json!({"interactions": {"user": null}})), Err(OptionError::Type { .. })));
@@ -346,10 +411,20 @@ mod unit {
         assert!(matches!(TrainOptions::parse(&json!({"fusion": {"als": -1}})), Err(OptionError::Type { .. })));
         assert!(matches!(TrainOptions::parse(&json!({"fusion": {"als": 0, "content": 0, "social": 0, "popularity": 0, "freshness": 0, "demographic": 0}})), Err(OptionError::Type { .. })));
         assert!(matches!(TrainOptions::parse(&json!({"tune": 1})), Err(OptionError::Type { .. })));
+        assert_eq!(TrainOptions::parse(&json!({"negative_weight": 0.5})).unwrap().hybrid.negative_weight, 0.5);
+        assert_eq!(TrainOptions::parse(&json!({"negative_weight": 0})).unwrap().hybrid.negative_weight, 0.0);
+        assert_eq!(TrainOptions::default().hybrid.negative_weight, 1.0);
+        for bad in [json!(-0.1), json!(10.5), json!("1"), json!(null)] {
+            assert!(matches!(TrainOptions::parse(&json!({"negative_weight": bad})), Err(OptionError::Type { .. })), "{bad}");
+        }
         // A model stored before the hybrid options existed still reads.
         let mut old = serde_json::to_value(TrainOptions::default()).unwrap();
         old.as_object_mut().unwrap().remove("hybrid");
         old.as_object_mut().unwrap().remove("tune");
         assert_eq!(serde_json::from_value::<TrainOptions>(old).unwrap(), TrainOptions::default());
+        // ... and one stored before "negative_weight" reads it as the default.
+        let mut old = serde_json::to_value(TrainOptions::default()).unwrap();
+        old["hybrid"].as_object_mut().unwrap().remove("negative_weight");
+        assert_eq!(serde_json::from_value::<TrainOptions>(old).unwrap().hybrid.negative_weight, 1.0);
     }
 }

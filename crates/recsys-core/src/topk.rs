@@ -120,7 +120,14 @@ mod tests {
 /// (best first) greedily by (1 − d)·relevance − d·(max similarity to those already picked),
 /// relevance being the score scaled to [0, 1] over the candidates. d = 0 keeps the order.
 pub fn mmr<S: Fn(u32, u32) -> f32>(cands: &[Scored], k: usize, d: f32, sim: S) -> Vec<Scored> {
-    if d <= 0.0 || cands.len() <= 1 {
+    mmr_bounded(cands, k, d, sim, usize::MAX, &mut || {})
+}
+
+/// [`mmr`] with bounded work: at most `picks` positions are re-ranked (the rest follow in score
+/// order, which is what a reader far down a page sees anyway), and `tick` runs after every
+/// pick so a caller can honour cancel. Cost O(picks × candidates) similarity calls.
+pub fn mmr_bounded<S: Fn(u32, u32) -> f32>(cands: &[Scored], k: usize, d: f32, sim: S, picks: usize, tick: &mut dyn FnMut()) -> Vec<Scored> {
+    if d <= 0.0 || cands.len() <= 1 || picks == 0 {
         return cands.iter().take(k).copied().collect();
     }
     let (lo, hi) = cands.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), c| (a.min(c.score), b.max(c.score)));
@@ -128,7 +135,7 @@ pub fn mmr<S: Fn(u32, u32) -> f32>(cands: &[Scored], k: usize, d: f32, sim: S) -
     let mut left: Vec<Scored> = cands.to_vec();
     let mut max_sim = vec![f32::NEG_INFINITY; left.len()];
     let mut out: Vec<Scored> = Vec::with_capacity(k);
-    while out.len() < k && !left.is_empty() {
+    while out.len() < k.min(picks) && !left.is_empty() {
         let mut best = 0usize;
         let mut best_v = f32::NEG_INFINITY;
         for (j, c) in left.iter().enumerate() {
@@ -147,7 +154,11 @@ pub fn mmr<S: Fn(u32, u32) -> f32>(cands: &[Scored], k: usize, d: f32, sim: S) -
             max_sim[j] = max_sim[j].max(sim(picked.index, c.index));
         }
         out.push(picked);
+        tick();
     }
+    // Beyond the re-ranked prefix: the remaining candidates in their original (score) order.
+    let rest = k.saturating_sub(out.len());
+    out.extend(left.into_iter().take(rest));
     out
 }
 
@@ -167,5 +178,9 @@ mod mmr_tests {
         assert_eq!(ids(mmr(&c, 3, 0.0, sim)), vec![0, 1, 2]);
         assert_eq!(ids(mmr(&c, 3, 0.5, sim)), vec![0, 3, 1]);
         assert_eq!(ids(mmr(&c, 2, 1.0, sim)), vec![0, 3]);
+        // A bounded re-rank diversifies the first pick(s) only, then keeps score order.
+        let mut ticks = 0;
+        assert_eq!(ids(mmr_bounded(&c, 4, 0.5, sim, 2, &mut || ticks += 1)), vec![0, 3, 1, 2]);
+        assert_eq!(ticks, 2);
     }
 }

@@ -444,6 +444,13 @@ pub fn prepare(
             from_item[*i as usize] = Some(d as u32);
         }
     }
+    // Creators per post, as the extension passes them (user index as the id, as for followees).
+    let mut owners = vec![i64::MIN; w.n_items];
+    for u in 0..w.n_users {
+        for &i in &w.owned[w.own_ptr[u]..w.own_ptr[u + 1]] {
+            owners[i as usize] = u as i64;
+        }
+    }
     let cat = Catalog {
         factors: m.factors,
         item_factors: &m.item_factors,
@@ -456,6 +463,7 @@ pub fn prepare(
         popularity: &popularity,
         freshness: &freshness,
         segments: &segments,
+        owners: &owners,
     };
     let mut users: Vec<usize> = (0..w.n_users).filter(|&u| !truth[u].is_empty()).collect();
     Rng::new(cfg.seed ^ 0x5EED).shuffle(&mut users);
@@ -499,15 +507,18 @@ pub fn prepare(
                     .into_iter()
                     .map(|i| {
                         let p = s.parts(&cat, i);
+                        // The demotion scales the total, so it can be folded into each part
+                        // and still apply under any weights.
+                        let keep = 1.0 - s.penalty(i);
                         (
                             i,
                             [
-                                p.als,
-                                p.content,
-                                p.social,
-                                p.popularity,
-                                p.freshness,
-                                p.demographic,
+                                p.als * keep,
+                                p.content * keep,
+                                p.social * keep,
+                                p.popularity * keep,
+                                p.freshness * keep,
+                                p.demographic * keep,
                             ],
                         )
                     })

@@ -1,0 +1,83 @@
+//! The posts table as it is now, read at call time under the caller's rights: which candidate
+//! posts exist and are visible (deleted rows, the model's `visible` predicate, row-level
+//! security and grants all apply, since the query runs as the caller), their current titles,
+//! and which posts match a feed filter now. A model is a ranking; what may be shown is
+//! decided here, on every call.
+use crate::error::Result;
+use crate::store::model::Serving;
+use crate::store::source::Resolved;
+use pgrx::{PgBuiltInOids, PgOid};
+use std::collections::{HashMap, HashSet};
+
+const INT8_ARRAY: PgOid = PgOid::BuiltIn(PgBuiltInOids::INT8ARRAYOID);
+const TEXT: PgOid = PgOid::BuiltIn(PgBuiltInOids::TEXTOID);
+
+/// The call-time queries over the posts table, built at model load from server-quoted names.
+pub struct LiveQueries {
+    /// (id, title) of the visible posts among `$1::int8[]`.
+    pub check: String,
+    /// Visible post ids matching the feed filters: one statement per combination of the three
+    /// filters (bit 0 category, 1 project_code, 2 mood), each `$n` a text; index-friendly.
+    pub filters: [Option<String>; 8],
+}
+
+/// Plan names for [`LiveQueries::filters`] (the plan cache is keyed by static names).
+const FILTER_PLANS: [&str; 8] = ["live_f0", "live_f1", "live_f2", "live_f3", "live_f4", "live_f5", "live_f6", "live_f7"];
+
+fn visible_clause(pred: Option<&str>) -> String {
+    // The predicate was checked to be one parenthesised expression (options) and parsed by the
+    // server against this table at train time.
+    pred.map(|p| format!(" AND ({p})")).unwrap_or_default()
+}
+
+pub fn queries(t: &Resolved, pred: Option<&str>) -> LiveQueries {
+    let id = t.col("id").unwrap_or("NULL");
+    let title = t.col("title").map(|c| format!("({c})::pg_catalog.text")).unwrap_or_else(|| "NULL::pg_catalog.text".into());
+    let vis = visible_clause(pred);
+    let check = format!(
+        "SELECT ({id})::pg_catalog.int8, {title} FROM {tbl} WHERE {id} OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.int8[]){vis}",
+        tbl = t.table
+    );
+    let roles = ["category", "project_code", "mood"];
+    let filters = std::array::from_fn(|mask: usize| {
+        let mut conds = vec![];
+        for (bit, role) in roles.iter().enumerate() {
+            if mask & (1 << bit) != 0 {
+                let c = t.col(role)?;
+                conds.push(format!("({c})::pg_catalog.text OPERATOR(pg_catalog.=) ${}::pg_catalog.text", conds.len() + 1));
+            }
+        }
+        let cond = if conds.is_empty() { "true".to_string() } else { conds.join(" AND ") };
+        Some(format!("SELECT ({id})::pg_catalog.int8 FROM {tbl} WHERE {cond}{vis}", tbl = t.table))
+    });
+    LiveQueries { check, filters }
+}
+
+/// Which of `ids` the caller may be shown now, with their current titles (None: no posts
+/// table is mapped, so every post counts as visible and untitled).
+pub fn visible(client: &pgrx::spi::SpiClient<'_>, m: &Serving, ids: &[i64]) -> Result<Option<HashMap<i64, String>>> {
+    let Some(q) = &m.live else { return Ok(None) };
+    if ids.is_empty() {
+        return Ok(Some(HashMap::new()));
+    }
+    let rows = m.run(client, "live_check", &q.check, &[INT8_ARRAY], &[ids.to_vec().into()], |row| {
+        Ok(row.get::<i64>(1)?.map(|id| (id, row.get::<String>(2).ok().flatten().unwrap_or_default())))
+    })?;
+    Ok(Some(rows.into_iter().collect()))
+}
+
+/// Post ids that match the given filters now (and are visible), or None when no filter is
+/// set. A filter on an attribute the posts table does not map matches nothing.
+pub fn matching(client: &pgrx::spi::SpiClient<'_>, m: &Serving, attrs: [Option<&str>; 3]) -> Result<Option<HashSet<i64>>> {
+    let mask = attrs.iter().enumerate().fold(0usize, |acc, (bit, a)| acc | ((a.is_some() as usize) << bit));
+    if mask == 0 {
+        return Ok(None);
+    }
+    let Some(q) = &m.live else { return Ok(None) };
+    let Some(sql) = &q.filters[mask] else { return Ok(Some(HashSet::new())) };
+    let values: Vec<&str> = attrs.iter().flatten().copied().collect();
+    let types = vec![TEXT; values.len()];
+    let args: Vec<pgrx::datum::DatumWithOid<'_>> = values.iter().map(|v| (*v).into()).collect();
+    let ids = m.run(client, FILTER_PLANS[mask], sql, &types, &args, |row| row.get::<i64>(1).map_err(Into::into))?;
+    Ok(Some(ids.into_iter().collect()))
+}
