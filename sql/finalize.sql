@@ -3,8 +3,9 @@ COMMENT ON FUNCTION @extschema@.recsys_train(jsonb) IS
 options (jsonb, all optional): factors 64, iterations 15, regularization 10, alpha 1, seed 42, cg_steps 3,
 threads (default recsys.threads), weights {"view":1,"like":4,"inspire":5,"share":6,"rate":1}, default_weight 1,
 interactions {"table","user","post","kind","value","time"}, posts/users/follows mappings (tables named posts,
-users, follows are used when they exist). Hybrid: fusion {"als":1,"content":0.3,"social":0.3,"popularity":0.1,
-"freshness":0.05,"demographic":0.5}, mutual_weight 2, degree_damping 0.3, second_hop 0 (off), owner_weight 1,
+users, follows are used when they exist; stored schema-qualified; temporary tables are refused); posts "visible":
+an SQL boolean expression over the posts row every served post must satisfy at call time. Hybrid: fusion {"als":1,"content":0.3,"social":0.5,"popularity":0.1,
+"freshness":0.05,"demographic":0.3}, mutual_weight 2, degree_damping 0.3, second_hop 0 (off), owner_weight 1,
 social_half_life_days 14, content_half_life_days 30, freshness_half_life_days 7, popularity_half_life_days 7,
 cold_start_threshold 5, tune false (true: pick the fusion weights on a seeded holdout of the training data).
 Ratings: feedback "implicit" (default) or "explicit" (adds a biased-MF + KNNBaseline rating model over rows of
@@ -47,12 +48,16 @@ exclude, "offset"). An unknown post is an error. k between 1 and recsys.max_k. N
 COMMENT ON FUNCTION @extschema@.recsys_search(text, integer) IS
 'Free-text search over the posts'' TF-IDF (title, description, tags, category; #tag matches a whole tag).
 Returns posts by cosine similarity, best first. An empty query, or one with no term found in any post,
-returns no rows. Needs a model trained with a posts table. k between 1 and recsys.max_k. STRICT.';
+returns no rows. Needs a model trained with a posts table. k between 1 and recsys.max_k. STRICT.
+Only posts that are in the posts table now and visible to the caller are returned. A query longer than
+recsys.max_query_bytes (10000) is an error (54000).';
 
 COMMENT ON FUNCTION @extschema@.recsys_trending(integer, text, text, interval, integer) IS
 'Posts ranked by recent engagement: the sum of interaction weights (as in the model''s options, or the
 defaults) decayed by 2^(-age / recsys.trending_half_life_hours), over interactions newer than since.
-Optional category and project_code filters join the posts table; offset pages. Needs no trained model.
+Optional category and project_code filters read the posts table now; posts no longer in it (or hidden by the
+posts "visible" predicate or row-level security) are not returned; offset pages. Needs no trained model.
+The feed''s popularity component is this signal (default window, top 1000), scaled to [0, 1].
 NULL k returns no rows; NULL since/offset mean their defaults.';
 
 COMMENT ON FUNCTION @extschema@.recsys_evaluate(jsonb) IS
@@ -81,3 +86,11 @@ Returns the report. Errors (22023) name the table and the offending id.';
 
 COMMENT ON FUNCTION @extschema@._recsys_import_factors(oid, oid, jsonb) IS
 'Internal: the implementation of recsys_import_factors(regclass, regclass, jsonb).';
+
+COMMENT ON FUNCTION @extschema@.recsys_refresh() IS
+'Rebuilds the served model from the tables as they are now, keeping its ALS factors: the content model (new and
+changed posts; posts without factors are placed by their content), feed attributes, owners, freshness, follower
+counts, demographic segments and popularity. No ALS, so it takes seconds where a train takes minutes; a new model
+version is stored and served on commit, as with recsys_train. Returns the report (refreshed_from = the model whose
+factors were kept). For apps that prefer batch freshness: SELECT cron.schedule(''recsys-refresh'', ''*/5 * * * *'',
+''SELECT recsys_refresh()'').';

@@ -3,7 +3,7 @@ the database. Configuration: DATABASE_URL (libpq URL). Run: uvicorn app:app --po
 OpenAPI docs at /docs and /openapi.json."""
 import os
 from contextlib import asynccontextmanager
-from typing import Optional
+from typing import List, Optional
 
 import psycopg
 from fastapi import FastAPI, HTTPException, Query
@@ -74,13 +74,17 @@ def health():
 
 @app.get("/feed")
 def feed(username: str, project_code: Optional[str] = None, category: Optional[str] = None, mood: Optional[str] = None,
-         page: int = Query(1, ge=1, le=10_000), page_size: int = Query(20, ge=1, le=100)):
+         page: int = Query(1, ge=1, le=10_000), page_size: int = Query(20, ge=1, le=100),
+         exclude: Optional[List[int]] = Query(None, max_length=2000)):
+    """Stable paging: pass the ids already shown as `exclude` (repeat the parameter) and keep
+    page=1; unlike offset paging, nothing is skipped when the user interacts with a shown post."""
     uid = user_id_of(username)
     rows = db_call(
         f"""SELECT {POST_COLUMNS}, r.score, r.reason
-            FROM recsys_recommend(%s, %s, category => %s, project_code => %s, mood => %s, "offset" => %s) WITH ORDINALITY r
+            FROM recsys_recommend(%s, %s, category => %s, project_code => %s, mood => %s, "offset" => %s,
+                                  exclude => %s::bigint[]) WITH ORDINALITY r
             JOIN posts p ON p.id = r.post_id LEFT JOIN users o ON o.id = p.owner_id ORDER BY r.ordinality""",
-        (uid, page_size, category, project_code, mood, page_args(page, page_size)))
+        (uid, page_size, category, project_code, mood, page_args(page, page_size), exclude))
     return {"status": "success", "post": rows}
 
 

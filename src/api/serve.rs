@@ -631,6 +631,22 @@ fn recsys_explain(user_id: Option<i64>, post_id: Option<i64>, weights: default!(
             let segs: Vec<&str> = s.req.input.segments.iter().filter(|k| m.segments.lists.get(*k).is_some_and(|l| l.iter().any(|x| x.0 == item))).map(|k| k.as_str()).collect();
             out.push(("demographic".into(), format!("popular in your segments: {}", segs.join(", ")), None, None, p.demographic));
         }
+        if p.negative < 0.0 {
+            let pen = 100.0 * sc.penalty(item);
+            match sc.demotion(&cat, item) {
+                Some(hybrid::Demotion::Creator(u)) => {
+                    out.push(("negative".into(), format!("by a creator whose post you disliked (demoted {pen:.0}%)"), None, Some(u), p.negative))
+                }
+                Some(hybrid::Demotion::Similar(j)) => out.push((
+                    "negative".into(),
+                    format!("close to a post you disliked (demoted {pen:.0}%)"),
+                    Some(m.item_ids[j as usize]),
+                    None,
+                    p.negative,
+                )),
+                None => out.push(("negative".into(), format!("close to posts you disliked (demoted {pen:.0}%)"), None, None, p.negative)),
+            }
+        }
         out.push(("total".into(), format!("fused score; {} interactions known", sc.n_history), Some(post_id), Some(user_id), p.total()));
         Ok(out)
     })

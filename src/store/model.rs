@@ -648,3 +648,34 @@ fn load(client: &SpiClient<'_>, schema: &str, key: ModelKey, options: TrainOptio
         plans: RefCell::new(HashMap::new()),
     })
 }
+
+/// The factors of a stored model for a refresh: (user ids, user factors, item ids, item
+/// factors), items limited to those trained from interactions (content-placed posts are placed
+/// again from the posts table as it is now).
+pub fn read_factors(client: &SpiClient<'_>, schema: &str, id: i64, factors: usize, interacted: usize) -> Result<(Vec<i64>, Vec<f32>, Vec<i64>, Vec<f32>)> {
+    let mut parts: HashMap<String, Vec<u8>> = HashMap::new();
+    let rows = client.select(
+        &format!(
+            "SELECT part, data FROM {schema}._recsys_model_data WHERE model_id OPERATOR(pg_catalog.=) $1 \
+             AND part OPERATOR(pg_catalog.=) ANY ('{{user_ids,user_factors,item_ids,item_factors}}'::pg_catalog.text[]) ORDER BY part, chunk"
+        ),
+        None,
+        &[id.into()],
+    )?;
+    for row in rows {
+        let part: String = row.get(1)?.unwrap_or_default();
+        let data: Vec<u8> = row.get(2)?.unwrap_or_default();
+        parts.entry(part).or_default().extend_from_slice(&data);
+    }
+    let take = |name: &str| parts.get(name).ok_or_else(|| RecsysError::Corrupt(format!("model {id} has no {name}")));
+    let user_ids = decode(take("user_ids")?, i64::from_le_bytes)?;
+    let user_factors = decode(take("user_factors")?, f32::from_le_bytes)?;
+    let mut item_ids = decode(take("item_ids")?, i64::from_le_bytes)?;
+    let mut item_factors = decode(take("item_factors")?, f32::from_le_bytes)?;
+    if user_factors.len() != product(id, user_ids.len(), factors)? || item_factors.len() != product(id, item_ids.len(), factors)? || interacted > item_ids.len() {
+        return Err(RecsysError::Corrupt(format!("model {id} factor arrays have inconsistent sizes")));
+    }
+    item_ids.truncate(interacted);
+    item_factors.truncate(interacted * factors);
+    Ok((user_ids, user_factors, item_ids, item_factors))
+}

@@ -113,7 +113,7 @@ pub struct IterationStat {
 
 /// Rows solved between two `Progress::check` calls. Small enough that a cancel is seen within
 /// milliseconds, large enough that the rayon fork/join is noise.
-const BLOCK_ROWS: usize = 4096;
+const BLOCK_ROWS: usize = 2048;
 
 /// Trains on a user × item matrix of summed interaction weights.
 pub fn train(
@@ -136,11 +136,9 @@ pub fn train(
     let mut stats = Vec::with_capacity(opts.iterations);
     let start = Instant::now();
     for it in 0..opts.iterations {
-        let g = gram(&y, f, opts.regularization, pool);
-        progress.check()?;
+        let g = gram_checked(&y, f, opts.regularization, pool, progress)?;
         solve_rows(ui, &y, &g, &mut x, opts, pool, progress)?;
-        let g = gram(&x, f, opts.regularization, pool);
-        progress.check()?;
+        let g = gram_checked(&x, f, opts.regularization, pool, progress)?;
         solve_rows(&iu, &x, &g, &mut y, opts, pool, progress)?;
         let loss = if opts.compute_loss { Some(loss(ui, &x, &y, opts, pool, progress)?) } else { None };
         let seconds = start.elapsed().as_secs_f64();
@@ -156,10 +154,18 @@ pub fn train(
 /// YᵀY + λI, summed over fixed chunks in a fixed order so the result does not depend on the
 /// number of threads (same seed, same model).
 pub fn gram(y: &[f32], f: usize, reg: f32, pool: &rayon::ThreadPool) -> Vec<f32> {
+    gram_checked(y, f, reg, pool, &mut NoProgress).unwrap_or_default()
+}
+
+/// [`gram`] with a progress check after every few chunks (a large catalogue at many factors is
+/// tens of milliseconds of work per half-step).
+fn gram_checked(y: &[f32], f: usize, reg: f32, pool: &rayon::ThreadPool, progress: &mut dyn Progress) -> Result<Vec<f32>, CoreError> {
     const CHUNK_ROWS: usize = 2048;
-    let partials: Vec<Vec<f32>> = pool.install(|| {
-        y.par_chunks(CHUNK_ROWS * f).map(|chunk| gram_chunk(chunk, f)).collect()
-    });
+    let mut partials: Vec<Vec<f32>> = Vec::new();
+    for batch in y.chunks(CHUNK_ROWS * f * 8) {
+        partials.extend(pool.install(|| batch.par_chunks(CHUNK_ROWS * f).map(|chunk| gram_chunk(chunk, f)).collect::<Vec<_>>()));
+        progress.check()?;
+    }
     let mut g = vec![0f32; f * f];
     for p in partials {
         for (a, b) in g.iter_mut().zip(&p) {
@@ -173,7 +179,7 @@ pub fn gram(y: &[f32], f: usize, reg: f32, pool: &rayon::ThreadPool) -> Vec<f32>
         }
         g[i * f + i] += reg;
     }
-    g
+    Ok(g)
 }
 
 fn gram_chunk(chunk: &[f32], f: usize) -> Vec<f32> {
@@ -391,22 +397,31 @@ fn loss(
     progress.check()?;
     let (alpha, reg) = (opts.alpha, opts.regularization);
     let avx = has_avx2_fma();
-    let per_chunk: Vec<f64> = pool.install(|| {
-        x.par_chunks(1024 * f)
-            .enumerate()
-            .map(|(c, rows)| {
-                #[cfg(target_arch = "x86_64")]
-                {
-                    if avx {
-                        // SAFETY: features checked at run time.
-                        return unsafe { loss_rows_avx2(ui, c * 1024, rows, y, &g, alpha, reg) };
+    // In blocks of BLOCK_ROWS users with a progress check between them: over all users the
+    // loss is as much work as a CG step, too long to run without seeing a cancel.
+    let mut per_chunk: Vec<f64> = Vec::new();
+    for (b, block) in x.chunks(BLOCK_ROWS * f).enumerate() {
+        let first = b * BLOCK_ROWS;
+        let part: Vec<f64> = pool.install(|| {
+            block
+                .par_chunks(256 * f)
+                .enumerate()
+                .map(|(c, rows)| {
+                    #[cfg(target_arch = "x86_64")]
+                    {
+                        if avx {
+                            // SAFETY: features checked at run time.
+                            return unsafe { loss_rows_avx2(ui, first + c * 256, rows, y, &g, alpha, reg) };
+                        }
                     }
-                }
-                let _ = avx;
-                loss_rows::<false>(ui, c * 1024, rows, y, &g, alpha, reg)
-            })
-            .collect()
-    });
+                    let _ = avx;
+                    loss_rows::<false>(ui, first + c * 256, rows, y, &g, alpha, reg)
+                })
+                .collect()
+        });
+        per_chunk.extend(part);
+        progress.check()?;
+    }
     let reg_y: f64 = y.iter().map(|v| (*v as f64) * (*v as f64)).sum::<f64>() * opts.regularization as f64;
     let total: f64 = per_chunk.iter().sum::<f64>() + reg_y;
     Ok(total / (ui.rows as f64 * ui.cols as f64))

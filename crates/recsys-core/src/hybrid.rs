@@ -1034,12 +1034,14 @@ mod tests {
         v
     }
 
+    /// parts(i).total() == fused[i]; with an int8 scan the fused ALS part is approximate.
     fn assert_parts_add_up(s: &Scores, cat: &Catalog<'_>) {
         let mut fused = vec![];
         s.fused(cat, &mut fused);
+        let tol = if cat.quantized.is_some() { 1e-2 } else { 1e-5 };
         for i in 0..N as u32 {
             let p = s.parts(cat, i);
-            assert!((p.total() - fused[i as usize]).abs() < 1e-5, "item {i}: {p:?} vs {}", fused[i as usize]);
+            assert!((p.total() - fused[i as usize]).abs() < tol, "item {i}: {p:?} vs {}", fused[i as usize]);
             assert!(p.negative <= 0.0);
         }
     }
@@ -1155,7 +1157,7 @@ mod tests {
         let p = content_profile(&cat, &h, 30.0, 32);
         let travel_word = pl.tfidf.index["travel"];
         assert!(!p.is_empty() && p.iter().all(|x| x.0 != travel_word), "{p:?}");
-        assert_eq!(content_profile(&cat, &h[..2], 30.0, 32).iter().any(|x| x.0 == travel_word), true);
+        assert!(content_profile(&cat, &h[..2], 30.0, 32).iter().any(|x| x.0 == travel_word), "without the dislike it counts");
     }
 
     #[test]

@@ -83,3 +83,15 @@ def test_an_interaction_changes_the_next_feed_without_retraining(client):
     assert bad.status_code == 422
     assert client.post("/interaction", json={"username": "ghost", "post_id": 1, "interaction_type": "like"}).status_code == 404
     assert client.post("/interaction", json={"username": "user7", "post_id": 999999, "interaction_type": "like"}).status_code == 404
+
+
+def test_exclude_paging_neither_skips_nor_repeats(client):
+    """The stable paging pattern: page 2 excludes what page 1 showed, so a like on page 1 in
+    between (which removes that post from the ranking) does not shift page 2."""
+    first = client.get("/feed", params={"username": "user9", "page_size": 4}).json()["post"]
+    shown = [p["id"] for p in first]
+    r = client.post("/interaction", json={"username": "user9", "post_id": shown[0], "interaction_type": "view"})
+    assert r.status_code in (200, 201), r.text
+    second = client.get("/feed", params={"username": "user9", "page_size": 4, "exclude": shown}).json()["post"]
+    ids = [p["id"] for p in second]
+    assert len(ids) == 4 and not set(ids) & set(shown)

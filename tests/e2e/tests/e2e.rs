@@ -90,7 +90,8 @@ fn trained_on_a_million_rows(c: &Cluster) {
     c.sql("postgres", &std::fs::read_to_string(root().join("scripts/schema.sql")).unwrap());
     c.sql(
         "postgres",
-        "INSERT INTO interactions (user_id, post_id, kind)
+        "INSERT INTO posts (id) SELECT generate_series(0, 20020);
+         INSERT INTO interactions (user_id, post_id, kind)
          SELECT (g * 7919) % 50000, (g * 104729) % 20000 + (g % 7) * 3, 'view' FROM generate_series(1::bigint, 1000000) g",
     );
     c.sql("postgres", "SELECT recsys_train('{\"factors\": 8, \"iterations\": 1}')");
@@ -158,7 +159,8 @@ fn small_fixture(c: &Cluster, db: &str) {
     c.sql(db, &std::fs::read_to_string(root().join("scripts/schema.sql")).unwrap());
     c.sql(
         db,
-        "INSERT INTO interactions (user_id, post_id, kind)
+        "INSERT INTO posts (id, title) SELECT p, 'post ' || p FROM generate_series(1, 50) p;
+         INSERT INTO interactions (user_id, post_id, kind)
          SELECT u, p, 'like' FROM generate_series(1, 200) u, generate_series(1, 50) p WHERE (u + p) % 5 = 0",
     );
 }
@@ -233,7 +235,7 @@ fn privileges_follow_the_caller() {
         "postgres",
         "CREATE ROLE app_reader LOGIN; CREATE ROLE nobody LOGIN;
          GRANT SELECT ON _recsys_model, _recsys_model_data TO app_reader;
-         GRANT SELECT ON interactions, follows TO app_reader;
+         GRANT SELECT ON interactions, follows, posts TO app_reader;
          GRANT SELECT (id, age, gender, location) ON users TO app_reader;",
     );
     let as_role = |role: &str, sql: &str| c.sql("postgres", &format!("SET ROLE {role}; {sql}"));

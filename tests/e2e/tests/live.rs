@@ -145,3 +145,57 @@ fn exclude_paging_is_stable() {
     assert_ne!(offset2, all[5..10].to_vec(), "offset paging was expected to skip an item here");
     assert!(!offset2.contains(&all[5]), "{offset2:?}");
 }
+
+/// Item 6 (and item 3's batch form): recsys_refresh rebuilds all but the factors, in one call:
+/// a post created after training is then placed by content and served; no ALS runs.
+#[test]
+fn refresh_serves_new_posts_without_training_factors() {
+    let c = Cluster::start("live_refresh");
+    fixture(&c, "postgres", OPTS);
+    let db = "postgres";
+    c.sql(db, "INSERT INTO posts (id, owner_id, title, tags, category) VALUES (41, 105, 'post 41 about food', ARRAY['t1'], 'food')");
+    let err = c.sql_err(db, "SELECT * FROM recsys_similar(41, 5)");
+    assert!(err.contains("P0002") || err.contains("unknown"), "{err}");
+    let report = c.sql(db, "SELECT r->>'refreshed_from', r->>'iterations', r->>'placed_by_content', r->>'model_id' FROM recsys_refresh() r");
+    assert_eq!(report, "1|0|1|2", "{report}");
+    let similar = ids(&c, db, "SELECT post_id FROM recsys_similar(41, 5)");
+    assert_eq!(similar.len(), 5);
+    assert!(similar.iter().all(|p| p % 4 == 1), "food neighbours expected: {similar:?}");
+    assert!(ids(&c, db, "SELECT post_id FROM recsys_search('food', 40)").contains(&41));
+    // The factors of trained posts are the ones the first model learned.
+    let same = c.sql(
+        db,
+        "SELECT bool_and(a.data = b.data) FROM _recsys_model_data a JOIN _recsys_model_data b USING (part, chunk)
+         WHERE a.model_id = 1 AND b.model_id = 2 AND part IN ('user_factors', 'user_ids')",
+    );
+    assert_eq!(same, "t");
+}
+
+/// Item 7: a kind with a negative weight demotes the disliked post's neighbours and the same
+/// creator's posts on the next call (not only the post itself).
+#[test]
+fn negative_feedback_demotes_neighbours_and_creator() {
+    let c = Cluster::start("live_negative");
+    fixture(&c, "postgres", r#"{"factors": 8, "iterations": 8, "regularization": 0.1, "weights": {"like": 4, "dislike": -5}}"#);
+    let db = "postgres";
+    // Users 600 and 601 like the same three dance and three food posts; 601 also dislikes four
+    // other food posts (owners 101-109: food posts have odd owners, as music posts do).
+    c.sql(
+        db,
+        "INSERT INTO interactions (user_id, post_id, kind) SELECT u, p, 'like' FROM (VALUES (600), (601)) v(u), unnest(ARRAY[4, 8, 12, 1, 5, 9]) p;
+         INSERT INTO interactions (user_id, post_id, kind) SELECT 601, p, 'dislike' FROM unnest(ARRAY[13, 17, 21, 25]) p;",
+    );
+    let predict = |u: i64, p: i64| -> f64 { c.sql(db, &format!("SELECT recsys_predict({u}, {p})")).parse().unwrap() };
+    for food in [29, 33, 37] {
+        let (a, b) = (predict(600, food), predict(601, food));
+        assert!(b < 0.5 * a, "food post {food}: {b} with dislikes vs {a} without");
+    }
+    // Post 23 (music) is by owner 103, like the disliked post 13.
+    let (a, b) = (predict(600, 23), predict(601, 23));
+    assert!(b < 0.5 * a, "same creator: {b} vs {a}");
+    let food_in = |u: i64| c.sql(db, &format!("SELECT count(*) FROM recsys_recommend({u}, 10) r JOIN posts p ON p.id = r.post_id WHERE p.category = 'food'"));
+    let (without, with) = (food_in(600).parse::<i64>().unwrap(), food_in(601).parse::<i64>().unwrap());
+    assert!(with < without, "food posts in the feed: {with} with dislikes, {without} without");
+    let why = c.sql(db, "SELECT count(*) FROM recsys_explain(601, 29) WHERE component = 'negative' AND contribution < 0");
+    assert_eq!(why, "1");
+}

@@ -241,7 +241,8 @@ fn work_is_bounded() {
     c.sql("postgres", &std::fs::read_to_string(root().join("scripts/schema.sql")).unwrap());
     c.sql(
         "postgres",
-        "INSERT INTO interactions (user_id, post_id, kind) SELECT u, (u * 7919 + j * 104729) % 30000, 'like' FROM generate_series(1, 3000) u, generate_series(1, 40) j",
+        "INSERT INTO posts (id) SELECT generate_series(0, 30000);
+         INSERT INTO interactions (user_id, post_id, kind) SELECT u, (u * 7919 + j * 104729) % 30000, 'like' FROM generate_series(1, 3000) u, generate_series(1, 40) j",
     );
     let report = c.sql("postgres", r#"SELECT recsys_train('{"factors": 16, "iterations": 3, "threads": 64}')->>'threads'"#);
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
