@@ -211,9 +211,11 @@ impl<'a> Feed<'a> {
         if exact.is_some() {
             pool = pool.max(want * 8 + 64);
         }
+        // What the page (or MMR) needs visible; the rest of an exact re-scoring pool is only
+        // there to fix the order.
+        let need = if self.diversity > 0.0 { want + (want * 3).clamp(20, MMR_EXTRA_POOL) } else { want };
         let mut mask = self.mask(m, seen, codes.as_ref());
-        let mut titles = HashMap::new();
-        let mut ranked = vec![];
+        let mut ranked: Vec<Scored> = vec![];
         for round in 0..REFILL_ROUNDS {
             let size = pool << (2 * round);
             let mut top = TopK::new(size);
@@ -223,25 +225,48 @@ impl<'a> Feed<'a> {
                 }
                 top.push(Scored { score: s, id: m.item_ids[i], index: i as u32 });
             }
-            ranked = top.into_sorted();
+            let mut cands = top.into_sorted();
             if let Some(ex) = exact {
-                ranked.iter_mut().for_each(|c| c.score = ex(c.index));
-                ranked.sort_by(recsys_core::topk::rank_order);
+                cands.iter_mut().for_each(|c| c.score = ex(c.index));
+                cands.sort_by(recsys_core::topk::rank_order);
             }
-            let ids: Vec<i64> = ranked.iter().map(|c| c.id).collect();
-            let Some(vis) = live::visible(client, m, &ids)? else { break };
-            let gone: Vec<u32> = ranked.iter().filter(|c| !vis.contains_key(&c.id)).map(|c| c.index).collect();
-            titles.extend(vis);
-            let exhausted = ranked.len() < size;
-            ranked.retain(|c| titles.contains_key(&c.id));
-            if gone.is_empty() || exhausted || ranked.len() >= pool {
+            let exhausted = cands.len() < size;
+            // Checked against the posts table a prefix at a time, best first, until `need`
+            // candidates are known visible: a call looks up about k posts, not the whole pool.
+            ranked.clear();
+            let mut gone = vec![];
+            let mut checked = 0;
+            let mut live = true;
+            while ranked.len() < need && checked < cands.len() {
+                let step = ((need - ranked.len()) + (need - ranked.len()) / 4 + 4).min(cands.len() - checked);
+                let chunk = &cands[checked..checked + step];
+                checked += step;
+                let ids: Vec<i64> = chunk.iter().map(|c| c.id).collect();
+                match live::visible(client, m, &ids)? {
+                    None => {
+                        live = false;
+                        ranked = cands.clone();
+                        break;
+                    }
+                    Some(vis) => {
+                        for c in chunk {
+                            if vis.contains_key(&c.id) {
+                                ranked.push(*c);
+                            } else {
+                                gone.push(c.index);
+                            }
+                        }
+                    }
+                }
+            }
+            if !live || ranked.len() >= need || exhausted {
                 break;
             }
             let mk = mask.get_or_insert_with(|| vec![true; scores.len()]);
             gone.iter().for_each(|&i| mk[i as usize] = false);
             pgrx::check_for_interrupts!();
         }
-        ranked.truncate(pool);
+        ranked.truncate(need);
         let ranked = if self.diversity > 0.0 {
             let f = m.factors;
             let cos = |a: u32, b: u32| {

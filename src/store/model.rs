@@ -453,20 +453,8 @@ pub fn current(client: &SpiClient<'_>) -> Result<Rc<Serving>> {
 
 fn load(client: &SpiClient<'_>, schema: &str, key: ModelKey, options: TrainOptions) -> Result<Serving> {
     let id = key.id;
-    let mut parts: HashMap<String, Vec<u8>> = HashMap::new();
-    let rows = client.select(
-        &format!(
-            "SELECT part, data FROM {schema}._recsys_model_data WHERE model_id = $1 \
-             AND part <> 'user_ids' AND part <> 'user_factors' ORDER BY part, chunk"
-        ),
-        None,
-        &[id.into()],
-    )?;
-    for row in rows {
-        let part: String = row.get(1)?.unwrap_or_default();
-        let data: Vec<u8> = row.get(2)?.unwrap_or_default();
-        parts.entry(part).or_default().extend_from_slice(&data);
-    }
+    // Serving never reads the user side.
+    let parts = read_parts(client, schema, id, false)?;
     let take = |name: &str| parts.get(name).ok_or_else(|| RecsysError::Corrupt(format!("model {id} has no {name}")));
     let format = match parts.get("format") {
         None => LEGACY_FORMAT,
@@ -653,20 +641,7 @@ fn load(client: &SpiClient<'_>, schema: &str, key: ModelKey, options: TrainOptio
 /// factors), items limited to those trained from interactions (content-placed posts are placed
 /// again from the posts table as it is now).
 pub fn read_factors(client: &SpiClient<'_>, schema: &str, id: i64, factors: usize, interacted: usize) -> Result<(Vec<i64>, Vec<f32>, Vec<i64>, Vec<f32>)> {
-    let mut parts: HashMap<String, Vec<u8>> = HashMap::new();
-    let rows = client.select(
-        &format!(
-            "SELECT part, data FROM {schema}._recsys_model_data WHERE model_id OPERATOR(pg_catalog.=) $1 \
-             AND part OPERATOR(pg_catalog.=) ANY ('{{user_ids,user_factors,item_ids,item_factors}}'::pg_catalog.text[]) ORDER BY part, chunk"
-        ),
-        None,
-        &[id.into()],
-    )?;
-    for row in rows {
-        let part: String = row.get(1)?.unwrap_or_default();
-        let data: Vec<u8> = row.get(2)?.unwrap_or_default();
-        parts.entry(part).or_default().extend_from_slice(&data);
-    }
+    let parts = read_parts(client, schema, id, true)?;
     let take = |name: &str| parts.get(name).ok_or_else(|| RecsysError::Corrupt(format!("model {id} has no {name}")));
     let user_ids = decode(take("user_ids")?, i64::from_le_bytes)?;
     let user_factors = decode(take("user_factors")?, f32::from_le_bytes)?;
@@ -678,4 +653,25 @@ pub fn read_factors(client: &SpiClient<'_>, schema: &str, id: i64, factors: usiz
     item_ids.truncate(interacted);
     item_factors.truncate(interacted * factors);
     Ok((user_ids, user_factors, item_ids, item_factors))
+}
+
+/// A model's parts, chunks concatenated: with `factors_only` the two factor matrices and their
+/// ids; otherwise every part but the user side (which serving never reads).
+fn read_parts(client: &SpiClient<'_>, schema: &str, id: i64, factors_only: bool) -> Result<HashMap<String, Vec<u8>>> {
+    let which = if factors_only { "" } else { "NOT" };
+    let rows = client.select(
+        &format!(
+            "SELECT part, data FROM {schema}._recsys_model_data WHERE model_id OPERATOR(pg_catalog.=) $1 \
+             AND {which} (part OPERATOR(pg_catalog.=) ANY ($2::pg_catalog.text[])) ORDER BY part, chunk"
+        ),
+        None,
+        &[id.into(), if factors_only { vec!["user_ids", "user_factors", "item_ids", "item_factors"] } else { vec!["user_ids", "user_factors"] }.into()],
+    )?;
+    let mut parts: HashMap<String, Vec<u8>> = HashMap::new();
+    for row in rows {
+        let part: String = row.get(1)?.unwrap_or_default();
+        let data: Vec<u8> = row.get(2)?.unwrap_or_default();
+        parts.entry(part).or_default().extend_from_slice(&data);
+    }
+    Ok(parts)
 }

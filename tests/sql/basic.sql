@@ -7,6 +7,8 @@ SET client_min_messages = warning;
 SELECT * FROM recsys_recommend(1);
 
 \i scripts/schema.sql
+-- Posts exist in the posts table (only posts that exist are served); no text here.
+INSERT INTO posts (id) SELECT generate_series(1, 12);
 -- Two taste groups: users 1-6 like odd posts, users 7-12 even posts (posts 1-12).
 INSERT INTO interactions (user_id, post_id, kind, value)
 SELECT u, p, CASE WHEN (u + p) % 4 = 0 THEN 'like' ELSE 'view' END, NULL
