@@ -71,7 +71,7 @@ pub fn top(client: &pgrx::spi::SpiClient<'_>, o: &TrainOptions, model: Option<Mo
     }
     // Exponential decay: weight · 2^(−age / half-life), age clamped at 0 for future rows. Rows
     // with a non-finite weight or time are skipped, never an error for everyone; every operator
-    // is schema-qualified.
+    // is schema-qualified (OPERATOR() binds as one precedence level, left to right: parenthesise).
     let sql = format!(
         "SELECT a.p, a.score FROM (
            SELECT i.p, pg_catalog.sum(i.w OPERATOR(pg_catalog.*) pg_catalog.exp((-0.6931471805599453)::pg_catalog.float8
@@ -81,7 +81,7 @@ pub fn top(client: &pgrx::spi::SpiClient<'_>, o: &TrainOptions, model: Option<Mo
                     GREATEST(0::pg_catalog.float8, pg_catalog.date_part('epoch',
                       pg_catalog.now() OPERATOR(pg_catalog.-) ({time})::pg_catalog.timestamptz)) AS age
              FROM {tbl}
-             WHERE ({time})::pg_catalog.timestamptz OPERATOR(pg_catalog.>=) pg_catalog.now() OPERATOR(pg_catalog.-) $3::pg_catalog.interval
+             WHERE ({time})::pg_catalog.timestamptz OPERATOR(pg_catalog.>=) (pg_catalog.now() OPERATOR(pg_catalog.-) $3::pg_catalog.interval)
                AND pg_catalog.isfinite(({time})::pg_catalog.timestamptz) AND ({post}) IS NOT NULL
            ) i
            WHERE i.w OPERATOR(pg_catalog.=) i.w AND i.w OPERATOR(pg_catalog.<>) 'Infinity'::pg_catalog.float8

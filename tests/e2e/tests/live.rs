@@ -55,7 +55,7 @@ fn deleted_and_hidden_posts_are_never_served() {
         ("trending", "SELECT post_id FROM recsys_trending(40)".to_string()),
         ("cold start", "SELECT post_id FROM recsys_recommend(999, 40)".to_string()),
         ("diverse", "SELECT post_id FROM recsys_recommend(1, 30, diversity => 0.5)".to_string()),
-        ("filtered", "SELECT post_id FROM recsys_recommend(1, 10, category => 'food')".to_string()),
+        ("filtered", "SELECT post_id FROM recsys_recommend(1, 10, category => 'food', exclude_seen => false)".to_string()),
     ] {
         let got = ids(&c, db, &sql);
         assert!(!got.is_empty(), "{name}: no rows");
