@@ -37,6 +37,7 @@ SELECT * FROM recsys_similar(1, 0);
 -- 14-18: text that is NULL, empty, very long, non-Latin, control characters.
 SELECT count(*) AS null_query FROM recsys_search(NULL);
 SELECT count(*) AS empty_query FROM recsys_search('');
+-- A query above recsys.max_query_bytes is an error (54000), not minutes of work.
 SELECT count(*) AS long_query FROM recsys_search(repeat('quantum ', 100000));
 SELECT post_id AS japanese FROM recsys_search('ダンス');
 SELECT count(*) AS control_chars FROM recsys_search(E'\x01\x02\x7f');
@@ -69,6 +70,7 @@ INSERT INTO one_event VALUES (7, 70);
 SELECT r->'users' AS users, r->'posts' AS posts
 FROM recsys_train('{"interactions": {"table": "one_event", "kind": null, "value": null, "time": null}, "posts": {"table": "posts"}, "factors": 2, "iterations": 2}') r;
 SELECT count(*) AS only_post_is_seen FROM recsys_recommend(7, 5);
+-- Post 70 has interactions but no row in the posts table: it does not exist, so it is never served.
 SELECT count(*) AS with_seen FROM recsys_recommend(7, 5, exclude_seen => false, weights => '{"content": 0}');
 -- 39-40: names that exist with odd characters work.
 CREATE TABLE "My Events" ("User Id" bigint, "Post.Id" int, "Kind!" text);

@@ -415,7 +415,10 @@ fn int8_scan_returns_the_exact_answer() {
 fn kill_9_mid_train_leaves_the_old_model_serving() {
     let c = Cluster::start("kill9");
     trained_on_a_million_rows(&c);
-    let before = c.sql("postgres", "SELECT string_agg(post_id::text, ',') FROM recsys_recommend(7, 10)");
+    // Popularity off: it is live (recsys_trending's time-decayed signal), so near-ties may
+    // reorder between two calls a minute apart; the model is what this test is about.
+    let feed = "SELECT string_agg(post_id::text, ',') FROM recsys_recommend(7, 10, weights => '{\"popularity\": 0}')";
+    let before = c.sql("postgres", feed);
     let models = c.sql("postgres", "SELECT string_agg(id || ':' || factors, ',' ORDER BY id) FROM _recsys_model");
     let (mut child, pid) = start_long_train(&c, Stdio::null());
     assert!(Command::new("kill").args(["-9", &pid]).status().unwrap().success());
@@ -424,7 +427,7 @@ fn kill_9_mid_train_leaves_the_old_model_serving() {
     let log = std::fs::read_to_string(c.dir.join("server.log")).unwrap_or_default();
     assert!(log.contains("terminated by signal 9"), "no crash in the log");
     assert_eq!(c.sql("postgres", "SELECT string_agg(id || ':' || factors, ',' ORDER BY id) FROM _recsys_model"), models);
-    assert_eq!(c.sql("postgres", "SELECT string_agg(post_id::text, ',') FROM recsys_recommend(7, 10)"), before);
+    assert_eq!(c.sql("postgres", feed), before);
     // And training works again.
     c.sql("postgres", "SELECT recsys_train('{\"factors\": 8, \"iterations\": 1}')");
 }
@@ -435,7 +438,7 @@ fn kill_9_mid_train_leaves_the_old_model_serving() {
 fn hot_standby_serves_the_replayed_model() {
     let p = Cluster::start("primary");
     small_fixture(&p, "postgres");
-    p.sql("postgres", "INSERT INTO posts (id, title, tags, category) SELECT g, 'post ' || g, ARRAY['t' || (g % 3)], 'c' || (g % 3) FROM generate_series(1, 50) g");
+    p.sql("postgres", "UPDATE posts SET tags = ARRAY['t' || (id % 3)], category = 'c' || (id % 3)");
     p.sql("postgres", "SELECT recsys_train('{\"factors\": 8, \"iterations\": 3}')");
     let s = p.start_standby("standby");
     let replayed = |id: &str| {
