@@ -40,6 +40,35 @@ pub struct Window<'a> {
 /// also the feed's popularity component. Only posts that exist in the posts table (when one is
 /// mapped) and that the caller may see count.
 pub fn top(client: &pgrx::spi::SpiClient<'_>, o: &TrainOptions, model: Option<ModelKey>, w: &Window<'_>) -> Result<Rc<Vec<(i64, f32)>>> {
+    // The cache is consulted before anything is resolved: a hit costs no query at all (the
+    // mapping comes from the model, whose key is part of the cache key).
+    let ttl = gucs::trending_cache_seconds();
+    // SAFETY: reads the backend's current user id and a GUC variable, on the backend thread.
+    let (role, rls) = unsafe { (pgrx::pg_sys::GetUserId().to_u32(), pgrx::pg_sys::row_security) };
+    // Without a model the table names are unqualified defaults: the search_path decides them.
+    // SAFETY: a GUC string of the backend, read on the backend thread (NULL-checked).
+    let path = unsafe {
+        let p = pgrx::pg_sys::namespace_search_path;
+        if p.is_null() { String::new() } else { std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned() }
+    };
+    let key = format!(
+        "{role}|{rls}|{path}|{:?}|{}|{:?}|{}|{:?}|{:?}|{:?}|{}|{}|{}",
+        model,
+        o.interactions.table,
+        o.posts.as_ref().map(|p| (&p.table, &p.visible)),
+        serde_json::to_string(&o.weights).unwrap_or_default(),
+        w.category,
+        w.project_code,
+        (w.since.months(), w.since.days(), w.since.micros()),
+        gucs::trending_half_life_seconds(),
+        w.k,
+        w.offset
+    );
+    if ttl > 0 {
+        if let Some(hit) = CACHE.with(|c| c.borrow().get(&key).filter(|(t, _)| t.elapsed().as_secs() < ttl).map(|(_, v)| v.clone())) {
+            return Ok(hit);
+        }
+    }
     let it = source::resolve(client, "interactions", &o.interactions, INTERACTIONS)?;
     let (post, time) = (it.col("post").unwrap_or("NULL"), it.col("time"));
     let time = time.ok_or_else(|| RecsysError::MissingColumnFor { what: "recsys_trending", role: "time", table: it.table.clone() })?;
@@ -92,26 +121,6 @@ pub fn top(client: &pgrx::spi::SpiClient<'_>, o: &TrainOptions, model: Option<Mo
         w = source::weight_expr(&it),
         tbl = it.table
     );
-    let ttl = gucs::trending_cache_seconds();
-    // SAFETY: reads the backend's current user id and a GUC variable, on the backend thread.
-    let (role, rls) = unsafe { (pgrx::pg_sys::GetUserId().to_u32(), pgrx::pg_sys::row_security) };
-    let key = format!(
-        "{role}|{rls}|{:?}|{}|{}|{:?}|{:?}|{:?}|{}|{}|{}",
-        model,
-        it.table,
-        serde_json::to_string(&o.weights).unwrap_or_default(),
-        w.category,
-        w.project_code,
-        (w.since.months(), w.since.days(), w.since.micros()),
-        gucs::trending_half_life_seconds(),
-        w.k,
-        w.offset
-    );
-    if ttl > 0 {
-        if let Some(hit) = CACHE.with(|c| c.borrow().get(&key).filter(|(t, _)| t.elapsed().as_secs() < ttl).map(|(_, v)| v.clone())) {
-            return Ok(hit);
-        }
-    }
     let (weights, default_weight) = source::weight_args(o);
     let rows = client.select(
         sql.as_str(),
