@@ -38,12 +38,7 @@ fn recsys_search(query: &str, k: default!(i32, 10)) -> TableIterator<'static, (n
         // statement_timeout are honoured between blocks.
         let mut scores = vec![0f32; c.ids.len()];
         for block in q.chunks(64) {
-            for &(t, w) in block {
-                let (docs, vals) = c.tfidf.postings.row(t as usize);
-                for (&d, &v) in docs.iter().zip(vals) {
-                    scores[d as usize] += w * v;
-                }
-            }
+            c.tfidf.accumulate(block, &mut scores);
             pgrx::check_for_interrupts!();
         }
         // Only posts that exist and that the caller may see now: drop the others and refill.

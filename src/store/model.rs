@@ -566,10 +566,9 @@ fn load(client: &SpiClient<'_>, schema: &str, key: ModelKey, options: TrainOptio
     }
     let follows = options.follows.as_ref().map(|m| source::resolve(client, "follows", m, FOLLOWS)).transpose()?;
     let users = options.users.as_ref().map(|m| source::resolve(client, "users", m, USERS)).transpose()?;
-    let live = match &options.posts {
-        Some(map) => Some(super::live::queries(&source::resolve(client, "posts", map, POSTS)?, map.visible.as_deref())),
-        None => None,
-    };
+    // The posts table is resolved once: the live checks and the followees' posts read it.
+    let posts = options.posts.as_ref().map(|map| source::resolve(client, "posts", map, POSTS)).transpose()?;
+    let live = posts.as_ref().zip(options.posts.as_ref()).map(|(t, map)| super::live::queries(t, map.visible.as_deref()));
     let rating = match json_part("rating_meta")? {
         None => None,
         Some(v) => {
@@ -601,10 +600,7 @@ fn load(client: &SpiClient<'_>, schema: &str, key: ModelKey, options: TrainOptio
     let followees_query = follows.as_ref().map(|t| source::followees_query(t, recsys_core::world::MAX_FOLLOWEES));
     let second_hop_query = follows.as_ref().map(|t| source::second_hop_query(t, SECOND_HOP_USERS));
     let followee_events_query = source::followee_events_query(&resolved, recsys_core::hybrid::SOCIAL_EVENTS);
-    let followee_posts_query = match &options.posts {
-        Some(map) => source::owned_posts_query(&source::resolve(client, "posts", map, POSTS)?, recsys_core::hybrid::SOCIAL_EVENTS),
-        None => None,
-    };
+    let followee_posts_query = posts.as_ref().and_then(|t| source::owned_posts_query(t, recsys_core::hybrid::SOCIAL_EVENTS));
     let demographics_query = users.as_ref().map(source::demographics_query);
     Ok(Serving {
         key,

@@ -502,8 +502,6 @@ pub struct PostText {
     pub token_count: u64,
     /// category, project_code, mood per post (the feed filters), as read.
     pub attrs: Vec<[Option<String>; 3]>,
-    /// Title per post (shortened), for reasons.
-    pub titles: Vec<String>,
     /// Owner per post (None = unknown).
     pub owners: Vec<Option<i64>>,
     /// Creation day per post (NaN = unknown).
@@ -532,7 +530,7 @@ pub fn read_posts(client: &SpiClient<'_>, t: &Resolved, budget: u64) -> Result<P
         mood = text_expr(t, "mood"),
         tbl = t.table
     );
-    let mut out = PostText { ids: vec![], tokens: vec![], token_count: 0, attrs: vec![], titles: vec![], owners: vec![], created: vec![] };
+    let mut out = PostText { ids: vec![], tokens: vec![], token_count: 0, attrs: vec![], owners: vec![], created: vec![] };
     let mut bytes = 0u64;
     for_each_batch(client, &query, &[], 5_000, |batch| {
         for row in batch {
@@ -557,9 +555,6 @@ pub fn read_posts(client: &SpiClient<'_>, t: &Resolved, budget: u64) -> Result<P
             out.attrs.push(attrs);
             out.owners.push(row.get::<i64>(8)?);
             out.created.push(row.get::<f32>(9)?.unwrap_or(f32::NAN));
-            let short: String = title.chars().take(80).collect();
-            bytes += short.len() as u64 + 24;
-            out.titles.push(short);
         }
         if bytes > budget {
             return Err(RecsysError::OverBudget { needed: bytes, budget, what: "reading the posts' text" });

@@ -143,6 +143,12 @@ impl Tfidf {
     /// (cost proportional to the postings of the query's terms, not to the corpus).
     pub fn scores(&self, q: &[(u32, f32)], out: &mut [f32]) {
         out.iter_mut().for_each(|s| *s = 0.0);
+        self.accumulate(q, out);
+    }
+
+    /// Adds the query terms' postings to `out` (so a long query can be scored a block of
+    /// terms at a time, with a cancel check between blocks).
+    pub fn accumulate(&self, q: &[(u32, f32)], out: &mut [f32]) {
         for &(t, w) in q {
             let (docs, vals) = self.postings.row(t as usize);
             for (&d, &v) in docs.iter().zip(vals) {
