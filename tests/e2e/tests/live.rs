@@ -153,6 +153,11 @@ fn refresh_serves_new_posts_without_training_factors() {
     let c = Cluster::start("live_refresh");
     fixture(&c, "postgres", OPTS);
     let db = "postgres";
+    // Without a trained model there is nothing to refresh: the usual error and hint.
+    c.createdb("untrained");
+    c.sql("untrained", "CREATE EXTENSION pg_recsys");
+    let err = c.sql_err("untrained", "SELECT recsys_refresh()");
+    assert!(err.contains("no trained model") && err.contains("recsys_train"), "{err}");
     c.sql(db, "INSERT INTO posts (id, owner_id, title, tags, category) VALUES (41, 105, 'post 41 about food', ARRAY['t1'], 'food')");
     let err = c.sql_err(db, "SELECT * FROM recsys_similar(41, 5)");
     assert!(err.contains("P0002") || err.contains("unknown"), "{err}");
