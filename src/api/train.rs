@@ -43,8 +43,6 @@ pub(super) fn block_signals() {
     }
 }
 
-/// Content neighbours averaged to place a post that has no interactions.
-const PLACEMENT_NEIGHBOURS: usize = 10;
 
 /// Bytes a train of this shape holds at its peak (documented in the README).
 pub fn estimate_bytes(rows: u64, nnz: u64, users: u64, items: u64, factors: u64, threads: u64) -> u64 {
@@ -344,7 +342,7 @@ fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions, imported: Opti
     if let Some((text, tfidf, _, _)) = &content {
         let index: HashMap<i64, u32> = item_ids.iter().enumerate().map(|(i, p)| (*p, i as u32)).collect();
         to_item = text.ids.iter().map(|p| index.get(p).copied()).collect();
-        let new = pool.install(|| recsys_core::tfidf::place_by_content(tfidf, &to_item, &m.item_factors, m.factors, PLACEMENT_NEIGHBOURS));
+        let new = pool.install(|| recsys_core::tfidf::place_by_content(tfidf, &to_item, &m.item_factors, m.factors, recsys_core::tfidf::PLACEMENT_NEIGHBOURS));
         pgrx::check_for_interrupts!();
         placed = new.len();
         for (d, v) in new {
@@ -368,6 +366,7 @@ fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions, imported: Opti
         }
     }
     let freshness = hybrid::freshness(&created, h.freshness_half_life_days);
+    let newest_day = hybrid::newest_day(&created);
     let gram = als::gram(&m.item_factors, m.factors, o.als.regularization, &pool);
     let content_s = t_content.elapsed().as_secs_f64();
     // Demographic segments over the users with interactions.
@@ -479,6 +478,7 @@ fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions, imported: Opti
         attrs: content.as_ref().map(|(_, _, codes, dict)| (codes.as_slice(), dict.as_slice())),
         interacted_items: n_items,
         freshness: &freshness,
+        newest_day,
         owners: if owner.iter().any(|x| x.is_some()) { &owner_ids } else { &[] },
         segments: segments.as_ref(),
         followers: &followers,

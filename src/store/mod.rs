@@ -1,6 +1,7 @@
 //! All SPI: the app's tables in, the model tables in and out, and the per-backend cache.
 pub mod live;
 pub mod model;
+pub mod new_posts;
 pub mod request;
 pub mod source;
 

@@ -39,6 +39,9 @@ pub struct NewModel<'a> {
     pub interacted_items: usize,
     /// Per item: freshness in [0, 1] (empty = no creation times).
     pub freshness: &'a [f32],
+    /// The newest post's creation day (NaN = unknown): posts created after training get their
+    /// freshness against it.
+    pub newest_day: f32,
     /// Per item: owner user id (i64::MIN = unknown; empty = no owner column).
     pub owners: &'a [i64],
     pub segments: Option<&'a Segments>,
@@ -173,6 +176,7 @@ pub fn save(client: &mut SpiClient<'_>, schema: &str, m: &NewModel<'_>, report: 
     }
     let json = |v: &dyn erased::Json| -> Result<Vec<u8>> { v.bytes() };
     put("interacted_items", &mut i64_bytes(&[m.interacted_items as i64]))?;
+    put("newest_day", &mut f32_bytes(&[m.newest_day]))?;
     if !m.freshness.is_empty() {
         put("item_freshness", &mut f32_bytes(m.freshness))?;
     }
@@ -271,6 +275,10 @@ pub struct Serving {
     pub interacted_items: usize,
     /// Per item, in [0, 1]; empty when posts have no creation time.
     pub freshness: Vec<f32>,
+    /// The newest post's creation day at training (NaN = unknown or an older model).
+    pub newest_day: f32,
+    /// Posts created after training, read and placed at call time (None without a posts table).
+    pub new_posts: Option<super::new_posts::NewPosts>,
     /// Items per owner (user id).
     pub owned: HashMap<i64, Vec<u32>>,
     /// Per item: owner user id (i64::MIN = unknown; empty = no owner column).
@@ -438,7 +446,7 @@ pub fn current(client: &SpiClient<'_>) -> Result<Rc<Serving>> {
     // Only the key on the hot path; the options are read on a cache miss.
     let key = newest_key(client, &schema)?.ok_or(RecsysError::NotTrained)?;
     if let Some(hit) = CACHE.with(|c| c.borrow().as_ref().filter(|m| m.key == key).cloned()) {
-        return Ok(hit);
+        return catch_up(client, hit);
     }
     let id = key.id;
     let options = super::one::<JsonB>(client, &format!("SELECT options FROM {schema}._recsys_model WHERE id = $1"), &[id.into()])?
@@ -447,6 +455,24 @@ pub fn current(client: &SpiClient<'_>) -> Result<Rc<Serving>> {
     let options: TrainOptions =
         serde_json::from_value(options).map_err(|e| RecsysError::Corrupt(format!("options of model {id}: {e}")))?;
     let model = Rc::new(load(client, &schema, key, options)?);
+    CACHE.with(|c| *c.borrow_mut() = Some(model.clone()));
+    catch_up(client, model)
+}
+
+/// Adds the posts created since training (or since the last call) to the cached model, placed
+/// by content, so they are served without a retrain. The model is extended in place when this
+/// call holds the only other reference to it (always, between statements); otherwise the new
+/// posts wait for the next call.
+fn catch_up(client: &SpiClient<'_>, model: Rc<Serving>) -> Result<Rc<Serving>> {
+    let Some(pending) = super::new_posts::pending(client, &model)? else { return Ok(model) };
+    CACHE.with(|c| *c.borrow_mut() = None);
+    let model = match Rc::try_unwrap(model) {
+        Ok(mut m) => {
+            m.add_posts(pending);
+            Rc::new(m)
+        }
+        Err(shared) => shared,
+    };
     CACHE.with(|c| *c.borrow_mut() = Some(model.clone()));
     Ok(model)
 }
@@ -546,6 +572,7 @@ fn load(client: &SpiClient<'_>, schema: &str, key: ModelKey, options: TrainOptio
         None => Segments::default(),
     };
     let freshness = f32s(opt("item_freshness"))?;
+    let newest_day = f32s(opt("newest_day"))?.first().copied().unwrap_or(f32::NAN);
     // Models written before this part existed: every item counts as interacted.
     let interacted_items = decode(opt("interacted_items"), i64::from_le_bytes)?.first().map(|n| *n as usize).unwrap_or(item_ids.len());
     if interacted_items > item_ids.len() || segments.lists.values().flatten().any(|&(i, v)| i as usize >= item_ids.len() || !v.is_finite()) {
@@ -569,6 +596,7 @@ fn load(client: &SpiClient<'_>, schema: &str, key: ModelKey, options: TrainOptio
     // The posts table is resolved once: the live checks and the followees' posts read it.
     let posts = options.posts.as_ref().map(|map| source::resolve(client, "posts", map, POSTS)).transpose()?;
     let live = posts.as_ref().zip(options.posts.as_ref()).map(|(t, map)| super::live::queries(t, map.visible.as_deref()));
+    let new_posts = posts.as_ref().zip(content.as_ref()).map(|(t, c)| super::new_posts::NewPosts::new(t, &c.ids, &item_ids));
     let rating = match json_part("rating_meta")? {
         None => None,
         Some(v) => {
@@ -618,6 +646,8 @@ fn load(client: &SpiClient<'_>, schema: &str, key: ModelKey, options: TrainOptio
         popularity_order,
         interacted_items,
         freshness,
+        newest_day,
+        new_posts,
         owned,
         owners,
         followers,

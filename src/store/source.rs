@@ -496,6 +496,7 @@ pub fn table_exists(client: &SpiClient<'_>, name: &str) -> Result<bool> {
 }
 
 /// Post text for the content model, one entry per post row.
+#[derive(Default)]
 pub struct PostText {
     pub ids: Vec<i64>,
     pub tokens: Vec<Vec<String>>,
@@ -512,15 +513,18 @@ fn text_expr(t: &Resolved, role: &str) -> String {
     t.col(role).map(|c| format!("({c})::pg_catalog.text")).unwrap_or_else(|| "NULL::pg_catalog.text".into())
 }
 
-pub fn read_posts(client: &SpiClient<'_>, t: &Resolved, budget: u64) -> Result<PostText> {
+/// The columns of one posts row as the content model reads them: `$table` rows of
+/// (id, title, description, tags, category, project_code, mood, owner, created day), without a
+/// WHERE clause (the callers add theirs).
+fn posts_select(t: &Resolved) -> String {
     let id = t.col("id").unwrap_or("NULL");
     let tags = match (t.col("tags"), t.types.get("tags").map(|s| s.as_str())) {
         (Some(c), Some("_text" | "_varchar")) => format!("({c})::text[]"),
         (Some(c), _) => format!("pg_catalog.string_to_array(({c})::text, ',')"),
         (None, _) => "NULL::text[]".into(),
     };
-    let query = format!(
-        "SELECT ({id})::int8, {title}, {descr}, {tags}, {cat}, {pc}, {mood}, {owner}, {day} FROM {tbl} WHERE ({id}) IS NOT NULL",
+    format!(
+        "SELECT ({id})::int8, {title}, {descr}, {tags}, {cat}, {pc}, {mood}, {owner}, {day} FROM {tbl}",
         owner = t.col("owner").map(|c| format!("({c})::int8")).unwrap_or_else(|| "NULL::int8".into()),
         day = day_expr(t, ""),
         title = text_expr(t, "title"),
@@ -529,32 +533,47 @@ pub fn read_posts(client: &SpiClient<'_>, t: &Resolved, budget: u64) -> Result<P
         pc = text_expr(t, "project_code"),
         mood = text_expr(t, "mood"),
         tbl = t.table
-    );
-    let mut out = PostText { ids: vec![], tokens: vec![], token_count: 0, attrs: vec![], owners: vec![], created: vec![] };
+    )
+}
+
+/// Posts whose id is above `$1`, lowest first, at most `$2` (an index range scan on the id):
+/// the posts created after a model was trained, read at call time.
+pub fn new_posts_query(t: &Resolved) -> String {
+    let id = t.col("id").unwrap_or("NULL");
+    format!(
+        "{} WHERE {id} OPERATOR(pg_catalog.>) $1::pg_catalog.int8 ORDER BY {id} LIMIT $2::pg_catalog.int8",
+        posts_select(t)
+    )
+}
+
+/// One row of [`posts_select`] appended to `out`; returns the bytes it holds (for the budget).
+pub fn push_post_row(row: &pgrx::spi::SpiHeapTupleData<'_>, out: &mut PostText) -> Result<u64> {
+    let Some(pid) = row.get::<i64>(1)? else { return Ok(0) };
+    let title = row.get::<String>(2)?.unwrap_or_default();
+    let descr = row.get::<String>(3)?.unwrap_or_default();
+    let tags: Vec<String> = row.get::<Vec<Option<String>>>(4)?.unwrap_or_default().into_iter().flatten().collect();
+    let cat = row.get::<String>(5)?.unwrap_or_default();
+    let attrs = [Some(cat.clone()).filter(|c| !c.is_empty()), row.get::<String>(6)?, row.get::<String>(7)?];
+    let doc = recsys_core::tfidf::Doc { title: &title, description: &descr, tags: tags.iter().map(|s| s.as_str()).collect(), category: &cat };
+    let toks = recsys_core::tfidf::tokens(&doc);
+    out.token_count += toks.len() as u64;
+    let bytes = toks.iter().map(|t| t.len() as u64 + 40).sum::<u64>() + attrs.iter().flatten().map(|a| a.len() as u64 + 24).sum::<u64>();
+    out.ids.push(pid);
+    out.tokens.push(toks);
+    out.attrs.push(attrs);
+    out.owners.push(row.get::<i64>(8)?);
+    out.created.push(finite_day(row.get::<f32>(9)?).unwrap_or(f32::NAN));
+    Ok(bytes)
+}
+
+pub fn read_posts(client: &SpiClient<'_>, t: &Resolved, budget: u64) -> Result<PostText> {
+    let id = t.col("id").unwrap_or("NULL");
+    let query = format!("{} WHERE ({id}) IS NOT NULL", posts_select(t));
+    let mut out = PostText::default();
     let mut bytes = 0u64;
     for_each_batch(client, &query, &[], 5_000, |batch| {
         for row in batch {
-            let Some(pid) = row.get::<i64>(1)? else { continue };
-            let title = row.get::<String>(2)?.unwrap_or_default();
-            let descr = row.get::<String>(3)?.unwrap_or_default();
-            let tags: Vec<String> = row.get::<Vec<Option<String>>>(4)?.unwrap_or_default().into_iter().flatten().collect();
-            let cat = row.get::<String>(5)?.unwrap_or_default();
-            let attrs = [Some(cat.clone()).filter(|c| !c.is_empty()), row.get::<String>(6)?, row.get::<String>(7)?];
-            let doc = recsys_core::tfidf::Doc {
-                title: &title,
-                description: &descr,
-                tags: tags.iter().map(|s| s.as_str()).collect(),
-                category: &cat,
-            };
-            let toks = recsys_core::tfidf::tokens(&doc);
-            out.token_count += toks.len() as u64;
-            bytes += toks.iter().map(|t| t.len() as u64 + 40).sum::<u64>();
-            bytes += attrs.iter().flatten().map(|a| a.len() as u64 + 24).sum::<u64>();
-            out.ids.push(pid);
-            out.tokens.push(toks);
-            out.attrs.push(attrs);
-            out.owners.push(row.get::<i64>(8)?);
-            out.created.push(row.get::<f32>(9)?.unwrap_or(f32::NAN));
+            bytes += push_post_row(&row, &mut out)?;
         }
         if bytes > budget {
             return Err(RecsysError::OverBudget { needed: bytes, budget, what: "reading the posts' text" });

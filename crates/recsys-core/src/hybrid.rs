@@ -829,6 +829,18 @@ pub fn freshness(created_day: &[f32], half_life: f32) -> Vec<f32> {
     created_day.iter().map(|&d| if d.is_finite() { decay(newest - d, half_life) } else { 0.0 }).collect()
 }
 
+/// The newest finite creation day (NaN when none is known).
+pub fn newest_day(created_day: &[f32]) -> f32 {
+    let newest = created_day.iter().copied().filter(|d| d.is_finite()).fold(f32::NEG_INFINITY, f32::max);
+    if newest.is_finite() { newest } else { f32::NAN }
+}
+
+/// The freshness of one post created on `day`, against a catalogue whose newest post was
+/// created on `newest` (as [`freshness`] computes it; a post newer than that is 1).
+pub fn freshness_of(day: f32, newest: f32, half_life: f32) -> f32 {
+    if day.is_finite() && newest.is_finite() { decay(newest - day, half_life) } else { 0.0 }
+}
+
 /// Trending popularity in [0, 1]: Σ over interactions of decay(age), by post, relative to the
 /// newest interaction; without times, the count of distinct users.
 pub fn trending(items: usize, events: impl Iterator<Item = (u32, f32)>, half_life_days: f32) -> Vec<f32> {

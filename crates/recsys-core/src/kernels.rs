@@ -162,6 +162,13 @@ impl QuantizedRows {
         QuantizedRows { f, data, scale }
     }
 
+    /// Appends one row (`f` values).
+    pub fn push(&mut self, row: &[f32]) {
+        let start = self.data.len();
+        self.data.resize(start + self.f, 0);
+        self.scale.push(quantize(row, &mut self.data[start..]));
+    }
+
     /// out[i] ≈ row_i · q.
     pub fn scores(&self, q: &[f32], out: &mut [f32]) {
         let mut qq = vec![0i8; self.f];

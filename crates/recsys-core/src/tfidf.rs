@@ -215,40 +215,75 @@ mod tests {
     }
 }
 
+/// Content neighbours averaged to place a post that has no interactions.
+pub const PLACEMENT_NEIGHBOURS: usize = 10;
+
 /// Factors for posts that have text but no interactions: the cosine-weighted mean of the
 /// factors of their `m` most content-similar posts that do have factors. Posts sharing no term
 /// with any trained post get nothing (they stay reachable by content only).
 /// `to_item[d]` is the ALS row of document d, if any. Returns (document, factors) pairs.
 pub fn place_by_content(t: &Tfidf, to_item: &[Option<u32>], item_factors: &[f32], f: usize, m: usize) -> Vec<(usize, Vec<f32>)> {
-    use crate::topk::{Scored, TopK};
     use rayon::prelude::*;
     let cold: Vec<usize> = (0..t.docs.rows).filter(|&d| to_item[d].is_none()).collect();
     cold.par_iter()
-        .map_init(
-            || vec![0f32; t.docs.rows],
-            |scores, &d| {
-                t.scores(&t.doc(d), scores);
-                let mut top = TopK::new(m);
-                for (e, &s) in scores.iter().enumerate() {
-                    if s > 0.0 && e != d && to_item[e].is_some() && s >= top.threshold() {
-                        top.push(Scored { score: s, id: e as i64, index: e as u32 });
-                    }
-                }
-                let top = top.into_sorted();
-                let total: f32 = top.iter().map(|s| s.score).sum();
-                if total <= 0.0 {
-                    return None;
-                }
-                let mut v = vec![0f32; f];
-                for s in &top {
-                    let i = to_item[s.index as usize].unwrap_or(0) as usize;
-                    crate::kernels::axpy::<false>(s.score / total, &item_factors[i * f..(i + 1) * f], &mut v);
-                }
-                Some((d, v))
-            },
-        )
+        .map_init(|| Placer::new(t.docs.rows), |p, &d| p.place(t, to_item, item_factors, f, m, d).map(|v| (d, v)))
         .flatten()
         .collect()
+}
+
+/// [`place_by_content`] for the given documents only, on the calling thread (posts created
+/// after training, placed at serving time: a handful per call).
+pub fn place_docs(t: &Tfidf, to_item: &[Option<u32>], item_factors: &[f32], f: usize, m: usize, docs: &[usize]) -> Vec<(usize, Vec<f32>)> {
+    let mut p = Placer::new(t.docs.rows);
+    docs.iter().filter_map(|&d| p.place(t, to_item, item_factors, f, m, d).map(|v| (d, v))).collect()
+}
+
+/// Scratch for placing one document: similarities accumulated through the postings, only the
+/// touched documents visited and reset (cost proportional to the postings of its terms).
+struct Placer {
+    scores: Vec<f32>,
+    touched: Vec<u32>,
+}
+
+impl Placer {
+    fn new(rows: usize) -> Placer {
+        Placer { scores: vec![0f32; rows], touched: vec![] }
+    }
+
+    fn place(&mut self, t: &Tfidf, to_item: &[Option<u32>], item_factors: &[f32], f: usize, m: usize, d: usize) -> Option<Vec<f32>> {
+        use crate::topk::{Scored, TopK};
+        let (terms, weights) = t.docs.row(d);
+        for (&term, &w) in terms.iter().zip(weights) {
+            let (docs, vals) = t.postings.row(term as usize);
+            for (&e, &v) in docs.iter().zip(vals) {
+                let s = &mut self.scores[e as usize];
+                if *s == 0.0 {
+                    self.touched.push(e);
+                }
+                *s += w * v;
+            }
+        }
+        let mut top = TopK::new(m);
+        for &e in &self.touched {
+            let s = std::mem::take(&mut self.scores[e as usize]);
+            let e = e as usize;
+            if s > 0.0 && e != d && to_item.get(e).is_some_and(|i| i.is_some()) && s >= top.threshold() {
+                top.push(Scored { score: s, id: e as i64, index: e as u32 });
+            }
+        }
+        self.touched.clear();
+        let top = top.into_sorted();
+        let total: f32 = top.iter().map(|s| s.score).sum();
+        if total <= 0.0 {
+            return None;
+        }
+        let mut v = vec![0f32; f];
+        for s in &top {
+            let i = to_item[s.index as usize].unwrap_or(0) as usize;
+            crate::kernels::axpy::<false>(s.score / total, &item_factors[i * f..(i + 1) * f], &mut v);
+        }
+        Some(v)
+    }
 }
 
 #[cfg(test)]
@@ -273,5 +308,7 @@ mod placement_tests {
         let (d, v) = &placed[0];
         assert_eq!(*d, 4);
         assert!(v[0] > 0.8 && v[1] < 0.2, "{v:?}");
+        // Placing the one document on the calling thread gives the same factors.
+        assert_eq!(place_docs(&t, &to_item, &factors, f, 3, &[4, 5]), placed);
     }
 }

@@ -191,6 +191,23 @@ fn row_level_security_and_grants_are_respected() {
     let q = "SELECT coalesce(max(social), 0) > 0 FROM recsys_recommend(7777, 50) WHERE post_id = 44";
     assert_eq!(c.sql(db, q), "t");
     assert_eq!(c.sql(db, &format!("SET ROLE app_user; {q}")), "f");
+    // Posts created after training are read under the caller's rights too: a private new post
+    // is not absorbed by the role's call, and the next caller who may see it (same session,
+    // same cached model) still gets it placed.
+    c.sql(
+        db,
+        "INSERT INTO posts (id, owner_id, title, tags, category, is_public) VALUES
+         (1000, 101, 'SECRET post about food', ARRAY['t1'], 'food', false), (1001, 102, 'post about food', ARRAY['t1'], 'food', true)",
+    );
+    let out = c.sql(
+        db,
+        "SET ROLE app_user;
+         SELECT count(*) FROM recsys_search('food secret', 60) WHERE post_id = 1000;
+         SELECT count(*) FROM recsys_similar(1001, 5);
+         RESET ROLE;
+         SELECT count(*) FROM recsys_similar(1000, 5);",
+    );
+    assert_eq!(out.lines().filter(|l| !l.is_empty()).collect::<Vec<_>>(), ["0", "5", "5"], "{out}");
 }
 
 /// Item 14: one bad row (float4 overflow, infinite time) is skipped and counted, not an error for

@@ -1,0 +1,155 @@
+//! Posts created after training, served without a retrain. On every call the posts table is
+//! asked for posts with an id above the highest one the backend's model knows (an index range
+//! scan on the id: one probe when there is nothing new); new ones are placed by content as
+//! training places posts without interactions (TF-IDF over the model's vocabulary, factors the
+//! mean of their content neighbours'), and appended to the backend's copy of the model. From
+//! then on they are ordinary items: recommendable, filterable, similar-to, searchable, and their
+//! interactions count in fold-in, social and trending.
+//!
+//! Limits, documented in docs/live.md: a post is picked up when its id is above every id the
+//! model knew (serial / identity ids); words the model's vocabulary lacks do not count for its
+//! placement; at most [`PER_CALL`] posts are absorbed per call. `recsys_refresh()` rebuilds
+//! the content model over everything.
+use crate::error::Result;
+use crate::store::model::Serving;
+use crate::store::source::{self, PostText, Resolved};
+use pgrx::{PgBuiltInOids, PgOid};
+use std::cell::Cell;
+
+/// New posts absorbed per call at most (a larger burst is absorbed over the next calls).
+pub const PER_CALL: i64 = 1000;
+
+const INT8: PgOid = PgOid::BuiltIn(PgBuiltInOids::INT8OID);
+
+/// Who reads: the new-posts query runs under the caller's rights (row-level security applies),
+/// so how far a backend has read is kept per (role, row_security). A post hidden from one role
+/// is read again when another role calls.
+type Reader = (u32, bool);
+
+pub struct NewPosts {
+    /// Posts with an id above `$1`, lowest first, at most `$2`.
+    query: String,
+    /// The highest post id the stored model knows.
+    trained_max: i64,
+    /// The highest id read so far, and by whom.
+    read: Cell<Option<(Reader, i64)>>,
+}
+
+impl NewPosts {
+    pub fn new(t: &Resolved, content_ids: &[i64], item_ids: &[i64]) -> NewPosts {
+        let trained_max = content_ids.iter().chain(item_ids).copied().max().unwrap_or(i64::MIN);
+        NewPosts { query: source::new_posts_query(t), trained_max, read: Cell::new(None) }
+    }
+}
+
+fn reader() -> Reader {
+    // SAFETY: reads the backend's current user id and a GUC variable, on the backend thread.
+    unsafe { (pgrx::pg_sys::GetUserId().to_u32(), pgrx::pg_sys::row_security) }
+}
+
+/// Posts the model does not know yet, read under the caller's rights; None when there are none.
+pub struct Pending {
+    text: PostText,
+    reader: Reader,
+    last: i64,
+}
+
+pub fn pending(client: &pgrx::spi::SpiClient<'_>, m: &Serving) -> Result<Option<Pending>> {
+    let Some(np) = &m.new_posts else { return Ok(None) };
+    let who = reader();
+    let after = match np.read.get() {
+        Some((r, last)) if r == who => last,
+        _ => np.trained_max,
+    };
+    let mut text = PostText::default();
+    let mut last = after;
+    m.run(client, "new_posts", &np.query, &[INT8, INT8], &[after.into(), PER_CALL.into()], |row| {
+        source::push_post_row(row, &mut text)?;
+        Ok(Some(()))
+    })?;
+    if let Some(&id) = text.ids.last() {
+        last = last.max(id);
+    }
+    np.read.set(Some((who, last)));
+    // Posts another role's call already added are known.
+    let known = |id: &i64| m.content.as_ref().is_some_and(|c| c.index.contains_key(id));
+    if text.ids.iter().all(known) {
+        return Ok(None);
+    }
+    // Read again if the model cannot be extended on this call (see model::catch_up).
+    np.read.set(Some((who, after)));
+    Ok(Some(Pending { text, reader: who, last }))
+}
+
+impl Serving {
+    /// Appends new posts: a content row each (TF-IDF over the model's vocabulary), and an item
+    /// when content placement finds it neighbours with factors.
+    pub fn add_posts(&mut self, p: Pending) {
+        let f = self.factors;
+        let half_life = self.options.hybrid.freshness_half_life_days;
+        let Some(c) = self.content.as_mut() else { return };
+        let mut rows = vec![];
+        for (k, &pid) in p.text.ids.iter().enumerate() {
+            if c.index.contains_key(&pid) {
+                continue;
+            }
+            let row = c.ids.len();
+            let doc = c.tfidf.query(&p.text.tokens[k]);
+            let docs = &mut c.tfidf.docs;
+            docs.indices.extend(doc.iter().map(|x| x.0));
+            docs.data.extend(doc.iter().map(|x| x.1));
+            docs.indptr.push(docs.indices.len());
+            docs.rows += 1;
+            c.ids.push(pid);
+            c.index.insert(pid, row as u32);
+            c.to_item.push(None);
+            let mut codes = [0u32; 3];
+            for (code, value) in codes.iter_mut().zip(&p.text.attrs[k]) {
+                if let Some(v) = value {
+                    *code = *c.dict.entry(v.clone()).or_insert_with(|| {
+                        c.dict_list.push(v.clone());
+                        c.dict_list.len() as u32 - 1
+                    });
+                }
+            }
+            c.attrs.push(codes);
+            rows.push((row, k));
+        }
+        if rows.is_empty() {
+            return;
+        }
+        c.tfidf.postings = c.tfidf.docs.transpose();
+        let docs: Vec<usize> = rows.iter().map(|r| r.0).collect();
+        let placed = recsys_core::tfidf::place_docs(&c.tfidf, &c.to_item, &self.item_factors, f, recsys_core::tfidf::PLACEMENT_NEIGHBOURS, &docs);
+        let text_of: std::collections::HashMap<usize, usize> = rows.into_iter().collect();
+        for (d, v) in placed {
+            let k = text_of[&d];
+            let pid = c.ids[d];
+            let item = self.item_ids.len() as u32;
+            c.to_item[d] = Some(item);
+            c.from_item.push(Some(d as u32));
+            self.item_ids.push(pid);
+            self.item_index.insert(pid, item);
+            self.item_norms.push(v.iter().map(|x| x * x).sum::<f32>().sqrt());
+            if let Some(q) = self.quantized.as_mut() {
+                q.push(&v);
+            }
+            self.item_factors.extend_from_slice(&v);
+            self.popularity.push(0.0);
+            self.popularity_order.push(item);
+            if !self.freshness.is_empty() {
+                self.freshness.push(recsys_core::hybrid::freshness_of(p.text.created[k], self.newest_day, half_life));
+            }
+            if !self.owners.is_empty() {
+                let owner = p.text.owners[k].unwrap_or(i64::MIN);
+                self.owners.push(owner);
+                if owner != i64::MIN {
+                    self.owned.entry(owner).or_default().push(item);
+                }
+            }
+        }
+        if let Some(np) = &self.new_posts {
+            np.read.set(Some((p.reader, p.last)));
+        }
+    }
+}
