@@ -218,6 +218,11 @@ fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions, imported: Opti
         }
     }
     let o = o;
+    // Serving reads these tables on every call: say now which reads would scan.
+    let missing = source::missing_indexes(client, &source::per_call_reads(&table, posts_t.as_ref(), follows_t.as_ref()))?;
+    for (stmt, why) in &missing {
+        pgrx::warning!("recsys_train: serving will scan a table on every call ({why}); create the index: {stmt}");
+    }
     let budget = gucs::maintenance_work_mem_bytes();
     let threads = o.threads.map(gucs::clamp_threads).unwrap_or_else(gucs::threads);
     let f = o.als.factors as u64;
@@ -464,6 +469,7 @@ fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions, imported: Opti
         "fusion": o.hybrid.weights,
         "tuned": tuned,
         "rating_model": rating_report,
+        "missing_indexes": missing.iter().map(|(stmt, _)| stmt.as_str()).collect::<Vec<_>>(),
     });
     let owner_ids: Vec<i64> = owner.iter().map(|x| x.unwrap_or(i64::MIN)).collect();
     let new = model::NewModel {

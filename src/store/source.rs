@@ -590,3 +590,55 @@ pub fn check_visible(client: &SpiClient<'_>, t: &Resolved, pred: &str) -> Result
     client.select(&format!("SELECT 1 FROM {tbl} WHERE ({pred}) LIMIT 0", tbl = t.table), None, &[])?;
     Ok(())
 }
+
+/// Tables smaller than this are read whole cheaply; the missing-index warning starts here.
+pub const INDEX_WARNING_BYTES: i64 = 1 << 20;
+
+/// Per-call reads that need an index, as (table, leading column role, columns to suggest, what
+/// reads it): serving would otherwise scan the table on every call.
+pub fn per_call_reads<'a>(interactions: &'a Resolved, posts: Option<&'a Resolved>, follows: Option<&'a Resolved>) -> Vec<(&'a Resolved, &'static str, Vec<&'static str>, &'static str)> {
+    let mut out = vec![];
+    let with_time = if interactions.col("time").is_some() { vec!["user", "time"] } else { vec!["user"] };
+    out.push((interactions, "user", with_time, "every call reads the user's history and the followees' latest engagement by user"));
+    if interactions.col("time").is_some() {
+        out.push((interactions, "time", vec!["time"], "recsys_trending and the feed's popularity read the last 7 days by time"));
+    }
+    if let Some(f) = follows {
+        out.push((f, "follower", vec!["follower"], "every call reads the user's followees"));
+    }
+    if let Some(p) = posts {
+        out.push((p, "id", vec!["id"], "every call checks its candidates and looks for new posts by id"));
+        if p.col("owner").is_some() {
+            out.push((p, "owner", vec!["owner"], "every call reads the followees' newest posts by owner"));
+        }
+    }
+    out
+}
+
+/// For each per-call read whose table has no valid, non-partial index led by the column (and is
+/// at least [`INDEX_WARNING_BYTES`]): the exact `CREATE INDEX` statement and why.
+pub fn missing_indexes(client: &SpiClient<'_>, reads: &[(&Resolved, &'static str, Vec<&'static str>, &'static str)]) -> Result<Vec<(String, &'static str)>> {
+    let mut out: Vec<(String, &'static str)> = vec![];
+    for (t, role, suggest, why) in reads {
+        let Some(col) = t.col(role) else { continue };
+        let covered = super::one::<bool>(
+            client,
+            "SELECT pg_catalog.pg_relation_size(c.oid) OPERATOR(pg_catalog.<) $3::pg_catalog.int8 OR EXISTS ( \
+               SELECT 1 FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a \
+                 ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid AND a.attnum OPERATOR(pg_catalog.=) i.indkey[0] \
+               WHERE i.indrelid OPERATOR(pg_catalog.=) c.oid AND i.indisvalid AND i.indpred IS NULL \
+                 AND pg_catalog.quote_ident(a.attname::pg_catalog.text) OPERATOR(pg_catalog.=) $2::pg_catalog.text) \
+             FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1::pg_catalog.text)::pg_catalog.oid",
+            &[t.table.as_str().into(), col.into(), INDEX_WARNING_BYTES.into()],
+        )?
+        .unwrap_or(true);
+        if !covered {
+            let cols: Vec<&str> = suggest.iter().filter_map(|r| t.col(r)).collect();
+            let stmt = format!("CREATE INDEX ON {} ({})", t.table, cols.join(", "));
+            if !out.iter().any(|(s, _)| *s == stmt) {
+                out.push((stmt, why));
+            }
+        }
+    }
+    Ok(out)
+}
