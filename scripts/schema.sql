@@ -5,10 +5,13 @@ CREATE TABLE IF NOT EXISTS users (
 CREATE TABLE IF NOT EXISTS posts (
     id bigint PRIMARY KEY, owner_id bigint, title text, description text, tags text[], category text,
     project_code text, mood text, created_at timestamptz DEFAULT now());
+CREATE INDEX IF NOT EXISTS posts_owner_idx ON posts (owner_id);
 CREATE TABLE IF NOT EXISTS interactions (
     user_id bigint NOT NULL, post_id bigint NOT NULL, kind text NOT NULL, value real,
     created_at timestamptz DEFAULT now());
-CREATE INDEX IF NOT EXISTS interactions_user_idx ON interactions (user_id);
+-- Per-call reads (recsys_train warns when one would scan): the user's history and each
+-- followee's newest rows, trending's window, followees' posts.
+CREATE INDEX IF NOT EXISTS interactions_user_time_idx ON interactions (user_id, created_at);
 CREATE INDEX IF NOT EXISTS interactions_created_idx ON interactions (created_at);
 CREATE TABLE IF NOT EXISTS follows (
     follower_id bigint NOT NULL, followee_id bigint NOT NULL, created_at timestamptz DEFAULT now(),

@@ -94,3 +94,27 @@ counts, demographic segments and popularity. No ALS, so it takes seconds where a
 version is stored and served on commit, as with recsys_train. Returns the report (refreshed_from = the model whose
 factors were kept). For apps that prefer batch freshness: SELECT cron.schedule(''recsys-refresh'', ''*/5 * * * *'',
 ''SELECT recsys_refresh()'').';
+
+-- Training progress seen from any session: one row per recsys_train / recsys_refresh /
+-- recsys_import_factors statement running now in this cluster (rows of other roles' sessions
+-- need pg_read_all_stats, as pg_stat_activity's do).
+CREATE VIEW @extschema@.recsys_progress AS
+SELECT p.pid, d.datname AS database, p.phase, p.iteration, p.iterations, p.rows_read,
+       pg_catalog.to_timestamp(p.started) AS started_at,
+       pg_catalog.to_timestamp(p.updated) AS updated_at,
+       pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.to_timestamp(p.started) AS elapsed
+FROM @extschema@._recsys_progress() p
+JOIN pg_catalog.pg_stat_activity a
+  ON a.pid OPERATOR(pg_catalog.=) p.pid AND a.state OPERATOR(pg_catalog.=) 'active'
+ AND a.query_start OPERATOR(pg_catalog.<=) pg_catalog.to_timestamp(p.started)
+LEFT JOIN pg_catalog.pg_database d ON d.oid OPERATOR(pg_catalog.=) p.database;
+
+COMMENT ON VIEW @extschema@.recsys_progress IS
+'Trains running now, seen from any session (NOTICEs reach only the caller, and pg_cron drops them): phase
+(waiting for another train, reading, als, importing factors, content, social, tuning, rating model, saving),
+ALS iteration of iterations, rows read from the input tables so far, start, last update (written at each phase
+change and at most every 250 ms) and elapsed time. A train that returns, fails or is cancelled leaves the view
+at once.';
+
+COMMENT ON FUNCTION @extschema@._recsys_progress() IS
+'Internal: the training progress files behind the recsys_progress view (which keeps running statements only).';

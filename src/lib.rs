@@ -7,6 +7,7 @@ mod api;
 mod error;
 mod gucs;
 mod options;
+mod progress;
 mod store;
 
 ::pgrx::pg_module_magic!(name, version);

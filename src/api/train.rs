@@ -25,6 +25,7 @@ impl Progress for Backend {
         Ok(())
     }
     fn iteration(&mut self, it: usize, loss: Option<f64>, seconds: f64) {
+        crate::progress::iteration(it, self.iterations);
         match loss {
             Some(l) => notice!("recsys_train: iteration {it}/{} loss {l:.6} elapsed {seconds:.2}s", self.iterations),
             None => notice!("recsys_train: iteration {it}/{} elapsed {seconds:.2}s", self.iterations),
@@ -194,8 +195,11 @@ fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions, imported: Opti
     if unsafe { pgrx::pg_sys::XactReadOnly } {
         return Err(RecsysError::ReadOnlyTransaction { what: "recsys_train" });
     }
+    // Seen from other sessions in recsys_progress until this function returns (or raises).
+    let _progress = crate::progress::Guard::start("waiting for another train");
     // One train at a time per database: a second caller waits here, then trains on fresh data.
     client.update("SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('pg_recsys'), 1)", None, &[])?;
+    crate::progress::phase("reading");
     let schema = store::schema(client)?;
     let table = source::resolve(client, "interactions", &o.interactions, INTERACTIONS)?;
     // Validate the other mappings now, so a typo fails before minutes of work; remember which
@@ -295,6 +299,7 @@ fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions, imported: Opti
     pgrx::check_for_interrupts!();
     let pool = als::pool(threads, Some(block_signals))?;
     let t1 = Instant::now();
+    crate::progress::phase(if imported.is_some() { "importing factors" } else { "als" });
     let (mut m, stats) = match imported {
         None => als::train(&ui, &o.als, &pool, &mut Backend { iterations: o.als.iterations })?,
         Some((users, items)) => {
@@ -312,6 +317,7 @@ fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions, imported: Opti
     let train_s = t1.elapsed().as_secs_f64();
     // Content model over every post, interactions or not (skipped when there is no posts table).
     let t_content = Instant::now();
+    crate::progress::phase("content");
     let content = match &posts_t {
         None => None,
         Some(t) => {
@@ -376,6 +382,7 @@ fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions, imported: Opti
     let content_s = t_content.elapsed().as_secs_f64();
     // Demographic segments over the users with interactions.
     let t_social = Instant::now();
+    crate::progress::phase("social");
     let user_keys = match &users_t {
         Some(t) => Some(source::read_user_keys(client, t, budget)?),
         None => None,
@@ -390,6 +397,7 @@ fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions, imported: Opti
     let mut tuned = serde_json::Value::Null;
     if let Some(events) = events {
         let t_tune = Instant::now();
+        crate::progress::phase("tuning");
         let follows = match &follows_t {
             Some(t) => source::read_follows(client, t, budget)?,
             None => vec![],
@@ -419,6 +427,7 @@ fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions, imported: Opti
     let mut rating_report = serde_json::Value::Null;
     let rating = if o.explicit {
         let t_r = Instant::now();
+        crate::progress::phase("rating model");
         let rows = source::read_ratings(client, &table, o.rating_kind.as_deref(), budget)?;
         let users: HashMap<i64, u32> = loaded.user_ids.iter().enumerate().map(|(i, u)| (*u, i as u32)).collect();
         let items: HashMap<i64, u32> = item_ids[..n_items].iter().enumerate().map(|(i, p)| (*p, i as u32)).collect();
@@ -449,6 +458,7 @@ fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions, imported: Opti
         None
     };
     drop(pool);
+    crate::progress::phase("saving");
     let t2 = Instant::now();
     let mut report = json!({
         "users": n_users,

@@ -228,6 +228,7 @@ pub fn for_each_batch<'c>(
         if batch.is_empty() {
             return Ok(());
         }
+        crate::progress::rows_read(batch.len());
         each(batch)?;
         free_batch();
         pgrx::check_for_interrupts!();
@@ -312,12 +313,14 @@ pub fn user_history_query(t: &Resolved) -> String {
     )
 }
 
-/// The latest `limit` engagements of each of `$3::int8[]` users: (user, post, weight, day)
+/// The latest `limit` timed engagements of each of `$3::int8[]` users: (user, post, weight, day)
 /// rows; `$1`/`$2` as in [`weight_expr`]. One index scan per followee with an index on
 /// (user column, time column) — documented in the README.
 pub fn followee_events_query(t: &Resolved, limit: usize) -> String {
     let (u, p) = (t.col("user").unwrap_or("NULL"), t.col("post").unwrap_or("NULL"));
-    let order = t.col("time").map(|c| format!("ORDER BY {c} DESC NULLS LAST")).unwrap_or_default();
+    // Rows with a time only, newest first: with `IS NOT NULL` an index on (user, time) returns
+    // them in order, scanned backwards (`DESC NULLS LAST` would sort every row of the followee).
+    let order = t.col("time").map(|c| format!("AND {c} IS NOT NULL ORDER BY {c} DESC")).unwrap_or_default();
     format!(
         "SELECT rf_.id, x_.p, x_.w, x_.d FROM pg_catalog.unnest($3::pg_catalog.int8[]) AS rf_(id) \
          CROSS JOIN LATERAL (SELECT ({p})::pg_catalog.int8 AS p, {w} AS w, {d} AS d FROM {tbl} \

@@ -27,7 +27,7 @@ fn missing_indexes_are_warned_with_the_statement() {
     fixture(&c, db);
     let train = r#"SELECT recsys_train('{"factors": 4, "iterations": 2}')->'missing_indexes'"#;
     assert_eq!(c.sql(db, train), "[]", "schema.sql's indexes cover every per-call read");
-    c.sql(db, "DROP INDEX interactions_user_idx, interactions_created_idx");
+    c.sql(db, "DROP INDEX interactions_user_time_idx, interactions_created_idx");
     let out = c.psql_cmd(db).args(["-v", "ON_ERROR_STOP=1", "-A", "-t", "-c", train]).output().unwrap();
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     let want = ["CREATE INDEX ON public.interactions (user_id, created_at)", "CREATE INDEX ON public.interactions (created_at)"];
@@ -44,4 +44,41 @@ fn missing_indexes_are_warned_with_the_statement() {
     // A partial index does not serve every user's read.
     c.sql(db, "DROP INDEX interactions_user_id_created_at_idx; CREATE INDEX ON public.interactions (user_id) WHERE kind = 'like'");
     assert!(c.sql(db, train).contains("CREATE INDEX ON public.interactions (user_id, created_at)"));
+}
+
+/// Item 4: another session sees a running train in recsys_progress: waiting for the lock held
+/// by a concurrent train, then its phases with ALS iterations and rows read; the row is gone
+/// when the train returns.
+#[test]
+fn training_progress_is_visible_from_another_session() {
+    let c = Cluster::start("models_progress");
+    let db = "postgres";
+    fixture(&c, db);
+    assert_eq!(c.sql(db, "SELECT count(*) FROM recsys_progress"), "0");
+    std::thread::scope(|s| {
+        // A holds the training lock for 1.5 s; B's train waits for it, then runs.
+        let a = s.spawn(|| c.sql(db, "BEGIN; SELECT pg_advisory_xact_lock(hashtext('pg_recsys'), 1); SELECT pg_sleep(1.5); COMMIT;"));
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let b = s.spawn(|| c.sql(db, r#"SELECT recsys_train('{"factors": 64, "iterations": 100}')->>'iterations'"#));
+        let mut seen: Vec<String> = vec![];
+        let t0 = std::time::Instant::now();
+        while !b.is_finished() && t0.elapsed().as_secs() < 120 {
+            let row = c.sql(db, "SELECT phase || '|' || iteration || '|' || iterations || '|' || (rows_read > 0) || '|' || (database = current_database()) FROM recsys_progress");
+            if !row.is_empty() && seen.last() != Some(&row) {
+                seen.push(row);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        a.join().unwrap();
+        assert_eq!(b.join().unwrap(), "100");
+        assert!(seen.iter().any(|r| r.starts_with("waiting for another train|")), "{seen:?}");
+        assert!(
+            seen.iter().any(|r| r.starts_with("als|") && !r.starts_with("als|0|") && r.contains("|100|true|true")),
+            "an ALS iteration with rows read: {seen:?}"
+        );
+    });
+    assert_eq!(c.sql(db, "SELECT count(*) FROM recsys_progress"), "0", "gone when the train returns");
+    // A failed train leaves nothing behind either.
+    c.sql_err(db, r#"SELECT recsys_train('{"factors": 0}')"#);
+    assert_eq!(c.sql(db, "SELECT count(*) FROM recsys_progress"), "0");
 }
