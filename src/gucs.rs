@@ -102,6 +102,10 @@ pub fn init() {
         GucContext::Userset,
         GucFlags::default(),
     );
+    // The prefix is ours: a misspelt `SET recsys.trending_cache_second = 0` is an error rather
+    // than a silently ignored placeholder (and existing placeholders get a WARNING).
+    // SAFETY: called from _PG_init on the backend thread with a static NUL-terminated string.
+    unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"recsys".as_ptr()) };
 }
 
 pub fn max_k() -> i32 {

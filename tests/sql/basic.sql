@@ -66,6 +66,8 @@ SELECT * FROM recsys_recommend(1, 2000000);
 SET recsys.max_k = 5;
 SELECT * FROM recsys_recommend(1, 6);
 RESET recsys.max_k;
+-- The recsys. prefix is reserved: a misspelt setting is an error, not a silent placeholder.
+SET recsys.max_kk = 5;
 SELECT * FROM recsys_similar(999);
 
 -- Bad options.
