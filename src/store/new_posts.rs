@@ -118,7 +118,15 @@ impl Serving {
         if rows.is_empty() {
             return;
         }
-        c.tfidf.postings = c.tfidf.docs.transpose();
+        // The new documents' postings go at the end of their terms' lists (one copy, no sort).
+        let entries: Vec<(u32, u32, f32)> = rows
+            .iter()
+            .flat_map(|&(d, _)| {
+                let (terms, values) = c.tfidf.docs.row(d);
+                terms.iter().zip(values).map(move |(&t, &v)| (t, d as u32, v)).collect::<Vec<_>>()
+            })
+            .collect();
+        c.tfidf.postings.append_columns(rows.len(), entries);
         let docs: Vec<usize> = rows.iter().map(|r| r.0).collect();
         let placed = recsys_core::tfidf::place_docs(&c.tfidf, &c.to_item, &self.item_factors, f, recsys_core::tfidf::PLACEMENT_NEIGHBOURS, &docs);
         let text_of: std::collections::HashMap<usize, usize> = rows.into_iter().collect();

@@ -106,6 +106,33 @@ impl Csr {
         Csr { rows: self.cols, cols: self.rows, indptr: counts, indices: idx, data: val }
     }
 
+    /// Appends columns `self.cols..self.cols + new_cols` given as `(row, column, value)` entries
+    /// (rows < `self.rows`): since the columns are new, each entry goes at the end of its row, so
+    /// this is one copy of the matrix, no sort (the transposed side of appending documents).
+    pub fn append_columns(&mut self, new_cols: usize, mut entries: Vec<(u32, u32, f32)>) {
+        entries.sort_unstable_by_key(|e| (e.0, e.1));
+        let mut indptr = Vec::with_capacity(self.rows + 1);
+        let mut indices = Vec::with_capacity(self.indices.len() + entries.len());
+        let mut data = Vec::with_capacity(self.data.len() + entries.len());
+        indptr.push(0);
+        let mut k = 0;
+        for r in 0..self.rows {
+            let (a, b) = (self.indptr[r], self.indptr[r + 1]);
+            indices.extend_from_slice(&self.indices[a..b]);
+            data.extend_from_slice(&self.data[a..b]);
+            while k < entries.len() && entries[k].0 as usize == r {
+                indices.push(entries[k].1);
+                data.push(entries[k].2);
+                k += 1;
+            }
+            indptr.push(indices.len());
+        }
+        self.indptr = indptr;
+        self.indices = indices;
+        self.data = data;
+        self.cols += new_cols;
+    }
+
     /// Bytes held, for memory accounting.
     pub fn bytes(&self) -> usize {
         self.indptr.len() * 8 + self.indices.len() * 4 + self.data.len() * 4
@@ -152,6 +179,18 @@ fn merge_row(idx: &mut [u32], val: &mut [f32]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn appending_columns_equals_transposing_the_appended_rows() {
+        // docs × terms, then two more docs; their postings appended = the full transpose.
+        let docs = Csr::from_triplets(3, 4, &[0, 0, 1, 2, 2], &[0, 2, 1, 0, 3], &[1., 2., 3., 4., 5.]);
+        let all = Csr::from_triplets(5, 4, &[0, 0, 1, 2, 2, 3, 3, 4], &[0, 2, 1, 0, 3, 3, 1, 0], &[1., 2., 3., 4., 5., 6., 7., 8.]);
+        let mut postings = docs.transpose();
+        postings.append_columns(2, vec![(3, 3, 6.), (1, 3, 7.), (0, 4, 8.)]);
+        let want = all.transpose();
+        assert_eq!((postings.rows, postings.cols), (want.rows, want.cols));
+        assert_eq!((postings.indptr, postings.indices, postings.data), (want.indptr, want.indices, want.data));
+    }
 
     #[test]
     fn triplets_sum_duplicates_and_sort() {
