@@ -90,7 +90,7 @@ def feed(username: str, project_code: Optional[str] = None, category: Optional[s
 
 @app.get("/recommend/{user_id}")
 def recommend(user_id: int, k: int = Query(10, ge=1, le=1000)):
-    rows = db_call("SELECT post_id, score, als, content, social, popularity, reason FROM recsys_recommend(%s, %s)", (user_id, k))
+    rows = db_call("SELECT post_id, score, als, graph, content, social, popularity, reason FROM recsys_recommend(%s, %s)", (user_id, k))
     return {"status": "success", "user_id": user_id, "recommendations": rows}
 
 

@@ -340,10 +340,13 @@ impl<'a> Reasons<'a> {
     fn load_titles(&mut self, client: &SpiClient<'_>, rows: &[(u32, Parts)]) -> Result<()> {
         let mut ids = vec![];
         for (i, p) in rows {
-            if p.leading() == Some("als") {
-                if let Some(&(j, _)) = self.als_evidence(*i).first() {
-                    ids.push(self.m.item_ids[j as usize]);
-                }
+            let first = match p.leading() {
+                Some("als") => self.als_evidence(*i).first().map(|e| e.0),
+                Some("graph") => self.graph_evidence(*i).first().map(|e| e.0),
+                _ => None,
+            };
+            if let Some(j) = first {
+                ids.push(self.m.item_ids[j as usize]);
             }
         }
         self.titles = live::visible(client, self.m, &ids)?;
@@ -375,6 +378,14 @@ impl<'a> Reasons<'a> {
         ev
     }
 
+    /// The history items whose graph edges lead to `item`, positive contributions only,
+    /// largest first.
+    fn graph_evidence(&self, item: u32) -> Vec<(u32, f32)> {
+        let Some(g) = self.m.graph.as_ref() else { return vec![] };
+        let items: Vec<u32> = hybrid::fold_in_items(&self.s.req.input.history).into_iter().map(|x| x.0).collect();
+        g.evidence(&items, item).into_iter().filter(|e| e.1 > 0.0).collect()
+    }
+
     fn term(&self, item: u32) -> Option<String> {
         let c = self.m.content.as_ref()?;
         let row = c.from_item.get(item as usize).copied().flatten()?;
@@ -389,6 +400,15 @@ impl<'a> Reasons<'a> {
                 Some(name) => format!("because you liked {name}"),
                 None => "picked for you".into(),
             },
+            Some("graph") => {
+                let ev = self.graph_evidence(item);
+                match (ev.len(), ev.first().and_then(|&(j, _)| self.name(j))) {
+                    (1, Some(name)) => format!("because you liked {name}"),
+                    (n, Some(name)) if n > 1 => format!("because you liked {name} and {} more", n - 1),
+                    (n, _) if n > 1 => format!("{n} posts you liked lead here"),
+                    _ => "picked for you".into(),
+                }
+            }
             Some("content") => match self.term(item) {
                 Some(t) => format!("matches {t}"),
                 None => "matches your interests".into(),
@@ -421,8 +441,8 @@ pub(super) fn term_text(t: &str) -> String {
     }
 }
 
-/// One feed row: post_id, score, als, content, social, popularity, reason.
-type FeedRow = (i64, f32, f32, f32, f32, f32, String);
+/// One feed row: post_id, score, als, graph, content, social, popularity, reason.
+type FeedRow = (i64, f32, f32, f32, f32, f32, f32, String);
 
 #[allow(clippy::too_many_arguments)]
 #[pg_extern(stable)]
@@ -444,6 +464,7 @@ fn recsys_recommend(
         name!(post_id, i64),
         name!(score, f32),
         name!(als, f32),
+        name!(graph, f32),
         name!(content, f32),
         name!(social, f32),
         name!(popularity, f32),
@@ -463,7 +484,7 @@ fn recsys_recommend(
         let s = score_user(client, &m, user_id, &w)?;
         let seen = exclude_seen.then_some(&s.req.seen);
         let cat = s.catalog(&m);
-        let personal = !s.scores.als.is_empty() || !s.scores.content.is_empty() || !s.scores.social.is_empty() || !s.scores.demographic.is_empty();
+        let personal = !s.scores.als.is_empty() || !s.scores.graph.is_empty() || !s.scores.content.is_empty() || !s.scores.social.is_empty() || !s.scores.demographic.is_empty();
         let fresh = s.scores.weights.freshness > 0.0 && !m.freshness.is_empty();
         let top = if !personal && !fresh && s.scores.weights.popularity > 0.0 {
             // Nothing personal and no freshness: the popularity order, walked (O(page)).
@@ -485,7 +506,7 @@ fn recsys_recommend(
             .zip(&rows)
             .map(|(c, (_, p))| {
                 let reason = reasons.text(c.index, p);
-                (c.id, p.total(), p.als, p.content, p.social, p.popularity + p.freshness + p.demographic, reason)
+                (c.id, p.total(), p.als, p.graph, p.content, p.social, p.popularity + p.freshness + p.demographic, reason)
             })
             .collect())
     })
@@ -597,6 +618,27 @@ fn recsys_explain(user_id: Option<i64>, post_id: Option<i64>, weights: default!(
             if ev.len() > EXPLAIN_TOP {
                 let rest: f32 = ev[EXPLAIN_TOP..].iter().map(|e| e.1).sum();
                 out.push(("als".into(), format!("{} other posts you interacted with", ev.len() - EXPLAIN_TOP), None, None, k * rest));
+            }
+        }
+        // Graph: the user's posts with an edge to this one (EASE / RP3beta), binary weights.
+        if sc.weights.graph > 0.0 && sc.graph_max > 0.0 && p.graph > 0.0 {
+            let k = sc.weights.graph / sc.graph_max;
+            let mut r = Reasons::new(&m, &s);
+            let ev = r.graph_evidence(item);
+            let ids: Vec<i64> = ev.iter().take(EXPLAIN_TOP).map(|&(j, _)| m.item_ids[j as usize]).collect();
+            r.titles = live::visible(client, &m, &ids)?;
+            let mut shown = 0f32;
+            for &(j, w) in ev.iter().take(EXPLAIN_TOP) {
+                shown += k * w;
+                match r.name(j) {
+                    Some(name) => out.push(("graph".into(), format!("you liked {name}, which leads here"), Some(m.item_ids[j as usize]), None, k * w)),
+                    None => out.push(("graph".into(), "a post you liked leads here".into(), None, None, k * w)),
+                }
+            }
+            // The rest (further posts, negative edges, the cap at the maximum) so the rows add up.
+            let rest = p.graph - shown;
+            if rest.abs() > 1e-6 {
+                out.push(("graph".into(), format!("{} other posts you liked (net)", ev.len().saturating_sub(EXPLAIN_TOP)), None, None, rest));
             }
         }
         // Social: each followee who engaged with or owns the post.

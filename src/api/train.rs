@@ -33,6 +33,31 @@ impl Progress for Backend {
     }
 }
 
+/// The item-item graph over the interaction matrix (EASE when the catalogue is small enough for
+/// its dense solve within `budget`, else RP3beta; see the "graph" option), and its report.
+fn build_graph(ui: &recsys_core::csr::Csr, o: &TrainOptions, budget: u64, pool: &rayon::ThreadPool) -> Result<(Option<recsys_core::graph::ItemGraph>, serde_json::Value)> {
+    use recsys_core::hybrid::GraphKind;
+    let g = &o.hybrid.graph;
+    let Some(kind) = g.resolve(ui.cols, budget) else { return Ok((None, json!({"kind": "off"}))) };
+    if kind == GraphKind::Ease && recsys_core::graph::ease_bytes(ui.cols) > budget {
+        return Err(RecsysError::OverBudget { needed: recsys_core::graph::ease_bytes(ui.cols), budget, what: "the EASE item graph (dense solve)" });
+    }
+    let t = Instant::now();
+    let graph = g.build(kind, ui, pool, &mut || {
+        pgrx::check_for_interrupts!();
+        Ok(())
+    })?;
+    let name = if kind == GraphKind::Ease { "ease" } else { "rp3beta" };
+    let report = json!({
+        "kind": name,
+        "neighbours": graph.as_ref().map(|x| x.nnz()),
+        "mb": graph.as_ref().map(|x| round3(x.bytes() as f64 / (1 << 20) as f64)),
+        "seconds": round3(t.elapsed().as_secs_f64()),
+    });
+    notice!("recsys_train: item graph ({name}) built in {:.2}s", t.elapsed().as_secs_f64());
+    Ok((graph, report))
+}
+
 /// Runs on each worker thread as it starts: only the backend thread may take Postgres's
 /// signals (its handlers set flags the backend thread checks).
 pub(super) fn block_signals() {
@@ -315,6 +340,8 @@ fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions, imported: Opti
         }
     };
     let train_s = t1.elapsed().as_secs_f64();
+    crate::progress::phase("graph");
+    let (graph, graph_report) = build_graph(&ui, &o, budget, &pool)?;
     // Content model over every post, interactions or not (skipped when there is no posts table).
     let t_content = Instant::now();
     crate::progress::phase("content");
@@ -479,6 +506,7 @@ fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions, imported: Opti
         "fusion": o.hybrid.weights,
         "tuned": tuned,
         "rating_model": rating_report,
+        "graph": graph_report,
         "missing_indexes": missing.iter().map(|(stmt, _)| stmt.as_str()).collect::<Vec<_>>(),
     });
     let owner_ids: Vec<i64> = owner.iter().map(|x| x.unwrap_or(i64::MIN)).collect();
@@ -499,6 +527,7 @@ fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions, imported: Opti
         segments: segments.as_ref(),
         followers: &followers,
         rating: rating.as_ref().map(|(m, k)| (m, k.as_ref())),
+        graph: graph.as_ref(),
     };
     let id = model::save(client, &schema, &new, report.clone(), gucs::keep_models())?;
     report["model_id"] = json!(id);

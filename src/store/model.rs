@@ -49,6 +49,8 @@ pub struct NewModel<'a> {
     pub followers: &'a [(i64, u32)],
     /// Explicit mode: the rating model and its neighbourhood part.
     pub rating: Option<(&'a ExplicitModel, Option<&'a Knn>)>,
+    /// The item-item graph over the items with interactions.
+    pub graph: Option<&'a recsys_core::graph::ItemGraph>,
 }
 
 /// The rating model as served: item side only (users are folded in from their ratings now).
@@ -177,6 +179,12 @@ pub fn save(client: &mut SpiClient<'_>, schema: &str, m: &NewModel<'_>, report: 
     let json = |v: &dyn erased::Json| -> Result<Vec<u8>> { v.bytes() };
     put("interacted_items", &mut i64_bytes(&[m.interacted_items as i64]))?;
     put("newest_day", &mut f32_bytes(&[m.newest_day]))?;
+    if let Some(g) = m.graph {
+        put("graph_items", &mut i64_bytes(&[g.items as i64]))?;
+        put("graph_ptr", &mut u32_bytes(&g.ptr))?;
+        put("graph_nbr", &mut u32_bytes(&g.nbr))?;
+        put("graph_weight", &mut f32_bytes(&g.weight))?;
+    }
     if !m.freshness.is_empty() {
         put("item_freshness", &mut f32_bytes(m.freshness))?;
     }
@@ -299,6 +307,8 @@ pub struct Serving {
     pub followee_posts_query: Option<String>,
     /// Explicit mode's rating model.
     pub rating: Option<Rating>,
+    /// Item → item graph over the items trained from interactions (None: not built).
+    pub graph: Option<recsys_core::graph::ItemGraph>,
     pub demographics_query: Option<String>,
     /// Their plans, prepared on first use.
     pub plans: RefCell<HashMap<&'static str, pgrx::spi::OwnedPreparedStatement>>,
@@ -356,6 +366,7 @@ impl Serving {
             freshness: &self.freshness,
             segments: &self.segments,
             owners: &self.owners,
+            graph: self.graph.as_ref(),
         }
     }
 }
@@ -625,6 +636,18 @@ fn load(client: &SpiClient<'_>, schema: &str, key: ModelKey, options: TrainOptio
             Some(Rating { model, knn, query: source::user_ratings_query(&resolved, options.rating_kind.as_deref())? })
         }
     };
+    let graph = match parts.get("graph_ptr") {
+        None => None,
+        Some(ptr) => {
+            let items = decode(opt("graph_items"), i64::from_le_bytes)?.first().copied().unwrap_or(-1);
+            if items < 0 || items as usize > item_ids.len() {
+                return Err(RecsysError::Corrupt(format!("model {id}: the item graph has an invalid size")));
+            }
+            let g = recsys_core::graph::ItemGraph::from_parts(items as usize, decode(ptr, u32::from_le_bytes)?, decode(opt("graph_nbr"), u32::from_le_bytes)?, f32s(opt("graph_weight"))?)
+                .map_err(|e| RecsysError::Corrupt(format!("model {id}: {e}")))?;
+            Some(g)
+        }
+    };
     let followees_query = follows.as_ref().map(|t| source::followees_query(t, recsys_core::world::MAX_FOLLOWEES));
     let second_hop_query = follows.as_ref().map(|t| source::second_hop_query(t, SECOND_HOP_USERS));
     let followee_events_query = source::followee_events_query(&resolved, recsys_core::hybrid::SOCIAL_EVENTS);
@@ -658,6 +681,7 @@ fn load(client: &SpiClient<'_>, schema: &str, key: ModelKey, options: TrainOptio
         followee_events_query,
         followee_posts_query,
         rating,
+        graph,
         demographics_query,
         plans: RefCell::new(HashMap::new()),
     })

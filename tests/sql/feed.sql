@@ -24,9 +24,9 @@ SELECT array_agg(post_id ORDER BY post_id) AS included FROM recsys_recommend(1, 
 SELECT count(*) FILTER (WHERE post_id = ANY (ARRAY[13, 17])) AS excluded_found
 FROM recsys_recommend(1, 30, exclude => ARRAY[13, 17]::bigint[]);
 -- Paging: page 2 continues page 1 exactly.
-SELECT (SELECT array_agg(post_id ORDER BY ord) FROM recsys_recommend(1, 6) WITH ORDINALITY AS t(post_id, score, als, content, social, popularity, reason, ord))
-     = (SELECT array_agg(post_id ORDER BY ord) FROM recsys_recommend(1, 3) WITH ORDINALITY AS t(post_id, score, als, content, social, popularity, reason, ord))
-       || (SELECT array_agg(post_id ORDER BY ord) FROM recsys_recommend(1, 3, "offset" => 3) WITH ORDINALITY AS t(post_id, score, als, content, social, popularity, reason, ord))
+SELECT (SELECT array_agg(post_id ORDER BY ord) FROM recsys_recommend(1, 6) WITH ORDINALITY AS t(post_id, score, als, graph, content, social, popularity, reason, ord))
+     = (SELECT array_agg(post_id ORDER BY ord) FROM recsys_recommend(1, 3) WITH ORDINALITY AS t(post_id, score, als, graph, content, social, popularity, reason, ord))
+       || (SELECT array_agg(post_id ORDER BY ord) FROM recsys_recommend(1, 3, "offset" => 3) WITH ORDINALITY AS t(post_id, score, als, graph, content, social, popularity, reason, ord))
        AS pages_continue;
 -- Diversity: without it the top 4 of user 1 (who likes category 1 = food) are all food;
 -- with it other categories enter.

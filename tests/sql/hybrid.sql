@@ -38,14 +38,15 @@ SELECT r->'users' AS users, r->'posts' AS posts, (r->'segments')::int > 0 AS has
 FROM recsys_train('{"factors": 8, "iterations": 8}') r;
 
 -- A warm dancer has seen most dance posts: the new dance post comes first, with a reason that
--- names a dance post they liked; score = als + content + social + popularity.
+-- names a dance post they liked; score = als + graph + content + social + popularity.
 SELECT post_id, reason LIKE 'because you liked "Dance battle %"' AS reason_ok FROM recsys_recommend(5, 1);
-SELECT bool_and(abs(score - (als + content + social + popularity)) < 1e-5) AS parts_add_up, count(*) AS n,
+SELECT bool_and(abs(score - (als + graph + content + social + popularity)) < 1e-5) AS parts_add_up, count(*) AS n,
        bool_and(reason <> '') AS all_have_reasons
 FROM recsys_recommend(5, 10);
--- Reasons name a liked title, a tag, or the people followed.
-SELECT count(*) FILTER (WHERE reason LIKE 'because you liked "%"') > 0 AS names_a_title
-FROM recsys_recommend(5, 10, exclude_seen => false);
+-- Reasons name a liked title, a tag, or the people followed (social off here: it leads this
+-- user's feed at the default weights).
+SELECT count(*) FILTER (WHERE reason LIKE 'because you liked "%') > 0 AS names_a_title
+FROM recsys_recommend(5, 10, exclude_seen => false, weights => '{"social": 0}');
 
 -- A cold user (no interactions) who follows dancers and is a young woman from Lagos: dance.
 INSERT INTO users VALUES (100, 'newbie', 20, 'female', 'Lagos');
@@ -58,7 +59,7 @@ FROM recsys_recommend(100, 5);
 SELECT bool_and(post_id <= 10 OR post_id = 21) AS all_dance, min(reason) = max(reason) AS one_reason, min(reason) AS reason
 FROM recsys_recommend(100, 5, weights => '{"social": 0, "popularity": 0, "freshness": 0}');
 -- A user the app has never seen: trending (popularity + freshness), with a reason.
-SELECT count(*) AS n, bool_and(reason LIKE 'trending in %' OR reason = 'new post') AS trending_reason, bool_and(als + content + social = 0) AS priors_only
+SELECT count(*) AS n, bool_and(reason LIKE 'trending in %' OR reason = 'new post') AS trending_reason, bool_and(als + graph + content + social = 0) AS priors_only
 FROM recsys_recommend(999999, 5);
 
 -- predict = the fused score recommend gives; explain adds up to it.
@@ -105,7 +106,7 @@ SELECT options->'hybrid'->'weights' = report->'tuned'->'weights' AS stored_with_
 SELECT count(*) AS n FROM recsys_recommend(100, 5);
 SELECT recsys_train('{"tune": "yes"}');
 SELECT recsys_train('{"second_hop": -1}');
-SELECT recsys_train('{"fusion": {"als": 0, "content": 0, "social": 0, "popularity": 0, "freshness": 0, "demographic": 0}}');
+SELECT recsys_train('{"fusion": {"als": 0, "content": 0, "social": 0, "popularity": 0, "freshness": 0, "demographic": 0, "graph": 0}}');
 
 -- recsys_evaluate: metrics for the model and a popularity baseline on the same split; k-fold.
 SELECT count(*) AS models_before FROM _recsys_model;

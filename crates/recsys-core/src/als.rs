@@ -525,12 +525,18 @@ pub fn cholesky_solve_pub(a: &mut [f64], b: &mut [f64], n: usize) {
 /// In-place lower Cholesky factor of a symmetric positive (semi)definite A; a tiny pivot floor
 /// keeps a singular A (λ = 0, no data) from producing NaN.
 fn cholesky(a: &mut [f64], n: usize) {
+    cholesky_with(a, n, |d| Some(if d > 1e-12 { d.sqrt() } else { 1e-6 }));
+}
+
+/// In-place lower Cholesky factor, each pivot (the remaining diagonal value) mapped through
+/// `pivot` to its square root, or None to stop: then false.
+pub(crate) fn cholesky_with(a: &mut [f64], n: usize, pivot: impl Fn(f64) -> Option<f64>) -> bool {
     for j in 0..n {
         let mut d = a[j * n + j];
         for k in 0..j {
             d -= a[j * n + k] * a[j * n + k];
         }
-        let d = if d > 1e-12 { d.sqrt() } else { 1e-6 };
+        let Some(d) = pivot(d) else { return false };
         a[j * n + j] = d;
         for i in j + 1..n {
             let mut s = a[i * n + j];
@@ -540,10 +546,11 @@ fn cholesky(a: &mut [f64], n: usize) {
             a[i * n + j] = s / d;
         }
     }
+    true
 }
 
 /// Solves L Lᵀ x = b in place, L from [`cholesky`].
-fn solve_factored(a: &[f64], b: &mut [f64], n: usize) {
+pub(crate) fn solve_factored(a: &[f64], b: &mut [f64], n: usize) {
     for i in 0..n {
         let mut s = b[i];
         for k in 0..i {

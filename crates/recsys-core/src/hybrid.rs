@@ -41,7 +41,10 @@ use crate::tfidf::Tfidf;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 
-pub const COMPONENTS: [&str; 6] = ["als", "content", "social", "popularity", "freshness", "demographic"];
+/// The graph component's default weight (chosen on ML-100K and the synthetic sets, BENCHMARKS.md).
+pub const DEFAULT_GRAPH_WEIGHT: f32 = 1.0;
+
+pub const COMPONENTS: [&str; 7] = ["als", "content", "social", "popularity", "freshness", "demographic", "graph"];
 
 /// Fusion weights, one per component. Only ratios matter.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
@@ -52,22 +55,27 @@ pub struct Weights {
     pub popularity: f32,
     pub freshness: f32,
     pub demographic: f32,
+    /// The item-item graph (EASE or RP3beta). Models stored before it existed read 0.
+    #[serde(default)]
+    pub graph: f32,
 }
 
 impl Default for Weights {
     fn default() -> Self {
-        // Chosen on seeded synthetic data and ML-100K (tests/quality and BENCHMARKS.md), then
-        // rounded: ALS leads, content and social refine, the priors break ties.
-        Weights { als: 1.0, content: 0.3, social: 0.5, popularity: 0.1, freshness: 0.05, demographic: 0.3 }
+        // Chosen on seeded synthetic data and ML-100K, two splits each (examples/fusion_sweep.rs,
+        // BENCHMARKS.md): the item graph and ALS share the collaborative part (the graph is the
+        // stronger ranker on real data), social leads where there are follows, content and the
+        // priors refine and break ties.
+        Weights { als: 0.5, content: 0.3, social: 1.5, popularity: 0.1, freshness: 0.05, demographic: 0.3, graph: DEFAULT_GRAPH_WEIGHT }
     }
 }
 
 impl Weights {
-    pub fn to_array(&self) -> [f32; 6] {
-        [self.als, self.content, self.social, self.popularity, self.freshness, self.demographic]
+    pub fn to_array(&self) -> [f32; 7] {
+        [self.als, self.content, self.social, self.popularity, self.freshness, self.demographic, self.graph]
     }
-    pub fn from_array(a: [f32; 6]) -> Weights {
-        Weights { als: a[0], content: a[1], social: a[2], popularity: a[3], freshness: a[4], demographic: a[5] }
+    pub fn from_array(a: [f32; 7]) -> Weights {
+        Weights { als: a[0], content: a[1], social: a[2], popularity: a[3], freshness: a[4], demographic: a[5], graph: a[6] }
     }
     pub fn get_mut(&mut self, name: &str) -> Option<&mut f32> {
         Some(match name {
@@ -77,6 +85,7 @@ impl Weights {
             "popularity" => &mut self.popularity,
             "freshness" => &mut self.freshness,
             "demographic" => &mut self.demographic,
+            "graph" => &mut self.graph,
             _ => return None,
         })
     }
@@ -107,6 +116,75 @@ pub struct HybridOptions {
     /// disliked ones as they are to themselves scores 0). Models stored before it read as 1.
     #[serde(default = "default_negative_weight")]
     pub negative_weight: f32,
+    /// How the item-item graph is built at training time. Models stored before it read "off".
+    #[serde(default = "GraphOptions::off")]
+    pub graph: GraphOptions,
+}
+
+/// Which item-item graph to build: EASE (dense closed form, small catalogues) or RP3beta
+/// (sparse, any size); "auto" picks EASE when its dense solve fits the memory budget and the
+/// catalogue has at most `ease_max_items` posts.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct GraphOptions {
+    pub kind: GraphKind,
+    /// Neighbours kept per post.
+    pub neighbours: usize,
+    pub ease_lambda: f32,
+    pub ease_max_items: usize,
+    pub rp3_alpha: f32,
+    pub rp3_beta: f32,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum GraphKind {
+    Auto,
+    Ease,
+    Rp3beta,
+    Off,
+}
+
+impl Default for GraphOptions {
+    fn default() -> Self {
+        GraphOptions {
+            kind: GraphKind::Auto,
+            neighbours: crate::graph::DEFAULT_K,
+            ease_lambda: crate::graph::DEFAULT_EASE_LAMBDA,
+            ease_max_items: 20_000,
+            rp3_alpha: crate::graph::DEFAULT_RP3_ALPHA,
+            rp3_beta: crate::graph::DEFAULT_RP3_BETA,
+        }
+    }
+}
+
+impl GraphOptions {
+    fn off() -> GraphOptions {
+        GraphOptions { kind: GraphKind::Off, ..GraphOptions::default() }
+    }
+
+    /// The algorithm to run for `items` posts under a memory budget (None = no graph).
+    pub fn resolve(&self, items: usize, budget: u64) -> Option<GraphKind> {
+        match self.kind {
+            GraphKind::Off => None,
+            GraphKind::Auto if items <= self.ease_max_items && crate::graph::ease_bytes(items) <= budget => Some(GraphKind::Ease),
+            GraphKind::Auto => Some(GraphKind::Rp3beta),
+            k => Some(k),
+        }
+    }
+
+    /// Builds the graph over the users × items matrix (`check` between blocks, on the caller's
+    /// thread).
+    pub fn build(&self, kind: GraphKind, ui: &crate::csr::Csr, pool: &rayon::ThreadPool, check: &mut dyn FnMut() -> Result<(), crate::error::CoreError>) -> Result<Option<crate::graph::ItemGraph>, crate::error::CoreError> {
+        let k = self.neighbours.min(ui.cols.saturating_sub(1)).max(1);
+        if ui.cols < 2 {
+            return Ok(None);
+        }
+        Ok(Some(match kind {
+            GraphKind::Ease => crate::graph::ease(ui, self.ease_lambda, k, pool, check)?,
+            GraphKind::Rp3beta => crate::graph::rp3beta(ui, self.rp3_alpha, self.rp3_beta, k, pool, check)?,
+            GraphKind::Auto | GraphKind::Off => return Ok(None),
+        }))
+    }
 }
 
 fn default_negative_weight() -> f32 {
@@ -128,6 +206,7 @@ impl Default for HybridOptions {
             cold_start_threshold: 5,
             profile_terms: 32,
             negative_weight: default_negative_weight(),
+            graph: GraphOptions::default(),
         }
     }
 }
@@ -268,6 +347,8 @@ pub struct Catalog<'a> {
     pub segments: &'a Segments,
     /// Per item, its creator's user id (`i64::MIN` = unknown); empty = no owner information.
     pub owners: &'a [i64],
+    /// Item → item graph over the trained items (None = not built).
+    pub graph: Option<&'a crate::graph::ItemGraph>,
 }
 
 impl Catalog<'_> {
@@ -303,6 +384,9 @@ pub struct Scores {
     pub social_owned: HashMap<u32, bool>,
     pub demographic: HashMap<u32, f32>,
     pub demographic_max: f32,
+    /// Dense item-graph scores (empty when no history, no graph or zero weight).
+    pub graph: Vec<f32>,
+    pub graph_max: f32,
     /// Dense per-item penalty in [0, 1] from negative feedback (empty = none): the fused score
     /// is multiplied by 1 − penalty.
     pub negative: Vec<f32>,
@@ -328,18 +412,19 @@ pub struct Parts {
     pub popularity: f32,
     pub freshness: f32,
     pub demographic: f32,
+    pub graph: f32,
     /// The demotion by negative feedback (<= 0): minus the sum of the others times the penalty.
     pub negative: f32,
 }
 
 impl Parts {
     pub fn total(&self) -> f32 {
-        self.als + self.content + self.social + self.popularity + self.freshness + self.demographic + self.negative
+        self.als + self.content + self.social + self.popularity + self.freshness + self.demographic + self.graph + self.negative
     }
     /// The component that contributes most (name as in [`COMPONENTS`]; the negative part is
     /// not one); None when all are 0.
     pub fn leading(&self) -> Option<&'static str> {
-        let v = [self.als, self.content, self.social, self.popularity, self.freshness, self.demographic];
+        let v = [self.als, self.content, self.social, self.popularity, self.freshness, self.demographic, self.graph];
         let (i, best) = v.iter().enumerate().fold((0, 0f32), |(bi, b), (i, &x)| if x > b { (i, x) } else { (bi, b) });
         (best > 0.0).then_some(COMPONENTS[i])
     }
@@ -506,6 +591,7 @@ pub fn score(cat: &Catalog<'_>, user: &UserInput, o: &HybridOptions, weights: &W
         let scale = n_history as f32 / o.cold_start_threshold.max(1) as f32;
         w.als *= scale;
         w.content *= scale;
+        w.graph *= scale;
     } else {
         w.demographic = 0.0;
     }
@@ -541,6 +627,16 @@ pub fn score(cat: &Catalog<'_>, user: &UserInput, o: &HybridOptions, weights: &W
             s.als = a;
         }
         s.x = Some(x);
+        if w.graph > 0.0 {
+            if let Some(g) = cat.graph {
+                // EASE and RP3beta are defined on binary histories.
+                let binary: Vec<(u32, f32)> = items.iter().map(|&(i, _)| (i, 1.0)).collect();
+                let mut v = vec![0f32; n];
+                g.scores(&binary, &mut v);
+                s.graph_max = max_of(v.iter());
+                s.graph = v;
+            }
+        }
         s.fold = Some((fi, items));
     }
     if w.content > 0.0 {
@@ -686,6 +782,10 @@ impl Scores {
             let k = w.content / self.content_max;
             out.iter_mut().zip(&self.content).for_each(|(o, c)| *o += k * c);
         }
+        if !self.graph.is_empty() && self.graph_max > 0.0 {
+            let k = w.graph / self.graph_max;
+            out.iter_mut().zip(&self.graph).for_each(|(o, g)| *o += k * g.max(0.0));
+        }
         for (&i, &v) in &self.social {
             out[i as usize] += w.social * scaled(v, self.social_max);
         }
@@ -755,6 +855,7 @@ impl Scores {
             popularity: w.popularity * cat.popularity.get(iu).copied().unwrap_or(0.0),
             freshness: if cat.freshness.is_empty() { 0.0 } else { w.freshness * cat.freshness[iu] },
             demographic: self.demographic.get(&i).map_or(0.0, |v| w.demographic * scaled(*v, self.demographic_max)),
+            graph: if self.graph.is_empty() { 0.0 } else { w.graph * scaled(self.graph.get(iu).copied().unwrap_or(0.0), self.graph_max) },
             negative: 0.0,
         };
         let pen = self.penalty(i);
@@ -936,6 +1037,7 @@ mod tests {
             freshness: &[],
             segments: &seg,
             owners: &[],
+            graph: None,
         };
         let o = HybridOptions::default();
         let w = o.weights;
@@ -958,9 +1060,10 @@ mod tests {
         for i in 0..3 {
             assert!((s.parts(&cat, i).total() - fused[i as usize]).abs() < 1e-5);
         }
-        // Two interactions: ALS at 2/5 of its weight.
+        // Two interactions: ALS and the graph at 2/5 of their weights.
         let few = UserInput { history: vec![ev(0, 1.0, 0.0), ev(0, 1.0, 1.0)], ..Default::default() };
-        assert!((score(&cat, &few, &o, &w).weights.als - 0.4).abs() < 1e-6);
+        let ws = score(&cat, &few, &o, &w).weights;
+        assert!((ws.als - 0.4 * w.als).abs() < 1e-6 && (ws.graph - 0.4 * w.graph).abs() < 1e-6);
     }
 
     /// Two planted topics plus a neutral one: 30 popular travel posts (0..30, creators
@@ -1032,6 +1135,7 @@ mod tests {
                 freshness: &[],
                 segments: &self.seg,
                 owners: &self.owners,
+                graph: None,
             }
         }
     }

@@ -3,7 +3,7 @@
 //! picked at run time: a portable .so that still runs at AVX2 speed where the CPU has it.
 
 #[inline(always)]
-fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
+pub(crate) fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
     if FMA {
         a.mul_add(b, c)
     } else {

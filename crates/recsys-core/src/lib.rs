@@ -7,6 +7,7 @@ pub mod csr;
 pub mod error;
 pub mod eval;
 pub mod explicit;
+pub mod graph;
 pub mod hybrid;
 pub mod kernels;
 pub mod options;

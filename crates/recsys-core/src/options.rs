@@ -57,6 +57,7 @@ pub const TRAIN_KEYS: &[&str] = &[
     "feedback",
     "rating_kind",
     "rating",
+    "graph",
 ];
 
 /// Default weight per interaction kind; a kind missing from the map gets `default_weight`.
@@ -355,11 +356,46 @@ impl TrainOptions {
                         }
                     }
                 }
+                "graph" => o.hybrid.graph = parse_graph(key, val, o.hybrid.graph.clone())?,
                 _ => return Err(OptionError::unknown(key.clone(), TRAIN_KEYS)),
             }
         }
         Ok(o)
     }
+}
+
+pub const GRAPH_KEYS: &[&str] = &["kind", "neighbours", "ease_lambda", "ease_max_items", "rp3_alpha", "rp3_beta"];
+
+/// `"graph": {"kind": "auto" | "ease" | "rp3beta" | "off", ...}` (or just the kind as a string).
+fn parse_graph(key: &str, v: &Value, mut g: crate::hybrid::GraphOptions) -> Result<crate::hybrid::GraphOptions> {
+    use crate::hybrid::GraphKind;
+    let kind = |path: &str, v: &Value| -> Result<GraphKind> {
+        match v.as_str() {
+            Some("auto") => Ok(GraphKind::Auto),
+            Some("ease") => Ok(GraphKind::Ease),
+            Some("rp3beta") => Ok(GraphKind::Rp3beta),
+            Some("off") => Ok(GraphKind::Off),
+            _ => Err(type_err(path, "\"auto\", \"ease\", \"rp3beta\" or \"off\"", v)),
+        }
+    };
+    if v.is_string() {
+        g.kind = kind(key, v)?;
+        return Ok(g);
+    }
+    let map = v.as_object().ok_or_else(|| type_err(key, "an object or a kind", v))?;
+    for (k, x) in map {
+        let path = format!("{key}.{k}");
+        match k.as_str() {
+            "kind" => g.kind = kind(&path, x)?,
+            "neighbours" => g.neighbours = int_in(&path, x, 1, 10_000)? as usize,
+            "ease_lambda" => g.ease_lambda = num_in(&path, x, 1e-6, 1e9)? as f32,
+            "ease_max_items" => g.ease_max_items = int_in(&path, x, 2, 100_000)? as usize,
+            "rp3_alpha" => g.rp3_alpha = num_in(&path, x, 0.0, 10.0)? as f32,
+            "rp3_beta" => g.rp3_beta = num_in(&path, x, 0.0, 10.0)? as f32,
+            _ => return Err(OptionError::unknown(path, GRAPH_KEYS)),
+        }
+    }
+    Ok(g)
 }
 
 pub const RATING_KEYS: &[&str] = &["factors", "iterations", "regularization", "bias_regularization", "knn_weight", "knn_k"];
@@ -406,14 +442,20 @@ mod unit {
         assert!(matches!(TrainOptions::parse(&json!({"interactions": {"user": null}})), Err(OptionError::Type { .. })));
         assert!(matches!(TrainOptions::parse(&json!({"interactions": {"usr": "a"}})), Err(OptionError::Unknown { .. })));
         let o = TrainOptions::parse(&json!({"fusion": {"social": 0.5}, "second_hop": 0.2, "tune": true, "cold_start_threshold": 3})).unwrap();
-        assert_eq!((o.hybrid.weights.social, o.hybrid.weights.als, o.hybrid.second_hop, o.tune, o.hybrid.cold_start_threshold), (0.5, 1.0, 0.2, true, 3));
+        assert_eq!((o.hybrid.weights.social, o.hybrid.weights.als, o.hybrid.second_hop, o.tune, o.hybrid.cold_start_threshold), (0.5, Weights::default().als, 0.2, true, 3));
         assert!(matches!(TrainOptions::parse(&json!({"fusion": {"socail": 1}})), Err(OptionError::Unknown { .. })));
         assert!(matches!(TrainOptions::parse(&json!({"fusion": {"als": -1}})), Err(OptionError::Type { .. })));
-        assert!(matches!(TrainOptions::parse(&json!({"fusion": {"als": 0, "content": 0, "social": 0, "popularity": 0, "freshness": 0, "demographic": 0}})), Err(OptionError::Type { .. })));
+        assert!(matches!(TrainOptions::parse(&json!({"fusion": {"als": 0, "content": 0, "social": 0, "popularity": 0, "freshness": 0, "demographic": 0, "graph": 0}})), Err(OptionError::Type { .. })));
         assert!(matches!(TrainOptions::parse(&json!({"tune": 1})), Err(OptionError::Type { .. })));
         assert_eq!(TrainOptions::parse(&json!({"negative_weight": 0.5})).unwrap().hybrid.negative_weight, 0.5);
         assert_eq!(TrainOptions::parse(&json!({"negative_weight": 0})).unwrap().hybrid.negative_weight, 0.0);
         assert_eq!(TrainOptions::default().hybrid.negative_weight, 1.0);
+        let g = TrainOptions::parse(&json!({"graph": {"kind": "rp3beta", "neighbours": 50}})).unwrap().hybrid.graph;
+        assert_eq!((g.kind, g.neighbours), (crate::hybrid::GraphKind::Rp3beta, 50));
+        assert_eq!(TrainOptions::parse(&json!({"graph": "off"})).unwrap().hybrid.graph.kind, crate::hybrid::GraphKind::Off);
+        assert!(matches!(TrainOptions::parse(&json!({"graph": "dense"})), Err(OptionError::Type { .. })));
+        assert!(matches!(TrainOptions::parse(&json!({"graph": {"lambda": 3}})), Err(OptionError::Unknown { .. })));
+        assert!(matches!(TrainOptions::parse(&json!({"graph": {"neighbours": 0}})), Err(OptionError::Type { .. })));
         for bad in [json!(-0.1), json!(10.5), json!("1"), json!(null)] {
             assert!(matches!(TrainOptions::parse(&json!({"negative_weight": bad})), Err(OptionError::Type { .. })), "{bad}");
         }

@@ -285,6 +285,41 @@ impl World {
     }
 }
 
+/// ML-100K's `ml-100k.inter` (the RecBole layout) as a users × items matrix, ids dense in
+/// first-seen order: ratings below `min` dropped, values the stars or 1 with `binary`.
+pub fn movielens_matrix(dir: &std::path::Path, min: f32, binary: bool) -> std::io::Result<Csr> {
+    let text = std::fs::read_to_string(dir.join("ml-100k.inter"))?;
+    let (mut users, mut items): (HashMap<String, u32>, HashMap<String, u32>) = (HashMap::new(), HashMap::new());
+    let (mut r, mut c, mut v) = (vec![], vec![], vec![]);
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split('\t').collect();
+        let Some(rating) = f.get(2).and_then(|x| x.parse::<f32>().ok()) else { continue };
+        if rating < min {
+            continue;
+        }
+        let n = users.len() as u32;
+        r.push(*users.entry(f[0].to_string()).or_insert(n));
+        let n = items.len() as u32;
+        c.push(*items.entry(f[1].to_string()).or_insert(n));
+        v.push(if binary { 1.0 } else { rating });
+    }
+    Ok(Csr::from_triplets(users.len(), items.len(), &r, &c, &v))
+}
+
+/// The data sets of the hybrid benchmarks (bench/hybrid.sh, examples/fusion_sweep.rs): two
+/// seeded synthetic sets and, given its directory, ML-100K rating >= 4.
+pub fn benchmark_worlds(ml100k: Option<&std::path::Path>) -> std::io::Result<Vec<(String, World)>> {
+    let mut sets = vec![];
+    for (seed, u, p, n) in [(42u64, 5_000usize, 5_000usize, 100_000usize), (7, 20_000, 10_000, 400_000)] {
+        let w = World::from_synth(&crate::synth::generate(&crate::synth::SynthConfig::new(seed, u, p, n)));
+        sets.push((format!("synthetic seed {seed}: {u} users, {p} posts, {n} interactions"), w));
+    }
+    if let Some(dir) = ml100k {
+        sets.push(("ML-100K (rating >= 4; no follows)".into(), World::from_movielens(dir)?));
+    }
+    Ok(sets)
+}
+
 #[derive(Clone, Debug)]
 pub struct EvalConfig {
     pub k: usize,
@@ -325,7 +360,7 @@ struct Case {
     /// The popularity baseline (distinct training users per post) on this user.
     baseline: Metrics,
     baseline_top: Vec<u32>,
-    cands: Vec<(u32, [f32; 6])>,
+    cands: Vec<(u32, [f32; 7])>,
     truth: HashSet<u32>,
 }
 
@@ -429,6 +464,12 @@ pub fn prepare(
     quiet.compute_loss = false;
     let (m, _) = als::train(&ui, &quiet, pool, &mut NoProgress)?;
     let gram = als::gram(&m.item_factors, m.factors, quiet.regularization, pool);
+    // The item graph over the training split, as the extension builds it (no memory budget
+    // here beyond the option's item limit).
+    let graph = match o.graph.resolve(w.n_items, u64::MAX) {
+        Some(kind) => o.graph.build(kind, &ui, pool, &mut || Ok(()))?,
+        None => None,
+    };
     let popularity = hybrid::trending(
         w.n_items,
         train.1.iter().map(|e| (e.item, e.day)),
@@ -464,12 +505,13 @@ pub fn prepare(
         freshness: &freshness,
         segments: &segments,
         owners: &owners,
+        graph: graph.as_ref(),
     };
     let mut users: Vec<usize> = (0..w.n_users).filter(|&u| !truth[u].is_empty()).collect();
     Rng::new(cfg.seed ^ 0x5EED).shuffle(&mut users);
     users.truncate(cfg.max_users);
     users.sort_unstable();
-    let unit = Weights::from_array([1.0; 6]);
+    let unit = Weights::from_array([1.0; 7]);
     let cases: Vec<Case> = pool.install(|| {
         users
             .par_iter()
@@ -485,6 +527,9 @@ pub fn prepare(
                 }
                 if !s.content.is_empty() {
                     cand.extend(top_indices(n, |i| s.content[i], &seen, k));
+                }
+                if !s.graph.is_empty() {
+                    cand.extend(top_indices(n, |i| s.graph[i], &seen, k));
                 }
                 cand.extend(top_indices(n, |i| popularity[i], &seen, k));
                 if !freshness.is_empty() {
@@ -503,7 +548,7 @@ pub fn prepare(
                     }
                     cand.extend(t.into_sorted().into_iter().map(|x| x.index));
                 }
-                let mut cands: Vec<(u32, [f32; 6])> = cand
+                let mut cands: Vec<(u32, [f32; 7])> = cand
                     .into_iter()
                     .map(|i| {
                         let p = s.parts(&cat, i);
@@ -519,6 +564,7 @@ pub fn prepare(
                                 p.popularity * keep,
                                 p.freshness * keep,
                                 p.demographic * keep,
+                                p.graph * keep,
                             ],
                         )
                     })
@@ -671,7 +717,7 @@ pub const MIN_GAIN: f64 = 0.01;
 
 /// Weights with every component but `keep` set to 0 (e.g. ALS alone).
 pub fn only(keep: &[&str]) -> Weights {
-    let mut w = Weights::from_array([0.0; 6]);
+    let mut w = Weights::from_array([0.0; 7]);
     for k in keep {
         if let Some(x) = w.get_mut(k) {
             *x = 1.0;

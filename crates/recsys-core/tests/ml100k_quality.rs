@@ -7,32 +7,11 @@ use recsys_core::csr::Csr;
 use recsys_core::eval::{evaluate_ranking, popularity};
 use recsys_core::kernels::score_all;
 use recsys_core::split::holdout;
-use std::collections::HashMap;
 
 fn load_positives() -> Csr {
-    let dir = std::env::var("RECSYS_ML100K_DIR").unwrap_or_else(|_| {
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../../.data/ml-100k").to_string()
-    });
-    let text = std::fs::read_to_string(format!("{dir}/ml-100k.inter")).unwrap_or_else(|e| {
-        panic!("ML-100K not found in {dir} ({e}); run scripts/fetch_ml100k.sh")
-    });
-    let (mut users, mut items) = (HashMap::new(), HashMap::new());
-    let (mut r, mut c, mut v) = (vec![], vec![], vec![]);
-    for line in text.lines().skip(1) {
-        let f: Vec<&str> = line.split('\t').collect();
-        let rating: f32 = f[2].parse().unwrap();
-        if rating < 4.0 {
-            continue;
-        }
-        let n = users.len() as u32;
-        let u = *users.entry(f[0].to_string()).or_insert(n);
-        let n = items.len() as u32;
-        let i = *items.entry(f[1].to_string()).or_insert(n);
-        r.push(u);
-        c.push(i);
-        v.push(1.0);
-    }
-    Csr::from_triplets(users.len(), items.len(), &r, &c, &v)
+    let dir = std::env::var("RECSYS_ML100K_DIR").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../.data/ml-100k").to_string());
+    recsys_core::world::movielens_matrix(std::path::Path::new(&dir), 4.0, true)
+        .unwrap_or_else(|e| panic!("ML-100K not found in {dir} ({e}); run scripts/fetch_ml100k.sh"))
 }
 
 #[test]
@@ -100,6 +79,11 @@ fn ml100k_ndcg_at_product_defaults() {
     );
 }
 
+/// The hybrid's floor on this split: measured 0.3231 with the item graph (0.2925 before it;
+/// ALS alone 0.2858, EASE alone 0.3164). Issue 11 asks for 0.325 here (0.33 in BENCHMARKS.md):
+/// not reached yet.
+const HYBRID_FLOOR: f64 = 0.32;
+
 fn ml100k_world() -> recsys_core::world::World {
     let dir = std::env::var("RECSYS_ML100K_DIR").unwrap_or_else(|_| {
         concat!(env!("CARGO_MANIFEST_DIR"), "/../../.data/ml-100k").to_string()
@@ -127,16 +111,19 @@ fn ml100k_hybrid_is_at_least_als_alone() {
     )
     .unwrap();
     let als_only = p.evaluate(&only(&["als"]));
+    let graph_only = p.evaluate(&only(&["graph"]));
     let hybrid = p.evaluate(&Weights::default());
     let popularity = p.evaluate(&only(&["popularity"]));
     eprintln!(
-        "ML-100K NDCG@10 ({} users): ALS alone {:.4}, hybrid defaults {:.4}, popularity {:.4}",
-        p.warm_users, als_only.warm.ndcg, hybrid.warm.ndcg, popularity.warm.ndcg
+        "ML-100K NDCG@10 ({} users): ALS alone {:.4}, graph (EASE) alone {:.4}, hybrid defaults {:.4}, popularity {:.4}",
+        p.warm_users, als_only.warm.ndcg, graph_only.warm.ndcg, hybrid.warm.ndcg, popularity.warm.ndcg
     );
     assert!(
-        hybrid.warm.ndcg >= als_only.warm.ndcg,
-        "hybrid {:.4} < ALS alone {:.4}",
+        hybrid.warm.ndcg >= als_only.warm.ndcg.max(graph_only.warm.ndcg),
+        "hybrid {:.4} < ALS alone {:.4} or the graph alone {:.4}",
         hybrid.warm.ndcg,
-        als_only.warm.ndcg
+        als_only.warm.ndcg,
+        graph_only.warm.ndcg
     );
+    assert!(hybrid.warm.ndcg >= HYBRID_FLOOR, "hybrid NDCG@10 {:.4} < {HYBRID_FLOOR}", hybrid.warm.ndcg);
 }

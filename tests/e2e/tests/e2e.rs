@@ -337,7 +337,7 @@ fn sql_ndcg(c: &Cluster, held: &str, users_sql: &str, weights: &str) -> f64 {
             "WITH u AS (SELECT DISTINCT user_id FROM {held} WHERE {users_sql}),
              r AS (SELECT u.user_id, t.post_id, t.ord FROM u CROSS JOIN LATERAL
                      recsys_recommend(u.user_id, 10, weights => '{weights}') WITH ORDINALITY
-                     AS t(post_id, score, als, content, social, popularity, reason, ord)),
+                     AS t(post_id, score, als, graph, content, social, popularity, reason, ord)),
              d AS (SELECT r.user_id, sum(ln(2.0) / ln(r.ord + 1.0)) AS dcg FROM r
                    JOIN (SELECT DISTINCT user_id, post_id FROM {held}) h USING (user_id, post_id) GROUP BY 1),
              i AS (SELECT user_id, (SELECT sum(ln(2.0) / ln(g + 1.0)) FROM generate_series(1, least(10, count(DISTINCT post_id))::int) g) AS idcg
@@ -392,7 +392,7 @@ fn int8_scan_returns_the_exact_answer() {
     assert!(served >= 20_000, "catalogue too small for the int8 path: {served}");
     let q = "SELECT string_agg(u || ':' || ids, ' ' ORDER BY u) FROM (
                SELECT u, array_agg(post_id || '=' || round(score::numeric, 5) ORDER BY ord)::text AS ids
-               FROM generate_series(1, 4000, 79) u, recsys_recommend(u, 15, \"offset\" => 5) WITH ORDINALITY AS r(post_id, score, als, content, social, popularity, reason, ord)
+               FROM generate_series(1, 4000, 79) u, recsys_recommend(u, 15, \"offset\" => 5) WITH ORDINALITY AS r(post_id, score, als, graph, content, social, popularity, reason, ord)
                GROUP BY u) x";
     let approx = c.sql("postgres", q);
     let exact = c.sql("postgres", &format!("SET recsys.exact_scan = on; {q}"));
