@@ -9,9 +9,17 @@ CREATE TABLE @extschema@._recsys_model (
     report      jsonb       NOT NULL,
     n_users     bigint      NOT NULL,
     n_items     bigint      NOT NULL,
-    factors     integer     NOT NULL
+    factors     integer     NOT NULL,
+    -- Named models: each name is served on its own (recsys_* functions take model => name).
+    name        text        NOT NULL DEFAULT 'default',
+    -- When this version was last deployed (NULL: never); the served version of a name is the
+    -- one deployed last. recsys_deploy sets it; rolled back with its transaction.
+    deployed_at timestamptz,
+    -- Pinned versions are never deleted by recsys.keep_models.
+    pinned      boolean     NOT NULL DEFAULT false
 );
-COMMENT ON TABLE @extschema@._recsys_model IS 'pg_recsys trained models (internal); the newest row is served';
+CREATE INDEX ON @extschema@._recsys_model (name, deployed_at);
+COMMENT ON TABLE @extschema@._recsys_model IS 'pg_recsys trained models (internal); per name, the version deployed last is served';
 
 CREATE TABLE @extschema@._recsys_model_data (
     model_id  bigint  NOT NULL REFERENCES @extschema@._recsys_model (id) ON DELETE CASCADE,

@@ -17,50 +17,53 @@ Row weight = weights[kind] (default_weight for other kinds) * coalesce(value, 1)
 Returns a report: model_id, users, posts, interactions, nonzeros, iterations, loss, fusion weights, tuning, seconds per phase.
 Memory budget: maintenance_work_mem. NULL options = {}.';
 
-COMMENT ON FUNCTION @extschema@.recsys_recommend(bigint, integer, boolean, text, text, text, bigint[], bigint[], integer, real, jsonb) IS
+COMMENT ON FUNCTION @extschema@.recsys_recommend(bigint, integer, boolean, text, text, text, bigint[], bigint[], integer, real, jsonb, text) IS
 'Top-k posts for a user, best first (ties by post_id), with each component''s contribution and a reason.
-score = als + content + social + popularity, each a weight times a component scaled to [0, 1]: ALS preference
-(the user''s current interactions folded in at call time), content (TF-IDF profile of the user''s posts), social
+score = als + graph + content + social + popularity, each a weight times a component scaled to [0, 1]: ALS preference
+(the user''s current interactions folded in at call time), graph (item-item EASE or RP3beta edges from the posts
+the user engaged with, now), content (TF-IDF profile of the user''s posts), social
 (engagement of followees: mutual follows count double, big accounts damped, recent engagement weighted more,
 posts owned by followees), popularity (trending + freshness + demographic segment popularity for cold users).
 Users with fewer than cold_start_threshold (5) interactions get demographics + social + trending, with ALS and
 content scaled down; a user with nothing gets trending. exclude_seen drops posts the user interacted with.
 Feed arguments: category, project_code, mood, include (allow-list), exclude, "offset", diversity 0..1 (MMR re-rank),
 weights (jsonb, e.g. {"social": 0.6}: overrides the model''s fusion weights for this call).
-k between 1 and recsys.max_k. A NULL user_id, k or exclude_seen returns no rows.';
+k between 1 and recsys.max_k. A NULL user_id, k or exclude_seen returns no rows. model names the model (default ''default''; see recsys_models).';
 
-COMMENT ON FUNCTION @extschema@.recsys_predict(bigint, bigint, jsonb) IS
+COMMENT ON FUNCTION @extschema@.recsys_predict(bigint, bigint, jsonb, text) IS
 'The fused score recsys_recommend would give this post for this user (same weights, same scale; not excluded
 if seen). An unknown post is an error; an unknown user gets the cold-start score. NULL arguments return NULL.
 With a model trained with {"feedback": "explicit"}: the predicted rating, clamped to the observed range, from
-the user''s ratings now (folded in); an unknown user gets mean + post bias, an unknown post mean + user bias.';
+the user''s ratings now (folded in); an unknown user gets mean + post bias, an unknown post mean + user bias. model names the model (default ''default''; see recsys_models).';
 
-COMMENT ON FUNCTION @extschema@.recsys_explain(bigint, bigint, jsonb) IS
+COMMENT ON FUNCTION @extschema@.recsys_explain(bigint, bigint, jsonb, text) IS
 'The evidence behind a fused score, one row per piece: als rows are the user''s posts that contribute most through
-the ALS item-item term (Hu, Koren & Volinsky 2008, section 5), social rows the followees who engaged with or own
+the ALS item-item term (Hu, Koren & Volinsky 2008, section 5), graph rows the user''s posts with an item-graph
+edge to it, social rows the followees who engaged with or own
 the post, content rows the matching profile terms, then popularity, freshness, demographic and the total.
-contribution is in units of the fused score.';
+contribution is in units of the fused score. model names the model (default ''default''; see recsys_models).';
 
-COMMENT ON FUNCTION @extschema@.recsys_similar(bigint, integer, text, text, text, bigint[], bigint[], integer) IS
+COMMENT ON FUNCTION @extschema@.recsys_similar(bigint, integer, text, text, text, bigint[], bigint[], integer, text) IS
 'Top-k posts most similar to a post, never the post itself: ALS item cosine and content (TF-IDF) cosine blended,
 content share recsys.similar_content_weight (default 0.3), with a reason. A post with no interactions but a row in
 the posts table is placed by content alone. Same filters as recsys_recommend (category, project_code, mood, include,
-exclude, "offset"). An unknown post is an error. k between 1 and recsys.max_k. NULL post_id or k: no rows.';
+exclude, "offset"). An unknown post is an error. k between 1 and recsys.max_k. NULL post_id or k: no rows. model names the model (default ''default''; see recsys_models).';
 
-COMMENT ON FUNCTION @extschema@.recsys_search(text, integer) IS
+COMMENT ON FUNCTION @extschema@.recsys_search(text, integer, text) IS
 'Free-text search over the posts'' TF-IDF (title, description, tags, category; #tag matches a whole tag).
 Returns posts by cosine similarity, best first. An empty query, or one with no term found in any post,
 returns no rows. Needs a model trained with a posts table. k between 1 and recsys.max_k. STRICT.
 Only posts that are in the posts table now and visible to the caller are returned. A query longer than
-recsys.max_query_bytes (10000) is an error (54000).';
+recsys.max_query_bytes (10000) is an error (54000). model names the model (default ''default''; see recsys_models).';
 
-COMMENT ON FUNCTION @extschema@.recsys_trending(integer, text, text, interval, integer) IS
+COMMENT ON FUNCTION @extschema@.recsys_trending(integer, text, text, interval, integer, text) IS
 'Posts ranked by recent engagement: the sum of interaction weights (as in the model''s options, or the
 defaults) decayed by 2^(-age / recsys.trending_half_life_hours), over interactions newer than since.
 Optional category and project_code filters read the posts table now; posts no longer in it (or hidden by the
 posts "visible" predicate or row-level security) are not returned; offset pages. Needs no trained model.
 The feed''s popularity component is this signal (default window, top 1000), scaled to [0, 1].
-NULL k returns no rows; NULL since/offset mean their defaults.';
+NULL k returns no rows; NULL since/offset mean their defaults. model: whose kind weights and posts mapping apply
+(default ''default''; without any trained model the defaults).';
 
 COMMENT ON FUNCTION @extschema@.recsys_evaluate(jsonb) IS
 'Offline evaluation in the database: reads the tables recsys_train reads, splits each user''s posts in memory
@@ -89,13 +92,14 @@ Returns the report. Errors (22023) name the table and the offending id.';
 COMMENT ON FUNCTION @extschema@._recsys_import_factors(oid, oid, jsonb) IS
 'Internal: the implementation of recsys_import_factors(regclass, regclass, jsonb).';
 
-COMMENT ON FUNCTION @extschema@.recsys_refresh() IS
+COMMENT ON FUNCTION @extschema@.recsys_refresh(text) IS
 'Rebuilds the served model from the tables as they are now, keeping its ALS factors: the content model (new and
 changed posts; posts without factors are placed by their content), feed attributes, owners, freshness, follower
 counts, demographic segments and popularity. No ALS, so it takes seconds where a train takes minutes; a new model
 version is stored and served on commit, as with recsys_train. Returns the report (refreshed_from = the model whose
 factors were kept). For apps that prefer batch freshness: SELECT cron.schedule(''recsys-refresh'', ''*/5 * * * *'',
-''SELECT recsys_refresh()'').';
+''SELECT recsys_refresh()''). model: which named model to refresh (default ''default''); the refreshed version
+is deployed.';
 
 -- Training progress seen from any session: one row per recsys_train / recsys_refresh /
 -- recsys_import_factors statement running now in this cluster (rows of other roles' sessions
@@ -120,3 +124,85 @@ at once.';
 
 COMMENT ON FUNCTION @extschema@._recsys_progress() IS
 'Internal: the training progress files behind the recsys_progress view (which keeps running statements only).';
+
+-- Named models: every version of every name, which one is served, and what it cost.
+CREATE VIEW @extschema@.recsys_models AS
+SELECT m.name, m.id AS version,
+       m.id OPERATOR(pg_catalog.=) (SELECT d.id FROM @extschema@._recsys_model d
+                                    WHERE d.name OPERATOR(pg_catalog.=) m.name AND d.deployed_at IS NOT NULL
+                                    ORDER BY d.deployed_at DESC, d.id DESC LIMIT 1) IS TRUE AS deployed,
+       m.pinned, m.created_at AS trained_at, m.deployed_at AS last_deployed_at,
+       (m.report OPERATOR(pg_catalog.->) 'seconds' OPERATOR(pg_catalog.->>) 'total')::pg_catalog.float8 AS seconds,
+       (m.report OPERATOR(pg_catalog.->>) 'interactions')::pg_catalog.int8 AS rows,
+       m.n_users AS users, m.n_items AS posts,
+       (m.report OPERATOR(pg_catalog.->>) 'memory_estimate_mb')::pg_catalog.int8 AS memory_mb,
+       (m.report OPERATOR(pg_catalog.->) 'tuned' OPERATOR(pg_catalog.->>) 'ndcg_at_10')::pg_catalog.float8 AS holdout_ndcg,
+       m.report OPERATOR(pg_catalog.->) 'missing_indexes' AS missing_indexes
+FROM @extschema@._recsys_model m;
+
+COMMENT ON VIEW @extschema@.recsys_models IS
+'Every stored model version: name, version (id), deployed (the version served for its name: the one deployed
+last), pinned (never deleted by recsys.keep_models), trained_at, last_deployed_at, seconds to train, rows read,
+users, posts, memory estimate, holdout NDCG@10 (versions trained with "tune": true) and the CREATE INDEX
+statements serving would need (missing_indexes).';
+
+CREATE FUNCTION @extschema@.recsys_deploy(model text DEFAULT 'default', version text DEFAULT 'latest')
+RETURNS bigint LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v bigint;
+BEGIN
+    IF model IS NULL OR version IS NULL THEN
+        RAISE EXCEPTION 'model and version must not be NULL' USING ERRCODE = '22004',
+            HINT = 'pass version => ''latest'', ''previous'', ''best'' or a version number';
+    END IF;
+    IF version = 'latest' THEN
+        SELECT id INTO v FROM @extschema@._recsys_model WHERE name = model ORDER BY id DESC LIMIT 1;
+    ELSIF version = 'previous' THEN
+        SELECT id INTO v FROM @extschema@._recsys_model WHERE name = model AND deployed_at IS NOT NULL
+        ORDER BY deployed_at DESC, id DESC OFFSET 1 LIMIT 1;
+        IF v IS NULL THEN
+            RAISE EXCEPTION 'model "%" has no previously deployed version', model USING ERRCODE = '55000',
+                HINT = 'SELECT * FROM recsys_models lists the versions; deploy one by number';
+        END IF;
+    ELSIF version = 'best' THEN
+        SELECT id INTO v FROM @extschema@._recsys_model
+        WHERE name = model AND report -> 'tuned' ->> 'ndcg_at_10' IS NOT NULL
+        ORDER BY (report -> 'tuned' ->> 'ndcg_at_10')::float8 DESC, id DESC LIMIT 1;
+        IF v IS NULL THEN
+            RAISE EXCEPTION 'no version of model "%" has a holdout NDCG', model USING ERRCODE = '55000',
+                HINT = 'train candidates with {"tune": true, "deploy": false}: the report then holds their holdout NDCG@10';
+        END IF;
+    ELSIF version ~ '^[0-9]+$' THEN
+        SELECT id INTO v FROM @extschema@._recsys_model WHERE name = model AND id = version::bigint;
+    ELSE
+        RAISE EXCEPTION 'version must be ''latest'', ''previous'', ''best'' or a version number, got "%"', version
+            USING ERRCODE = '22023';
+    END IF;
+    IF v IS NULL THEN
+        RAISE EXCEPTION 'model "%" has no version %', model, version USING ERRCODE = 'P0002',
+            HINT = 'SELECT * FROM recsys_models lists the stored versions';
+    END IF;
+    UPDATE @extschema@._recsys_model SET deployed_at = clock_timestamp() WHERE id = v;
+    RETURN v;
+END $$;
+
+COMMENT ON FUNCTION @extschema@.recsys_deploy(text, text) IS
+'Serves a stored version of a model from the next call on, in every session, once the transaction commits
+(ROLLBACK keeps the one served before): version ''latest'' (the newest trained), ''previous'' (the version deployed
+before the current one: a rollback), ''best'' (the highest holdout NDCG@10 among versions trained with "tune": true)
+or a version number from recsys_models. Returns the version now served. Train without serving with
+{"deploy": false}.';
+
+CREATE FUNCTION @extschema@.recsys_pin(version bigint, pinned boolean DEFAULT true)
+RETURNS void LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    UPDATE @extschema@._recsys_model SET pinned = recsys_pin.pinned WHERE id = version;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no model version %', version USING ERRCODE = 'P0002',
+            HINT = 'SELECT * FROM recsys_models lists the stored versions';
+    END IF;
+END $$;
+
+COMMENT ON FUNCTION @extschema@.recsys_pin(bigint, boolean) IS
+'Pins a model version (or unpins it with pinned => false): recsys.keep_models never deletes a pinned version, nor
+the version being served.';

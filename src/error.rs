@@ -8,6 +8,8 @@ use recsys_core::CoreError;
 pub enum RecsysError {
     Core(CoreError),
     NotTrained,
+    /// No deployed version of a named model (other than "default").
+    UnknownModel(String),
     InvalidArgument { message: String, hint: String },
     OptionsNotObject,
     UnknownOption { key: String, valid: Vec<String> },
@@ -81,6 +83,12 @@ impl RecsysError {
                 "no trained model".into(),
                 None,
                 Some("run SELECT recsys_train()".into()),
+            ),
+            RecsysError::UnknownModel(name) => (
+                ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                format!("no deployed model named \"{name}\""),
+                None,
+                Some(format!("train it with SELECT recsys_train('{{\"model\": \"{name}\"}}'), or deploy a version with recsys_deploy('{name}'); SELECT * FROM recsys_models lists the models")),
             ),
             RecsysError::InvalidArgument { message, hint } => {
                 (ERRCODE_INVALID_PARAMETER_VALUE, message.clone(), None, Some(hint.clone()))

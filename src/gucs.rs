@@ -94,7 +94,7 @@ pub fn init() {
     );
     GucRegistry::define_int_guc(
         c"recsys.keep_models",
-        c"Number of trained models kept; recsys_train deletes older ones.",
+        c"Model versions kept per name; recsys_train deletes older ones (never the served or a pinned one).",
         c"At least 1: the model being served.",
         &KEEP_MODELS,
         1,

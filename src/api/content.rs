@@ -18,14 +18,14 @@ fn query_tokens(q: &str) -> Vec<String> {
 }
 
 #[pg_extern(stable)]
-fn recsys_search(query: &str, k: default!(i32, 10)) -> TableIterator<'static, (name!(post_id, i64), name!(score, f32))> {
+fn recsys_search(query: &str, k: default!(i32, 10), model: default!(&str, "'default'")) -> TableIterator<'static, (name!(post_id, i64), name!(score, f32))> {
     let k = check_k(k).or_raise();
     let max = gucs::max_query_bytes();
     if query.len() > max {
         RecsysError::QueryTooLong { bytes: query.len(), max }.raise();
     }
     let top = Spi::connect(|client| -> Result<Vec<Scored>> {
-        let m = model::current(client)?;
+        let m = model::current(client, model)?;
         let c = m.content.as_ref().ok_or(RecsysError::NoContentModel)?;
         let toks = query_tokens(query);
         pgrx::check_for_interrupts!();

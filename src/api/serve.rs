@@ -1,3 +1,4 @@
+use crate::options::DEFAULT_MODEL;
 use crate::error::{OrRaise, RecsysError, Result};
 use crate::gucs;
 use crate::store::model::{self, Serving};
@@ -458,6 +459,7 @@ fn recsys_recommend(
     offset: default!(Option<i32>, 0),
     diversity: default!(Option<f32>, 0.0),
     weights: default!(Option<JsonB>, "NULL"),
+    model: default!(Option<&str>, "'default'"),
 ) -> TableIterator<
     'static,
     (
@@ -478,7 +480,7 @@ fn recsys_recommend(
     };
     let mut feed = Feed::new(k, category, project_code, mood, include, exclude, offset.unwrap_or(0), diversity.unwrap_or(0.0)).or_raise();
     let rows = Spi::connect(|client| -> Result<Vec<FeedRow>> {
-        let m = model::current(client)?;
+        let m = model::current(client, model.unwrap_or(DEFAULT_MODEL))?;
         feed.prepare(client, &m)?;
         let w = weights_for(&m, weights.as_ref())?;
         let s = score_user(client, &m, user_id, &w)?;
@@ -515,10 +517,10 @@ fn recsys_recommend(
 }
 
 #[pg_extern(stable)]
-fn recsys_predict(user_id: Option<i64>, post_id: Option<i64>, weights: default!(Option<JsonB>, "NULL")) -> Option<f32> {
+fn recsys_predict(user_id: Option<i64>, post_id: Option<i64>, weights: default!(Option<JsonB>, "NULL"), model: default!(Option<&str>, "'default'")) -> Option<f32> {
     let (user_id, post_id) = (user_id?, post_id?);
     Spi::connect(|client| -> Result<f32> {
-        let m = model::current(client)?;
+        let m = model::current(client, model.unwrap_or(DEFAULT_MODEL))?;
         if let Some(r) = &m.rating {
             return predict_rating(client, &m, r, user_id, post_id);
         }
@@ -587,13 +589,13 @@ type ExplainRow = (String, String, Option<i64>, Option<i64>, f32);
 const EXPLAIN_TOP: usize = 5;
 
 #[pg_extern(stable)]
-fn recsys_explain(user_id: Option<i64>, post_id: Option<i64>, weights: default!(Option<JsonB>, "NULL")) -> TableIterator<
+fn recsys_explain(user_id: Option<i64>, post_id: Option<i64>, weights: default!(Option<JsonB>, "NULL"), model: default!(Option<&str>, "'default'")) -> TableIterator<
     'static,
     (name!(component, String), name!(evidence, String), name!(post_id, Option<i64>), name!(user_id, Option<i64>), name!(contribution, f32)),
 > {
     let (Some(user_id), Some(post_id)) = (user_id, post_id) else { return TableIterator::new(vec![]) };
     let rows = Spi::connect(|client| -> Result<Vec<ExplainRow>> {
-        let m = model::current(client)?;
+        let m = model::current(client, model.unwrap_or(DEFAULT_MODEL))?;
         let item = *m.item_index.get(&post_id).ok_or(RecsysError::UnknownPost(post_id))?;
         let w = weights_for(&m, weights.as_ref())?;
         let s = score_user(client, &m, user_id, &w)?;
@@ -733,12 +735,13 @@ fn recsys_similar(
     include: default!(Option<Vec<Option<i64>>>, "NULL"),
     exclude: default!(Option<Vec<Option<i64>>>, "NULL"),
     offset: default!(Option<i32>, 0),
+    model: default!(Option<&str>, "'default'"),
 ) -> TableIterator<'static, (name!(post_id, i64), name!(score, f32), name!(als, f32), name!(content, f32), name!(reason, String))> {
     let (Some(post_id), Some(k)) = (post_id, k) else { return TableIterator::new(vec![]) };
     let mut feed = Feed::new(k, category, project_code, mood, include, exclude, offset.unwrap_or(0), 0.0).or_raise();
     feed.exclude.insert(post_id);
     let rows = Spi::connect(|client| -> Result<Vec<(i64, f32, f32, f32, String)>> {
-        let m = model::current(client)?;
+        let m = model::current(client, model.unwrap_or(DEFAULT_MODEL))?;
         // A deleted (or hidden) post has no neighbours to show.
         if live::visible(client, &m, &[post_id])?.is_some_and(|v| v.is_empty()) {
             return Err(RecsysError::UnknownPost(post_id));

@@ -86,18 +86,20 @@ fn recsys_train(options: default!(Option<JsonB>, "'{}'")) -> JsonB {
 /// content (new and changed posts, placed by content), attributes, owners, freshness, follower
 /// counts, demographic segments and popularity. Seconds where a train takes minutes: no ALS.
 #[pg_extern(volatile)]
-fn recsys_refresh() -> JsonB {
+fn recsys_refresh(model: default!(Option<&str>, "'default'")) -> JsonB {
     JsonB(
         Spi::connect_mut(|client| {
-            let m = model::current(client)?;
+            let m = model::current(client, model.unwrap_or(crate::options::DEFAULT_MODEL))?;
             let schema = store::schema(client)?;
             let f = m.factors;
             let (uids, ufs, iids, ifs) = model::read_factors(client, &schema, m.key.id, f, m.interacted_items)?;
             let users = import::Factors { ids: uids, dim: f, data: ufs };
             let items = import::Factors { ids: iids, dim: f, data: ifs };
             let mut opts = m.options.clone();
-            // The factors stay what they were; tuning would need a retrain.
+            // The factors stay what they were; tuning would need a retrain. The refreshed
+            // version replaces the served one.
             opts.tune = false;
+            opts.deploy = true;
             let from = m.key.id;
             drop(m);
             let mut report = train(client, &opts, Some((users, items)))?;

@@ -1,3 +1,4 @@
+use crate::options::DEFAULT_MODEL;
 use crate::error::{OrRaise, RecsysError, Result};
 use crate::gucs;
 use crate::options::{TableMap, TrainOptions, INTERACTIONS, POSTS};
@@ -19,10 +20,10 @@ thread_local! {
 
 /// The mapping and weights of the served model, or the defaults when none is trained yet:
 /// trending reads interactions directly and needs no trained model.
-fn recipe(client: &pgrx::spi::SpiClient<'_>) -> Result<(TrainOptions, Option<ModelKey>)> {
-    match crate::store::model::current(client) {
+fn recipe(client: &pgrx::spi::SpiClient<'_>, name: &str) -> Result<(TrainOptions, Option<ModelKey>)> {
+    match crate::store::model::current(client, name) {
         Ok(m) => Ok((m.options.clone(), Some(m.key))),
-        Err(RecsysError::NotTrained) => Ok((TrainOptions::default(), None)),
+        Err(RecsysError::NotTrained) if name == DEFAULT_MODEL => Ok((TrainOptions::default(), None)),
         Err(e) => Err(e),
     }
 }
@@ -195,6 +196,7 @@ fn recsys_trending(
     project_code: default!(Option<&str>, "NULL"),
     since: default!(Option<Interval>, "'7 days'"),
     offset: default!(Option<i32>, 0),
+    model: default!(Option<&str>, "'default'"),
 ) -> TableIterator<'static, (name!(post_id, i64), name!(score, f32))> {
     // NULL k: no rows; NULL since / offset: their defaults.
     let Some(k) = k else { return TableIterator::new(vec![]) };
@@ -212,7 +214,7 @@ fn recsys_trending(
                 hint: "pass since => '7 days'".into(),
             });
         }
-        let (o, model) = recipe(client)?;
+        let (o, model) = recipe(client, model.unwrap_or(DEFAULT_MODEL))?;
         let w = Window { k, offset: offset as usize, category, project_code, since };
         Ok(top(client, &o, model, &w)?.as_ref().clone())
     })

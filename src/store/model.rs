@@ -129,8 +129,8 @@ pub fn save(client: &mut SpiClient<'_>, schema: &str, m: &NewModel<'_>, report: 
     let id: Option<i64> = client
         .update(
             &format!(
-                "INSERT INTO {schema}._recsys_model (kind, options, report, n_users, n_items, factors) \
-                 VALUES ('implicit_als', $1, $2, $3, $4, $5) RETURNING id"
+                "INSERT INTO {schema}._recsys_model (kind, options, report, n_users, n_items, factors, name, deployed_at) \
+                 VALUES ('implicit_als', $1, $2, $3, $4, $5, $6, CASE WHEN $7 THEN pg_catalog.clock_timestamp() END) RETURNING id"
             ),
             Some(1),
             &[
@@ -139,6 +139,8 @@ pub fn save(client: &mut SpiClient<'_>, schema: &str, m: &NewModel<'_>, report: 
                 (m.user_ids.len() as i64).into(),
                 (m.item_ids.len() as i64).into(),
                 (m.options.als.factors as i32).into(),
+                m.options.model.as_str().into(),
+                m.options.deploy.into(),
             ],
         )?
         .first()
@@ -231,14 +233,7 @@ pub fn save(client: &mut SpiClient<'_>, schema: &str, m: &NewModel<'_>, report: 
         put("follower_ids", &mut i64_bytes(&ids))?;
         put("follower_counts", &mut u32_bytes(&counts))?;
     }
-    client.update(
-        &format!(
-            "DELETE FROM {schema}._recsys_model WHERE id NOT IN \
-             (SELECT id FROM {schema}._recsys_model ORDER BY id DESC LIMIT $1)"
-        ),
-        None,
-        &[keep.into()],
-    )?;
+    prune(client, schema, &m.options.model, keep)?;
     Ok(id)
 }
 
@@ -252,6 +247,21 @@ mod erased {
             serde_json::to_vec(self).map_err(|e| crate::error::RecsysError::Spi(e.to_string()))
         }
     }
+}
+
+/// Keeps the `keep` newest versions of a model name, plus its served version and pinned ones.
+pub fn prune(client: &mut SpiClient<'_>, schema: &str, name: &str, keep: i64) -> Result<()> {
+    client.update(
+        &format!(
+            "DELETE FROM {schema}._recsys_model m WHERE m.name OPERATOR(pg_catalog.=) $2 AND NOT m.pinned \
+             AND m.id NOT IN (SELECT id FROM {schema}._recsys_model WHERE name OPERATOR(pg_catalog.=) $2 ORDER BY id DESC LIMIT $1) \
+             AND m.id IS DISTINCT FROM (SELECT id FROM {schema}._recsys_model WHERE name OPERATOR(pg_catalog.=) $2 \
+               AND deployed_at IS NOT NULL ORDER BY deployed_at DESC, id DESC LIMIT 1)"
+        ),
+        None,
+        &[keep.into(), name.into()],
+    )?;
+    Ok(())
 }
 
 pub fn update_report(client: &mut SpiClient<'_>, schema: &str, id: i64, report: serde_json::Value) -> Result<()> {
@@ -407,8 +417,9 @@ impl Content {
 }
 
 thread_local! {
-    static CACHE: RefCell<Option<Rc<Serving>>> = const { RefCell::new(None) };
-    /// The newest-model-id query, prepared once per backend (and per extension schema).
+    /// The served version of each model name this backend has used.
+    static CACHE: RefCell<HashMap<String, Rc<Serving>>> = RefCell::new(HashMap::new());
+    /// The served-version query, prepared once per backend (and per extension schema).
     static LATEST: RefCell<Option<(String, pgrx::spi::OwnedPreparedStatement)>> = const { RefCell::new(None) };
 }
 
@@ -422,7 +433,8 @@ pub struct ModelKey {
     pub table: u32,
 }
 
-fn newest_key(client: &SpiClient<'_>, schema: &str) -> Result<Option<ModelKey>> {
+/// The served version of model `name`: the one deployed last.
+fn newest_key(client: &SpiClient<'_>, schema: &str, name: &str) -> Result<Option<ModelKey>> {
     let fresh = LATEST.with(|l| l.borrow().as_ref().is_none_or(|(s, _)| s != schema));
     if fresh {
         let plan = client
@@ -430,10 +442,11 @@ fn newest_key(client: &SpiClient<'_>, schema: &str) -> Result<Option<ModelKey>> 
                 format!(
                     "SELECT id, (pg_catalog.date_part('epoch', created_at) OPERATOR(pg_catalog.*) 1000000::float8)::int8, \
                      tableoid::pg_catalog.oid::int8 \
-                     FROM {schema}._recsys_model ORDER BY id DESC LIMIT 1"
+                     FROM {schema}._recsys_model WHERE name OPERATOR(pg_catalog.=) $1 AND deployed_at IS NOT NULL \
+                     ORDER BY deployed_at DESC, id DESC LIMIT 1"
                 )
                 .as_str(),
-                &[],
+                &[pgrx::PgOid::BuiltIn(pgrx::PgBuiltInOids::TEXTOID)],
             )?
             .keep();
         LATEST.with(|l| *l.borrow_mut() = Some((schema.to_string(), plan)));
@@ -441,7 +454,7 @@ fn newest_key(client: &SpiClient<'_>, schema: &str) -> Result<Option<ModelKey>> 
     LATEST.with(|l| -> Result<Option<ModelKey>> {
         let l = l.borrow();
         let (_, plan) = l.as_ref().ok_or_else(|| RecsysError::Spi("model-id plan missing".into()))?;
-        let t = client.select(plan, Some(1), &[])?;
+        let t = client.select(plan, Some(1), &[name.into()])?;
         if t.is_empty() {
             return Ok(None);
         }
@@ -451,12 +464,14 @@ fn newest_key(client: &SpiClient<'_>, schema: &str) -> Result<Option<ModelKey>> 
     })
 }
 
-/// The newest committed model, from the cache when it is still the newest.
-pub fn current(client: &SpiClient<'_>) -> Result<Rc<Serving>> {
+/// The served version of model `name`, from the cache when it is still the served one.
+pub fn current(client: &SpiClient<'_>, name: &str) -> Result<Rc<Serving>> {
     let schema = super::schema(client)?;
     // Only the key on the hot path; the options are read on a cache miss.
-    let key = newest_key(client, &schema)?.ok_or(RecsysError::NotTrained)?;
-    if let Some(hit) = CACHE.with(|c| c.borrow().as_ref().filter(|m| m.key == key).cloned()) {
+    let Some(key) = newest_key(client, &schema, name)? else {
+        return Err(if name == crate::options::DEFAULT_MODEL { RecsysError::NotTrained } else { RecsysError::UnknownModel(name.to_string()) });
+    };
+    if let Some(hit) = CACHE.with(|c| c.borrow().get(name).filter(|m| m.key == key).cloned()) {
         return catch_up(client, hit);
     }
     let id = key.id;
@@ -465,8 +480,10 @@ pub fn current(client: &SpiClient<'_>) -> Result<Rc<Serving>> {
         .0;
     let options: TrainOptions =
         serde_json::from_value(options).map_err(|e| RecsysError::Corrupt(format!("options of model {id}: {e}")))?;
+    // The old version is dropped before the new one is decoded (peak memory: one model).
+    CACHE.with(|c| c.borrow_mut().remove(name));
     let model = Rc::new(load(client, &schema, key, options)?);
-    CACHE.with(|c| *c.borrow_mut() = Some(model.clone()));
+    CACHE.with(|c| c.borrow_mut().insert(name.to_string(), model.clone()));
     catch_up(client, model)
 }
 
@@ -476,7 +493,8 @@ pub fn current(client: &SpiClient<'_>) -> Result<Rc<Serving>> {
 /// posts wait for the next call.
 fn catch_up(client: &SpiClient<'_>, model: Rc<Serving>) -> Result<Rc<Serving>> {
     let Some(pending) = super::new_posts::pending(client, &model)? else { return Ok(model) };
-    CACHE.with(|c| *c.borrow_mut() = None);
+    let name = model.options.model.clone();
+    CACHE.with(|c| c.borrow_mut().remove(&name));
     let model = match Rc::try_unwrap(model) {
         Ok(mut m) => {
             m.add_posts(pending);
@@ -484,7 +502,7 @@ fn catch_up(client: &SpiClient<'_>, model: Rc<Serving>) -> Result<Rc<Serving>> {
         }
         Err(shared) => shared,
     };
-    CACHE.with(|c| *c.borrow_mut() = Some(model.clone()));
+    CACHE.with(|c| c.borrow_mut().insert(name, model.clone()));
     Ok(model)
 }
 

@@ -58,6 +58,8 @@ pub const TRAIN_KEYS: &[&str] = &[
     "rating_kind",
     "rating",
     "graph",
+    "model",
+    "deploy",
 ];
 
 /// Default weight per interaction kind; a kind missing from the map gets `default_weight`.
@@ -231,6 +233,28 @@ pub struct TrainOptions {
     pub rating_kind: Option<String>,
     #[serde(default)]
     pub rating: ExplicitOptions,
+    /// The model's name: several models per database, each served and deployed on its own.
+    #[serde(default = "default_model_name")]
+    pub model: String,
+    /// Serve the new version once the transaction commits (false: store it to evaluate first,
+    /// then `recsys_deploy`).
+    #[serde(default = "default_true")]
+    pub deploy: bool,
+}
+
+pub const DEFAULT_MODEL: &str = "default";
+
+fn default_model_name() -> String {
+    DEFAULT_MODEL.into()
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// A model name: 1 to 63 letters, digits, `_`, `-` or `.`.
+pub fn valid_model_name(name: &str) -> bool {
+    (1..=63).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
 }
 
 fn default_rating_kind() -> Option<String> {
@@ -253,6 +277,8 @@ impl Default for TrainOptions {
             explicit: false,
             rating_kind: default_rating_kind(),
             rating: ExplicitOptions::default(),
+            model: default_model_name(),
+            deploy: true,
         }
     }
 }
@@ -357,6 +383,11 @@ impl TrainOptions {
                     }
                 }
                 "graph" => o.hybrid.graph = parse_graph(key, val, o.hybrid.graph.clone())?,
+                "model" => match val.as_str() {
+                    Some(n) if valid_model_name(n) => o.model = n.to_string(),
+                    _ => return Err(type_err(key, "a model name (1 to 63 letters, digits, _ - .)", val)),
+                },
+                "deploy" => o.deploy = val.as_bool().ok_or_else(|| type_err(key, "true or false", val))?,
                 _ => return Err(OptionError::unknown(key.clone(), TRAIN_KEYS)),
             }
         }

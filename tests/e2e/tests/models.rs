@@ -82,3 +82,55 @@ fn training_progress_is_visible_from_another_session() {
     c.sql_err(db, r#"SELECT recsys_train('{"factors": 0}')"#);
     assert_eq!(c.sql(db, "SELECT count(*) FROM recsys_progress"), "0");
 }
+
+/// Item 3: named models, train without serving, deploy, roll back (also inside a transaction
+/// that rolls back), keep_models never deleting the served or a pinned version.
+#[test]
+fn named_models_deploy_and_roll_back() {
+    let c = Cluster::start("models_named");
+    let db = "postgres";
+    fixture(&c, db);
+    let top = |sql: &str| c.sql(db, &format!("SELECT string_agg(post_id::text, ',' ORDER BY post_id) FROM ({sql}) t"));
+    let feed = "SELECT post_id FROM recsys_recommend(7, 5)";
+    assert_eq!(c.sql(db, r#"SELECT recsys_train('{"factors": 8, "iterations": 3}')->>'model_id'"#), "1");
+    let v1 = top(feed);
+    // A second name, served on its own; an unknown name is an error with a hint.
+    c.sql(db, r#"SELECT recsys_train('{"factors": 8, "iterations": 3, "model": "popular", "fusion": {"als": 0, "graph": 0, "content": 0, "social": 0, "popularity": 1}}')"#);
+    let popular = top("SELECT post_id FROM recsys_recommend(7, 5, model => 'popular')");
+    assert_eq!(top(feed), v1, "the default model is unchanged");
+    assert_ne!(popular, v1);
+    let err = c.sql_err(db, "SELECT * FROM recsys_recommend(7, 5, model => 'nope')");
+    assert!(err.contains("55000") && err.contains("no deployed model named \"nope\"") && err.contains("recsys_models"), "{err}");
+    // A candidate trained without serving: stored, listed, not served.
+    assert_eq!(c.sql(db, r#"SELECT recsys_train('{"factors": 8, "iterations": 3, "deploy": false, "fusion": {"als": 0, "graph": 0, "content": 0, "social": 0, "popularity": 1}}')->>'model_id'"#), "3");
+    assert_eq!(c.sql(db, "SELECT string_agg(name || ':' || version || ':' || deployed, ' ' ORDER BY version) FROM recsys_models"), "default:1:true popular:2:true default:3:false");
+    assert_eq!(top(feed), v1);
+    // Deploy it: the same session (model cached) and a new one see it; then roll back.
+    let out = c.sql(db, &format!("{feed}; SELECT recsys_deploy('default', 'latest'); SELECT 'after', string_agg(post_id::text, ',' ORDER BY post_id) FROM (SELECT post_id FROM recsys_recommend(7, 5)) t"));
+    assert!(out.lines().any(|l| l == "3") && out.lines().any(|l| l == format!("after|{popular}")), "{out}");
+    assert_eq!(top(feed), popular);
+    assert_eq!(c.sql(db, "SELECT recsys_deploy('default', 'previous')"), "1");
+    assert_eq!(top(feed), v1);
+    // A deploy inside a transaction that rolls back changes nothing.
+    c.sql(db, "BEGIN; SELECT recsys_deploy('default', '3'); ROLLBACK;");
+    assert_eq!(top(feed), v1);
+    assert_eq!(c.sql(db, "SELECT version FROM recsys_models WHERE name = 'default' AND deployed"), "1");
+    // Errors: no tuned version for 'best', a bad version word, an unknown version.
+    assert!(c.sql_err(db, "SELECT recsys_deploy('default', 'best')").contains("holdout NDCG"));
+    assert!(c.sql_err(db, "SELECT recsys_deploy('default', 'newest')").contains("22023"));
+    assert!(c.sql_err(db, "SELECT recsys_deploy('default', '99')").contains("P0002"));
+    // keep_models = 1 keeps the newest, the served (1) and the pinned (3) versions.
+    c.sql(db, "SELECT recsys_pin(3)");
+    c.sql(db, r#"SET recsys.keep_models = 1; SELECT recsys_train('{"factors": 8, "iterations": 3, "deploy": false}')"#);
+    assert_eq!(c.sql(db, "SELECT string_agg(version::text, ',' ORDER BY version) FROM recsys_models WHERE name = 'default'"), "1,3,4");
+    c.sql(db, "SELECT recsys_pin(3, false)");
+    c.sql(db, r#"SET recsys.keep_models = 1; SELECT recsys_train('{"factors": 8, "iterations": 3, "deploy": false}')"#);
+    assert_eq!(c.sql(db, "SELECT string_agg(version::text, ',' ORDER BY version) FROM recsys_models WHERE name = 'default'"), "1,5");
+    // The other name's refresh keeps its own name and serves the result.
+    assert_eq!(c.sql(db, "SELECT r->>'refreshed_from' FROM recsys_refresh(model => 'popular') r"), "2");
+    assert_eq!(c.sql(db, "SELECT version FROM recsys_models WHERE name = 'popular' AND deployed"), "6");
+    assert_eq!(top("SELECT post_id FROM recsys_recommend(7, 5, model => 'popular')"), popular);
+    // 'best' picks the highest holdout NDCG among tuned versions.
+    c.sql(db, r#"SELECT recsys_train('{"factors": 8, "iterations": 3, "deploy": false, "tune": true}')"#);
+    assert_eq!(c.sql(db, "SELECT recsys_deploy('default', 'best')"), "7");
+}
