@@ -156,5 +156,5 @@ fn shared_term(m: &Serving, qdoc: &[(u32, f32)], i: u32) -> Option<String> {
     qdoc.iter()
         .filter_map(|&(t, qv)| ts.binary_search(&t).ok().map(|k| (t, qv * vs[k])))
         .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))
-        .map(|(t, _)| c.tfidf.vocab[t as usize].clone())
+        .map(|(t, _)| c.tfidf.vocab.term(t).to_string())
 }

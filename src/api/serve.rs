@@ -391,7 +391,7 @@ impl<'a> Reasons<'a> {
         let c = self.m.content.as_ref()?;
         let row = c.from_item.get(item as usize).copied().flatten()?;
         let t = self.s.scores.best_term(&c.tfidf, row as usize)?;
-        Some(term_text(&c.tfidf.vocab[t as usize]))
+        Some(term_text(c.tfidf.vocab.term(t)))
     }
 
     fn text(&mut self, item: u32, p: &Parts) -> String {
@@ -670,7 +670,7 @@ fn recsys_explain(user_id: Option<i64>, post_id: Option<i64>, weights: default!(
                 // A one-word tag matches as `#tag` and as the word: one row for both.
                 let mut merged: std::collections::BTreeMap<&str, (u32, f32)> = std::collections::BTreeMap::new();
                 for &(t, v) in &shared {
-                    let name = c.tfidf.vocab[t as usize].as_str();
+                    let name = c.tfidf.vocab.term(t);
                     let key = name.strip_prefix('#').unwrap_or(name);
                     let e = merged.entry(key).or_insert((t, 0.0));
                     if name.starts_with('#') {
@@ -682,7 +682,7 @@ fn recsys_explain(user_id: Option<i64>, post_id: Option<i64>, weights: default!(
                 terms.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
                 let k = sc.weights.content / sc.content_max;
                 for &(t, v) in terms.iter().take(EXPLAIN_TOP) {
-                    out.push(("content".into(), format!("matches {}", term_text(&c.tfidf.vocab[t as usize])), None, None, k * v));
+                    out.push(("content".into(), format!("matches {}", term_text(c.tfidf.vocab.term(t))), None, None, k * v));
                 }
                 if terms.len() > EXPLAIN_TOP {
                     let rest: f32 = terms[EXPLAIN_TOP..].iter().map(|t| t.1).sum();

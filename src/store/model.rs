@@ -170,7 +170,7 @@ pub fn save(client: &mut SpiClient<'_>, schema: &str, m: &NewModel<'_>, report: 
         put("content_terms", &mut u32_bytes(&t.docs.indices))?;
         put("content_values", &mut f32_bytes(&t.docs.data))?;
         put("content_idf", &mut f32_bytes(&t.idf))?;
-        let vocab = t.vocab.join("\n").into_bytes();
+        let vocab = (0..t.vocab.len() as u32).map(|i| t.vocab.term(i)).collect::<Vec<_>>().join("\n").into_bytes();
         put("content_vocab", &mut vocab.chunks(CHUNK_BYTES).map(|c| c.to_vec()))?;
     }
     if let Some((codes, dict)) = m.attrs {
@@ -552,7 +552,7 @@ fn load(client: &SpiClient<'_>, schema: &str, key: ModelKey, options: TrainOptio
             if indptr.len() != ids.len() + 1 || terms.len() != values.len() || vocab.len() != idf.len() || !monotone || terms.iter().any(|&t| t as usize >= vocab.len()) {
                 return Err(RecsysError::Corrupt(format!("model {id} content arrays have inconsistent sizes")));
             }
-            let docs = Csr { rows: ids.len(), cols: vocab.len(), indptr, indices: terms, data: values };
+            let docs = Csr { rows: ids.len(), cols: vocab.len(), indptr: indptr.into(), indices: terms.into(), data: values.into() };
             let postings = docs.transpose();
             let index: HashMap<String, u32> = vocab.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
             let to_item: Vec<Option<u32>> = ids.iter().map(|p| item_index.get(p).copied()).collect();
@@ -578,7 +578,7 @@ fn load(client: &SpiClient<'_>, schema: &str, key: ModelKey, options: TrainOptio
                 vec![[0; 3]; ids.len()]
             };
             let dict = dict_list.iter().enumerate().skip(1).map(|(i, v)| (v.clone(), i as u32)).collect();
-            Some(Content { ids, index: cindex, tfidf: Tfidf { vocab, index, idf, docs, postings }, to_item, from_item, attrs, dict, dict_list })
+            Some(Content { ids, index: cindex, tfidf: Tfidf { vocab: recsys_core::tfidf::Vocab::Owned { terms: vocab, index }, idf: idf.into(), docs, postings }, to_item, from_item, attrs, dict, dict_list })
         }
     };
     let resolved = source::resolve(client, "interactions", &options.interactions, INTERACTIONS)?;
@@ -661,7 +661,7 @@ fn load(client: &SpiClient<'_>, schema: &str, key: ModelKey, options: TrainOptio
             if items < 0 || items as usize > item_ids.len() {
                 return Err(RecsysError::Corrupt(format!("model {id}: the item graph has an invalid size")));
             }
-            let g = recsys_core::graph::ItemGraph::from_parts(items as usize, decode(ptr, u32::from_le_bytes)?, decode(opt("graph_nbr"), u32::from_le_bytes)?, f32s(opt("graph_weight"))?)
+            let g = recsys_core::graph::ItemGraph::from_parts(items as usize, decode(ptr, u32::from_le_bytes)?.into(), decode(opt("graph_nbr"), u32::from_le_bytes)?.into(), f32s(opt("graph_weight"))?.into())
                 .map_err(|e| RecsysError::Corrupt(format!("model {id}: {e}")))?;
             Some(g)
         }

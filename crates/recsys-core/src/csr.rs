@@ -1,5 +1,6 @@
 //! Compressed sparse rows with u32 column indices and f32 values: 8 bytes a non-zero plus one
 //! offset a row, and no per-row heap objects, so 20M interactions fit in ~160 MB a copy.
+use crate::buf::Buf;
 use rayon::prelude::*;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -7,9 +8,9 @@ pub struct Csr {
     pub rows: usize,
     pub cols: usize,
     /// Row r's entries are `indptr[r]..indptr[r + 1]`.
-    pub indptr: Vec<usize>,
-    pub indices: Vec<u32>,
-    pub data: Vec<f32>,
+    pub indptr: Buf<usize>,
+    pub indices: Buf<u32>,
+    pub data: Buf<f32>,
 }
 
 impl Csr {
@@ -70,7 +71,7 @@ impl Csr {
         val.truncate(w);
         idx.shrink_to_fit();
         val.shrink_to_fit();
-        Csr { rows, cols, indptr, indices: idx, data: val }
+        Csr { rows, cols, indptr: indptr.into(), indices: idx.into(), data: val.into() }
     }
 
     pub fn nnz(&self) -> usize {
@@ -103,7 +104,7 @@ impl Csr {
                 next[c as usize] += 1;
             }
         }
-        Csr { rows: self.cols, cols: self.rows, indptr: counts, indices: idx, data: val }
+        Csr { rows: self.cols, cols: self.rows, indptr: counts.into(), indices: idx.into(), data: val.into() }
     }
 
     /// Appends columns `self.cols..self.cols + new_cols` given as `(row, column, value)` entries
@@ -127,9 +128,9 @@ impl Csr {
             }
             indptr.push(indices.len());
         }
-        self.indptr = indptr;
-        self.indices = indices;
-        self.data = data;
+        self.indptr = indptr.into();
+        self.indices = indices.into();
+        self.data = data.into();
         self.cols += new_cols;
     }
 
@@ -201,9 +202,9 @@ mod tests {
             &[1, 3, 1, 1, 3, 0],
             &[1.0, 2.0, 0.5, 4.0, 1.0, -1.0],
         );
-        assert_eq!(m.indptr, vec![0, 2, 2, 3]);
-        assert_eq!(m.indices, vec![1, 3, 1]);
-        assert_eq!(m.data, vec![0.5, 3.0, 5.0]);
+        assert_eq!(&m.indptr[..], &[0, 2, 2, 3]);
+        assert_eq!(&m.indices[..], &[1, 3, 1]);
+        assert_eq!(&m.data[..], &[0.5, 3.0, 5.0]);
         let t = m.transpose();
         assert_eq!((t.rows, t.cols), (4, 3));
         assert_eq!(t.row(1), (&[0u32, 2][..], &[0.5f32, 5.0][..]));

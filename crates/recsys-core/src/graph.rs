@@ -5,6 +5,7 @@
 //!
 //! A user's score for item j is Σ_i w_i · weight(i → j) over their history items i, so each
 //! recommendation decomposes exactly into "the posts you liked that lead here".
+use crate::buf::Buf;
 use crate::csr::Csr;
 use crate::error::CoreError;
 use crate::kernels::{has_avx2_fma, madd};
@@ -26,9 +27,9 @@ pub const DEFAULT_RP3_BETA: f32 = 0.5;
 pub struct ItemGraph {
     pub items: usize,
     /// Row i is `ptr[i]..ptr[i + 1]` of `nbr` and `weight`.
-    pub ptr: Vec<u32>,
-    pub nbr: Vec<u32>,
-    pub weight: Vec<f32>,
+    pub ptr: Buf<u32>,
+    pub nbr: Buf<u32>,
+    pub weight: Buf<f32>,
 }
 
 fn corrupt(reason: String) -> CoreError {
@@ -44,7 +45,7 @@ impl ItemGraph {
     /// items + 1, not starting at 0, decreasing, or not ending at the edge count; `nbr` and
     /// `weight` of different lengths; a neighbour >= items; a non-finite weight; a row not
     /// sorted by weight descending.
-    pub fn from_parts(items: usize, ptr: Vec<u32>, nbr: Vec<u32>, weight: Vec<f32>) -> Result<ItemGraph> {
+    pub fn from_parts(items: usize, ptr: Buf<u32>, nbr: Buf<u32>, weight: Buf<f32>) -> Result<ItemGraph> {
         if ptr.len() != items.saturating_add(1) {
             return Err(corrupt(format!("ptr has {} entries, expected items + 1 = {}", ptr.len(), items.saturating_add(1))));
         }
@@ -92,7 +93,7 @@ impl ItemGraph {
         let cap = items.saturating_mul(k).min(1 << 24);
         let mut ptr = Vec::with_capacity(items + 1);
         ptr.push(0);
-        ItemGraph { items, ptr, nbr: Vec::with_capacity(cap), weight: Vec::with_capacity(cap) }
+        ItemGraph { items, ptr: ptr.into(), nbr: Vec::with_capacity(cap).into(), weight: Vec::with_capacity(cap).into() }
     }
 
     /// Row i (empty when i is out of range).
@@ -814,7 +815,7 @@ mod tests {
         assert_eq!(g.row(1), (&[0u32, 2][..], &[2.0f32, 2.0][..]));
         // k = 1 keeps the best only.
         let g = rp3beta(&ui, 1.0, 0.5, 1, &pool(), &mut ok).unwrap();
-        assert_eq!(g.ptr, vec![0, 1, 2, 3]);
+        assert_eq!(&g.ptr[..], &[0, 1, 2, 3]);
     }
 
     #[test]
@@ -879,7 +880,7 @@ mod tests {
     fn from_parts_rejects_bad_input() {
         let good = || (3usize, vec![0u32, 2, 2, 3], vec![1u32, 2, 0], vec![0.5f32, 0.25, 1.0]);
         let (n, p, j, w) = good();
-        assert!(ItemGraph::from_parts(n, p, j, w).is_ok());
+        assert!(ItemGraph::from_parts(n, p.into(), j.into(), w.into()).is_ok());
         type Parts = (usize, Vec<u32>, Vec<u32>, Vec<f32>);
         let cases: Vec<Parts> = vec![
             (3, vec![0, 2, 3], vec![1, 2, 0], vec![0.5, 0.25, 1.0]),           // ptr too short
@@ -896,9 +897,9 @@ mod tests {
             (0, vec![], vec![], vec![]),                                        // empty ptr
         ];
         for (i, (n, p, j, w)) in cases.into_iter().enumerate() {
-            assert!(matches!(ItemGraph::from_parts(n, p, j, w), Err(CoreError::InvalidOption { .. })), "case {i}");
+            assert!(matches!(ItemGraph::from_parts(n, p.into(), j.into(), w.into()), Err(CoreError::InvalidOption { .. })), "case {i}");
         }
-        assert!(ItemGraph::from_parts(0, vec![0], vec![], vec![]).is_ok());
+        assert!(ItemGraph::from_parts(0, vec![0].into(), vec![].into(), vec![].into()).is_ok());
     }
 
     #[test]

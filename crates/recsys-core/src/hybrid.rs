@@ -1271,7 +1271,7 @@ mod tests {
         // Viewed a travel post, then disliked it: only the dance post shapes the profile.
         let h = vec![ev(31, 4.0, 1.0), ev(0, 1.0, 1.0), ev(0, -3.0, 2.0)];
         let p = content_profile(&cat, &h, 30.0, 32);
-        let travel_word = pl.tfidf.index["travel"];
+        let travel_word = pl.tfidf.vocab.get("travel").unwrap();
         assert!(!p.is_empty() && p.iter().all(|x| x.0 != travel_word), "{p:?}");
         assert!(content_profile(&cat, &h[..2], 30.0, 32).iter().any(|x| x.0 == travel_word), "without the dislike it counts");
     }

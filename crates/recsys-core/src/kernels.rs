@@ -137,8 +137,8 @@ mod tests {
 #[derive(Clone, Debug)]
 pub struct QuantizedRows {
     pub f: usize,
-    pub data: Vec<i8>,
-    pub scale: Vec<f32>,
+    pub data: crate::buf::Buf<i8>,
+    pub scale: crate::buf::Buf<f32>,
 }
 
 fn quantize(v: &[f32], out: &mut [i8]) -> f32 {
@@ -159,7 +159,7 @@ impl QuantizedRows {
         let n = rows.len() / f.max(1);
         let mut data = vec![0i8; n * f];
         let scale = rows.chunks_exact(f).zip(data.chunks_exact_mut(f)).map(|(r, q)| quantize(r, q)).collect();
-        QuantizedRows { f, data, scale }
+        QuantizedRows { f, data: data.into(), scale }
     }
 
     /// Appends one row (`f` values).

@@ -3,6 +3,7 @@
 //! Nothing here knows about PostgreSQL: inputs are slices, CSR matrices and option structs,
 //! outputs are plain vectors. The extension crate (`src/`) only moves data in and out.
 pub mod als;
+pub mod buf;
 pub mod csr;
 pub mod error;
 pub mod eval;

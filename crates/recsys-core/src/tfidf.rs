@@ -5,6 +5,7 @@
 //! English stop-word list removed, single characters dropped (digits kept). Tags and the
 //! category are also kept whole as `#tag` tokens (lowercased, inner spaces kept), so
 //! "street dance" gives `#street dance`, `street` and `dance`.
+use crate::buf::Buf;
 use crate::csr::Csr;
 use std::collections::HashMap;
 
@@ -64,12 +65,83 @@ pub fn tokens(d: &Doc<'_>) -> Vec<String> {
     out
 }
 
+/// The terms of a fitted model, by id, with lookup by text: built as a vector and a hash map at
+/// fit time, or packed (one byte blob, offsets, and the ids sorted by term for binary search)
+/// so that it can be borrowed from a shared image without building anything.
+#[derive(Clone, Debug)]
+pub enum Vocab {
+    Owned { terms: Vec<String>, index: HashMap<String, u32> },
+    Packed { blob: Buf<u8>, offsets: Buf<u32>, sorted: Buf<u32> },
+}
+
+impl Vocab {
+    pub fn len(&self) -> usize {
+        match self {
+            Vocab::Owned { terms, .. } => terms.len(),
+            Vocab::Packed { offsets, .. } => offsets.len().saturating_sub(1),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The text of term `id` (empty when out of range).
+    pub fn term(&self, id: u32) -> &str {
+        let i = id as usize;
+        match self {
+            Vocab::Owned { terms, .. } => terms.get(i).map_or("", |t| t.as_str()),
+            Vocab::Packed { blob, offsets, .. } => match (offsets.get(i), offsets.get(i + 1)) {
+                // Checked to be UTF-8 on char boundaries by `packed`.
+                (Some(&a), Some(&b)) => std::str::from_utf8(&blob[a as usize..b as usize]).unwrap_or(""),
+                _ => "",
+            },
+        }
+    }
+
+    pub fn get(&self, t: &str) -> Option<u32> {
+        match self {
+            Vocab::Owned { index, .. } => index.get(t).copied(),
+            Vocab::Packed { sorted, .. } => sorted.binary_search_by(|&id| self.term(id).cmp(t)).ok().map(|k| sorted[k]),
+        }
+    }
+
+    /// The packed form's parts: (blob, offsets, ids sorted by term).
+    pub fn pack(&self) -> (Vec<u8>, Vec<u32>, Vec<u32>) {
+        let mut blob = vec![];
+        let mut offsets = vec![0u32];
+        for i in 0..self.len() as u32 {
+            blob.extend_from_slice(self.term(i).as_bytes());
+            offsets.push(blob.len() as u32);
+        }
+        let mut sorted: Vec<u32> = (0..self.len() as u32).collect();
+        sorted.sort_by(|&a, &b| self.term(a).cmp(self.term(b)));
+        (blob, offsets, sorted)
+    }
+
+    /// A packed vocabulary from its parts, checked: offsets monotone within the blob, each term
+    /// UTF-8, `sorted` a permutation in term order. None when anything is off.
+    pub fn packed(blob: Buf<u8>, offsets: Buf<u32>, sorted: Buf<u32>) -> Option<Vocab> {
+        let n = offsets.len().checked_sub(1)?;
+        if offsets[0] != 0 || offsets[n] as usize != blob.len() || offsets.windows(2).any(|w| w[0] > w[1]) || sorted.len() != n {
+            return None;
+        }
+        if offsets.windows(2).any(|w| std::str::from_utf8(&blob[w[0] as usize..w[1] as usize]).is_err()) {
+            return None;
+        }
+        let v = Vocab::Packed { blob, offsets, sorted };
+        let Vocab::Packed { sorted, .. } = &v else { return None };
+        let in_range = sorted.iter().all(|&i| (i as usize) < n);
+        let ordered = sorted.windows(2).all(|w| v.term(w[0]) < v.term(w[1]));
+        (in_range && ordered).then_some(v.clone())
+    }
+}
+
 /// A fitted TF-IDF model: vocabulary, idf, and one L2-normalised row per document.
 #[derive(Clone, Debug)]
 pub struct Tfidf {
-    pub vocab: Vec<String>,
-    pub index: HashMap<String, u32>,
-    pub idf: Vec<f32>,
+    pub vocab: Vocab,
+    pub idf: Buf<f32>,
     /// documents × terms, rows sorted by term, L2-normalised (all-zero for a doc with no terms).
     pub docs: Csr,
     /// terms × documents, for scoring by postings.
@@ -119,14 +191,14 @@ impl Tfidf {
             }
         }
         let postings = m.transpose();
-        Tfidf { vocab, index, idf, docs: m, postings }
+        Tfidf { vocab: Vocab::Owned { terms: vocab, index }, idf: idf.into(), docs: m, postings }
     }
 
     /// L2-normalised query vector over known terms (sorted by term); empty when no term is known.
     pub fn query(&self, toks: &[String]) -> Vec<(u32, f32)> {
         let mut counts: HashMap<u32, f32> = HashMap::new();
         for t in toks {
-            if let Some(&i) = self.index.get(t) {
+            if let Some(i) = self.vocab.get(t) {
                 *counts.entry(i).or_insert(0.0) += 1.0;
             }
         }
@@ -197,18 +269,18 @@ mod tests {
         let (ia, ib) = (idf(1.0), idf(2.0));
         let n0 = ((2.0 * ia).powi(2) + ib.powi(2)).sqrt();
         let d0 = m.doc(0);
-        let apple = m.index["apple"];
-        let banana = m.index["banana"];
+        let apple = m.vocab.get("apple").unwrap();
+        let banana = m.vocab.get("banana").unwrap();
         let get = |t: u32| d0.iter().find(|x| x.0 == t).unwrap().1;
         assert!((get(apple) - 2.0 * ia / n0).abs() < 1e-6);
         assert!((get(banana) - ib / n0).abs() < 1e-6);
         // d2 has one term: weight 1.
-        assert_eq!(m.doc(2), vec![(m.index["cherry"], 1.0)]);
+        assert_eq!(m.doc(2), vec![(m.vocab.get("cherry").unwrap(), 1.0)]);
         // cosine(d1, d2) = w(cherry in d1) since d2 = e_cherry.
         let mut s = vec![0.0; 3];
         m.scores(&m.doc(2), &mut s);
         let d1 = m.doc(1);
-        let cherry_w = d1.iter().find(|x| x.0 == m.index["cherry"]).unwrap().1;
+        let cherry_w = d1.iter().find(|x| x.0 == m.vocab.get("cherry").unwrap()).unwrap().1;
         assert!((s[1] - cherry_w).abs() < 1e-6 && s[0] == 0.0 && (s[2] - 1.0).abs() < 1e-6);
         // A query with no known term is empty.
         assert!(m.query(&toks(&["durian"])).is_empty());
