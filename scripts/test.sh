@@ -27,6 +27,7 @@ fi
 step bash scripts/install_ext.sh
 step cargo test --no-fail-fast -p pg_recsys_e2e -- --test-threads=1
 step bash examples/fastapi/run_tests.sh
+step bash examples/spark/run_tests.sh
 step bash scripts/fuzz.sh 20
 
 count() { grep -E '^test result:' "$LOG" | sed -nE "s/.* ([0-9]+) $1.*/\\1/p" | awk '{s+=$1} END {print s+0}'; }
