@@ -79,9 +79,9 @@ fn recsys_search(query: &str, k: default!(i32, 10), model: default!(&str, "'defa
 pub fn similar(client: &pgrx::spi::SpiClient<'_>, m: &Serving, post_id: i64, feed: &super::serve::Feed<'_>) -> Result<Vec<(i64, f32, f32, f32, String)>> {
     let f = m.factors;
     let n = m.item_ids.len();
-    let als_q = m.item_index.get(&post_id).copied();
+    let als_q = m.item_index.get(post_id);
     let content = m.content.as_ref();
-    let content_q = content.and_then(|c| c.index.get(&post_id).copied());
+    let content_q = content.and_then(|c| c.index.get(post_id));
     if als_q.is_none() && content_q.is_none() {
         return Err(RecsysError::UnknownPost(post_id));
     }

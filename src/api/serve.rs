@@ -137,7 +137,7 @@ impl<'a> Feed<'a> {
         let n = m.item_ids.len();
         let allow = |set: &HashSet<i64>| {
             let mut v = vec![false; n];
-            set.iter().filter_map(|id| m.item_index.get(id)).for_each(|&i| v[i as usize] = true);
+            set.iter().filter_map(|&id| m.item_index.get(id)).for_each(|i| v[i as usize] = true);
             v
         };
         let mut mask = match &self.include {
@@ -154,7 +154,7 @@ impl<'a> Feed<'a> {
             }
         }
         for id in seen.into_iter().flatten().chain(self.exclude.iter()) {
-            if let Some(&i) = m.item_index.get(id) {
+            if let Some(i) = m.item_index.get(*id) {
                 mask[i as usize] = false;
             }
         }
@@ -524,7 +524,7 @@ fn recsys_predict(user_id: Option<i64>, post_id: Option<i64>, weights: default!(
         if let Some(r) = &m.rating {
             return predict_rating(client, &m, r, user_id, post_id);
         }
-        let item = *m.item_index.get(&post_id).ok_or(RecsysError::UnknownPost(post_id))?;
+        let item = m.item_index.get(post_id).ok_or(RecsysError::UnknownPost(post_id))?;
         let w = weights_for(&m, weights.as_ref())?;
         let s = score_user(client, &m, user_id, &w)?;
         Ok(s.scores.parts(&s.catalog(&m), item).total())
@@ -549,7 +549,7 @@ fn predict_rating(client: &pgrx::spi::SpiClient<'_>, m: &Serving, r: &model::Rat
         &[kind.into(), user_id.into()],
         |row| {
             let (Some(p), Some(v)) = (row.get::<i64>(1)?, crate::store::source::finite_weight(row.get::<f64>(2)?)) else { return Ok(None) };
-            Ok(m.item_index.get(&p).filter(|&&i| (i as usize) < n).map(|&i| (i, v)))
+            Ok(m.item_index.get(p).filter(|&i| (i as usize) < n).map(|i| (i, v)))
         },
     )?;
     // One rating per post (the mean), sorted by post index.
@@ -570,7 +570,7 @@ fn predict_rating(client: &pgrx::spi::SpiClient<'_>, m: &Serving, r: &model::Rat
     }
     ratings.iter_mut().zip(&counts).for_each(|(r, c)| r.1 /= *c as f32);
     let (x, b) = r.model.fold_in(&ratings, &m.options.rating);
-    let item = m.item_index.get(&post_id).map(|&i| i as usize).filter(|&i| i < n);
+    let item = m.item_index.get(post_id).map(|i| i as usize).filter(|&i| i < n);
     let mf = r.model.predict_with(&x, b, item);
     let beta = m.options.rating.knn_weight;
     Ok(match (&r.knn, item) {
@@ -596,7 +596,7 @@ fn recsys_explain(user_id: Option<i64>, post_id: Option<i64>, weights: default!(
     let (Some(user_id), Some(post_id)) = (user_id, post_id) else { return TableIterator::new(vec![]) };
     let rows = Spi::connect(|client| -> Result<Vec<ExplainRow>> {
         let m = model::current(client, model.unwrap_or(DEFAULT_MODEL))?;
-        let item = *m.item_index.get(&post_id).ok_or(RecsysError::UnknownPost(post_id))?;
+        let item = m.item_index.get(post_id).ok_or(RecsysError::UnknownPost(post_id))?;
         let w = weights_for(&m, weights.as_ref())?;
         let s = score_user(client, &m, user_id, &w)?;
         let cat = s.catalog(&m);

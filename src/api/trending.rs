@@ -181,7 +181,7 @@ pub fn feed_popularity(client: &pgrx::spi::SpiClient<'_>, m: &Serving) -> Result
     let mut pop = vec![0f32; m.item_ids.len()];
     let mut order = vec![];
     for &(p, s) in rows.iter() {
-        if let Some(&i) = m.item_index.get(&p) {
+        if let Some(i) = m.item_index.get(p) {
             pop[i as usize] = (s / max).clamp(0.0, 1.0);
             order.push(i);
         }

@@ -12,6 +12,8 @@ use pgrx::JsonB;
 use recsys_core::csr::Csr;
 use recsys_core::explicit::{ExplicitModel, Knn};
 use recsys_core::hybrid::Segments;
+use recsys_core::buf::Buf;
+use recsys_core::ids::{IdIndex, IdLists};
 use recsys_core::tfidf::Tfidf;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -275,34 +277,34 @@ pub struct Serving {
     pub key: ModelKey,
     pub factors: usize,
     pub options: TrainOptions,
-    pub item_ids: Vec<i64>,
-    pub item_index: HashMap<i64, u32>,
-    pub item_factors: Vec<f32>,
-    pub item_norms: Vec<f32>,
+    pub item_ids: Buf<i64>,
+    pub item_index: IdIndex,
+    pub item_factors: Buf<f32>,
+    pub item_norms: Buf<f32>,
     /// Distinct users per post at training time, scaled to [0, 1].
-    pub popularity: Vec<f32>,
-    pub gram: Vec<f32>,
+    pub popularity: Buf<f32>,
+    pub gram: Buf<f32>,
     /// The fold-in query over the interactions table, resolved at load.
     pub history_query: String,
     pub content: Option<Content>,
     /// int8 copy of the item factors for the full scan of large catalogues.
     pub quantized: Option<recsys_core::kernels::QuantizedRows>,
     /// Item indices by popularity (best first, ties by post id): the cold-start feed is a walk.
-    pub popularity_order: Vec<u32>,
+    pub popularity_order: Buf<u32>,
     /// Items 0..interacted_items had interactions; the rest were placed by content.
     pub interacted_items: usize,
     /// Per item, in [0, 1]; empty when posts have no creation time.
-    pub freshness: Vec<f32>,
+    pub freshness: Buf<f32>,
     /// The newest post's creation day at training (NaN = unknown or an older model).
     pub newest_day: f32,
     /// Posts created after training, read and placed at call time (None without a posts table).
     pub new_posts: Option<super::new_posts::NewPosts>,
     /// Items per owner (user id).
-    pub owned: HashMap<i64, Vec<u32>>,
+    pub owned: IdLists,
     /// Per item: owner user id (i64::MIN = unknown; empty = no owner column).
-    pub owners: Vec<i64>,
+    pub owners: Buf<i64>,
     /// Followers per followed user at training time (degree damping).
-    pub followers: HashMap<i64, u32>,
+    pub followers: IdIndex,
     pub segments: Segments,
     /// Call-time queries over the posts table (None when no posts table is mapped).
     pub live: Option<super::live::LiveQueries>,
@@ -354,7 +356,7 @@ impl Serving {
     pub fn category(&self, item: u32) -> Option<&str> {
         let c = self.content.as_ref()?;
         let row = c.from_item.get(item as usize).copied().flatten()?;
-        let code = c.attrs[row as usize][0];
+        let code = c.attr(row as usize)[0];
         (code != 0).then(|| c.dict_list.get(code as usize).map(|s| s.as_str())).flatten()
     }
 
@@ -387,15 +389,15 @@ pub const QUANTIZE_MIN_ITEMS: usize = 20_000;
 
 /// The TF-IDF side of a model: every post of the posts table, interactions or not.
 pub struct Content {
-    pub ids: Vec<i64>,
-    pub index: HashMap<i64, u32>,
+    pub ids: Buf<i64>,
+    pub index: IdIndex,
     pub tfidf: Tfidf,
     /// Content row → ALS item index, when the post has factors.
     pub to_item: Vec<Option<u32>>,
     /// ALS item index → content row, when the post is in the posts table.
     pub from_item: Vec<Option<u32>>,
-    /// Per content row: category, project_code, mood as codes into `dict` (0 = NULL).
-    pub attrs: Vec<[u32; 3]>,
+    /// Per content row: category, project_code, mood as codes into `dict` (0 = NULL), three a row.
+    pub attrs: Buf<u32>,
     pub dict: HashMap<String, u32>,
     pub dict_list: Vec<String>,
 }
@@ -407,8 +409,13 @@ impl Content {
         wanted.map(|w| w.map(|v| self.dict.get(v).copied()))
     }
 
+    /// Row `row`'s codes (all 0 when the row has none).
+    pub fn attr(&self, row: usize) -> [u32; 3] {
+        self.attrs.get(row * 3..row * 3 + 3).map_or([0; 3], |c| [c[0], c[1], c[2]])
+    }
+
     pub fn matches(&self, row: usize, codes: &[Option<Option<u32>>; 3]) -> bool {
-        codes.iter().zip(&self.attrs[row]).all(|(want, have)| match want {
+        codes.iter().zip(&self.attr(row)).all(|(want, have)| match want {
             None => true,
             Some(Some(c)) => c == have,
             Some(None) => false,
@@ -534,7 +541,7 @@ fn load(client: &SpiClient<'_>, schema: &str, key: ModelKey, options: TrainOptio
     let max = popularity.iter().cloned().fold(0f32, f32::max).max(1e-12);
     popularity.iter_mut().for_each(|p| *p /= max);
     let item_norms = item_factors.chunks_exact(f).map(|v| v.iter().map(|x| x * x).sum::<f32>().sqrt()).collect();
-    let item_index: HashMap<i64, u32> = item_ids.iter().enumerate().map(|(i, id)| (*id, i as u32)).collect();
+    let item_index = IdIndex::positions(&item_ids);
     let content = match parts.get("content_ids") {
         None => None,
         Some(ids) => {
@@ -555,14 +562,14 @@ fn load(client: &SpiClient<'_>, schema: &str, key: ModelKey, options: TrainOptio
             let docs = Csr { rows: ids.len(), cols: vocab.len(), indptr: indptr.into(), indices: terms.into(), data: values.into() };
             let postings = docs.transpose();
             let index: HashMap<String, u32> = vocab.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
-            let to_item: Vec<Option<u32>> = ids.iter().map(|p| item_index.get(p).copied()).collect();
+            let to_item: Vec<Option<u32>> = ids.iter().map(|&p| item_index.get(p)).collect();
             let mut from_item = vec![None; item_ids.len()];
             for (d, i) in to_item.iter().enumerate() {
                 if let Some(i) = i {
                     from_item[*i as usize] = Some(d as u32);
                 }
             }
-            let cindex = ids.iter().enumerate().map(|(i, p)| (*p, i as u32)).collect();
+            let cindex = IdIndex::positions(&ids);
             let codes: Vec<u32> = decode(opt("attr_codes"), u32::from_le_bytes)?;
             let dict_list: Vec<String> = if opt("attr_dict").is_empty() {
                 vec![String::new()]
@@ -572,13 +579,18 @@ fn load(client: &SpiClient<'_>, schema: &str, key: ModelKey, options: TrainOptio
             if codes.iter().any(|&c| c as usize >= dict_list.len()) {
                 return Err(RecsysError::Corrupt(format!("model {id}: an attribute code is outside its dictionary")));
             }
-            let attrs: Vec<[u32; 3]> = if codes.len() == product(id, ids.len(), 3)? {
-                codes.chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect()
-            } else {
-                vec![[0; 3]; ids.len()]
-            };
+            let attrs: Vec<u32> = if codes.len() == product(id, ids.len(), 3)? { codes } else { vec![0; ids.len() * 3] };
             let dict = dict_list.iter().enumerate().skip(1).map(|(i, v)| (v.clone(), i as u32)).collect();
-            Some(Content { ids, index: cindex, tfidf: Tfidf { vocab: recsys_core::tfidf::Vocab::Owned { terms: vocab, index }, idf: idf.into(), docs, postings }, to_item, from_item, attrs, dict, dict_list })
+            Some(Content {
+                ids: ids.into(),
+                index: cindex,
+                tfidf: Tfidf { vocab: recsys_core::tfidf::Vocab::Owned { terms: vocab, index }, idf: idf.into(), docs, postings },
+                to_item,
+                from_item,
+                attrs: attrs.into(),
+                dict,
+                dict_list,
+            })
         }
     };
     let resolved = source::resolve(client, "interactions", &options.interactions, INTERACTIONS)?;
@@ -608,15 +620,10 @@ fn load(client: &SpiClient<'_>, schema: &str, key: ModelKey, options: TrainOptio
         return Err(RecsysError::Corrupt(format!("model {id} per-post arrays have inconsistent sizes")));
     }
     let owners: Vec<i64> = decode(opt("item_owner"), i64::from_le_bytes)?;
-    let mut owned: HashMap<i64, Vec<u32>> = HashMap::new();
-    for (i, o) in owners.iter().enumerate() {
-        if *o != i64::MIN {
-            owned.entry(*o).or_default().push(i as u32);
-        }
-    }
+    let owned = IdLists::build(owners.iter().enumerate().filter(|(_, o)| **o != i64::MIN).map(|(i, o)| (*o, i as u32)));
     let fids: Vec<i64> = decode(opt("follower_ids"), i64::from_le_bytes)?;
     let fcounts: Vec<u32> = decode(opt("follower_counts"), u32::from_le_bytes)?;
-    let followers = fids.into_iter().zip(fcounts).collect();
+    let followers = IdIndex::build(fids.into_iter().zip(fcounts));
     if (!freshness.is_empty() && freshness.len() != item_ids.len()) || (!owners.is_empty() && owners.len() != item_ids.len()) {
         return Err(RecsysError::Corrupt(format!("model {id} per-post arrays have inconsistent sizes")));
     }
@@ -675,22 +682,22 @@ fn load(client: &SpiClient<'_>, schema: &str, key: ModelKey, options: TrainOptio
         key,
         factors: f,
         options,
-        item_ids,
+        item_ids: item_ids.into(),
         item_index,
-        item_factors,
+        item_factors: item_factors.into(),
         item_norms,
-        popularity,
-        gram,
+        popularity: popularity.into(),
+        gram: gram.into(),
         history_query,
         content,
         quantized,
         popularity_order,
         interacted_items,
-        freshness,
+        freshness: freshness.into(),
         newest_day,
         new_posts,
         owned,
-        owners,
+        owners: owners.into(),
         followers,
         segments,
         live,

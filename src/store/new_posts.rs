@@ -72,7 +72,7 @@ pub fn pending(client: &pgrx::spi::SpiClient<'_>, m: &Serving) -> Result<Option<
     }
     np.read.set(Some((who, last)));
     // Posts another role's call already added are known.
-    let known = |id: &i64| m.content.as_ref().is_some_and(|c| c.index.contains_key(id));
+    let known = |id: &i64| m.content.as_ref().is_some_and(|c| c.index.contains(*id));
     if text.ids.iter().all(known) {
         return Ok(None);
     }
@@ -90,7 +90,7 @@ impl Serving {
         let Some(c) = self.content.as_mut() else { return };
         let mut rows = vec![];
         for (k, &pid) in p.text.ids.iter().enumerate() {
-            if c.index.contains_key(&pid) {
+            if c.index.contains(pid) {
                 continue;
             }
             let row = c.ids.len();
@@ -112,7 +112,7 @@ impl Serving {
                     });
                 }
             }
-            c.attrs.push(codes);
+            c.attrs.extend_from_slice(&codes);
             rows.push((row, k));
         }
         if rows.is_empty() {
@@ -152,7 +152,7 @@ impl Serving {
                 let owner = p.text.owners[k].unwrap_or(i64::MIN);
                 self.owners.push(owner);
                 if owner != i64::MIN {
-                    self.owned.entry(owner).or_default().push(item);
+                    self.owned.push(owner, item);
                 }
             }
         }

@@ -38,8 +38,8 @@ pub fn gather(client: &SpiClient<'_>, m: &Serving, user_id: i64, w: &Weights) ->
             let (Some(weight), Some(day)) = (source::finite_weight(row.get::<f64>(2)?), source::finite_day(Some(row.get::<f32>(3)?.unwrap_or(f32::NAN)))) else {
                 return Ok(None);
             };
-            match m.item_index.get(&pid) {
-                Some(&item) => Ok(Some(Event { item, weight, day })),
+            match m.item_index.get(pid) {
+                Some(item) => Ok(Some(Event { item, weight, day })),
                 None => {
                     unknown += 1;
                     Ok(None)
@@ -70,7 +70,7 @@ pub fn gather(client: &SpiClient<'_>, m: &Serving, user_id: i64, w: &Weights) ->
                 let (Some(weight), Some(day)) = (source::finite_weight(row.get::<f64>(3)?), source::finite_day(Some(row.get::<f32>(4)?.unwrap_or(f32::NAN)))) else {
                     return Ok(None);
                 };
-                if let Some(&item) = m.item_index.get(&p) {
+                if let Some(item) = m.item_index.get(p) {
                     events.entry(u).or_default().push(Event { item, weight, day });
                 }
                 Ok(None)
@@ -79,7 +79,7 @@ pub fn gather(client: &SpiClient<'_>, m: &Serving, user_id: i64, w: &Weights) ->
             if let Some(q) = &m.followee_posts_query {
                 m.run(client, "followee_posts", q, &[INT8_ARRAY], &[ids.into()], |row| {
                     if let (Some(o), Some(p)) = (row.get::<i64>(1)?, row.get::<i64>(2)?) {
-                        if let Some(&item) = m.item_index.get(&p) {
+                        if let Some(item) = m.item_index.get(p) {
                             owned.entry(o).or_default().push(item);
                         }
                     }
@@ -92,11 +92,11 @@ pub fn gather(client: &SpiClient<'_>, m: &Serving, user_id: i64, w: &Weights) ->
                     id,
                     mutual,
                     second_hop,
-                    followers: m.followers.get(&id).copied().unwrap_or(0),
+                    followers: m.followers.get(id).unwrap_or(0),
                     events: events.remove(&id).unwrap_or_default(),
                     owned: match &m.followee_posts_query {
                         Some(_) => owned.remove(&id).unwrap_or_default(),
-                        None => m.owned.get(&id).cloned().unwrap_or_default(),
+                        None => m.owned.get(id),
                     },
                 })
                 .collect();

@@ -10,6 +10,7 @@ pub mod eval;
 pub mod explicit;
 pub mod graph;
 pub mod hybrid;
+pub mod ids;
 pub mod kernels;
 pub mod options;
 pub mod rng;

@@ -1,0 +1,155 @@
+//! External ids (post, user, owner ids: any i64) to dense indices, without building a hash map
+//! when a model is opened: the ids sorted once with their values beside them, looked up by
+//! binary search, so the arrays can be borrowed from a shared image as they are. Ids added
+//! later (posts created after training) go to a small hash map on the side.
+use crate::buf::Buf;
+use std::collections::HashMap;
+
+/// id → u32 value (an item index, a count).
+#[derive(Clone, Debug, Default)]
+pub struct IdIndex {
+    /// Sorted, distinct.
+    ids: Buf<i64>,
+    values: Buf<u32>,
+    extra: HashMap<i64, u32>,
+}
+
+impl IdIndex {
+    /// From (id, value) pairs; a repeated id keeps its first value.
+    pub fn build(pairs: impl IntoIterator<Item = (i64, u32)>) -> IdIndex {
+        let mut v: Vec<(i64, u32)> = pairs.into_iter().collect();
+        // Stable: the first of equal ids stays first, and dedup keeps it.
+        v.sort_by_key(|p| p.0);
+        v.dedup_by_key(|p| p.0);
+        IdIndex { ids: v.iter().map(|p| p.0).collect(), values: v.iter().map(|p| p.1).collect(), extra: HashMap::new() }
+    }
+
+    /// The positions 0..n of `ids` (the usual id → index map).
+    pub fn positions(ids: &[i64]) -> IdIndex {
+        IdIndex::build(ids.iter().enumerate().map(|(i, &id)| (id, i as u32)))
+    }
+
+    /// From stored parts, checked: ids strictly increasing, lengths equal. None otherwise.
+    pub fn from_parts(ids: Buf<i64>, values: Buf<u32>) -> Option<IdIndex> {
+        (ids.len() == values.len() && ids.windows(2).all(|w| w[0] < w[1])).then(|| IdIndex { ids, values, extra: HashMap::new() })
+    }
+
+    pub fn parts(&self) -> (&[i64], &[u32]) {
+        (&self.ids, &self.values)
+    }
+
+    pub fn get(&self, id: i64) -> Option<u32> {
+        match self.ids.binary_search(&id) {
+            Ok(k) => Some(self.values[k]),
+            Err(_) => self.extra.get(&id).copied(),
+        }
+    }
+
+    pub fn contains(&self, id: i64) -> bool {
+        self.get(id).is_some()
+    }
+
+    /// Adds or replaces an id (kept on the side: the sorted arrays are never rewritten).
+    pub fn insert(&mut self, id: i64, value: u32) {
+        self.extra.insert(id, value);
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len() + self.extra.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes held privately (what a borrowed index costs a backend).
+    pub fn private_bytes(&self) -> usize {
+        let own = |b: usize, borrowed: bool| if borrowed { 0 } else { b };
+        own(self.ids.bytes(), self.ids.is_borrowed()) + own(self.values.bytes(), self.values.is_borrowed()) + self.extra.capacity() * 16
+    }
+}
+
+/// id → list of u32 (e.g. an owner's posts), as CSR over the sorted ids.
+#[derive(Clone, Debug, Default)]
+pub struct IdLists {
+    ids: Buf<i64>,
+    ptr: Buf<u32>,
+    items: Buf<u32>,
+    extra: HashMap<i64, Vec<u32>>,
+}
+
+impl IdLists {
+    pub fn build(pairs: impl IntoIterator<Item = (i64, u32)>) -> IdLists {
+        let mut v: Vec<(i64, u32)> = pairs.into_iter().collect();
+        v.sort();
+        let (mut ids, mut ptr, mut items) = (vec![], vec![0u32], vec![]);
+        for (id, x) in v {
+            if ids.last() != Some(&id) {
+                if !ids.is_empty() {
+                    ptr.push(items.len() as u32);
+                }
+                ids.push(id);
+            }
+            items.push(x);
+        }
+        if !ids.is_empty() {
+            ptr.push(items.len() as u32);
+        }
+        IdLists { ids: ids.into(), ptr: ptr.into(), items: items.into(), extra: HashMap::new() }
+    }
+
+    /// From stored parts, checked (ids strictly increasing, ptr monotone from 0 to the end).
+    pub fn from_parts(ids: Buf<i64>, ptr: Buf<u32>, items: Buf<u32>) -> Option<IdLists> {
+        let ok = ptr.len() == ids.len() + 1
+            && ptr[0] == 0
+            && ptr.windows(2).all(|w| w[0] <= w[1])
+            && ptr[ids.len()] as usize == items.len()
+            && ids.windows(2).all(|w| w[0] < w[1]);
+        ok.then(|| IdLists { ids, ptr, items, extra: HashMap::new() })
+    }
+
+    pub fn parts(&self) -> (&[i64], &[u32], &[u32]) {
+        (&self.ids, &self.ptr, &self.items)
+    }
+
+    /// The list of `id` (stored ones first, then added ones).
+    pub fn get(&self, id: i64) -> Vec<u32> {
+        let mut out = match self.ids.binary_search(&id) {
+            Ok(k) => self.items[self.ptr[k] as usize..self.ptr[k + 1] as usize].to_vec(),
+            Err(_) => vec![],
+        };
+        if let Some(more) = self.extra.get(&id) {
+            out.extend_from_slice(more);
+        }
+        out
+    }
+
+    pub fn push(&mut self, id: i64, x: u32) {
+        self.extra.entry(id).or_default().push(x);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_and_lists_round_trip_through_parts() {
+        let ix = IdIndex::positions(&[50, -3, 7, 50]);
+        assert_eq!((ix.get(50), ix.get(-3), ix.get(7), ix.get(8)), (Some(0), Some(1), Some(2), None));
+        let (i, v) = ix.parts();
+        let mut back = IdIndex::from_parts(i.to_vec().into(), v.to_vec().into()).unwrap();
+        back.insert(8, 9);
+        assert_eq!((back.get(7), back.get(8), back.len()), (Some(2), Some(9), 4));
+        assert!(IdIndex::from_parts(vec![2, 1].into(), vec![0, 1].into()).is_none());
+        let l = IdLists::build([(5, 1), (3, 0), (5, 2)]);
+        assert_eq!((l.get(5), l.get(3), l.get(4)), (vec![1, 2], vec![0], vec![]));
+        let (i, p, x) = l.parts();
+        let mut back = IdLists::from_parts(i.to_vec().into(), p.to_vec().into(), x.to_vec().into()).unwrap();
+        back.push(5, 7);
+        back.push(6, 8);
+        assert_eq!((back.get(5), back.get(6)), (vec![1, 2, 7], vec![8]));
+        assert!(IdLists::from_parts(vec![1].into(), vec![0, 3].into(), vec![1].into()).is_none());
+        assert!(IdLists::build([]).get(1).is_empty());
+    }
+}
