@@ -19,6 +19,7 @@ static TRENDING_CACHE_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(10);
 /// Force the exact f32 catalogue scan in recsys_recommend (off: int8 scan + exact re-score
 /// from 20,000 posts on).
 static EXACT_SCAN: GucSetting<bool> = GucSetting::<bool>::new(false);
+static SHARED_MODELS: GucSetting<bool> = GucSetting::<bool>::new(true);
 
 /// Longest recsys_search query accepted, in bytes.
 static MAX_QUERY_BYTES: GucSetting<i32> = GucSetting::<i32>::new(10_000);
@@ -102,6 +103,14 @@ pub fn init() {
         GucContext::Userset,
         GucFlags::default(),
     );
+    GucRegistry::define_bool_guc(
+        c"recsys.shared_models",
+        c"Serve models from an image file mapped by every backend (one copy per cluster).",
+        c"off: each backend decodes its own copy from the model tables (more memory, slower first call).",
+        &SHARED_MODELS,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
     // The prefix is ours: a misspelt `SET recsys.trending_cache_second = 0` is an error rather
     // than a silently ignored placeholder (and existing placeholders get a WARNING).
     // SAFETY: called from _PG_init on the backend thread with a static NUL-terminated string.
@@ -148,6 +157,10 @@ pub fn similar_content_weight() -> f32 {
 
 pub fn trending_half_life_seconds() -> f64 {
     TRENDING_HALF_LIFE_HOURS.get().max(0.01) * 3600.0
+}
+
+pub fn shared_models() -> bool {
+    SHARED_MODELS.get()
 }
 
 pub fn exact_scan() -> bool {

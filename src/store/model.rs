@@ -489,9 +489,49 @@ pub fn current(client: &SpiClient<'_>, name: &str) -> Result<Rc<Serving>> {
         serde_json::from_value(options).map_err(|e| RecsysError::Corrupt(format!("options of model {id}: {e}")))?;
     // The old version is dropped before the new one is decoded (peak memory: one model).
     CACHE.with(|c| c.borrow_mut().remove(name));
-    let model = Rc::new(load(client, &schema, key, options)?);
+    let model = Rc::new(if crate::gucs::shared_models() { shared(client, &schema, key, options)? } else { load(client, &schema, key, options)? });
     CACHE.with(|c| c.borrow_mut().insert(name.to_string(), model.clone()));
     catch_up(client, model)
+}
+
+/// The model from its image, mapped (written first from the stored rows when there is none).
+/// An image that cannot be written (disk full, permissions) leaves the decoded private copy in
+/// service, with a WARNING: serving never fails for the cache's sake.
+fn shared(client: &SpiClient<'_>, schema: &str, key: ModelKey, options: TrainOptions) -> Result<Serving> {
+    let path = super::image::path(key);
+    let mapped = match super::image::Image::open(&path) {
+        Ok(m) => m,
+        Err(e) => {
+            // A damaged image is rebuilt below from the rows.
+            pgrx::warning!("pg_recsys: {e:?}; rebuilding it");
+            let _ = std::fs::remove_file(&path);
+            None
+        }
+    };
+    if let Some(img) = mapped {
+        check_stored_options(key.id, &options)?;
+        let data = super::image::read(&img, key.id)?;
+        if data.factors != options.als.factors {
+            return Err(RecsysError::Corrupt(format!("model {}: the image has {} factors, the options {}", key.id, data.factors, options.als.factors)));
+        }
+        return attach(client, key, options, data, None);
+    }
+    let (data, rating) = decode_parts(client, schema, key.id, &options)?;
+    if rating.is_some() {
+        return attach(client, key, options, data, rating);
+    }
+    if let Err(e) = super::image::write(&path, &data) {
+        pgrx::warning!("pg_recsys: could not write the model image {}: {e}; serving from private memory", path.display());
+        return attach(client, key, options, data, None);
+    }
+    drop(data);
+    let keep: Vec<i64> = client
+        .select(&format!("SELECT id FROM {schema}._recsys_model"), None, &[])?
+        .filter_map(|r| r.get::<i64>(1).ok().flatten())
+        .collect();
+    super::image::remove_others(key, &keep);
+    let img = super::image::Image::open(&path)?.ok_or_else(|| RecsysError::Corrupt(format!("model image {} vanished", path.display())))?;
+    attach(client, key, options, super::image::read(&img, key.id)?, None)
 }
 
 /// Adds the posts created since training (or since the last call) to the cached model, placed
@@ -513,8 +553,39 @@ fn catch_up(client: &SpiClient<'_>, model: Rc<Serving>) -> Result<Rc<Serving>> {
     Ok(model)
 }
 
+/// Everything of a served model that is data: what the stored parts decode to and what a model
+/// image holds. The rest of [`Serving`] (queries, plans) is built from the options at load.
+pub struct Data {
+    pub factors: usize,
+    pub item_ids: Buf<i64>,
+    pub item_index: IdIndex,
+    pub item_factors: Buf<f32>,
+    pub item_norms: Buf<f32>,
+    pub popularity: Buf<f32>,
+    pub gram: Buf<f32>,
+    pub content: Option<Content>,
+    pub quantized: Option<recsys_core::kernels::QuantizedRows>,
+    pub popularity_order: Buf<u32>,
+    pub interacted_items: usize,
+    pub freshness: Buf<f32>,
+    pub newest_day: f32,
+    pub owned: IdLists,
+    pub owners: Buf<i64>,
+    pub followers: IdIndex,
+    pub segments: Segments,
+    pub graph: Option<recsys_core::graph::ItemGraph>,
+}
+
+/// The explicit-mode rating model as decoded (its query is built at load).
+pub type RatingParts = (ExplicitModel, Option<Knn>);
+
 fn load(client: &SpiClient<'_>, schema: &str, key: ModelKey, options: TrainOptions) -> Result<Serving> {
-    let id = key.id;
+    let (data, rating) = decode_parts(client, schema, key.id, &options)?;
+    attach(client, key, options, data, rating)
+}
+
+/// Reads model `id`'s parts and decodes them, checking every size.
+pub fn decode_parts(client: &SpiClient<'_>, schema: &str, id: i64, options: &TrainOptions) -> Result<(Data, Option<RatingParts>)> {
     // Serving never reads the user side.
     let parts = read_parts(client, schema, id, false)?;
     let take = |name: &str| parts.get(name).ok_or_else(|| RecsysError::Corrupt(format!("model {id} has no {name}")));
@@ -528,7 +599,7 @@ fn load(client: &SpiClient<'_>, schema: &str, key: ModelKey, options: TrainOptio
     if format != MODEL_FORMAT && format != LEGACY_FORMAT {
         return Err(RecsysError::Corrupt(format!("model {id} has storage format {format}; this build reads {LEGACY_FORMAT} and {MODEL_FORMAT}")));
     }
-    check_stored_options(id, &options)?;
+    check_stored_options(id, options)?;
     let item_ids: Vec<i64> = decode(take("item_ids")?, i64::from_le_bytes)?;
     let f32s = |b: &Vec<u8>| -> Result<Vec<f32>> { decode(b, f32::from_le_bytes) };
     let item_factors = f32s(take("item_factors")?)?;
@@ -593,8 +664,6 @@ fn load(client: &SpiClient<'_>, schema: &str, key: ModelKey, options: TrainOptio
             })
         }
     };
-    let resolved = source::resolve(client, "interactions", &options.interactions, INTERACTIONS)?;
-    let history_query = source::user_history_query(&resolved);
     let quantized = (item_ids.len() >= QUANTIZE_MIN_ITEMS).then(|| recsys_core::kernels::QuantizedRows::new(&item_factors, f));
     let mut order: Vec<recsys_core::topk::Scored> =
         popularity.iter().enumerate().map(|(i, &p)| recsys_core::topk::Scored { score: p, id: item_ids[i], index: i as u32 }).collect();
@@ -627,12 +696,6 @@ fn load(client: &SpiClient<'_>, schema: &str, key: ModelKey, options: TrainOptio
     if (!freshness.is_empty() && freshness.len() != item_ids.len()) || (!owners.is_empty() && owners.len() != item_ids.len()) {
         return Err(RecsysError::Corrupt(format!("model {id} per-post arrays have inconsistent sizes")));
     }
-    let follows = options.follows.as_ref().map(|m| source::resolve(client, "follows", m, FOLLOWS)).transpose()?;
-    let users = options.users.as_ref().map(|m| source::resolve(client, "users", m, USERS)).transpose()?;
-    // The posts table is resolved once: the live checks and the followees' posts read it.
-    let posts = options.posts.as_ref().map(|map| source::resolve(client, "posts", map, POSTS)).transpose()?;
-    let live = posts.as_ref().zip(options.posts.as_ref()).map(|(t, map)| super::live::queries(t, map.visible.as_deref()));
-    let new_posts = posts.as_ref().zip(content.as_ref()).map(|(t, c)| super::new_posts::NewPosts::new(t, &c.ids, &item_ids));
     let rating = match json_part("rating_meta")? {
         None => None,
         Some(v) => {
@@ -658,7 +721,7 @@ fn load(client: &SpiClient<'_>, schema: &str, key: ModelKey, options: TrainOptio
                     Some(Knn { k: meta.knn_k, mu, bu: vec![], bi, neighbours })
                 }
             };
-            Some(Rating { model, knn, query: source::user_ratings_query(&resolved, options.rating_kind.as_deref())? })
+            Some((model, knn))
         }
     };
     let graph = match parts.get("graph_ptr") {
@@ -673,6 +736,44 @@ fn load(client: &SpiClient<'_>, schema: &str, key: ModelKey, options: TrainOptio
             Some(g)
         }
     };
+    let data = Data {
+        factors: f,
+        item_ids: item_ids.into(),
+        item_index,
+        item_factors: item_factors.into(),
+        item_norms,
+        popularity: popularity.into(),
+        gram: gram.into(),
+        content,
+        quantized,
+        popularity_order,
+        interacted_items,
+        freshness: freshness.into(),
+        newest_day,
+        owned,
+        owners: owners.into(),
+        followers,
+        segments,
+        graph,
+    };
+    Ok((data, rating))
+}
+
+/// A served model from its data: the tables resolved in the catalog as they are now, the
+/// call-time queries built.
+pub fn attach(client: &SpiClient<'_>, key: ModelKey, options: TrainOptions, d: Data, rating: Option<RatingParts>) -> Result<Serving> {
+    let resolved = source::resolve(client, "interactions", &options.interactions, INTERACTIONS)?;
+    let history_query = source::user_history_query(&resolved);
+    let follows = options.follows.as_ref().map(|m| source::resolve(client, "follows", m, FOLLOWS)).transpose()?;
+    let users = options.users.as_ref().map(|m| source::resolve(client, "users", m, USERS)).transpose()?;
+    // The posts table is resolved once: the live checks and the followees' posts read it.
+    let posts = options.posts.as_ref().map(|map| source::resolve(client, "posts", map, POSTS)).transpose()?;
+    let live = posts.as_ref().zip(options.posts.as_ref()).map(|(t, map)| super::live::queries(t, map.visible.as_deref()));
+    let new_posts = posts.as_ref().zip(d.content.as_ref()).map(|(t, c)| super::new_posts::NewPosts::new(t, &c.ids, &d.item_ids));
+    let rating = match rating {
+        None => None,
+        Some((model, knn)) => Some(Rating { model, knn, query: source::user_ratings_query(&resolved, options.rating_kind.as_deref())? }),
+    };
     let followees_query = follows.as_ref().map(|t| source::followees_query(t, recsys_core::world::MAX_FOLLOWEES));
     let second_hop_query = follows.as_ref().map(|t| source::second_hop_query(t, SECOND_HOP_USERS));
     let followee_events_query = source::followee_events_query(&resolved, recsys_core::hybrid::SOCIAL_EVENTS);
@@ -680,33 +781,33 @@ fn load(client: &SpiClient<'_>, schema: &str, key: ModelKey, options: TrainOptio
     let demographics_query = users.as_ref().map(source::demographics_query);
     Ok(Serving {
         key,
-        factors: f,
+        factors: d.factors,
         options,
-        item_ids: item_ids.into(),
-        item_index,
-        item_factors: item_factors.into(),
-        item_norms,
-        popularity: popularity.into(),
-        gram: gram.into(),
+        item_ids: d.item_ids,
+        item_index: d.item_index,
+        item_factors: d.item_factors,
+        item_norms: d.item_norms,
+        popularity: d.popularity,
+        gram: d.gram,
         history_query,
-        content,
-        quantized,
-        popularity_order,
-        interacted_items,
-        freshness: freshness.into(),
-        newest_day,
+        content: d.content,
+        quantized: d.quantized,
+        popularity_order: d.popularity_order,
+        interacted_items: d.interacted_items,
+        freshness: d.freshness,
+        newest_day: d.newest_day,
         new_posts,
-        owned,
-        owners: owners.into(),
-        followers,
-        segments,
+        owned: d.owned,
+        owners: d.owners,
+        followers: d.followers,
+        segments: d.segments,
         live,
         followees_query,
         second_hop_query,
         followee_events_query,
         followee_posts_query,
         rating,
-        graph,
+        graph: d.graph,
         demographics_query,
         plans: RefCell::new(HashMap::new()),
     })

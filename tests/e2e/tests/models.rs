@@ -134,3 +134,44 @@ fn named_models_deploy_and_roll_back() {
     c.sql(db, r#"SELECT recsys_train('{"factors": 8, "iterations": 3, "deploy": false, "tune": true}')"#);
     assert_eq!(c.sql(db, "SELECT recsys_deploy('default', 'best')"), "7");
 }
+
+/// Item 1: the served model is an image file mapped by every backend. Serving from it gives
+/// exactly what the private decoded copy gives; a damaged image is a WARNING and is rebuilt;
+/// images of versions no longer stored are removed.
+#[test]
+fn model_images_serve_exactly_the_stored_model() {
+    let c = Cluster::start("models_image");
+    let db = "postgres";
+    fixture(&c, db);
+    c.sql(db, r#"SELECT recsys_train('{"factors": 8, "iterations": 4}')"#);
+    let calls = "SELECT post_id, round(score::numeric, 5), reason FROM recsys_recommend(7, 8);
+                 SELECT post_id, round(score::numeric, 5), reason FROM recsys_recommend(2999, 8, diversity => 0.3);
+                 SELECT post_id, round(score::numeric, 5) FROM recsys_similar(3, 5);
+                 SELECT post_id, round(score::numeric, 5) FROM recsys_search('food dance', 5);
+                 SELECT component, evidence, round(contribution::numeric, 5) FROM recsys_explain(7, 12);
+                 SELECT round(recsys_predict(7, 12)::numeric, 5);";
+    let shared = c.sql(db, calls);
+    let images = c.dir.join("pg_recsys").join("images");
+    let files = || -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(&images).map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default();
+        v.sort();
+        v
+    };
+    assert_eq!(files().len(), 1, "one image for the served version: {:?}", files());
+    let private = c.sql(db, &format!("SET recsys.shared_models = off; {calls}"));
+    assert_eq!(shared, private, "the image serves exactly the decoded model");
+    assert!(shared.lines().count() > 30, "{shared}");
+    // A damaged image: a WARNING, rebuilt from the rows, same answers.
+    let img = images.join(&files()[0]);
+    std::fs::write(&img, b"not an image at all").unwrap();
+    let out = c.psql_cmd(db).args(["-A", "-t", "-c", calls]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim_end(), shared);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rebuilding it"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(std::fs::metadata(&img).unwrap().len() > 1000, "rebuilt");
+    // A new version gets its own image; images of versions no longer stored go.
+    c.sql(db, r#"SET recsys.keep_models = 1; SELECT recsys_train('{"factors": 8, "iterations": 5}')"#);
+    c.sql(db, "SELECT count(*) FROM recsys_recommend(7, 5)");
+    let now = files();
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert!(now[0].contains("_2_"), "the image of version 2: {now:?}");
+}
