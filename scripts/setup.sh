@@ -26,4 +26,14 @@ if ! grep -qs "pg15 = \"$PG_CONFIG\"" "$HOME/.pgrx/config.toml"; then
   echo "setup: cargo pgrx init --pg15"
   cargo pgrx init --pg15 "$PG_CONFIG"
 fi
+# pgvector (the serving alternative users would pick): built from the peer tarball beside the
+# repository (../shared/peers), for the side-by-side benchmark and the vector import test.
+PGVECTOR_TGZ="$(cd "$(dirname "$0")/.." && pwd)/../shared/peers/pgvector-0.8.6.tar.gz"
+if [ ! -f "$($PG_CONFIG --sharedir)/extension/vector.control" ] && [ -f "$PGVECTOR_TGZ" ]; then
+  echo "setup: building pgvector 0.8.6 from $PGVECTOR_TGZ"
+  tmp="$(mktemp -d)"
+  tar -xzf "$PGVECTOR_TGZ" -C "$tmp"
+  (cd "$tmp"/pgvector-* && make -s PG_CONFIG="$PG_CONFIG" >/dev/null && make -s PG_CONFIG="$PG_CONFIG" install >/dev/null)
+  rm -rf "$tmp"
+fi
 echo "setup: ok"

@@ -3,7 +3,8 @@
 #   1. core unit tests + ML-100K quality test (crates/recsys-core, no Postgres)
 #   2. #[pg_test]s inside a pgrx-managed PostgreSQL 15 (cargo pgrx test)
 #   3. SQL golden files and end-to-end tests against a throwaway cluster (tests/e2e)
-#   4. the FastAPI example service against a real cluster (examples/fastapi/run_tests.sh)
+#   4. the FastAPI example service against a real cluster (examples/fastapi/run_tests.sh), and
+#      Spark MLlib ALS imported and served (examples/spark/run_tests.sh)
 #   5. bounded fuzzing of the options parser and the tokenizer (scripts/fuzz.sh, 20 s each)
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"

@@ -82,7 +82,8 @@ AS $$ SELECT @extschema@._recsys_import_factors($1::pg_catalog.oid, $2::pg_catal
 
 COMMENT ON FUNCTION @extschema@.recsys_import_factors(regclass, regclass, jsonb) IS
 'Serves factors trained elsewhere (e.g. Spark MLlib ALS output): two tables of (id integer type, features
-real[] or double precision[]) for users and posts, the same dimension everywhere, distinct ids, finite values.
+real[], double precision[] or pgvector vector) for users and posts, the same dimension everywhere, distinct ids,
+finite values.
 Builds and stores a model exactly as recsys_train does (content, social, trending, fusion, filters, fold-in,
 explanations) but with these item factors instead of training ALS; interactions on posts without imported
 factors are left out, posts in the posts table without factors are placed by content. options as recsys_train
@@ -206,3 +207,7 @@ END $$;
 COMMENT ON FUNCTION @extschema@.recsys_pin(bigint, boolean) IS
 'Pins a model version (or unpins it with pinned => false): recsys.keep_models never deletes a pinned version, nor
 the version being served.';
+
+COMMENT ON FUNCTION @extschema@.recsys_item_factors(text) IS
+'The served model''s post factors, one row per post (post_id, factors real[]): e.g. into a pgvector column with
+INSERT INTO item_vec SELECT post_id, factors::vector FROM recsys_item_factors(). model as elsewhere.';

@@ -147,7 +147,7 @@ mod import {
     }
 
     /// Reads (id, features) from a table given as regclass: the first integer column is the id,
-    /// the first real[]/double precision[] column the features. Every row must have the same
+    /// the first real[], double precision[] or pgvector `vector` column the features. Every row must have the same
     /// number of finite features and a distinct, non-NULL id.
     pub fn read(client: &SpiClient<'_>, table: pgrx::pg_sys::Oid, arg: &'static str) -> Result<Factors> {
         let cols = |types: &str| -> Result<Option<String>> {
@@ -163,10 +163,11 @@ mod import {
         let name = crate::store::one::<String>(client, "SELECT $1::pg_catalog.regclass::text", &[table.into()])?.unwrap_or_default();
         let bad = |what: String| RecsysError::InvalidArgument {
             message: format!("{arg} {name}: {what}"),
-            hint: format!("{arg} must be a table of (id bigint, features real[]), e.g. Spark ALS output"),
+            hint: format!("{arg} must be a table of (id bigint, features real[] or vector), e.g. Spark ALS output"),
         };
         let id = cols("'int2', 'int4', 'int8'")?.ok_or_else(|| bad("has no integer id column".into()))?;
-        let features = cols("'_float4', '_float8'")?.ok_or_else(|| bad("has no real[] features column".into()))?;
+        // pgvector's `vector` casts to real[] (its own cast), so its columns import as they are.
+        let features = cols("'_float4', '_float8', 'vector'")?.ok_or_else(|| bad("has no real[], double precision[] or vector features column".into()))?;
         let query = format!("SELECT ({id})::int8, ({features})::float4[] FROM {name}");
         let mut out = Factors { ids: vec![], dim: 0, data: vec![] };
         let mut seen = std::collections::HashSet::new();

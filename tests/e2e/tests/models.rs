@@ -175,3 +175,30 @@ fn model_images_serve_exactly_the_stored_model() {
     assert_eq!(now.len(), 1, "{now:?}");
     assert!(now[0].contains("_2_"), "the image of version 2: {now:?}");
 }
+
+/// Item 6: factors go to and come from pgvector columns: recsys_item_factors exports the
+/// served post factors into a vector column, recsys_import_factors reads vector columns, and the
+/// imported model ranks like the original (same item factors, same similar-posts answer).
+#[test]
+fn factors_round_trip_through_pgvector_columns() {
+    let c = Cluster::start("models_vector");
+    let db = "postgres";
+    fixture(&c, db);
+    c.sql(db, r#"SELECT recsys_train('{"factors": 8, "iterations": 4}')"#);
+    let similar = "SELECT string_agg(post_id::text, ',' ORDER BY score DESC, post_id) FROM recsys_similar(3, 8)";
+    let before = c.sql(db, similar);
+    c.sql(
+        db,
+        "CREATE EXTENSION vector;
+         CREATE TABLE item_vec (id bigint PRIMARY KEY, v vector(8));
+         INSERT INTO item_vec SELECT post_id, factors::vector FROM recsys_item_factors();
+         CREATE TABLE user_vec (id bigint PRIMARY KEY, v vector(8));
+         INSERT INTO user_vec SELECT u, array_fill(0.1::real, ARRAY[8])::vector FROM generate_series(1, 3000) u;",
+    );
+    assert_eq!(c.sql(db, "SELECT count(*) = (SELECT count(*) FROM recsys_item_factors()) FROM item_vec"), "t");
+    let report = c.sql(db, "SELECT r->>'factors' FROM recsys_import_factors('user_vec', 'item_vec', '{\"factors\": 8}') r");
+    assert_eq!(report, "8");
+    assert_eq!(c.sql(db, similar), before, "same item factors, same neighbours");
+    let err = c.sql_err(db, "CREATE TABLE bad_vec (id bigint, v text); SELECT recsys_import_factors('user_vec', 'bad_vec')");
+    assert!(err.contains("vector"), "{err}");
+}
