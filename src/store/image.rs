@@ -156,8 +156,9 @@ impl<'a> Sections<'a> {
 /// Writes the image of `d` at `path` (temporary file, fsync, rename). Ids added to the data
 /// after it was decoded (posts created after training) are not in it: images are written from
 /// freshly decoded data only.
-pub fn write(path: &Path, d: &Data) -> std::io::Result<()> {
+pub fn write(path: &Path, d: &Data, tables: &crate::store::model::Tables) -> std::io::Result<()> {
     let mut s = Sections(vec![]);
+    s.own("tables", serde_json::to_vec(tables).map_err(std::io::Error::other)?);
     s.scalar("factors", d.factors as u64);
     s.scalar("interacted_items", d.interacted_items as u64);
     s.own("newest_day", d.newest_day.to_ne_bytes().to_vec());
@@ -247,7 +248,7 @@ pub fn read(img: &Arc<Image>, id: i64) -> Result<Data> {
     let item_ids: Buf<i64> = img.need("item_ids")?;
     let n = item_ids.len();
     let index = |name: &str| -> Result<IdIndex> {
-        IdIndex::from_parts(img.need(&format!("{name}.ids"))?, img.need(&format!("{name}.values"))?).ok_or_else(|| bad(name))
+        IdIndex::from_written_parts(img.need(&format!("{name}.ids"))?, img.need(&format!("{name}.values"))?).ok_or_else(|| bad(name))
     };
     let item_index = index("item_index")?;
     let item_factors: Buf<f32> = img.need("item_factors")?;
@@ -263,13 +264,12 @@ pub fn read(img: &Arc<Image>, id: i64) -> Result<Data> {
         || popularity.len() != n
         || gram.len() != factors * factors
         || popularity_order.len() != n
-        || popularity_order.iter().any(|&i| i as usize >= n)
         || (!freshness.is_empty() && freshness.len() != n)
         || (!owners.is_empty() && owners.len() != n);
     if sizes_bad {
         return Err(bad("arrays have inconsistent sizes"));
     }
-    let owned = IdLists::from_parts(img.need("owned.ids")?, img.need("owned.ptr")?, img.need("owned.items")?).ok_or_else(|| bad("owned"))?;
+    let owned = IdLists::from_written_parts(img.need("owned.ids")?, img.need("owned.ptr")?, img.need("owned.items")?).ok_or_else(|| bad("owned"))?;
     let followers = index("followers")?;
     let segments: recsys_core::hybrid::Segments = serde_json::from_slice(&img.need::<u8>("segments")?).map_err(|e| bad(&e.to_string()))?;
     let quantized = match img.get::<u64>("quantized.f")? {
@@ -279,7 +279,7 @@ pub fn read(img: &Arc<Image>, id: i64) -> Result<Data> {
     let graph = match img.get::<u64>("graph.items")? {
         None => None,
         Some(_) => Some(
-            recsys_core::graph::ItemGraph::from_parts(img.scalar("graph.items")? as usize, img.need("graph.ptr")?, img.need("graph.nbr")?, img.need("graph.weight")?)
+            recsys_core::graph::ItemGraph::from_written_parts(img.scalar("graph.items")? as usize, img.need("graph.ptr")?, img.need("graph.nbr")?, img.need("graph.weight")?)
                 .map_err(|e| bad(&e.to_string()))?,
         ),
     };
@@ -299,7 +299,7 @@ pub fn read(img: &Arc<Image>, id: i64) -> Result<Data> {
             };
             let docs = csr("docs")?;
             let postings = csr("postings")?;
-            let vocab = Vocab::packed(img.need("vocab.blob")?, img.need("vocab.offsets")?, img.need("vocab.sorted")?).ok_or_else(|| bad("vocabulary"))?;
+            let vocab = Vocab::packed_written(img.need("vocab.blob")?, img.need("vocab.offsets")?, img.need("vocab.sorted")?).ok_or_else(|| bad("vocabulary"))?;
             let idf: Buf<f32> = img.need("idf")?;
             if docs.rows != ids.len() || docs.cols != vocab.len() || idf.len() != vocab.len() || postings.rows != docs.cols || postings.cols != docs.rows {
                 return Err(bad("content arrays have inconsistent sizes"));
@@ -315,7 +315,7 @@ pub fn read(img: &Arc<Image>, id: i64) -> Result<Data> {
             let dict_list: Vec<String> = serde_json::from_slice(&img.need::<u8>("content.dict")?).map_err(|e| bad(&e.to_string()))?;
             let dict = dict_list.iter().enumerate().skip(1).map(|(i, v)| (v.clone(), i as u32)).collect();
             let attrs: Buf<u32> = img.need("content.attrs")?;
-            if to_item.len() != ids.len() || attrs.len() != ids.len() * 3 || attrs.iter().any(|&a| a as usize >= dict_list.len()) {
+            if to_item.len() != ids.len() || attrs.len() != ids.len() * 3 {
                 return Err(bad("content arrays have inconsistent sizes"));
             }
             Some(Content { index: index("content.index")?, ids, tfidf: Tfidf { vocab, idf, docs, postings }, to_item, from_item, attrs, dict, dict_list })
@@ -342,6 +342,14 @@ pub fn read(img: &Arc<Image>, id: i64) -> Result<Data> {
         segments,
         graph,
     })
+}
+
+/// The resolved tables stored with the image (None: an image without them).
+pub fn tables(img: &Arc<Image>) -> Result<Option<crate::store::model::Tables>> {
+    match img.get::<u8>("tables")? {
+        None => Ok(None),
+        Some(b) => serde_json::from_slice(&b).map(Some).map_err(|e| RecsysError::Corrupt(format!("model image tables: {e}"))),
+    }
 }
 
 /// Removes the images of this database's model table whose version is not in `keep`.

@@ -510,17 +510,27 @@ fn shared(client: &SpiClient<'_>, schema: &str, key: ModelKey, options: TrainOpt
     };
     if let Some(img) = mapped {
         check_stored_options(key.id, &options)?;
+        let t0 = std::time::Instant::now();
         let data = super::image::read(&img, key.id)?;
         if data.factors != options.als.factors {
             return Err(RecsysError::Corrupt(format!("model {}: the image has {} factors, the options {}", key.id, data.factors, options.als.factors)));
         }
-        return attach(client, key, options, data, None);
+        let t1 = std::time::Instant::now();
+        // The tables as the image's writer resolved them (a schema change since then shows
+        // as the serving queries' own errors; a retrain resolves again).
+        let m = match super::image::tables(&img)? {
+            Some(t) => attach_resolved(key, options, data, None, t),
+            None => attach(client, key, options, data, None),
+        };
+        pgrx::debug1!("pg_recsys: model {} opened from its image: read {:.2} ms, attach {:.2} ms", key.id, (t1 - t0).as_secs_f64() * 1e3, t1.elapsed().as_secs_f64() * 1e3);
+        return m;
     }
     let (data, rating) = decode_parts(client, schema, key.id, &options)?;
     if rating.is_some() {
         return attach(client, key, options, data, rating);
     }
-    if let Err(e) = super::image::write(&path, &data) {
+    let tables = resolve_tables(client, &options)?;
+    if let Err(e) = super::image::write(&path, &data, &tables) {
         pgrx::warning!("pg_recsys: could not write the model image {}: {e}; serving from private memory", path.display());
         return attach(client, key, options, data, None);
     }
@@ -531,7 +541,7 @@ fn shared(client: &SpiClient<'_>, schema: &str, key: ModelKey, options: TrainOpt
         .collect();
     super::image::remove_others(key, &keep);
     let img = super::image::Image::open(&path)?.ok_or_else(|| RecsysError::Corrupt(format!("model image {} vanished", path.display())))?;
-    attach(client, key, options, super::image::read(&img, key.id)?, None)
+    attach_resolved(key, options, super::image::read(&img, key.id)?, None, tables)
 }
 
 /// Adds the posts created since training (or since the last call) to the cached model, placed
@@ -761,13 +771,34 @@ pub fn decode_parts(client: &SpiClient<'_>, schema: &str, id: i64, options: &Tra
 
 /// A served model from its data: the tables resolved in the catalog as they are now, the
 /// call-time queries built.
+/// The model's tables as the catalog has them: (interactions, follows, users, posts).
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct Tables {
+    pub interactions: source::Resolved,
+    pub follows: Option<source::Resolved>,
+    pub users: Option<source::Resolved>,
+    pub posts: Option<source::Resolved>,
+}
+
+/// Resolves a model's mapped tables in the catalog (names, columns, types checked).
+pub fn resolve_tables(client: &SpiClient<'_>, options: &TrainOptions) -> Result<Tables> {
+    Ok(Tables {
+        interactions: source::resolve(client, "interactions", &options.interactions, INTERACTIONS)?,
+        follows: options.follows.as_ref().map(|m| source::resolve(client, "follows", m, FOLLOWS)).transpose()?,
+        users: options.users.as_ref().map(|m| source::resolve(client, "users", m, USERS)).transpose()?,
+        posts: options.posts.as_ref().map(|map| source::resolve(client, "posts", map, POSTS)).transpose()?,
+    })
+}
+
 pub fn attach(client: &SpiClient<'_>, key: ModelKey, options: TrainOptions, d: Data, rating: Option<RatingParts>) -> Result<Serving> {
-    let resolved = source::resolve(client, "interactions", &options.interactions, INTERACTIONS)?;
+    let tables = resolve_tables(client, &options)?;
+    attach_resolved(key, options, d, rating, tables)
+}
+
+/// A served model from its data and its resolved tables: the call-time queries built.
+pub fn attach_resolved(key: ModelKey, options: TrainOptions, d: Data, rating: Option<RatingParts>, tables: Tables) -> Result<Serving> {
+    let Tables { interactions: resolved, follows, users, posts } = tables;
     let history_query = source::user_history_query(&resolved);
-    let follows = options.follows.as_ref().map(|m| source::resolve(client, "follows", m, FOLLOWS)).transpose()?;
-    let users = options.users.as_ref().map(|m| source::resolve(client, "users", m, USERS)).transpose()?;
-    // The posts table is resolved once: the live checks and the followees' posts read it.
-    let posts = options.posts.as_ref().map(|map| source::resolve(client, "posts", map, POSTS)).transpose()?;
     let live = posts.as_ref().zip(options.posts.as_ref()).map(|(t, map)| super::live::queries(t, map.visible.as_deref()));
     let new_posts = posts.as_ref().zip(d.content.as_ref()).map(|(t, c)| super::new_posts::NewPosts::new(t, &c.ids, &d.item_ids));
     let rating = match rating {

@@ -8,7 +8,7 @@ use pgrx::JsonB;
 use std::collections::{BTreeMap, HashMap};
 
 /// A table whose name and columns were checked and quoted by the server.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Resolved {
     /// `regclass::text`: quoted and schema-qualified as needed.
     pub table: String,
@@ -111,18 +111,24 @@ pub fn resolve(client: &SpiClient<'_>, role_name: &'static str, map: &TableMap, 
     }
     let mut cols = BTreeMap::new();
     let mut types = BTreeMap::new();
+    // Every column of the table in one query (a model load resolves up to four tables).
+    let mut all: HashMap<String, (Option<String>, Option<String>, Option<String>)> = HashMap::new();
+    for row in client.select(
+        "SELECT a.attname::pg_catalog.text, pg_catalog.quote_ident(a.attname::pg_catalog.text), t.typname::pg_catalog.text, \
+                pg_catalog.format_type(a.atttypid, a.atttypmod) \
+         FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) a.atttypid \
+         WHERE a.attrelid OPERATOR(pg_catalog.=) $1::pg_catalog.int8::pg_catalog.oid \
+           AND a.attnum OPERATOR(pg_catalog.>) 0::pg_catalog.int2 AND NOT a.attisdropped",
+        None,
+        &[oid.into()],
+    )? {
+        if let Some(name) = row.get::<String>(1)? {
+            all.insert(name, (row.get::<String>(2)?, row.get::<String>(3)?, row.get::<String>(4)?));
+        }
+    }
     for (role, _, required) in spec.iter() {
         let Some(col) = map.column(role) else { continue };
-        let found = super::first_row::<String, String, String>(
-                client,
-                "SELECT pg_catalog.quote_ident(a.attname::text), t.typname::text, \
-                        pg_catalog.format_type(a.atttypid, a.atttypmod) \
-                 FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) a.atttypid \
-                 WHERE a.attrelid OPERATOR(pg_catalog.=) $1::pg_catalog.int8::pg_catalog.oid \
-                   AND a.attname OPERATOR(pg_catalog.=) $2::pg_catalog.text::pg_catalog.name \
-                   AND a.attnum OPERATOR(pg_catalog.>) 0::pg_catalog.int2 AND NOT a.attisdropped",
-                &[oid.into(), col.into()],
-            )?;
+        let found = all.get(col).cloned();
         match found {
             Some((Some(quoted), Some(typname), Some(pretty))) => {
                 let (expected, allowed) = expected_type(role);

@@ -45,6 +45,17 @@ impl ItemGraph {
     /// items + 1, not starting at 0, decreasing, or not ending at the edge count; `nbr` and
     /// `weight` of different lengths; a neighbour >= items; a non-finite weight; a row not
     /// sorted by weight descending.
+    /// From parts this build wrote itself (a model image): the row pointers are checked, the
+    /// edges trusted (an edge beyond the catalogue is skipped by `scores`, a NaN weight scores
+    /// 0), so opening touches only `ptr`.
+    pub fn from_written_parts(items: usize, ptr: Buf<u32>, nbr: Buf<u32>, weight: Buf<f32>) -> Result<ItemGraph> {
+        let ok = ptr.len() == items.saturating_add(1) && ptr[0] == 0 && ptr.windows(2).all(|w| w[0] <= w[1]) && ptr[items] as usize == nbr.len() && nbr.len() == weight.len();
+        if !ok {
+            return Err(corrupt("row pointers or lengths do not match".into()));
+        }
+        Ok(ItemGraph { items, ptr, nbr, weight })
+    }
+
     pub fn from_parts(items: usize, ptr: Buf<u32>, nbr: Buf<u32>, weight: Buf<f32>) -> Result<ItemGraph> {
         if ptr.len() != items.saturating_add(1) {
             return Err(corrupt(format!("ptr has {} entries, expected items + 1 = {}", ptr.len(), items.saturating_add(1))));

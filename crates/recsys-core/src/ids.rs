@@ -34,6 +34,13 @@ impl IdIndex {
         (ids.len() == values.len() && ids.windows(2).all(|w| w[0] < w[1])).then(|| IdIndex { ids, values, extra: HashMap::new() })
     }
 
+    /// From parts written by [`IdIndex::parts`] (a model image): lengths checked, order
+    /// trusted (unsorted ids would make lookups miss, never read out of bounds), so opening
+    /// touches none of the arrays.
+    pub fn from_written_parts(ids: Buf<i64>, values: Buf<u32>) -> Option<IdIndex> {
+        (ids.len() == values.len()).then(|| IdIndex { ids, values, extra: HashMap::new() })
+    }
+
     pub fn parts(&self) -> (&[i64], &[u32]) {
         (&self.ids, &self.values)
     }
@@ -108,6 +115,13 @@ impl IdLists {
         ok.then(|| IdLists { ids, ptr, items, extra: HashMap::new() })
     }
 
+    /// From parts written by [`IdLists::parts`]: sizes checked in O(1), order trusted (a
+    /// damaged pointer array makes a lookup fail with a panic, never read out of bounds).
+    pub fn from_written_parts(ids: Buf<i64>, ptr: Buf<u32>, items: Buf<u32>) -> Option<IdLists> {
+        let ok = ptr.len() == ids.len() + 1 && ptr[0] == 0 && ptr[ids.len()] as usize == items.len();
+        ok.then(|| IdLists { ids, ptr, items, extra: HashMap::new() })
+    }
+
     pub fn parts(&self) -> (&[i64], &[u32], &[u32]) {
         (&self.ids, &self.ptr, &self.items)
     }
@@ -115,7 +129,7 @@ impl IdLists {
     /// The list of `id` (stored ones first, then added ones).
     pub fn get(&self, id: i64) -> Vec<u32> {
         let mut out = match self.ids.binary_search(&id) {
-            Ok(k) => self.items[self.ptr[k] as usize..self.ptr[k + 1] as usize].to_vec(),
+            Ok(k) => self.items.get(self.ptr[k] as usize..self.ptr[k + 1] as usize).map(|s| s.to_vec()).unwrap_or_default(),
             Err(_) => vec![],
         };
         if let Some(more) = self.extra.get(&id) {

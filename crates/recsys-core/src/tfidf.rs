@@ -93,7 +93,7 @@ impl Vocab {
             Vocab::Owned { terms, .. } => terms.get(i).map_or("", |t| t.as_str()),
             Vocab::Packed { blob, offsets, .. } => match (offsets.get(i), offsets.get(i + 1)) {
                 // Checked to be UTF-8 on char boundaries by `packed`.
-                (Some(&a), Some(&b)) => std::str::from_utf8(&blob[a as usize..b as usize]).unwrap_or(""),
+                (Some(&a), Some(&b)) => blob.get(a as usize..b as usize).and_then(|t| std::str::from_utf8(t).ok()).unwrap_or(""),
                 _ => "",
             },
         }
@@ -121,6 +121,14 @@ impl Vocab {
 
     /// A packed vocabulary from its parts, checked: offsets monotone within the blob, each term
     /// UTF-8, `sorted` a permutation in term order. None when anything is off.
+    /// A packed vocabulary this build wrote itself: offsets checked, term text and order
+    /// trusted (a term that is not UTF-8 reads as empty, a misordered table misses lookups).
+    pub fn packed_written(blob: Buf<u8>, offsets: Buf<u32>, sorted: Buf<u32>) -> Option<Vocab> {
+        let n = offsets.len().checked_sub(1)?;
+        let ok = offsets[0] == 0 && offsets[n] as usize == blob.len() && offsets.windows(2).all(|w| w[0] <= w[1]) && sorted.len() == n;
+        ok.then_some(Vocab::Packed { blob, offsets, sorted })
+    }
+
     pub fn packed(blob: Buf<u8>, offsets: Buf<u32>, sorted: Buf<u32>) -> Option<Vocab> {
         let n = offsets.len().checked_sub(1)?;
         if offsets[0] != 0 || offsets[n] as usize != blob.len() || offsets.windows(2).any(|w| w[0] > w[1]) || sorted.len() != n {
