@@ -1,44 +1,18 @@
 """The demo page in real headless Chromium (Debian's chromium + chromium-driver), against the
-service started with uvicorn on a free port: the feed renders as cards, clicking a card shows
-"more like this", and the like button records an interaction and refreshes the feed."""
+service started with uvicorn on a free port (conftest.py): the feed renders as cards, "More"
+follows the `next` link without repeating a card, clicking a card shows "more like this", and
+the like button records an interaction and refreshes the feed."""
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 
-import httpx
 import pytest
-
-HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 chromium = shutil.which("chromium")
 driver_path = shutil.which("chromedriver")
 pytestmark = pytest.mark.skipif(not (chromium and driver_path) and os.environ.get("RECSYS_REQUIRE_BROWSER") != "1",
                                 reason="chromium / chromium-driver not installed")
-
-
-@pytest.fixture(scope="module")
-def server():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "app:app", "--host", "127.0.0.1", "--port", str(port)], cwd=HERE,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            if httpx.get(url + "/health").status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    yield url
-    proc.terminate()
-    proc.wait(10)
 
 
 @pytest.fixture(scope="module")
@@ -73,24 +47,33 @@ def wait_for(fn, timeout=10.0):
     raise AssertionError("timed out")
 
 
-def test_feed_more_like_this_and_like(server, browser):
+def test_feed_more_like_this_and_like(server, browser, data, written):
     from selenium.webdriver.common.by import By
-    browser.get(server + "/")
+    user = data["users"][2]
+    browser.get(f"{server}/?user={user}")
     cards = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#feed .card"))
     assert len(cards) == 12
     first = cards[0].get_attribute("data-post-id")
     assert cards[0].find_element(By.CSS_SELECTOR, ".reason").text
     img = cards[0].find_element(By.TAG_NAME, "img").get_attribute("src")
     assert img.startswith(server + "/thumb/"), img
+    # "More" appends the next page: 24 cards, none twice.
+    browser.find_element(By.ID, "more").click()
+    more = wait_for(lambda: len(browser.find_elements(By.CSS_SELECTOR, "#feed .card")) == 24 and
+                    [c.get_attribute("data-post-id") for c in browser.find_elements(By.CSS_SELECTOR, "#feed .card")])
+    assert len(set(more)) == 24
+    cards = browser.find_elements(By.CSS_SELECTOR, "#feed .card")
     # Clicking a card shows "more like this".
     cards[1].find_element(By.CSS_SELECTOR, ".title").click()
     similar = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#similar .card"))
     assert similar and browser.find_element(By.ID, "similar-title").is_displayed()
     if os.environ.get("RECSYS_SCREENSHOT"):
         browser.save_screenshot(os.environ["RECSYS_SCREENSHOT"])
-    # Liking the first card records an interaction and refreshes the feed: the liked post is
-    # seen now, so it leaves the feed.
+    # Liking the first card records an interaction and refreshes the feed from page 1: the
+    # liked post is seen now, so it leaves the feed.
+    written.append((user, int(first), "like"))
     cards[0].find_element(By.CSS_SELECTOR, "button.like").click()
     wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#feed .card")[0].get_attribute("data-post-id") != first)
     ids = wait_for(lambda: [c.get_attribute("data-post-id") for c in browser.find_elements(By.CSS_SELECTOR, "#feed .card")])
-    assert first not in ids
+    assert first not in ids and len(ids) == 12
+    assert not browser.find_element(By.ID, "status").text
