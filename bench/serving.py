@@ -1,9 +1,13 @@
-"""Serving under pgbench: recsys_recommend (with and without a category filter), recsys_similar,
-recsys_trending, and the plain-SQL alternative a user would write over the same factors (a
-float4[] per post and per user, ORDER BY a dot product LIMIT 20), at several client counts.
+"""Serving under pgbench: recsys_recommend (hybrid, with a category filter, ALS only), recsys_similar,
+recsys_trending, and the alternative a user would write with pgvector over the same factors: the
+served post factors (recsys_item_factors) and the trained user factors in vector(F) columns,
+ORDER BY v <#> user LIMIT 20, exact (no index) and with an HNSW index (vector_ip_ops, default
+m / ef_construction; ef_search 40, its default, and 100), at several client counts.
 
-Run by bench/serving.sh, which starts the cluster and loads the data. Prints a markdown table:
-QPS and p50/p99 latency in ms from pgbench's per-transaction log.
+Run by bench/serving.sh, which starts the cluster, loads the data and trains. Prints markdown
+tables: QPS and p50/p99 latency in ms from pgbench's per-transaction log; the HNSW build time and
+recall@20 against the exact top-20 (200 sampled users); ALS-only recsys_recommend QPS over
+pgvector HNSW / exact QPS per client count (issue 12 goal: >= 1x HNSW, >= 10x exact).
 Usage: python bench/serving.py POSTS SECONDS CLIENTS... (environment: PGHOST, PGPORT, PGUSER)
 """
 import base64
@@ -14,10 +18,12 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 
 POSTS, SECS = int(sys.argv[1]), int(sys.argv[2])
 CLIENTS = [int(c) for c in sys.argv[3:]] or [1, 2, 8, 16]
 USERS = POSTS // 5
+SAMPLE = 200  # users for recall@20
 
 
 def psql(sql, *extra):
@@ -32,69 +38,103 @@ def part(name, fmt, size):
     return struct.unpack(f"<{len(raw) // size}{fmt}", raw)
 
 
-def plain_sql_tables():
+def pgvector_tables():
+    """item_vec from the served post factors, user_vec from the newest model's trained user factors."""
     f = int(psql("SELECT factors FROM _recsys_model ORDER BY id DESC LIMIT 1"))
-    for kind in ("item", "user"):
-        ids = part(f"{kind}_ids", "q", 8)
-        vals = part(f"{kind}_factors", "f", 4)
-        tmp = tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False)
-        for k, i in enumerate(ids):
-            v = ",".join(f"{x:.7g}" for x in vals[k * f:(k + 1) * f])
-            tmp.write(f'{i},"{{{v}}}"\n')
-        tmp.close()
-        psql(f"DROP TABLE IF EXISTS {kind}_vec; CREATE TABLE {kind}_vec (id bigint PRIMARY KEY, v real[])")
-        psql(f"\\copy {kind}_vec FROM '{tmp.name}' WITH (FORMAT csv)")
-        os.unlink(tmp.name)
-    psql("ANALYZE item_vec; ANALYZE user_vec")
+    psql("CREATE EXTENSION IF NOT EXISTS vector")
+    psql(f"DROP TABLE IF EXISTS item_vec, user_vec, bench_exact; "
+         f"CREATE TABLE item_vec (id bigint PRIMARY KEY, v vector({f})); "
+         f"CREATE TABLE user_vec (id bigint PRIMARY KEY, v vector({f}))")
+    psql("INSERT INTO item_vec SELECT post_id, factors::vector FROM recsys_item_factors()")
+    ids, vals = part("user_ids", "q", 8), part("user_factors", "f", 4)
+    tmp = tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False)
+    for k, i in enumerate(ids):  # %.9g round-trips a float32 exactly
+        tmp.write(f'{i},"[{",".join(f"{x:.9g}" for x in vals[k * f:(k + 1) * f])}]"\n')
+    tmp.close()
+    psql(f"\\copy user_vec FROM '{tmp.name}' WITH (FORMAT csv)")
+    os.unlink(tmp.name)
+    psql("VACUUM ANALYZE item_vec", "-c", "VACUUM ANALYZE user_vec")
+    return f, int(psql("SELECT count(*) FROM item_vec")), len(ids)
 
 
-QUERIES = {
-    "recsys_recommend(k=20)": "SELECT count(*) FROM recsys_recommend(:uid, 20);",
+ALS_ONLY = '{"als": 1, "content": 0, "social": 0, "popularity": 0, "freshness": 0, "demographic": 0, "graph": 0}'
+KNN = "SELECT count(*) FROM (SELECT i.id FROM item_vec i ORDER BY i.v <#> (SELECT v FROM user_vec WHERE id = :uid) LIMIT 20) s;"
+HYBRID, ALS = "recsys_recommend(k=20)", "recsys_recommend(k=20), ALS only"
+EXACT, HNSW, HNSW100 = "pgvector exact (no index)", "pgvector HNSW, ef_search 40", "pgvector HNSW, ef_search 100"
+RECSYS = {
+    HYBRID: "SELECT count(*) FROM recsys_recommend(:uid, 20);",
     "recsys_recommend(k=20, category)": "SELECT count(*) FROM recsys_recommend(:uid, 20, category => 'dance');",
-    "recsys_recommend(k=20), ALS only": "SELECT count(*) FROM recsys_recommend(:uid, 20, weights => '{\"content\": 0, \"social\": 0, \"popularity\": 0, \"freshness\": 0, \"demographic\": 0}');",
+    ALS: f"SELECT count(*) FROM recsys_recommend(:uid, 20, weights => '{ALS_ONLY}');",
     "recsys_similar(k=20)": "SELECT count(*) FROM recsys_similar(:pid, 20);",
     "recsys_trending(k=20)": "SELECT count(*) FROM recsys_trending(20);",
-    "plain SQL: float4[] dot product ORDER BY LIMIT 20": (
-        "SELECT count(*) FROM (SELECT i.id FROM item_vec i, user_vec u WHERE u.id = :uid "
-        "ORDER BY (SELECT sum(a * b) FROM unnest(i.v, u.v) AS t(a, b)) DESC LIMIT 20) s;"),
 }
+TOP = ("ARRAY(SELECT i.id FROM item_vec i ORDER BY i.v <#> (SELECT v FROM user_vec WHERE id = e.uid) LIMIT 20)")
 
 
-def run(sql, clients, secs):
+def run(sql, clients, secs, options=""):
     d = tempfile.mkdtemp()
     script = os.path.join(d, "q.sql")
     with open(script, "w") as fh:
         fh.write(f"\\set uid random(1, {USERS})\n\\set pid random(1, {POSTS})\n{sql}\n")
+    env = dict(os.environ, PGOPTIONS=options) if options else None
     out = subprocess.run(["pgbench", "-n", "-c", str(clients), "-j", str(min(clients, 2)), "-T", str(secs), "-f", script,
                           "--log", "--log-prefix", os.path.join(d, "log"), "postgres"],
-                         check=True, capture_output=True, text=True, cwd=d).stdout
+                         check=True, capture_output=True, text=True, cwd=d, env=env).stdout
     lat = []
     for f in glob.glob(os.path.join(d, "log*")):
         with open(f) as fh:
             lat += [int(line.split()[2]) / 1000.0 for line in fh if line.strip()]
     tps = float(next(l for l in out.splitlines() if l.startswith("tps")).split()[2])
-    errors = next((l for l in out.splitlines() if "failed transactions" in l), "")
     lat.sort()
     p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] if lat else float("nan")
-    return tps, statistics.median(lat) if lat else float("nan"), p(0.99), len(lat), errors
+    return tps, statistics.median(lat) if lat else float("nan"), p(0.99)
+
+
+def recall(ef):
+    """Mean recall@20 of the HNSW top-20 against the exact top-20 over the sampled users."""
+    return float(psql(f"SET hnsw.ef_search = {ef}; SELECT avg((SELECT count(*) FROM unnest(h.ids) x WHERE x = ANY(e.ids))::float8 "
+                      f"/ greatest(cardinality(e.ids), 1)) FROM bench_exact e, LATERAL (SELECT {TOP} AS ids) h"))
 
 
 def main():
-    plain_sql_tables()
-    print(f"\nServing, synthetic catalogue of {POSTS:,} posts ({USERS:,} users), {SECS} s per cell, 2 cores shared by server and pgbench:\n")
+    f, items, users = pgvector_tables()
+    ver = psql("SELECT extversion FROM pg_extension WHERE extname = 'vector'").strip()
+    print(f"\nServing, synthetic catalogue of {POSTS:,} posts ({USERS:,} users), {SECS} s per cell, 2 cores shared by server "
+          f"and pgbench; pgvector {ver} over the "
+          f"same factors ({items:,} post and {users:,} user vectors, {f} dimensions):\n")
     print("| query | clients | QPS | p50 ms | p99 ms |")
     print("|---|---|---|---|---|")
-    qps = {}
-    for name, sql in QUERIES.items():
+    res = {}
+
+    def row(name, sql, options=""):
         for c in CLIENTS:
-            tps, p50, p99, n, errors = run(sql, c, SECS)
-            qps[(name, c)] = tps
+            res[(name, c)] = tps, p50, p99 = run(sql, c, SECS, options)
             print(f"| {name} | {c} | {tps:,.0f} | {p50:.2f} | {p99:.2f} |", flush=True)
-    plain = "plain SQL: float4[] dot product ORDER BY LIMIT 20"
-    print("\n| clients | recsys_recommend QPS / plain SQL QPS | ALS-only recsys_recommend / plain SQL |")
-    print("|---|---|---|")
+
+    for name, sql in RECSYS.items():
+        row(name, sql)
+    row(EXACT, KNN)
+    # Exact top-20 of the sampled users, before the index exists.
+    psql(f"CREATE TABLE bench_exact AS SELECT e.uid, {TOP} AS ids FROM "
+         f"(SELECT id AS uid FROM user_vec ORDER BY md5(id::text) LIMIT {SAMPLE}) e")
+    t0 = time.monotonic()
+    psql("SET maintenance_work_mem = '1GB'; CREATE INDEX item_vec_hnsw ON item_vec USING hnsw (v vector_ip_ops)")
+    build = time.monotonic() - t0
+    plan = psql(f"EXPLAIN {KNN.replace(':uid', '1')}")
+    assert "item_vec_hnsw" in plan, plan
+    row(HNSW, KNN)
+    row(HNSW100, KNN, "-c hnsw.ef_search=100")
+    r40, r100 = recall(40), recall(100)
+    print(f"\nHNSW build (m 16, ef_construction 64, maintenance_work_mem 1GB): {build:.1f} s; "
+          f"recall@20 against the exact top-20 over {SAMPLE} users: {r40:.3f} at ef_search 40, {r100:.3f} at ef_search 100.\n")
+    print("| clients | ALS-only recsys_recommend / pgvector HNSW (ef 40) QPS | ALS-only / pgvector exact QPS "
+          "| ALS-only p50 ms | pgvector HNSW p50 ms | pgvector exact p50 ms | hybrid recsys_recommend p50 ms |")
+    print("|---|---|---|---|---|---|---|")
     for c in CLIENTS:
-        print(f"| {c} | {qps[('recsys_recommend(k=20)', c)] / qps[(plain, c)]:.1f}× | {qps[('recsys_recommend(k=20), ALS only', c)] / qps[(plain, c)]:.1f}× |")
+        a, h, e, hy = res[(ALS, c)], res[(HNSW, c)], res[(EXACT, c)], res[(HYBRID, c)]
+        print(f"| {c} | {a[0] / h[0]:.2f}× | {a[0] / e[0]:.1f}× | {a[1]:.2f} | {h[1]:.2f} | {e[1]:.2f} | {hy[1]:.2f} |")
+    ok = all(res[(ALS, c)][0] >= res[(HNSW, c)][0] and res[(ALS, c)][0] >= 10 * res[(EXACT, c)][0] for c in CLIENTS)
+    print(f"\nGoal (issue 12: ALS-only >= 1× HNSW and >= 10× exact at every client count): {'met' if ok else 'not met'}.")
 
 
 main()

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Serving benchmark under pgbench (issue 4, item 3.4): recsys_recommend / similar / trending
-# against the plain-SQL alternative over the same factors.
+# Serving benchmark under pgbench (issue 4, item 3.4; issue 12, item 6): recsys_recommend / similar /
+# trending against pgvector over the same factors (exact and HNSW; see bench/serving.py).
 #   bash bench/serving.sh [POSTS] [SECONDS] [CLIENTS...]     (defaults: 100000 30 1 2 8 16)
+# Needs pgvector installed in the system PostgreSQL 15 (scripts/setup.sh builds it).
+# BENCH_SKIP_INSTALL=1 skips scripts/install_ext.sh (uses the extension already installed).
 # Seeded synthetic data (seed 3: POSTS/5 users, 10 × POSTS interactions, follows), timestamps
 # shifted to end now (so trending's 7-day window has data), in a throwaway cluster on port 54342,
 # trained with default options. Prints markdown tables.
@@ -13,7 +15,7 @@ if [ $# -gt 2 ]; then shift 2; CLIENTS=("$@"); else CLIENTS=(1 2 8 16); fi
 USERS=$(( POSTS / 5 )); INTER=$(( POSTS * 10 ))
 export PGHOST=127.0.0.1 PGPORT=54342 PGUSER=postgres
 DIR=/tmp/pg_recsys-bench-serving; DATA="$ROOT/bench/out/serving_$POSTS"
-bash scripts/install_ext.sh >/dev/null
+[ -n "${BENCH_SKIP_INSTALL:-}" ] || bash scripts/install_ext.sh >/dev/null
 cargo run --release -q -p recsys-core --example synth -- 3 "$USERS" "$POSTS" "$INTER" "$DATA" 2>/dev/null
 source bench/lib.sh
 bench_cluster "$DIR" "$DATA"
