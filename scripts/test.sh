@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test layer and ends with one summary line:
+#   0. the module graph of src/ has no cycle (scripts/modgraph.py)
 #   1. core unit tests + ML-100K quality test (crates/recsys-core, no Postgres)
 #   2. #[pg_test]s inside a pgrx-managed PostgreSQL 15 (cargo pgrx test)
 #   3. SQL golden files and end-to-end tests against a throwaway cluster (tests/e2e)
@@ -17,6 +18,7 @@ export RECSYS_ML100K_DIR="$(bash scripts/fetch_ml100k.sh)" || exit 1
 status=0
 step() { echo "==> $*"; "$@" 2>&1 | tee -a "$LOG"; local s=${PIPESTATUS[0]}; [ "$s" -eq 0 ] || status=1; return 0; }
 
+step python3 scripts/modgraph.py
 step cargo test --release -p recsys-core -- --include-ignored
 install -d -o postgres -g postgres -m 700 /tmp/pg_recsys-pgrx-test 2>/dev/null || install -d -m 700 /tmp/pg_recsys-pgrx-test
 if [ "$(id -u)" -eq 0 ]; then

@@ -11,18 +11,3 @@ impl From<OptionError> for crate::error::RecsysError {
         }
     }
 }
-
-#[cfg(test)]
-mod unit {
-    #[test]
-    fn qualified_names() {
-        use crate::store::source::valid_qualified_name as v;
-        for ok in ["events", "app.events", "\"My Events\"", "db.s.t", "\"a\"\"b\"", "événements", "_t$1"] {
-            assert!(v(ok), "{ok}");
-        }
-        for bad in ["", "interactions; DROP TABLE users", "a.", ".a", "\"\"", "\"open", "a b", "1abc", "a.b.c.d", "t--"] {
-            assert!(!v(bad), "{bad}");
-        }
-    }
-
-}

@@ -1,11 +1,15 @@
+use super::feed::Feed;
+use crate::options::DEFAULT_MODEL;
+use crate::store::live;
 use crate::error::{OrRaise, RecsysError, Result};
 use crate::gucs;
-use crate::store::model::{self, Serving};
+use crate::store::model;
+use crate::store::serving::Serving;
 use pgrx::prelude::*;
 use recsys_core::kernels::score_all;
 use recsys_core::topk::{Scored, TopK};
 
-use super::serve::check_k;
+use super::feed::check_k;
 
 /// Query tokens: words as in posts, plus `#tag` tokens for words written with a leading '#'.
 fn query_tokens(q: &str) -> Vec<String> {
@@ -76,7 +80,7 @@ fn recsys_search(query: &str, k: default!(i32, 10), model: default!(&str, "'defa
 /// through the feed filters. A post with factors mixes both (`recsys.similar_content_weight`
 /// is the content share); a post known only from the posts table (no interactions yet) is
 /// placed by its content alone. Returns (post_id, score, als part, content part, reason).
-pub fn similar(client: &pgrx::spi::SpiClient<'_>, m: &Serving, post_id: i64, feed: &super::serve::Feed<'_>) -> Result<Vec<(i64, f32, f32, f32, String)>> {
+pub fn similar(client: &pgrx::spi::SpiClient<'_>, m: &Serving, post_id: i64, feed: &super::feed::Feed<'_>) -> Result<Vec<(i64, f32, f32, f32, String)>> {
     let f = m.factors;
     let n = m.item_ids.len();
     let als_q = m.item_index.get(post_id);
@@ -139,7 +143,7 @@ pub fn similar(client: &pgrx::spi::SpiClient<'_>, m: &Serving, post_id: i64, fee
         .map(|s| {
             let i = s.index as usize;
             let reason = if cont[i] >= als[i] {
-                shared_term(m, &qdoc, s.index).map(|t| format!("shares {}", super::serve::term_text(&t))).unwrap_or_else(|| "similar content".into())
+                shared_term(m, &qdoc, s.index).map(|t| format!("shares {}", super::explain::term_text(&t))).unwrap_or_else(|| "similar content".into())
             } else {
                 "liked by the same people".into()
             };
@@ -157,4 +161,33 @@ fn shared_term(m: &Serving, qdoc: &[(u32, f32)], i: u32) -> Option<String> {
         .filter_map(|&(t, qv)| ts.binary_search(&t).ok().map(|k| (t, qv * vs[k])))
         .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))
         .map(|(t, _)| c.tfidf.vocab.term(t).to_string())
+}
+
+#[allow(clippy::too_many_arguments)]
+#[pg_extern(stable)]
+fn recsys_similar(
+    post_id: Option<i64>,
+    k: default!(Option<i32>, 10),
+    category: default!(Option<&str>, "NULL"),
+    project_code: default!(Option<&str>, "NULL"),
+    mood: default!(Option<&str>, "NULL"),
+    include: default!(Option<Vec<Option<i64>>>, "NULL"),
+    exclude: default!(Option<Vec<Option<i64>>>, "NULL"),
+    offset: default!(Option<i32>, 0),
+    model: default!(Option<&str>, "'default'"),
+) -> TableIterator<'static, (name!(post_id, i64), name!(score, f32), name!(als, f32), name!(content, f32), name!(reason, String))> {
+    let (Some(post_id), Some(k)) = (post_id, k) else { return TableIterator::new(vec![]) };
+    let mut feed = Feed::new(k, category, project_code, mood, include, exclude, offset.unwrap_or(0), 0.0).or_raise();
+    feed.exclude.insert(post_id);
+    let rows = Spi::connect(|client| -> Result<Vec<(i64, f32, f32, f32, String)>> {
+        let m = model::current(client, model.unwrap_or(DEFAULT_MODEL))?;
+        // A deleted (or hidden) post has no neighbours to show.
+        if live::visible(client, &m, &[post_id])?.is_some_and(|v| v.is_empty()) {
+            return Err(RecsysError::UnknownPost(post_id));
+        }
+        feed.prepare(client, &m)?;
+        super::content::similar(client, &m, post_id, &feed)
+    })
+    .or_raise();
+    TableIterator::new(rows)
 }

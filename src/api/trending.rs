@@ -2,13 +2,13 @@ use crate::options::DEFAULT_MODEL;
 use crate::error::{OrRaise, RecsysError, Result};
 use crate::gucs;
 use crate::options::{TableMap, TrainOptions, INTERACTIONS, POSTS};
-use crate::store::model::{ModelKey, Serving};
+use crate::store::serving::{ModelKey, Serving};
 use crate::store::source;
 use pgrx::datum::Interval;
 use pgrx::prelude::*;
 use std::rc::Rc;
 
-use super::serve::check_k;
+use super::feed::check_k;
 
 thread_local! {
     /// Recent results by (role, row security, model, table, weights, arguments), for

@@ -14,7 +14,7 @@
 //! sections, each 64-byte aligned, values in native byte order (an image never leaves the
 //! machine that wrote it; the magic records the byte order).
 use crate::error::{RecsysError, Result};
-use crate::store::model::{Content, Data, ModelKey};
+use crate::store::serving::{Content, Data, ModelKey, Tables};
 use recsys_core::buf::{as_bytes, Buf, Plain};
 use recsys_core::ids::{IdIndex, IdLists};
 use recsys_core::tfidf::{Tfidf, Vocab};
@@ -156,7 +156,7 @@ impl<'a> Sections<'a> {
 /// Writes the image of `d` at `path` (temporary file, fsync, rename). Ids added to the data
 /// after it was decoded (posts created after training) are not in it: images are written from
 /// freshly decoded data only.
-pub fn write(path: &Path, d: &Data, tables: &crate::store::model::Tables) -> std::io::Result<()> {
+pub fn write(path: &Path, d: &Data, tables: &Tables) -> std::io::Result<()> {
     let mut s = Sections(vec![]);
     s.own("tables", serde_json::to_vec(tables).map_err(std::io::Error::other)?);
     s.scalar("factors", d.factors as u64);
@@ -345,7 +345,7 @@ pub fn read(img: &Arc<Image>, id: i64) -> Result<Data> {
 }
 
 /// The resolved tables stored with the image (None: an image without them).
-pub fn tables(img: &Arc<Image>) -> Result<Option<crate::store::model::Tables>> {
+pub fn tables(img: &Arc<Image>) -> Result<Option<Tables>> {
     match img.get::<u8>("tables")? {
         None => Ok(None),
         Some(b) => serde_json::from_slice(&b).map(Some).map_err(|e| RecsysError::Corrupt(format!("model image tables: {e}"))),

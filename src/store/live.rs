@@ -4,7 +4,7 @@
 //! and which posts match a feed filter now. A model is a ranking; what may be shown is
 //! decided here, on every call.
 use crate::error::Result;
-use crate::store::model::Serving;
+use crate::store::serving::{LiveQueries, Serving};
 use crate::store::source::Resolved;
 use pgrx::{PgBuiltInOids, PgOid};
 use std::collections::{HashMap, HashSet};
@@ -12,14 +12,6 @@ use std::collections::{HashMap, HashSet};
 const INT8_ARRAY: PgOid = PgOid::BuiltIn(PgBuiltInOids::INT8ARRAYOID);
 const TEXT: PgOid = PgOid::BuiltIn(PgBuiltInOids::TEXTOID);
 
-/// The call-time queries over the posts table, built at model load from server-quoted names.
-pub struct LiveQueries {
-    /// (id, title) of the visible posts among `$1::int8[]`.
-    pub check: String,
-    /// Visible post ids matching the feed filters: one statement per combination of the three
-    /// filters (bit 0 category, 1 project_code, 2 mood), each `$n` a text; index-friendly.
-    pub filters: [Option<String>; 8],
-}
 
 /// Plan names for [`LiveQueries::filters`] (the plan cache is keyed by static names).
 const FILTER_PLANS: [&str; 8] = ["live_f0", "live_f1", "live_f2", "live_f3", "live_f4", "live_f5", "live_f6", "live_f7"];

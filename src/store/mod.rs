@@ -4,6 +4,7 @@ pub mod live;
 pub mod model;
 pub mod new_posts;
 pub mod request;
+pub mod serving;
 pub mod source;
 
 use crate::error::Result;

@@ -6,13 +6,13 @@
 //! the new one visible to every connection; a backend notices through the model id.
 use crate::error::{RecsysError, Result};
 use crate::options::{TrainOptions, FOLLOWS, INTERACTIONS, POSTS, USERS};
+use crate::store::serving::{Content, Data, ModelKey, Rating, RatingParts, Serving, Tables};
 use crate::store::source;
 use pgrx::spi::SpiClient;
 use pgrx::JsonB;
 use recsys_core::csr::Csr;
 use recsys_core::explicit::{ExplicitModel, Knn};
 use recsys_core::hybrid::Segments;
-use recsys_core::buf::Buf;
 use recsys_core::ids::{IdIndex, IdLists};
 use recsys_core::tfidf::Tfidf;
 use std::cell::RefCell;
@@ -55,13 +55,6 @@ pub struct NewModel<'a> {
     pub graph: Option<&'a recsys_core::graph::ItemGraph>,
 }
 
-/// The rating model as served: item side only (users are folded in from their ratings now).
-pub struct Rating {
-    pub model: ExplicitModel,
-    pub knn: Option<Knn>,
-    /// One user's ratings: `$1` kind, `$2` user id.
-    pub query: String,
-}
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct RatingMeta {
@@ -271,157 +264,9 @@ pub fn update_report(client: &mut SpiClient<'_>, schema: &str, id: i64, report: 
     Ok(())
 }
 
-/// What serving needs, decoded once per backend and model.
-pub struct Serving {
-    /// What the per-backend cache is keyed by (see [`ModelKey`]).
-    pub key: ModelKey,
-    pub factors: usize,
-    pub options: TrainOptions,
-    pub item_ids: Buf<i64>,
-    pub item_index: IdIndex,
-    pub item_factors: Buf<f32>,
-    pub item_norms: Buf<f32>,
-    /// Distinct users per post at training time, scaled to [0, 1].
-    pub popularity: Buf<f32>,
-    pub gram: Buf<f32>,
-    /// The fold-in query over the interactions table, resolved at load.
-    pub history_query: String,
-    pub content: Option<Content>,
-    /// int8 copy of the item factors for the full scan of large catalogues.
-    pub quantized: Option<recsys_core::kernels::QuantizedRows>,
-    /// Item indices by popularity (best first, ties by post id): the cold-start feed is a walk.
-    pub popularity_order: Buf<u32>,
-    /// Items 0..interacted_items had interactions; the rest were placed by content.
-    pub interacted_items: usize,
-    /// Per item, in [0, 1]; empty when posts have no creation time.
-    pub freshness: Buf<f32>,
-    /// The newest post's creation day at training (NaN = unknown or an older model).
-    pub newest_day: f32,
-    /// Posts created after training, read and placed at call time (None without a posts table).
-    pub new_posts: Option<super::new_posts::NewPosts>,
-    /// Items per owner (user id).
-    pub owned: IdLists,
-    /// Per item: owner user id (i64::MIN = unknown; empty = no owner column).
-    pub owners: Buf<i64>,
-    /// Followers per followed user at training time (degree damping).
-    pub followers: IdIndex,
-    pub segments: Segments,
-    /// Call-time queries over the posts table (None when no posts table is mapped).
-    pub live: Option<super::live::LiveQueries>,
-    /// Request-time queries over the app's tables (None when the table is not mapped).
-    pub followees_query: Option<String>,
-    pub second_hop_query: Option<String>,
-    /// Followees' latest engagements, read per request: `$1` weights, `$2` default weight,
-    /// `$3` followee ids.
-    pub followee_events_query: String,
-    /// Posts owned by followees, newest first, read per request (`$1` owner ids); None without
-    /// an owner column.
-    pub followee_posts_query: Option<String>,
-    /// Explicit mode's rating model.
-    pub rating: Option<Rating>,
-    /// Item → item graph over the items trained from interactions (None: not built).
-    pub graph: Option<recsys_core::graph::ItemGraph>,
-    pub demographics_query: Option<String>,
-    /// Their plans, prepared on first use.
-    pub plans: RefCell<HashMap<&'static str, pgrx::spi::OwnedPreparedStatement>>,
-}
-
-impl Serving {
-    /// Runs one of the request-time queries through its kept plan.
-    pub fn run<'c, T>(
-        &self,
-        client: &pgrx::spi::SpiClient<'c>,
-        name: &'static str,
-        sql: &str,
-        types: &[pgrx::PgOid],
-        args: &[pgrx::datum::DatumWithOid<'_>],
-        mut each: impl FnMut(&pgrx::spi::SpiHeapTupleData<'_>) -> Result<Option<T>>,
-    ) -> Result<Vec<T>> {
-        if !self.plans.borrow().contains_key(name) {
-            let plan = client.prepare(sql, types)?.keep();
-            self.plans.borrow_mut().insert(name, plan);
-        }
-        let plans = self.plans.borrow();
-        let plan = plans.get(name).ok_or_else(|| RecsysError::Spi(format!("{name} plan missing")))?;
-        let mut out = vec![];
-        for row in client.select(plan, None, args)? {
-            if let Some(x) = each(&row)? {
-                out.push(x);
-            }
-        }
-        Ok(out)
-    }
-
-    /// The category of an item's post, if known.
-    pub fn category(&self, item: u32) -> Option<&str> {
-        let c = self.content.as_ref()?;
-        let row = c.from_item.get(item as usize).copied().flatten()?;
-        let code = c.attr(row as usize)[0];
-        (code != 0).then(|| c.dict_list.get(code as usize).map(|s| s.as_str())).flatten()
-    }
-
-    pub fn catalog(&self) -> recsys_core::hybrid::Catalog<'_> {
-        let (tfidf, to_item, from_item): (Option<&Tfidf>, &[Option<u32>], &[Option<u32>]) = match &self.content {
-            Some(c) => (Some(&c.tfidf), &c.to_item, &c.from_item),
-            None => (None, &[], &[]),
-        };
-        recsys_core::hybrid::Catalog {
-            factors: self.factors,
-            item_factors: &self.item_factors,
-            gram: &self.gram,
-            alpha: self.options.als.alpha,
-            quantized: self.quantized.as_ref().filter(|_| !crate::gucs::exact_scan()),
-            tfidf,
-            to_item,
-            from_item,
-            popularity: &self.popularity,
-            freshness: &self.freshness,
-            segments: &self.segments,
-            owners: &self.owners,
-            graph: self.graph.as_ref(),
-        }
-    }
-}
-
 /// From this many posts on, recsys_recommend scans int8 factors and re-scores a candidate pool
 /// exactly: below it the f32 scan is already cheap.
 pub const QUANTIZE_MIN_ITEMS: usize = 20_000;
-
-/// The TF-IDF side of a model: every post of the posts table, interactions or not.
-pub struct Content {
-    pub ids: Buf<i64>,
-    pub index: IdIndex,
-    pub tfidf: Tfidf,
-    /// Content row → ALS item index, when the post has factors.
-    pub to_item: Vec<Option<u32>>,
-    /// ALS item index → content row, when the post is in the posts table.
-    pub from_item: Vec<Option<u32>>,
-    /// Per content row: category, project_code, mood as codes into `dict` (0 = NULL), three a row.
-    pub attrs: Buf<u32>,
-    pub dict: HashMap<String, u32>,
-    pub dict_list: Vec<String>,
-}
-
-impl Content {
-    /// The attribute codes a filter asks for: None = no filter on that attribute;
-    /// Some(None) = a value no post has (the filter matches nothing).
-    pub fn filter_codes(&self, wanted: [Option<&str>; 3]) -> [Option<Option<u32>>; 3] {
-        wanted.map(|w| w.map(|v| self.dict.get(v).copied()))
-    }
-
-    /// Row `row`'s codes (all 0 when the row has none).
-    pub fn attr(&self, row: usize) -> [u32; 3] {
-        self.attrs.get(row * 3..row * 3 + 3).map_or([0; 3], |c| [c[0], c[1], c[2]])
-    }
-
-    pub fn matches(&self, row: usize, codes: &[Option<Option<u32>>; 3]) -> bool {
-        codes.iter().zip(&self.attr(row)).all(|(want, have)| match want {
-            None => true,
-            Some(Some(c)) => c == have,
-            Some(None) => false,
-        })
-    }
-}
 
 thread_local! {
     /// The served version of each model name this backend has used.
@@ -430,15 +275,6 @@ thread_local! {
     static LATEST: RefCell<Option<(String, pgrx::spi::OwnedPreparedStatement)>> = const { RefCell::new(None) };
 }
 
-/// Identifies a stored model beyond its id: a dropped and recreated extension restarts the id
-/// sequence, so a backend's cache must not take the new model 1 for the old one. The id, the
-/// row's creation time (microseconds) and the model table's OID never repeat together.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct ModelKey {
-    pub id: i64,
-    pub created_us: i64,
-    pub table: u32,
-}
 
 /// The served version of model `name`: the one deployed last.
 fn newest_key(client: &SpiClient<'_>, schema: &str, name: &str) -> Result<Option<ModelKey>> {
@@ -563,31 +399,6 @@ fn catch_up(client: &SpiClient<'_>, model: Rc<Serving>) -> Result<Rc<Serving>> {
     Ok(model)
 }
 
-/// Everything of a served model that is data: what the stored parts decode to and what a model
-/// image holds. The rest of [`Serving`] (queries, plans) is built from the options at load.
-pub struct Data {
-    pub factors: usize,
-    pub item_ids: Buf<i64>,
-    pub item_index: IdIndex,
-    pub item_factors: Buf<f32>,
-    pub item_norms: Buf<f32>,
-    pub popularity: Buf<f32>,
-    pub gram: Buf<f32>,
-    pub content: Option<Content>,
-    pub quantized: Option<recsys_core::kernels::QuantizedRows>,
-    pub popularity_order: Buf<u32>,
-    pub interacted_items: usize,
-    pub freshness: Buf<f32>,
-    pub newest_day: f32,
-    pub owned: IdLists,
-    pub owners: Buf<i64>,
-    pub followers: IdIndex,
-    pub segments: Segments,
-    pub graph: Option<recsys_core::graph::ItemGraph>,
-}
-
-/// The explicit-mode rating model as decoded (its query is built at load).
-pub type RatingParts = (ExplicitModel, Option<Knn>);
 
 fn load(client: &SpiClient<'_>, schema: &str, key: ModelKey, options: TrainOptions) -> Result<Serving> {
     let (data, rating) = decode_parts(client, schema, key.id, &options)?;
@@ -771,14 +582,6 @@ pub fn decode_parts(client: &SpiClient<'_>, schema: &str, id: i64, options: &Tra
 
 /// A served model from its data: the tables resolved in the catalog as they are now, the
 /// call-time queries built.
-/// The model's tables as the catalog has them: (interactions, follows, users, posts).
-#[derive(serde::Serialize, serde::Deserialize)]
-pub struct Tables {
-    pub interactions: source::Resolved,
-    pub follows: Option<source::Resolved>,
-    pub users: Option<source::Resolved>,
-    pub posts: Option<source::Resolved>,
-}
 
 /// Resolves a model's mapped tables in the catalog (names, columns, types checked).
 pub fn resolve_tables(client: &SpiClient<'_>, options: &TrainOptions) -> Result<Tables> {
@@ -800,7 +603,7 @@ pub fn attach_resolved(key: ModelKey, options: TrainOptions, d: Data, rating: Op
     let Tables { interactions: resolved, follows, users, posts } = tables;
     let history_query = source::user_history_query(&resolved);
     let live = posts.as_ref().zip(options.posts.as_ref()).map(|(t, map)| super::live::queries(t, map.visible.as_deref()));
-    let new_posts = posts.as_ref().zip(d.content.as_ref()).map(|(t, c)| super::new_posts::NewPosts::new(t, &c.ids, &d.item_ids));
+    let new_posts = posts.as_ref().zip(d.content.as_ref()).map(|(t, c)| crate::store::serving::NewPosts::new(t, &c.ids, &d.item_ids));
     let rating = match rating {
         None => None,
         Some((model, knn)) => Some(Rating { model, knn, query: source::user_ratings_query(&resolved, options.rating_kind.as_deref())? }),
@@ -812,33 +615,16 @@ pub fn attach_resolved(key: ModelKey, options: TrainOptions, d: Data, rating: Op
     let demographics_query = users.as_ref().map(source::demographics_query);
     Ok(Serving {
         key,
-        factors: d.factors,
         options,
-        item_ids: d.item_ids,
-        item_index: d.item_index,
-        item_factors: d.item_factors,
-        item_norms: d.item_norms,
-        popularity: d.popularity,
-        gram: d.gram,
+        data: d,
         history_query,
-        content: d.content,
-        quantized: d.quantized,
-        popularity_order: d.popularity_order,
-        interacted_items: d.interacted_items,
-        freshness: d.freshness,
-        newest_day: d.newest_day,
         new_posts,
-        owned: d.owned,
-        owners: d.owners,
-        followers: d.followers,
-        segments: d.segments,
         live,
         followees_query,
         second_hop_query,
         followee_events_query,
         followee_posts_query,
         rating,
-        graph: d.graph,
         demographics_query,
         plans: RefCell::new(HashMap::new()),
     })

@@ -11,36 +11,16 @@
 //! placement; at most [`PER_CALL`] posts are absorbed per call. `recsys_refresh()` rebuilds
 //! the content model over everything.
 use crate::error::Result;
-use crate::store::model::Serving;
-use crate::store::source::{self, PostText, Resolved};
+use crate::store::serving::{Reader, Serving};
+use crate::store::source::{self, PostText};
 use pgrx::{PgBuiltInOids, PgOid};
-use std::cell::Cell;
 
 /// New posts absorbed per call at most (a larger burst is absorbed over the next calls).
 pub const PER_CALL: i64 = 1000;
 
 const INT8: PgOid = PgOid::BuiltIn(PgBuiltInOids::INT8OID);
 
-/// Who reads: the new-posts query runs under the caller's rights (row-level security applies),
-/// so how far a backend has read is kept per (role, row_security). A post hidden from one role
-/// is read again when another role calls.
-type Reader = (u32, bool);
 
-pub struct NewPosts {
-    /// Posts with an id above `$1`, lowest first, at most `$2`.
-    query: String,
-    /// The highest post id the stored model knows.
-    trained_max: i64,
-    /// The highest id read so far, and by whom.
-    read: Cell<Option<(Reader, i64)>>,
-}
-
-impl NewPosts {
-    pub fn new(t: &Resolved, content_ids: &[i64], item_ids: &[i64]) -> NewPosts {
-        let trained_max = content_ids.iter().chain(item_ids).copied().max().unwrap_or(i64::MIN);
-        NewPosts { query: source::new_posts_query(t), trained_max, read: Cell::new(None) }
-    }
-}
 
 fn reader() -> Reader {
     // SAFETY: reads the backend's current user id and a GUC variable, on the backend thread.
@@ -85,9 +65,10 @@ impl Serving {
     /// Appends new posts: a content row each (TF-IDF over the model's vocabulary), and an item
     /// when content placement finds it neighbours with factors.
     pub fn add_posts(&mut self, p: Pending) {
-        let f = self.factors;
         let half_life = self.options.hybrid.freshness_half_life_days;
-        let Some(c) = self.content.as_mut() else { return };
+        let data = &mut self.data;
+        let f = data.factors;
+        let Some(c) = data.content.as_mut() else { return };
         let mut rows = vec![];
         for (k, &pid) in p.text.ids.iter().enumerate() {
             if c.index.contains(pid) {
@@ -128,31 +109,31 @@ impl Serving {
             .collect();
         c.tfidf.postings.append_columns(rows.len(), entries);
         let docs: Vec<usize> = rows.iter().map(|r| r.0).collect();
-        let placed = recsys_core::tfidf::place_docs(&c.tfidf, &c.to_item, &self.item_factors, f, recsys_core::tfidf::PLACEMENT_NEIGHBOURS, &docs);
+        let placed = recsys_core::tfidf::place_docs(&c.tfidf, &c.to_item, &data.item_factors, f, recsys_core::tfidf::PLACEMENT_NEIGHBOURS, &docs);
         let text_of: std::collections::HashMap<usize, usize> = rows.into_iter().collect();
         for (d, v) in placed {
             let k = text_of[&d];
             let pid = c.ids[d];
-            let item = self.item_ids.len() as u32;
+            let item = data.item_ids.len() as u32;
             c.to_item[d] = Some(item);
             c.from_item.push(Some(d as u32));
-            self.item_ids.push(pid);
-            self.item_index.insert(pid, item);
-            self.item_norms.push(v.iter().map(|x| x * x).sum::<f32>().sqrt());
-            if let Some(q) = self.quantized.as_mut() {
+            data.item_ids.push(pid);
+            data.item_index.insert(pid, item);
+            data.item_norms.push(v.iter().map(|x| x * x).sum::<f32>().sqrt());
+            if let Some(q) = data.quantized.as_mut() {
                 q.push(&v);
             }
-            self.item_factors.extend_from_slice(&v);
-            self.popularity.push(0.0);
-            self.popularity_order.push(item);
-            if !self.freshness.is_empty() {
-                self.freshness.push(recsys_core::hybrid::freshness_of(p.text.created[k], self.newest_day, half_life));
+            data.item_factors.extend_from_slice(&v);
+            data.popularity.push(0.0);
+            data.popularity_order.push(item);
+            if !data.freshness.is_empty() {
+                data.freshness.push(recsys_core::hybrid::freshness_of(p.text.created[k], data.newest_day, half_life));
             }
-            if !self.owners.is_empty() {
+            if !data.owners.is_empty() {
                 let owner = p.text.owners[k].unwrap_or(i64::MIN);
-                self.owners.push(owner);
+                data.owners.push(owner);
                 if owner != i64::MIN {
-                    self.owned.push(owner, item);
+                    data.owned.push(owner, item);
                 }
             }
         }

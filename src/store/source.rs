@@ -651,3 +651,17 @@ pub fn missing_indexes(client: &SpiClient<'_>, reads: &[(&Resolved, &'static str
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod unit {
+    #[test]
+    fn qualified_names() {
+        use super::valid_qualified_name as v;
+        for ok in ["events", "app.events", "\"My Events\"", "db.s.t", "\"a\"\"b\"", "événements", "_t$1"] {
+            assert!(v(ok), "{ok}");
+        }
+        for bad in ["", "interactions; DROP TABLE users", "a.", ".a", "\"\"", "\"open", "a b", "1abc", "a.b.c.d", "t--"] {
+            assert!(!v(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! Why a post is recommended: the one-line reason of each feed row and recsys_explain's
+//! evidence rows.
+use crate::error::{OrRaise, RecsysError, Result};
+use crate::options::DEFAULT_MODEL;
+use crate::store::live;
+use crate::store::model;
+use crate::store::serving::Serving;
+use pgrx::prelude::*;
+use pgrx::spi::SpiClient;
+use pgrx::JsonB;
+use recsys_core::als::FoldIn;
+use recsys_core::hybrid::{self, Parts};
+use std::collections::HashMap;
+use super::score::{score_user, weights_for, UserScores};
+
+/// A short reason for one recommended post: its largest contribution, in words.
+pub(super) struct Reasons<'a> {
+    m: &'a Serving,
+    s: &'a UserScores,
+    fold: Option<(FoldIn, Vec<(u32, f32)>)>,
+    /// Current titles of the evidence posts the caller may see (None: no posts table).
+    titles: Option<HashMap<i64, String>>,
+}
+
+impl<'a> Reasons<'a> {
+    pub(super) fn new(m: &'a Serving, s: &'a UserScores) -> Reasons<'a> {
+        Reasons { m, s, fold: None, titles: None }
+    }
+
+    /// Reads the titles of the posts that will be named as evidence for `rows`, in one query.
+    pub(super) fn load_titles(&mut self, client: &SpiClient<'_>, rows: &[(u32, Parts)]) -> Result<()> {
+        let mut ids = vec![];
+        for (i, p) in rows {
+            let first = match p.leading() {
+                Some("als") => self.als_evidence(*i).first().map(|e| e.0),
+                Some("graph") => self.graph_evidence(*i).first().map(|e| e.0),
+                _ => None,
+            };
+            if let Some(j) = first {
+                ids.push(self.m.item_ids[j as usize]);
+            }
+        }
+        self.titles = live::visible(client, self.m, &ids)?;
+        Ok(())
+    }
+
+    /// How to name post `j` to the caller: its current title, its id when there is no posts
+    /// table, nothing when the caller may not see it (deleted, hidden, row-level security).
+    fn name(&self, j: u32) -> Option<String> {
+        let id = self.m.item_ids[j as usize];
+        match &self.titles {
+            None => Some(format!("post {id}")),
+            Some(t) => t.get(&id).map(|t| if t.is_empty() { format!("post {id}") } else { format!("\"{t}\"") }),
+        }
+    }
+
+    /// The history items behind an ALS score, largest contribution first (HKV section 5).
+    fn als_evidence(&mut self, item: u32) -> Vec<(u32, f32)> {
+        let m = self.m;
+        let (fold, items) = self.fold.get_or_insert_with(|| {
+            // The scorer already factorised this user's system: reuse it.
+            self.s.scores.fold.clone().unwrap_or_else(|| {
+                let items = hybrid::fold_in_items(&self.s.req.input.history);
+                (FoldIn::new(&m.item_factors, m.factors, &m.gram, &items, m.options.als.alpha), items)
+            })
+        });
+        let mut ev = fold.evidence(&m.item_factors, items, m.options.als.alpha, item);
+        ev.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        ev
+    }
+
+    /// The history items whose graph edges lead to `item`, positive contributions only,
+    /// largest first.
+    fn graph_evidence(&self, item: u32) -> Vec<(u32, f32)> {
+        let Some(g) = self.m.graph.as_ref() else { return vec![] };
+        let items: Vec<u32> = hybrid::fold_in_items(&self.s.req.input.history).into_iter().map(|x| x.0).collect();
+        g.evidence(&items, item).into_iter().filter(|e| e.1 > 0.0).collect()
+    }
+
+    fn term(&self, item: u32) -> Option<String> {
+        let c = self.m.content.as_ref()?;
+        let row = c.from_item.get(item as usize).copied().flatten()?;
+        let t = self.s.scores.best_term(&c.tfidf, row as usize)?;
+        Some(term_text(c.tfidf.vocab.term(t)))
+    }
+
+    pub(super) fn text(&mut self, item: u32, p: &Parts) -> String {
+        let m = self.m;
+        match p.leading() {
+            Some("als") => match self.als_evidence(item).first().and_then(|&(j, _)| self.name(j)) {
+                Some(name) => format!("because you liked {name}"),
+                None => "picked for you".into(),
+            },
+            Some("graph") => {
+                let ev = self.graph_evidence(item);
+                match (ev.len(), ev.first().and_then(|&(j, _)| self.name(j))) {
+                    (1, Some(name)) => format!("because you liked {name}"),
+                    (n, Some(name)) if n > 1 => format!("because you liked {name} and {} more", n - 1),
+                    (n, _) if n > 1 => format!("{n} posts you liked lead here"),
+                    _ => "picked for you".into(),
+                }
+            }
+            Some("content") => match self.term(item) {
+                Some(t) => format!("matches {t}"),
+                None => "matches your interests".into(),
+            },
+            Some("social") => {
+                let s = &self.s.scores;
+                match (s.social_people.get(&item).copied().unwrap_or(0), s.social_owned.contains_key(&item)) {
+                    (0, true) => "posted by someone you follow".into(),
+                    (0, false) => "popular with people your friends follow".into(),
+                    (1, _) => "liked by 1 person you follow".into(),
+                    (n, _) => format!("liked by {n} people you follow"),
+                }
+            }
+            Some("freshness") => "new post".into(),
+            Some("demographic") => "popular with people like you".into(),
+            _ => match m.category(item) {
+                Some(c) => format!("trending in {c}"),
+                None => "trending now".into(),
+            },
+        }
+    }
+}
+
+/// A vocabulary term as shown to people: `#street dance` stays a tag, a word gets quotes.
+pub(super) fn term_text(t: &str) -> String {
+    if t.starts_with('#') {
+        t.to_string()
+    } else {
+        format!("\"{t}\"")
+    }
+}
+
+/// One evidence row: component, evidence, post_id, user_id, contribution.
+type ExplainRow = (String, String, Option<i64>, Option<i64>, f32);
+
+/// Rows of evidence kept per component (the rest are summed into one row, so the rows of a
+/// component add up to its contribution).
+const EXPLAIN_TOP: usize = 5;
+
+#[pg_extern(stable)]
+fn recsys_explain(user_id: Option<i64>, post_id: Option<i64>, weights: default!(Option<JsonB>, "NULL"), model: default!(Option<&str>, "'default'")) -> TableIterator<
+    'static,
+    (name!(component, String), name!(evidence, String), name!(post_id, Option<i64>), name!(user_id, Option<i64>), name!(contribution, f32)),
+> {
+    let (Some(user_id), Some(post_id)) = (user_id, post_id) else { return TableIterator::new(vec![]) };
+    let rows = Spi::connect(|client| -> Result<Vec<ExplainRow>> {
+        let m = model::current(client, model.unwrap_or(DEFAULT_MODEL))?;
+        let item = m.item_index.get(post_id).ok_or(RecsysError::UnknownPost(post_id))?;
+        let w = weights_for(&m, weights.as_ref())?;
+        let s = score_user(client, &m, user_id, &w)?;
+        let cat = s.catalog(&m);
+        let p = s.scores.parts(&cat, item);
+        let sc = &s.scores;
+        let mut out: Vec<ExplainRow> = vec![];
+        // ALS: the user's posts that pull this one up, in units of the fused score.
+        if sc.weights.als > 0.0 && sc.als_max > 0.0 && sc.x.is_some() {
+            let k = sc.weights.als / sc.als_max;
+            let mut r = Reasons::new(&m, &s);
+            let ev = r.als_evidence(item);
+            let ids: Vec<i64> = ev.iter().take(EXPLAIN_TOP).map(|&(j, _)| m.item_ids[j as usize]).collect();
+            r.titles = live::visible(client, &m, &ids)?;
+            for &(j, c) in ev.iter().take(EXPLAIN_TOP) {
+                // A post the caller may no longer see is counted but not named.
+                match r.name(j) {
+                    Some(name) => out.push(("als".into(), format!("you interacted with {name}"), Some(m.item_ids[j as usize]), None, k * c)),
+                    None => out.push(("als".into(), "a post you interacted with".into(), None, None, k * c)),
+                }
+            }
+            if ev.len() > EXPLAIN_TOP {
+                let rest: f32 = ev[EXPLAIN_TOP..].iter().map(|e| e.1).sum();
+                out.push(("als".into(), format!("{} other posts you interacted with", ev.len() - EXPLAIN_TOP), None, None, k * rest));
+            }
+        }
+        // Graph: the user's posts with an edge to this one (EASE / RP3beta), binary weights.
+        if sc.weights.graph > 0.0 && sc.graph_max > 0.0 && p.graph > 0.0 {
+            let k = sc.weights.graph / sc.graph_max;
+            let mut r = Reasons::new(&m, &s);
+            let ev = r.graph_evidence(item);
+            let ids: Vec<i64> = ev.iter().take(EXPLAIN_TOP).map(|&(j, _)| m.item_ids[j as usize]).collect();
+            r.titles = live::visible(client, &m, &ids)?;
+            let mut shown = 0f32;
+            for &(j, w) in ev.iter().take(EXPLAIN_TOP) {
+                shown += k * w;
+                match r.name(j) {
+                    Some(name) => out.push(("graph".into(), format!("you liked {name}, which leads here"), Some(m.item_ids[j as usize]), None, k * w)),
+                    None => out.push(("graph".into(), "a post you liked leads here".into(), None, None, k * w)),
+                }
+            }
+            // The rest (further posts, negative edges, the cap at the maximum) so the rows add up.
+            let rest = p.graph - shown;
+            if rest.abs() > 1e-6 {
+                out.push(("graph".into(), format!("{} other posts you liked (net)", ev.len().saturating_sub(EXPLAIN_TOP)), None, None, rest));
+            }
+        }
+        // Social: each followee who engaged with or owns the post.
+        if sc.social_max > 0.0 {
+            let o = &m.options.hybrid;
+            let now = hybrid::social_now(&s.req.input.followees);
+            for fe in &s.req.input.followees {
+                let one = hybrid::social_scores_at(std::slice::from_ref(fe), o, now).0;
+                if let Some(v) = one.get(&item) {
+                    let how = match (fe.second_hop, fe.mutual, fe.owned.contains(&item)) {
+                        (true, _, _) => "followed by people you follow",
+                        (_, true, true) => "you follow each other; they posted it",
+                        (_, false, true) => "you follow them; they posted it",
+                        (_, true, false) => "you follow each other; they engaged with it",
+                        (_, false, false) => "you follow them; they engaged with it",
+                    };
+                    out.push(("social".into(), how.into(), None, Some(fe.id), sc.weights.social * v / sc.social_max));
+                }
+            }
+        }
+        // Content: the profile terms the post shares, largest product first.
+        if let (Some(c), true) = (m.content.as_ref(), sc.content_max > 0.0) {
+            if let Some(row) = c.from_item[item as usize] {
+                let (ts, vs) = c.tfidf.docs.row(row as usize);
+                let shared: Vec<(u32, f32)> =
+                    sc.profile.iter().filter_map(|&(t, pw)| ts.binary_search(&t).ok().map(|k| (t, pw * vs[k]))).collect();
+                // A one-word tag matches as `#tag` and as the word: one row for both.
+                let mut merged: std::collections::BTreeMap<&str, (u32, f32)> = std::collections::BTreeMap::new();
+                for &(t, v) in &shared {
+                    let name = c.tfidf.vocab.term(t);
+                    let key = name.strip_prefix('#').unwrap_or(name);
+                    let e = merged.entry(key).or_insert((t, 0.0));
+                    if name.starts_with('#') {
+                        e.0 = t;
+                    }
+                    e.1 += v;
+                }
+                let mut terms: Vec<(u32, f32)> = merged.into_values().collect();
+                terms.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                let k = sc.weights.content / sc.content_max;
+                for &(t, v) in terms.iter().take(EXPLAIN_TOP) {
+                    out.push(("content".into(), format!("matches {}", term_text(c.tfidf.vocab.term(t))), None, None, k * v));
+                }
+                if terms.len() > EXPLAIN_TOP {
+                    let rest: f32 = terms[EXPLAIN_TOP..].iter().map(|t| t.1).sum();
+                    out.push(("content".into(), format!("{} other matching terms", terms.len() - EXPLAIN_TOP), None, None, k * rest));
+                }
+            }
+        }
+        if p.popularity > 0.0 {
+            out.push(("popularity".into(), format!("trending score {:.3}", cat.popularity[item as usize]), None, None, p.popularity));
+        }
+        if p.freshness > 0.0 {
+            out.push(("freshness".into(), format!("freshness {:.3}", m.freshness[item as usize]), None, None, p.freshness));
+        }
+        if p.demographic > 0.0 {
+            let segs: Vec<&str> = s.req.input.segments.iter().filter(|k| m.segments.lists.get(*k).is_some_and(|l| l.iter().any(|x| x.0 == item))).map(|k| k.as_str()).collect();
+            out.push(("demographic".into(), format!("popular in your segments: {}", segs.join(", ")), None, None, p.demographic));
+        }
+        if p.negative < 0.0 {
+            let pen = 100.0 * sc.penalty(item);
+            match sc.demotion(&cat, item) {
+                Some(hybrid::Demotion::Creator(u)) => {
+                    out.push(("negative".into(), format!("by a creator whose post you disliked (demoted {pen:.0}%)"), None, Some(u), p.negative))
+                }
+                Some(hybrid::Demotion::Similar(j)) => out.push((
+                    "negative".into(),
+                    format!("close to a post you disliked (demoted {pen:.0}%)"),
+                    Some(m.item_ids[j as usize]),
+                    None,
+                    p.negative,
+                )),
+                None => out.push(("negative".into(), format!("close to posts you disliked (demoted {pen:.0}%)"), None, None, p.negative)),
+            }
+        }
+        out.push(("total".into(), format!("fused score; {} interactions known", sc.n_history), Some(post_id), Some(user_id), p.total()));
+        Ok(out)
+    })
+    .or_raise();
+    TableIterator::new(rows)
+}

@@ -1,0 +1,243 @@
+//! The served model's types: what a backend holds for one model version (its arrays, borrowed
+//! from an image or decoded, and its call-time queries) and the small structs around it. Loading
+//! and caching are in `store::model`, the image file in `store::image`.
+use crate::error::{RecsysError, Result};
+use crate::options::TrainOptions;
+use crate::store::source::{self, Resolved};
+use recsys_core::buf::Buf;
+use recsys_core::explicit::{ExplicitModel, Knn};
+use recsys_core::hybrid::Segments;
+use recsys_core::ids::{IdIndex, IdLists};
+use recsys_core::tfidf::Tfidf;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+
+/// The rating model as served: item side only (users are folded in from their ratings now).
+pub struct Rating {
+    pub model: ExplicitModel,
+    pub knn: Option<Knn>,
+    /// One user's ratings: `$1` kind, `$2` user id.
+    pub query: String,
+}
+
+/// What serving needs, decoded once per backend and model.
+pub struct Serving {
+    /// What the per-backend cache is keyed by (see [`ModelKey`]).
+    pub key: ModelKey,
+    pub options: TrainOptions,
+    /// The model's arrays (borrowed from its image, or decoded); `m.item_factors` etc. read
+    /// through `Deref`.
+    pub data: Data,
+    /// The fold-in query over the interactions table, resolved at load.
+    pub history_query: String,
+    /// Posts created after training, read and placed at call time (None without a posts table).
+    pub new_posts: Option<NewPosts>,
+    /// Call-time queries over the posts table (None when no posts table is mapped).
+    pub live: Option<LiveQueries>,
+    /// Request-time queries over the app's tables (None when the table is not mapped).
+    pub followees_query: Option<String>,
+    pub second_hop_query: Option<String>,
+    /// Followees' latest engagements, read per request: `$1` weights, `$2` default weight,
+    /// `$3` followee ids.
+    pub followee_events_query: String,
+    /// Posts owned by followees, newest first, read per request (`$1` owner ids); None without
+    /// an owner column.
+    pub followee_posts_query: Option<String>,
+    /// Explicit mode's rating model.
+    pub rating: Option<Rating>,
+    pub demographics_query: Option<String>,
+    /// Their plans, prepared on first use.
+    pub plans: RefCell<HashMap<&'static str, pgrx::spi::OwnedPreparedStatement>>,
+}
+
+impl std::ops::Deref for Serving {
+    type Target = Data;
+    fn deref(&self) -> &Data {
+        &self.data
+    }
+}
+
+impl std::ops::DerefMut for Serving {
+    fn deref_mut(&mut self) -> &mut Data {
+        &mut self.data
+    }
+}
+
+impl Serving {
+    /// Runs one of the request-time queries through its kept plan.
+    pub fn run<'c, T>(
+        &self,
+        client: &pgrx::spi::SpiClient<'c>,
+        name: &'static str,
+        sql: &str,
+        types: &[pgrx::PgOid],
+        args: &[pgrx::datum::DatumWithOid<'_>],
+        mut each: impl FnMut(&pgrx::spi::SpiHeapTupleData<'_>) -> Result<Option<T>>,
+    ) -> Result<Vec<T>> {
+        if !self.plans.borrow().contains_key(name) {
+            let plan = client.prepare(sql, types)?.keep();
+            self.plans.borrow_mut().insert(name, plan);
+        }
+        let plans = self.plans.borrow();
+        let plan = plans.get(name).ok_or_else(|| RecsysError::Spi(format!("{name} plan missing")))?;
+        let mut out = vec![];
+        for row in client.select(plan, None, args)? {
+            if let Some(x) = each(&row)? {
+                out.push(x);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The category of an item's post, if known.
+    pub fn category(&self, item: u32) -> Option<&str> {
+        let c = self.content.as_ref()?;
+        let row = c.from_item.get(item as usize).copied().flatten()?;
+        let code = c.attr(row as usize)[0];
+        (code != 0).then(|| c.dict_list.get(code as usize).map(|s| s.as_str())).flatten()
+    }
+
+    pub fn catalog(&self) -> recsys_core::hybrid::Catalog<'_> {
+        let (tfidf, to_item, from_item): (Option<&Tfidf>, &[Option<u32>], &[Option<u32>]) = match &self.content {
+            Some(c) => (Some(&c.tfidf), &c.to_item, &c.from_item),
+            None => (None, &[], &[]),
+        };
+        recsys_core::hybrid::Catalog {
+            factors: self.factors,
+            item_factors: &self.item_factors,
+            gram: &self.gram,
+            alpha: self.options.als.alpha,
+            quantized: self.quantized.as_ref().filter(|_| !crate::gucs::exact_scan()),
+            tfidf,
+            to_item,
+            from_item,
+            popularity: &self.popularity,
+            freshness: &self.freshness,
+            segments: &self.segments,
+            owners: &self.owners,
+            graph: self.graph.as_ref(),
+        }
+    }
+}
+
+/// The TF-IDF side of a model: every post of the posts table, interactions or not.
+pub struct Content {
+    pub ids: Buf<i64>,
+    pub index: IdIndex,
+    pub tfidf: Tfidf,
+    /// Content row → ALS item index, when the post has factors.
+    pub to_item: Vec<Option<u32>>,
+    /// ALS item index → content row, when the post is in the posts table.
+    pub from_item: Vec<Option<u32>>,
+    /// Per content row: category, project_code, mood as codes into `dict` (0 = NULL), three a row.
+    pub attrs: Buf<u32>,
+    pub dict: HashMap<String, u32>,
+    pub dict_list: Vec<String>,
+}
+
+impl Content {
+    /// The attribute codes a filter asks for: None = no filter on that attribute;
+    /// Some(None) = a value no post has (the filter matches nothing).
+    pub fn filter_codes(&self, wanted: [Option<&str>; 3]) -> [Option<Option<u32>>; 3] {
+        wanted.map(|w| w.map(|v| self.dict.get(v).copied()))
+    }
+
+    /// Row `row`'s codes (all 0 when the row has none).
+    pub fn attr(&self, row: usize) -> [u32; 3] {
+        self.attrs.get(row * 3..row * 3 + 3).map_or([0; 3], |c| [c[0], c[1], c[2]])
+    }
+
+    pub fn matches(&self, row: usize, codes: &[Option<Option<u32>>; 3]) -> bool {
+        codes.iter().zip(&self.attr(row)).all(|(want, have)| match want {
+            None => true,
+            Some(Some(c)) => c == have,
+            Some(None) => false,
+        })
+    }
+}
+
+/// Identifies a stored model beyond its id: a dropped and recreated extension restarts the id
+/// sequence, so a backend's cache must not take the new model 1 for the old one. The id, the
+/// row's creation time (microseconds) and the model table's OID never repeat together.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct ModelKey {
+    pub id: i64,
+    pub created_us: i64,
+    pub table: u32,
+}
+
+/// Everything of a served model that is data: what the stored parts decode to and what a model
+/// image holds. The rest of [`Serving`] (queries, plans) is built from the options at load.
+pub struct Data {
+    pub factors: usize,
+    pub item_ids: Buf<i64>,
+    pub item_index: IdIndex,
+    pub item_factors: Buf<f32>,
+    pub item_norms: Buf<f32>,
+    /// Distinct users per post at training time, scaled to [0, 1].
+    pub popularity: Buf<f32>,
+    /// YᵀY + λI, for fold-in.
+    pub gram: Buf<f32>,
+    pub content: Option<Content>,
+    /// int8 copy of the item factors for the full scan of large catalogues.
+    pub quantized: Option<recsys_core::kernels::QuantizedRows>,
+    /// Item indices by popularity (best first, ties by post id): the cold-start feed is a walk.
+    pub popularity_order: Buf<u32>,
+    /// Items 0..interacted_items had interactions; the rest were placed by content.
+    pub interacted_items: usize,
+    /// Per item, in [0, 1]; empty when posts have no creation time.
+    pub freshness: Buf<f32>,
+    /// The newest post's creation day at training (NaN = unknown or an older model).
+    pub newest_day: f32,
+    /// Items per owner (user id).
+    pub owned: IdLists,
+    /// Per item: owner user id (i64::MIN = unknown; empty = no owner column).
+    pub owners: Buf<i64>,
+    /// Followers per followed user at training time (degree damping).
+    pub followers: IdIndex,
+    pub segments: Segments,
+    pub graph: Option<recsys_core::graph::ItemGraph>,
+}
+
+/// The explicit-mode rating model as decoded (its query is built at load).
+pub type RatingParts = (ExplicitModel, Option<Knn>);
+
+/// The model's tables as the catalog has them: (interactions, follows, users, posts).
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct Tables {
+    pub interactions: source::Resolved,
+    pub follows: Option<source::Resolved>,
+    pub users: Option<source::Resolved>,
+    pub posts: Option<source::Resolved>,
+}
+
+/// The call-time queries over the posts table, built at model load from server-quoted names.
+pub struct LiveQueries {
+    /// (id, title) of the visible posts among `$1::int8[]`.
+    pub check: String,
+    /// Visible post ids matching the feed filters: one statement per combination of the three
+    /// filters (bit 0 category, 1 project_code, 2 mood), each `$n` a text; index-friendly.
+    pub filters: [Option<String>; 8],
+}
+
+/// Posts created after training, read at call time (see store::new_posts).
+pub struct NewPosts {
+    /// Posts with an id above `$1`, lowest first, at most `$2`.
+    pub(crate) query: String,
+    /// The highest post id the stored model knows.
+    pub(crate) trained_max: i64,
+    /// The highest id read so far, and by whom.
+    pub(crate) read: Cell<Option<(Reader, i64)>>,
+}
+
+impl NewPosts {
+    pub fn new(t: &Resolved, content_ids: &[i64], item_ids: &[i64]) -> NewPosts {
+        let trained_max = content_ids.iter().chain(item_ids).copied().max().unwrap_or(i64::MIN);
+        NewPosts { query: source::new_posts_query(t), trained_max, read: Cell::new(None) }
+    }
+}
+
+/// Who reads: the new-posts query runs under the caller's rights (row-level security applies),
+/// so how far a backend has read is kept per (role, row_security). A post hidden from one role
+/// is read again when another role calls.
+pub type Reader = (u32, bool);
