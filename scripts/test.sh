@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test layer and ends with one summary line:
-#   0. the module graph of src/ has no cycle (scripts/modgraph.py)
+#   0. the module graph of src/ has no cycle (scripts/modgraph.py), cargo fmt --check, and
+#      cargo clippy -D warnings (each reported as one test)
 #   1. core unit tests + ML-100K quality test (crates/recsys-core, no Postgres)
 #   2. #[pg_test]s inside a pgrx-managed PostgreSQL 15 (cargo pgrx test)
 #   3. SQL golden files and end-to-end tests against a throwaway cluster (tests/e2e)
@@ -18,7 +19,16 @@ export RECSYS_ML100K_DIR="$(bash scripts/fetch_ml100k.sh)" || exit 1
 status=0
 step() { echo "==> $*"; "$@" 2>&1 | tee -a "$LOG"; local s=${PIPESTATUS[0]}; [ "$s" -eq 0 ] || status=1; return 0; }
 
-step python3 scripts/modgraph.py
+# Checks that are not tests still report as one: `check NAME CMD...` prints a test result line.
+check() {
+  local name="$1" r; shift
+  echo "==> $*"
+  if "$@" 2>&1 | tail -40; [ "${PIPESTATUS[0]}" -eq 0 ]; then r="ok. 1 passed; 0 failed"; else r="FAILED. 0 passed; 1 failed"; status=1; fi
+  echo "test result: $r; 0 ignored ($name)" | tee -a "$LOG"
+}
+check "module graph has no cycle" python3 scripts/modgraph.py
+check "cargo fmt --check" cargo fmt --all --check
+check "cargo clippy -D warnings" cargo clippy --workspace --all-targets -- -D warnings
 step cargo test --release -p recsys-core -- --include-ignored
 install -d -o postgres -g postgres -m 700 /tmp/pg_recsys-pgrx-test 2>/dev/null || install -d -m 700 /tmp/pg_recsys-pgrx-test
 if [ "$(id -u)" -eq 0 ]; then

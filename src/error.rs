@@ -10,25 +10,62 @@ pub enum RecsysError {
     NotTrained,
     /// No deployed version of a named model (other than "default").
     UnknownModel(String),
-    InvalidArgument { message: String, hint: String },
+    InvalidArgument {
+        message: String,
+        hint: String,
+    },
     OptionsNotObject,
-    UnknownOption { key: String, valid: Vec<String> },
-    OptionType { key: String, expected: String, got: String },
-    UndefinedTable { role: &'static str, name: String },
-    UndefinedColumn { table: String, column: String, option: String },
-    WrongColumnType { table: String, column: String, found: String, expected: &'static str },
+    UnknownOption {
+        key: String,
+        valid: Vec<String>,
+    },
+    OptionType {
+        key: String,
+        expected: String,
+        got: String,
+    },
+    UndefinedTable {
+        role: &'static str,
+        name: String,
+    },
+    UndefinedColumn {
+        table: String,
+        column: String,
+        option: String,
+    },
+    WrongColumnType {
+        table: String,
+        column: String,
+        found: String,
+        expected: &'static str,
+    },
     UnknownPost(i64),
     NoContentModel,
-    MissingColumnFor { what: &'static str, role: &'static str, table: String },
-    OverBudget { needed: u64, budget: u64, what: &'static str },
+    MissingColumnFor {
+        what: &'static str,
+        role: &'static str,
+        table: String,
+    },
+    OverBudget {
+        needed: u64,
+        budget: u64,
+        what: &'static str,
+    },
     /// A write on a hot standby.
-    ReadOnly { what: &'static str },
+    ReadOnly {
+        what: &'static str,
+    },
     /// A write inside a READ ONLY transaction.
-    ReadOnlyTransaction { what: &'static str },
+    ReadOnlyTransaction {
+        what: &'static str,
+    },
     Corrupt(String),
     Spi(String),
     /// A recsys_search query above recsys.max_query_bytes.
-    QueryTooLong { bytes: usize, max: usize },
+    QueryTooLong {
+        bytes: usize,
+        max: usize,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, RecsysError>;

@@ -1,8 +1,8 @@
 use super::feed::Feed;
-use crate::options::DEFAULT_MODEL;
-use crate::store::live;
 use crate::error::{OrRaise, RecsysError, Result};
 use crate::gucs;
+use crate::options::DEFAULT_MODEL;
+use crate::store::live;
 use crate::store::model;
 use crate::store::serving::Serving;
 use pgrx::prelude::*;

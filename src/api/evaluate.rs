@@ -57,7 +57,12 @@ impl EvalOptions {
                     for x in list {
                         match x.as_str().filter(|s| COMPONENTS.contains(s)) {
                             Some(s) => names.push(s.to_string()),
-                            None => return Err(RecsysError::UnknownOption { key: format!("components: {x}"), valid: COMPONENTS.iter().map(|s| s.to_string()).collect() }),
+                            None => {
+                                return Err(RecsysError::UnknownOption {
+                                    key: format!("components: {x}"),
+                                    valid: COMPONENTS.iter().map(|s| s.to_string()).collect(),
+                                })
+                            }
                         }
                     }
                     components = Some(names);
@@ -96,7 +101,14 @@ fn load_world(client: &pgrx::spi::SpiClient<'_>, o: &TrainOptions, min_value: Op
     let follows = super::train::optional_map(client, &o.follows, "follows", FOLLOWS)?.map(|m| source::resolve(client, "follows", &m, FOLLOWS)).transpose()?;
     let loaded = source::read_interactions(client, &table, o, budget)?;
     // Two copies of the rows (events and the training split) plus the model.
-    let est = super::train::estimate_bytes(loaded.rows.len() as u64, loaded.rows.len() as u64, loaded.user_ids.len() as u64, loaded.item_ids.len() as u64, o.als.factors as u64, 2) * 2;
+    let est = super::train::estimate_bytes(
+        loaded.rows.len() as u64,
+        loaded.rows.len() as u64,
+        loaded.user_ids.len() as u64,
+        loaded.item_ids.len() as u64,
+        o.als.factors as u64,
+        2,
+    ) * 2;
     if est > budget {
         return Err(RecsysError::OverBudget { needed: est, budget, what: "recsys_evaluate" });
     }
@@ -137,13 +149,8 @@ fn load_world(client: &pgrx::spi::SpiClient<'_>, o: &TrainOptions, min_value: Op
 }
 
 fn metric_rows(prefix: &str, k: usize, runs: &[Outcome]) -> Vec<(String, f64)> {
-    let pick: [(&str, fn(&Outcome) -> f64); 5] = [
-        ("precision", |o| o.all.precision),
-        ("recall", |o| o.all.recall),
-        ("ndcg", |o| o.all.ndcg),
-        ("map", |o| o.all.map),
-        ("coverage", |o| o.coverage),
-    ];
+    let pick: [(&str, fn(&Outcome) -> f64); 5] =
+        [("precision", |o| o.all.precision), ("recall", |o| o.all.recall), ("ndcg", |o| o.all.ndcg), ("map", |o| o.all.map), ("coverage", |o| o.coverage)];
     let mut out = vec![];
     for (name, f) in pick {
         let label = if name == "coverage" { format!("{prefix}coverage") } else { format!("{prefix}{name}@{k}") };
@@ -189,7 +196,6 @@ fn recsys_evaluate(options: default!(Option<JsonB>, "'{}'")) -> TableIterator<'s
     .or_raise();
     TableIterator::new(rows)
 }
-
 
 /// Explicit mode: k-fold (default 5) RMSE and MAE of the rating model, and of the baseline
 /// μ + b_u + b_i, on the ratings recsys_train would use.

@@ -1,5 +1,6 @@
 //! Why a post is recommended: the one-line reason of each feed row and recsys_explain's
 //! evidence rows.
+use super::score::{score_user, weights_for, UserScores};
 use crate::error::{OrRaise, RecsysError, Result};
 use crate::options::DEFAULT_MODEL;
 use crate::store::live;
@@ -11,7 +12,6 @@ use pgrx::JsonB;
 use recsys_core::als::FoldIn;
 use recsys_core::hybrid::{self, Parts};
 use std::collections::HashMap;
-use super::score::{score_user, weights_for, UserScores};
 
 /// A short reason for one recommended post: its largest contribution, in words.
 pub(super) struct Reasons<'a> {
@@ -140,7 +140,12 @@ type ExplainRow = (String, String, Option<i64>, Option<i64>, f32);
 const EXPLAIN_TOP: usize = 5;
 
 #[pg_extern(stable)]
-fn recsys_explain(user_id: Option<i64>, post_id: Option<i64>, weights: default!(Option<JsonB>, "NULL"), model: default!(Option<&str>, "'default'")) -> TableIterator<
+fn recsys_explain(
+    user_id: Option<i64>,
+    post_id: Option<i64>,
+    weights: default!(Option<JsonB>, "NULL"),
+    model: default!(Option<&str>, "'default'"),
+) -> TableIterator<
     'static,
     (name!(component, String), name!(evidence, String), name!(post_id, Option<i64>), name!(user_id, Option<i64>), name!(contribution, f32)),
 > {
@@ -216,8 +221,7 @@ fn recsys_explain(user_id: Option<i64>, post_id: Option<i64>, weights: default!(
         if let (Some(c), true) = (m.content.as_ref(), sc.content_max > 0.0) {
             if let Some(row) = c.from_item[item as usize] {
                 let (ts, vs) = c.tfidf.docs.row(row as usize);
-                let shared: Vec<(u32, f32)> =
-                    sc.profile.iter().filter_map(|&(t, pw)| ts.binary_search(&t).ok().map(|k| (t, pw * vs[k]))).collect();
+                let shared: Vec<(u32, f32)> = sc.profile.iter().filter_map(|&(t, pw)| ts.binary_search(&t).ok().map(|k| (t, pw * vs[k]))).collect();
                 // A one-word tag matches as `#tag` and as the word: one row for both.
                 let mut merged: std::collections::BTreeMap<&str, (u32, f32)> = std::collections::BTreeMap::new();
                 for &(t, v) in &shared {
@@ -248,7 +252,8 @@ fn recsys_explain(user_id: Option<i64>, post_id: Option<i64>, weights: default!(
             out.push(("freshness".into(), format!("freshness {:.3}", m.freshness[item as usize]), None, None, p.freshness));
         }
         if p.demographic > 0.0 {
-            let segs: Vec<&str> = s.req.input.segments.iter().filter(|k| m.segments.lists.get(*k).is_some_and(|l| l.iter().any(|x| x.0 == item))).map(|k| k.as_str()).collect();
+            let segs: Vec<&str> =
+                s.req.input.segments.iter().filter(|k| m.segments.lists.get(*k).is_some_and(|l| l.iter().any(|x| x.0 == item))).map(|k| k.as_str()).collect();
             out.push(("demographic".into(), format!("popular in your segments: {}", segs.join(", ")), None, None, p.demographic));
         }
         if p.negative < 0.0 {
@@ -257,13 +262,9 @@ fn recsys_explain(user_id: Option<i64>, post_id: Option<i64>, weights: default!(
                 Some(hybrid::Demotion::Creator(u)) => {
                     out.push(("negative".into(), format!("by a creator whose post you disliked (demoted {pen:.0}%)"), None, Some(u), p.negative))
                 }
-                Some(hybrid::Demotion::Similar(j)) => out.push((
-                    "negative".into(),
-                    format!("close to a post you disliked (demoted {pen:.0}%)"),
-                    Some(m.item_ids[j as usize]),
-                    None,
-                    p.negative,
-                )),
+                Some(hybrid::Demotion::Similar(j)) => {
+                    out.push(("negative".into(), format!("close to a post you disliked (demoted {pen:.0}%)"), Some(m.item_ids[j as usize]), None, p.negative))
+                }
                 None => out.push(("negative".into(), format!("close to posts you disliked (demoted {pen:.0}%)"), None, None, p.negative)),
             }
         }

@@ -167,11 +167,8 @@ impl<'a> Feed<'a> {
         let want = self.offset + self.k;
         let mut out = Vec::with_capacity(want);
         let mut walked = HashSet::new();
-        let mut order = first
-            .iter()
-            .chain(m.popularity_order.iter())
-            .copied()
-            .filter(|&i| walked.insert(i) && self.allowed(m, i as usize, seen, codes.as_ref()));
+        let mut order =
+            first.iter().chain(m.popularity_order.iter()).copied().filter(|&i| walked.insert(i) && self.allowed(m, i as usize, seen, codes.as_ref()));
         // Walked in batches, each checked against the posts table, until the page is full.
         loop {
             let need = want - out.len();
@@ -216,7 +213,7 @@ impl<'a> Feed<'a> {
             let size = pool << (2 * round);
             let mut top = TopK::new(size);
             for (i, &s) in scores.iter().enumerate() {
-                if s < top.threshold() || !mask.as_ref().map_or(true, |mk| mk[i]) {
+                if s < top.threshold() || !mask.as_ref().is_none_or(|mk| mk[i]) {
                     continue;
                 }
                 top.push(Scored { score: s, id: m.item_ids[i], index: i as u32 });

@@ -7,5 +7,5 @@ mod feed;
 mod progress;
 mod score;
 mod serve;
-mod trending;
 mod train;
+mod trending;

@@ -1,7 +1,7 @@
 //! One user's component scores for a call, from the app's tables as they are now.
 use crate::error::Result;
-use crate::store::serving::Serving;
 use crate::store::request::{self, Request};
+use crate::store::serving::Serving;
 
 use pgrx::JsonB;
 use recsys_core::hybrid::{self, Scores, Weights};

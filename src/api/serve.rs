@@ -1,4 +1,7 @@
 //! recsys_recommend and recsys_predict.
+use super::explain::Reasons;
+use super::feed::Feed;
+use super::score::{score_user, weights_for};
 use crate::error::{OrRaise, RecsysError, Result};
 use crate::options::DEFAULT_MODEL;
 use crate::store::model;
@@ -6,9 +9,6 @@ use crate::store::serving::Serving;
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use recsys_core::hybrid::Parts;
-use super::explain::Reasons;
-use super::feed::Feed;
-use super::score::{score_user, weights_for};
 
 /// One feed row: post_id, score, als, graph, content, social, popularity, reason.
 type FeedRow = (i64, f32, f32, f32, f32, f32, f32, String);
@@ -54,7 +54,11 @@ fn recsys_recommend(
         let s = score_user(client, &m, user_id, &w)?;
         let seen = exclude_seen.then_some(&s.req.seen);
         let cat = s.catalog(&m);
-        let personal = !s.scores.als.is_empty() || !s.scores.graph.is_empty() || !s.scores.content.is_empty() || !s.scores.social.is_empty() || !s.scores.demographic.is_empty();
+        let personal = !s.scores.als.is_empty()
+            || !s.scores.graph.is_empty()
+            || !s.scores.content.is_empty()
+            || !s.scores.social.is_empty()
+            || !s.scores.demographic.is_empty();
         let fresh = s.scores.weights.freshness > 0.0 && !m.freshness.is_empty();
         let top = if !personal && !fresh && s.scores.weights.popularity > 0.0 {
             // Nothing personal and no freshness: the popularity order, walked (O(page)).
@@ -85,7 +89,12 @@ fn recsys_recommend(
 }
 
 #[pg_extern(stable)]
-fn recsys_predict(user_id: Option<i64>, post_id: Option<i64>, weights: default!(Option<JsonB>, "NULL"), model: default!(Option<&str>, "'default'")) -> Option<f32> {
+fn recsys_predict(
+    user_id: Option<i64>,
+    post_id: Option<i64>,
+    weights: default!(Option<JsonB>, "NULL"),
+    model: default!(Option<&str>, "'default'"),
+) -> Option<f32> {
     let (user_id, post_id) = (user_id?, post_id?);
     Spi::connect(|client| -> Result<f32> {
         let m = model::current(client, model.unwrap_or(DEFAULT_MODEL))?;

@@ -7,9 +7,9 @@ use pgrx::JsonB;
 use recsys_core::als::{self, Progress};
 use recsys_core::csr::Csr;
 use recsys_core::hybrid;
-use std::collections::HashMap;
 use recsys_core::CoreError;
 use serde_json::json;
+use std::collections::HashMap;
 use std::time::Instant;
 
 /// Between blocks of ALS work, on the backend thread: honour cancel/statement_timeout and
@@ -35,7 +35,12 @@ impl Progress for Backend {
 
 /// The item-item graph over the interaction matrix (EASE when the catalogue is small enough for
 /// its dense solve within `budget`, else RP3beta; see the "graph" option), and its report.
-fn build_graph(ui: &recsys_core::csr::Csr, o: &TrainOptions, budget: u64, pool: &rayon::ThreadPool) -> Result<(Option<recsys_core::graph::ItemGraph>, serde_json::Value)> {
+fn build_graph(
+    ui: &recsys_core::csr::Csr,
+    o: &TrainOptions,
+    budget: u64,
+    pool: &rayon::ThreadPool,
+) -> Result<(Option<recsys_core::graph::ItemGraph>, serde_json::Value)> {
     use recsys_core::hybrid::GraphKind;
     let g = &o.hybrid.graph;
     let Some(kind) = g.resolve(ui.cols, budget) else { return Ok((None, json!({"kind": "off"}))) };
@@ -68,7 +73,6 @@ pub(super) fn block_signals() {
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
     }
 }
-
 
 /// Bytes a train of this shape holds at its peak (documented in the README).
 pub fn estimate_bytes(rows: u64, nnz: u64, users: u64, items: u64, factors: u64, threads: u64) -> u64 {
@@ -320,9 +324,9 @@ fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions, imported: Opti
     };
     pgrx::check_for_interrupts!();
     // Kept for tuning only (a second copy of the triplets).
-    let events: Option<Vec<(u32, hybrid::Event)>> = o.tune.then(|| {
-        (0..loaded.rows.len()).map(|k| (loaded.rows[k], hybrid::Event { item: loaded.cols[k], weight: loaded.vals[k], day: days(k) })).collect()
-    });
+    let events: Option<Vec<(u32, hybrid::Event)>> = o
+        .tune
+        .then(|| (0..loaded.rows.len()).map(|k| (loaded.rows[k], hybrid::Event { item: loaded.cols[k], weight: loaded.vals[k], day: days(k) })).collect());
     drop((loaded.rows, loaded.cols, loaded.vals, loaded.days));
     pgrx::check_for_interrupts!();
     let pool = als::pool(threads, Some(block_signals))?;

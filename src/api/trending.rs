@@ -1,6 +1,6 @@
-use crate::options::DEFAULT_MODEL;
 use crate::error::{OrRaise, RecsysError, Result};
 use crate::gucs;
+use crate::options::DEFAULT_MODEL;
 use crate::options::{TableMap, TrainOptions, INTERACTIONS, POSTS};
 use crate::store::serving::{ModelKey, Serving};
 use crate::store::source;
@@ -50,7 +50,11 @@ pub fn top(client: &pgrx::spi::SpiClient<'_>, o: &TrainOptions, model: Option<Mo
     // SAFETY: a GUC string of the backend, read on the backend thread (NULL-checked).
     let path = unsafe {
         let p = pgrx::pg_sys::namespace_search_path;
-        if p.is_null() { String::new() } else { std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned() }
+        if p.is_null() {
+            String::new()
+        } else {
+            std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
+        }
     };
     let key = format!(
         "{role}|{rls}|{path}|{:?}|{}|{:?}|{}|{:?}|{:?}|{:?}|{}|{}|{}",
@@ -209,10 +213,7 @@ fn recsys_trending(
         let since: Interval = since.unwrap_or_else(|| Interval::from_days(7));
         // Compared as PostgreSQL compares intervals: a month is 30 days.
         if since.as_micros() <= 0 {
-            return Err(RecsysError::InvalidArgument {
-                message: "since must be a positive interval".into(),
-                hint: "pass since => '7 days'".into(),
-            });
+            return Err(RecsysError::InvalidArgument { message: "since must be a positive interval".into(), hint: "pass since => '7 days'".into() });
         }
         let (o, model) = recipe(client, model.unwrap_or(DEFAULT_MODEL))?;
         let w = Window { k, offset: offset as usize, category, project_code, since };

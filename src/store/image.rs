@@ -84,13 +84,14 @@ impl Image {
             return Err(corrupt(path, "not an image of this build"));
         }
         let n = u32::from_ne_bytes(bytes[12..16].try_into().expect("4 bytes")) as usize;
-        let table_end = n.checked_mul(ENTRY).and_then(|t| t.checked_add(16)).filter(|&e| e <= len).ok_or_else(|| corrupt(path, "section table out of range"))?;
+        let table_end =
+            n.checked_mul(ENTRY).and_then(|t| t.checked_add(16)).filter(|&e| e <= len).ok_or_else(|| corrupt(path, "section table out of range"))?;
         let mut sections = HashMap::with_capacity(n);
         for e in bytes[16..table_end].chunks_exact(ENTRY) {
             let name = std::str::from_utf8(&e[..NAME]).map_err(|_| corrupt(path, "section name"))?.trim_end_matches('\0').to_string();
             let off = u64::from_ne_bytes(e[NAME..NAME + 8].try_into().expect("8 bytes")) as usize;
             let size = u64::from_ne_bytes(e[NAME + 8..NAME + 16].try_into().expect("8 bytes")) as usize;
-            if off.checked_add(size).is_none_or(|end| end > len) || off % ALIGN != 0 {
+            if off.checked_add(size).is_none_or(|end| end > len) || !off.is_multiple_of(ALIGN) {
                 return Err(corrupt(path, &format!("section {name} out of range")));
             }
             sections.insert(name, (off, size));
@@ -274,13 +275,22 @@ pub fn read(img: &Arc<Image>, id: i64) -> Result<Data> {
     let segments: recsys_core::hybrid::Segments = serde_json::from_slice(&img.need::<u8>("segments")?).map_err(|e| bad(&e.to_string()))?;
     let quantized = match img.get::<u64>("quantized.f")? {
         None => None,
-        Some(_) => Some(recsys_core::kernels::QuantizedRows { f: img.scalar("quantized.f")? as usize, data: img.need("quantized.data")?, scale: img.need("quantized.scale")? }),
+        Some(_) => Some(recsys_core::kernels::QuantizedRows {
+            f: img.scalar("quantized.f")? as usize,
+            data: img.need("quantized.data")?,
+            scale: img.need("quantized.scale")?,
+        }),
     };
     let graph = match img.get::<u64>("graph.items")? {
         None => None,
         Some(_) => Some(
-            recsys_core::graph::ItemGraph::from_written_parts(img.scalar("graph.items")? as usize, img.need("graph.ptr")?, img.need("graph.nbr")?, img.need("graph.weight")?)
-                .map_err(|e| bad(&e.to_string()))?,
+            recsys_core::graph::ItemGraph::from_written_parts(
+                img.scalar("graph.items")? as usize,
+                img.need("graph.ptr")?,
+                img.need("graph.nbr")?,
+                img.need("graph.weight")?,
+            )
+            .map_err(|e| bad(&e.to_string()))?,
         ),
     };
     let content = match img.get::<i64>("content.ids")? {
@@ -294,12 +304,17 @@ pub fn read(img: &Arc<Image>, id: i64) -> Result<Data> {
                     indices: img.need(&format!("{name}.indices"))?,
                     data: img.need(&format!("{name}.data"))?,
                 };
-                let ok = m.indptr.len() == m.rows + 1 && m.indptr[0] == 0 && m.indptr.windows(2).all(|w| w[0] <= w[1]) && m.indptr[m.rows] == m.indices.len() && m.indices.len() == m.data.len();
+                let ok = m.indptr.len() == m.rows + 1
+                    && m.indptr[0] == 0
+                    && m.indptr.windows(2).all(|w| w[0] <= w[1])
+                    && m.indptr[m.rows] == m.indices.len()
+                    && m.indices.len() == m.data.len();
                 ok.then_some(m).ok_or_else(|| bad(name))
             };
             let docs = csr("docs")?;
             let postings = csr("postings")?;
-            let vocab = Vocab::packed_written(img.need("vocab.blob")?, img.need("vocab.offsets")?, img.need("vocab.sorted")?).ok_or_else(|| bad("vocabulary"))?;
+            let vocab =
+                Vocab::packed_written(img.need("vocab.blob")?, img.need("vocab.offsets")?, img.need("vocab.sorted")?).ok_or_else(|| bad("vocabulary"))?;
             let idf: Buf<f32> = img.need("idf")?;
             if docs.rows != ids.len() || docs.cols != vocab.len() || idf.len() != vocab.len() || postings.rows != docs.cols || postings.cols != docs.rows {
                 return Err(bad("content arrays have inconsistent sizes"));

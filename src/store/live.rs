@@ -12,7 +12,6 @@ use std::collections::{HashMap, HashSet};
 const INT8_ARRAY: PgOid = PgOid::BuiltIn(PgBuiltInOids::INT8ARRAYOID);
 const TEXT: PgOid = PgOid::BuiltIn(PgBuiltInOids::TEXTOID);
 
-
 /// Plan names for [`LiveQueries::filters`] (the plan cache is keyed by static names).
 const FILTER_PLANS: [&str; 8] = ["live_f0", "live_f1", "live_f2", "live_f3", "live_f4", "live_f5", "live_f6", "live_f7"];
 
@@ -26,10 +25,7 @@ pub fn queries(t: &Resolved, pred: Option<&str>) -> LiveQueries {
     let id = t.col("id").unwrap_or("NULL");
     let title = t.col("title").map(|c| format!("({c})::pg_catalog.text")).unwrap_or_else(|| "NULL::pg_catalog.text".into());
     let vis = visible_clause(pred);
-    let check = format!(
-        "SELECT ({id})::pg_catalog.int8, {title} FROM {tbl} WHERE {id} OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.int8[]){vis}",
-        tbl = t.table
-    );
+    let check = format!("SELECT ({id})::pg_catalog.int8, {title} FROM {tbl} WHERE {id} OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.int8[]){vis}", tbl = t.table);
     let roles = ["category", "project_code", "mood"];
     let filters = std::array::from_fn(|mask: usize| {
         let mut conds = vec![];

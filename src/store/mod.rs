@@ -35,11 +35,7 @@ pub fn schema(client: &SpiClient<'_>) -> Result<String> {
 }
 
 /// First row of a query as up to three columns; `None` when there is no row.
-pub fn first_row<A, B, C>(
-    client: &SpiClient<'_>,
-    sql: &str,
-    args: &[pgrx::datum::DatumWithOid<'_>],
-) -> Result<Option<(Option<A>, Option<B>, Option<C>)>>
+pub fn first_row<A, B, C>(client: &SpiClient<'_>, sql: &str, args: &[pgrx::datum::DatumWithOid<'_>]) -> Result<Option<(Option<A>, Option<B>, Option<C>)>>
 where
     A: pgrx::FromDatum + pgrx::IntoDatum,
     B: pgrx::FromDatum + pgrx::IntoDatum,

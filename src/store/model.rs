@@ -55,7 +55,6 @@ pub struct NewModel<'a> {
     pub graph: Option<&'a recsys_core::graph::ItemGraph>,
 }
 
-
 #[derive(serde::Serialize, serde::Deserialize)]
 struct RatingMeta {
     mu: f32,
@@ -82,7 +81,7 @@ fn u32_bytes(v: &[u32]) -> impl Iterator<Item = Vec<u8>> + '_ {
 /// Decodes a little-endian array; a length that is not a whole number of elements is
 /// corruption (never silently truncated).
 fn decode<const W: usize, T>(b: &[u8], f: fn([u8; W]) -> T) -> Result<Vec<T>> {
-    if b.len() % W != 0 {
+    if !b.len().is_multiple_of(W) {
         return Err(RecsysError::Corrupt(format!("an array of {} bytes is not a whole number of {W}-byte values", b.len())));
     }
     Ok(b.chunks_exact(W).map(|c| f(c.try_into().unwrap_or([0; W]))).collect())
@@ -275,7 +274,6 @@ thread_local! {
     static LATEST: RefCell<Option<(String, pgrx::spi::OwnedPreparedStatement)>> = const { RefCell::new(None) };
 }
 
-
 /// The served version of model `name`: the one deployed last.
 fn newest_key(client: &SpiClient<'_>, schema: &str, name: &str) -> Result<Option<ModelKey>> {
     let fresh = LATEST.with(|l| l.borrow().as_ref().is_none_or(|(s, _)| s != schema));
@@ -318,11 +316,9 @@ pub fn current(client: &SpiClient<'_>, name: &str) -> Result<Rc<Serving>> {
         return catch_up(client, hit);
     }
     let id = key.id;
-    let options = super::one::<JsonB>(client, &format!("SELECT options FROM {schema}._recsys_model WHERE id = $1"), &[id.into()])?
-        .ok_or(RecsysError::NotTrained)?
-        .0;
-    let options: TrainOptions =
-        serde_json::from_value(options).map_err(|e| RecsysError::Corrupt(format!("options of model {id}: {e}")))?;
+    let options =
+        super::one::<JsonB>(client, &format!("SELECT options FROM {schema}._recsys_model WHERE id = $1"), &[id.into()])?.ok_or(RecsysError::NotTrained)?.0;
+    let options: TrainOptions = serde_json::from_value(options).map_err(|e| RecsysError::Corrupt(format!("options of model {id}: {e}")))?;
     // The old version is dropped before the new one is decoded (peak memory: one model).
     CACHE.with(|c| c.borrow_mut().remove(name));
     let model = Rc::new(if crate::gucs::shared_models() { shared(client, &schema, key, options)? } else { load(client, &schema, key, options)? });
@@ -358,7 +354,12 @@ fn shared(client: &SpiClient<'_>, schema: &str, key: ModelKey, options: TrainOpt
             Some(t) => attach_resolved(key, options, data, None, t),
             None => attach(client, key, options, data, None),
         };
-        pgrx::debug1!("pg_recsys: model {} opened from its image: read {:.2} ms, attach {:.2} ms", key.id, (t1 - t0).as_secs_f64() * 1e3, t1.elapsed().as_secs_f64() * 1e3);
+        pgrx::debug1!(
+            "pg_recsys: model {} opened from its image: read {:.2} ms, attach {:.2} ms",
+            key.id,
+            (t1 - t0).as_secs_f64() * 1e3,
+            t1.elapsed().as_secs_f64() * 1e3
+        );
         return m;
     }
     let (data, rating) = decode_parts(client, schema, key.id, &options)?;
@@ -371,10 +372,7 @@ fn shared(client: &SpiClient<'_>, schema: &str, key: ModelKey, options: TrainOpt
         return attach(client, key, options, data, None);
     }
     drop(data);
-    let keep: Vec<i64> = client
-        .select(&format!("SELECT id FROM {schema}._recsys_model"), None, &[])?
-        .filter_map(|r| r.get::<i64>(1).ok().flatten())
-        .collect();
+    let keep: Vec<i64> = client.select(&format!("SELECT id FROM {schema}._recsys_model"), None, &[])?.filter_map(|r| r.get::<i64>(1).ok().flatten()).collect();
     super::image::remove_others(key, &keep);
     let img = super::image::Image::open(&path)?.ok_or_else(|| RecsysError::Corrupt(format!("model image {} vanished", path.display())))?;
     attach_resolved(key, options, super::image::read(&img, key.id)?, None, tables)
@@ -398,7 +396,6 @@ fn catch_up(client: &SpiClient<'_>, model: Rc<Serving>) -> Result<Rc<Serving>> {
     CACHE.with(|c| c.borrow_mut().insert(name, model.clone()));
     Ok(model)
 }
-
 
 fn load(client: &SpiClient<'_>, schema: &str, key: ModelKey, options: TrainOptions) -> Result<Serving> {
     let (data, rating) = decode_parts(client, schema, key.id, &options)?;
@@ -448,7 +445,12 @@ pub fn decode_parts(client: &SpiClient<'_>, schema: &str, id: i64, options: &Tra
             let vocab_text = String::from_utf8(opt("content_vocab").clone()).map_err(|e| RecsysError::Corrupt(e.to_string()))?;
             let vocab: Vec<String> = if vocab_text.is_empty() { vec![] } else { vocab_text.split('\n').map(String::from).collect() };
             let monotone = indptr.first() == Some(&0) && indptr.windows(2).all(|w| w[0] <= w[1]) && indptr.last() == Some(&terms.len());
-            if indptr.len() != ids.len() + 1 || terms.len() != values.len() || vocab.len() != idf.len() || !monotone || terms.iter().any(|&t| t as usize >= vocab.len()) {
+            if indptr.len() != ids.len() + 1
+                || terms.len() != values.len()
+                || vocab.len() != idf.len()
+                || !monotone
+                || terms.iter().any(|&t| t as usize >= vocab.len())
+            {
                 return Err(RecsysError::Corrupt(format!("model {id} content arrays have inconsistent sizes")));
             }
             let docs = Csr { rows: ids.len(), cols: vocab.len(), indptr: indptr.into(), indices: terms.into(), data: values.into() };
@@ -523,10 +525,23 @@ pub fn decode_parts(client: &SpiClient<'_>, schema: &str, id: i64, options: &Tra
             let meta: RatingMeta = serde_json::from_value(v).map_err(|e| RecsysError::Corrupt(e.to_string()))?;
             let item_factors = f32s(opt("rating_item_factors"))?;
             let item_bias = f32s(opt("rating_item_bias"))?;
-            if !(1..=1024).contains(&meta.factors) || item_bias.len() != meta.items || item_factors.len() != product(id, meta.items, meta.factors)? || meta.items > item_ids.len() {
+            if !(1..=1024).contains(&meta.factors)
+                || item_bias.len() != meta.items
+                || item_factors.len() != product(id, meta.items, meta.factors)?
+                || meta.items > item_ids.len()
+            {
                 return Err(RecsysError::Corrupt(format!("model {id} rating arrays have inconsistent sizes")));
             }
-            let model = ExplicitModel { factors: meta.factors, mu: meta.mu, user_bias: vec![], item_bias, user_factors: vec![], item_factors, min: meta.min, max: meta.max };
+            let model = ExplicitModel {
+                factors: meta.factors,
+                mu: meta.mu,
+                user_bias: vec![],
+                item_bias,
+                user_factors: vec![],
+                item_factors,
+                min: meta.min,
+                max: meta.max,
+            };
             let knn = match meta.knn_mu {
                 None => None,
                 Some(mu) => {
@@ -535,7 +550,13 @@ pub fn decode_parts(client: &SpiClient<'_>, schema: &str, id: i64, options: &Tra
                     let nbr: Vec<u32> = decode(opt("knn_neighbours"), u32::from_le_bytes)?;
                     let sim = f32s(opt("knn_similarities"))?;
                     let ok_ptr = ptr.first() == Some(&0) && ptr.windows(2).all(|w| w[0] <= w[1]);
-                    if bi.len() != meta.items || ptr.len() != meta.items + 1 || nbr.len() != sim.len() || ptr.last().copied() != Some(nbr.len() as u32) || !ok_ptr || nbr.iter().any(|&j| j as usize >= meta.items) {
+                    if bi.len() != meta.items
+                        || ptr.len() != meta.items + 1
+                        || nbr.len() != sim.len()
+                        || ptr.last().copied() != Some(nbr.len() as u32)
+                        || !ok_ptr
+                        || nbr.iter().any(|&j| j as usize >= meta.items)
+                    {
                         return Err(RecsysError::Corrupt(format!("model {id} neighbourhood arrays have inconsistent sizes")));
                     }
                     let neighbours = (0..meta.items).map(|i| (ptr[i] as usize..ptr[i + 1] as usize).map(|k| (nbr[k], sim[k])).collect()).collect();
@@ -552,8 +573,13 @@ pub fn decode_parts(client: &SpiClient<'_>, schema: &str, id: i64, options: &Tra
             if items < 0 || items as usize > item_ids.len() {
                 return Err(RecsysError::Corrupt(format!("model {id}: the item graph has an invalid size")));
             }
-            let g = recsys_core::graph::ItemGraph::from_parts(items as usize, decode(ptr, u32::from_le_bytes)?.into(), decode(opt("graph_nbr"), u32::from_le_bytes)?.into(), f32s(opt("graph_weight"))?.into())
-                .map_err(|e| RecsysError::Corrupt(format!("model {id}: {e}")))?;
+            let g = recsys_core::graph::ItemGraph::from_parts(
+                items as usize,
+                decode(ptr, u32::from_le_bytes)?.into(),
+                decode(opt("graph_nbr"), u32::from_le_bytes)?.into(),
+                f32s(opt("graph_weight"))?.into(),
+            )
+            .map_err(|e| RecsysError::Corrupt(format!("model {id}: {e}")))?;
             Some(g)
         }
     };
@@ -580,9 +606,6 @@ pub fn decode_parts(client: &SpiClient<'_>, schema: &str, id: i64, options: &Tra
     Ok((data, rating))
 }
 
-/// A served model from its data: the tables resolved in the catalog as they are now, the
-/// call-time queries built.
-
 /// Resolves a model's mapped tables in the catalog (names, columns, types checked).
 pub fn resolve_tables(client: &SpiClient<'_>, options: &TrainOptions) -> Result<Tables> {
     Ok(Tables {
@@ -593,6 +616,8 @@ pub fn resolve_tables(client: &SpiClient<'_>, options: &TrainOptions) -> Result<
     })
 }
 
+/// A served model from its data: the tables resolved in the catalog as they are now, the
+/// call-time queries built.
 pub fn attach(client: &SpiClient<'_>, key: ModelKey, options: TrainOptions, d: Data, rating: Option<RatingParts>) -> Result<Serving> {
     let tables = resolve_tables(client, &options)?;
     attach_resolved(key, options, d, rating, tables)
@@ -640,7 +665,8 @@ pub fn read_factors(client: &SpiClient<'_>, schema: &str, id: i64, factors: usiz
     let user_factors = decode(take("user_factors")?, f32::from_le_bytes)?;
     let mut item_ids = decode(take("item_ids")?, i64::from_le_bytes)?;
     let mut item_factors = decode(take("item_factors")?, f32::from_le_bytes)?;
-    if user_factors.len() != product(id, user_ids.len(), factors)? || item_factors.len() != product(id, item_ids.len(), factors)? || interacted > item_ids.len() {
+    if user_factors.len() != product(id, user_ids.len(), factors)? || item_factors.len() != product(id, item_ids.len(), factors)? || interacted > item_ids.len()
+    {
         return Err(RecsysError::Corrupt(format!("model {id} factor arrays have inconsistent sizes")));
     }
     item_ids.truncate(interacted);

@@ -20,8 +20,6 @@ pub const PER_CALL: i64 = 1000;
 
 const INT8: PgOid = PgOid::BuiltIn(PgBuiltInOids::INT8OID);
 
-
-
 fn reader() -> Reader {
     // SAFETY: reads the backend's current user id and a GUC variable, on the backend thread.
     unsafe { (pgrx::pg_sys::GetUserId().to_u32(), pgrx::pg_sys::row_security) }

@@ -26,27 +26,20 @@ pub fn gather(client: &SpiClient<'_>, m: &Serving, user_id: i64, w: &Weights) ->
     let (weights, default_weight) = source::weight_args(&m.options);
     let mut seen = HashSet::new();
     let mut unknown = 0usize;
-    let rows = m.run(
-        client,
-        "history",
-        &m.history_query,
-        &[JSONB, FLOAT4, INT8],
-        &[weights.into(), default_weight.into(), user_id.into()],
-        |row| {
-            let Some(pid) = row.get::<i64>(1)? else { return Ok(None) };
-            seen.insert(pid);
-            let (Some(weight), Some(day)) = (source::finite_weight(row.get::<f64>(2)?), source::finite_day(Some(row.get::<f32>(3)?.unwrap_or(f32::NAN)))) else {
-                return Ok(None);
-            };
-            match m.item_index.get(pid) {
-                Some(item) => Ok(Some(Event { item, weight, day })),
-                None => {
-                    unknown += 1;
-                    Ok(None)
-                }
+    let rows = m.run(client, "history", &m.history_query, &[JSONB, FLOAT4, INT8], &[weights.into(), default_weight.into(), user_id.into()], |row| {
+        let Some(pid) = row.get::<i64>(1)? else { return Ok(None) };
+        seen.insert(pid);
+        let (Some(weight), Some(day)) = (source::finite_weight(row.get::<f64>(2)?), source::finite_day(Some(row.get::<f32>(3)?.unwrap_or(f32::NAN)))) else {
+            return Ok(None);
+        };
+        match m.item_index.get(pid) {
+            Some(item) => Ok(Some(Event { item, weight, day })),
+            None => {
+                unknown += 1;
+                Ok(None)
             }
-        },
-    )?;
+        }
+    })?;
     let mut input = UserInput { history: rows, unknown_history: unknown, ..Default::default() };
     let n_history = input.history.len() + unknown;
 
@@ -65,16 +58,28 @@ pub fn gather(client: &SpiClient<'_>, m: &Serving, user_id: i64, w: &Weights) ->
             // Their engagement and their posts as of now: one statement each for all followees.
             let ids: Vec<i64> = all.iter().map(|f| f.0).collect();
             let mut events: HashMap<i64, Vec<Event>> = HashMap::new();
-            m.run(client, "followee_events", &m.followee_events_query, &[JSONB, FLOAT4, INT8_ARRAY], &{ let (w, d) = source::weight_args(&m.options); [w.into(), d.into(), ids.clone().into()] }, |row| {
-                let (Some(u), Some(p)) = (row.get::<i64>(1)?, row.get::<i64>(2)?) else { return Ok(None::<()>) };
-                let (Some(weight), Some(day)) = (source::finite_weight(row.get::<f64>(3)?), source::finite_day(Some(row.get::<f32>(4)?.unwrap_or(f32::NAN)))) else {
-                    return Ok(None);
-                };
-                if let Some(item) = m.item_index.get(p) {
-                    events.entry(u).or_default().push(Event { item, weight, day });
-                }
-                Ok(None)
-            })?;
+            m.run(
+                client,
+                "followee_events",
+                &m.followee_events_query,
+                &[JSONB, FLOAT4, INT8_ARRAY],
+                &{
+                    let (w, d) = source::weight_args(&m.options);
+                    [w.into(), d.into(), ids.clone().into()]
+                },
+                |row| {
+                    let (Some(u), Some(p)) = (row.get::<i64>(1)?, row.get::<i64>(2)?) else { return Ok(None::<()>) };
+                    let (Some(weight), Some(day)) =
+                        (source::finite_weight(row.get::<f64>(3)?), source::finite_day(Some(row.get::<f32>(4)?.unwrap_or(f32::NAN))))
+                    else {
+                        return Ok(None);
+                    };
+                    if let Some(item) = m.item_index.get(p) {
+                        events.entry(u).or_default().push(Event { item, weight, day });
+                    }
+                    Ok(None)
+                },
+            )?;
             let mut owned: HashMap<i64, Vec<u32>> = HashMap::new();
             if let Some(q) = &m.followee_posts_query {
                 m.run(client, "followee_posts", q, &[INT8_ARRAY], &[ids.into()], |row| {
@@ -104,9 +109,8 @@ pub fn gather(client: &SpiClient<'_>, m: &Serving, user_id: i64, w: &Weights) ->
     }
 
     if let (Some(q), true) = (&m.demographics_query, w.demographic > 0.0 && n_history < o.cold_start_threshold) {
-        let rows = m.run(client, "demographics", q, &[INT8], &[user_id.into()], |row| {
-            Ok(Some((row.get::<f64>(1)?, row.get::<String>(2)?, row.get::<String>(3)?)))
-        })?;
+        let rows =
+            m.run(client, "demographics", q, &[INT8], &[user_id.into()], |row| Ok(Some((row.get::<f64>(1)?, row.get::<String>(2)?, row.get::<String>(3)?))))?;
         if let Some((age, g, l)) = rows.into_iter().next() {
             input.segments = segment_keys(age, g.as_deref(), l.as_deref());
         }

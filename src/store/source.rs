@@ -139,11 +139,7 @@ pub fn resolve(client: &SpiClient<'_>, role_name: &'static str, map: &TableMap, 
                 types.insert(role.to_string(), typname);
             }
             _ if *required || map.is_explicit(role) => {
-                return Err(RecsysError::UndefinedColumn {
-                    table,
-                    column: col.into(),
-                    option: format!("{{\"{role_name}\": {{\"{role}\": \"...\"}}}}"),
-                })
+                return Err(RecsysError::UndefinedColumn { table, column: col.into(), option: format!("{{\"{role_name}\": {{\"{role}\": \"...\"}}}}") })
             }
             _ => {} // an optional default column the app does not have: not used
         }
@@ -172,9 +168,7 @@ pub fn weight_expr(t: &Resolved) -> String {
 /// [`weight_expr`] with the columns qualified by a table alias (`"i."`).
 pub fn weight_expr_for(t: &Resolved, alias: &str) -> String {
     let w = match t.col("kind") {
-        Some(k) => format!(
-            "COALESCE(($1::pg_catalog.jsonb OPERATOR(pg_catalog.->>) ({alias}{k})::pg_catalog.text)::pg_catalog.float8, $2::pg_catalog.float8)"
-        ),
+        Some(k) => format!("COALESCE(($1::pg_catalog.jsonb OPERATOR(pg_catalog.->>) ({alias}{k})::pg_catalog.text)::pg_catalog.float8, $2::pg_catalog.float8)"),
         None => "$2::pg_catalog.float8".to_string(),
     };
     let v = match t.col("value") {
@@ -188,9 +182,9 @@ pub fn weight_expr_for(t: &Resolved, alias: &str) -> String {
 /// the table has no time column).
 pub fn day_expr(t: &Resolved, alias: &str) -> String {
     match t.col("time") {
-        Some(c) => format!(
-            "(pg_catalog.date_part('epoch', ({alias}{c})::pg_catalog.timestamptz) OPERATOR(pg_catalog./) 86400::pg_catalog.float8)::pg_catalog.float4"
-        ),
+        Some(c) => {
+            format!("(pg_catalog.date_part('epoch', ({alias}{c})::pg_catalog.timestamptz) OPERATOR(pg_catalog./) 86400::pg_catalog.float8)::pg_catalog.float4")
+        }
         None => "NULL::pg_catalog.float4".into(),
     }
 }
@@ -424,7 +418,13 @@ pub fn user_ratings_query(t: &Resolved, kind: Option<&str>) -> Result<String> {
 pub fn demographics_query(t: &Resolved) -> String {
     let id = t.col("id").unwrap_or("NULL");
     let num = |r: &str| t.col(r).map(|c| format!("({c})::pg_catalog.float8")).unwrap_or_else(|| "NULL::pg_catalog.float8".into());
-    format!("SELECT {age}, {g}, {l} FROM {tbl} WHERE {id} OPERATOR(pg_catalog.=) $1::pg_catalog.int8 LIMIT 1", age = num("age"), g = text_expr(t, "gender"), l = text_expr(t, "location"), tbl = t.table)
+    format!(
+        "SELECT {age}, {g}, {l} FROM {tbl} WHERE {id} OPERATOR(pg_catalog.=) $1::pg_catalog.int8 LIMIT 1",
+        age = num("age"),
+        g = text_expr(t, "gender"),
+        l = text_expr(t, "location"),
+        tbl = t.table
+    )
 }
 
 /// Every user's segment keys, dictionary-encoded: (user id, codes into dict; 0 = none).
@@ -549,10 +549,7 @@ fn posts_select(t: &Resolved) -> String {
 /// the posts created after a model was trained, read at call time.
 pub fn new_posts_query(t: &Resolved) -> String {
     let id = t.col("id").unwrap_or("NULL");
-    format!(
-        "{} WHERE {id} OPERATOR(pg_catalog.>) $1::pg_catalog.int8 ORDER BY {id} LIMIT $2::pg_catalog.int8",
-        posts_select(t)
-    )
+    format!("{} WHERE {id} OPERATOR(pg_catalog.>) $1::pg_catalog.int8 ORDER BY {id} LIMIT $2::pg_catalog.int8", posts_select(t))
 }
 
 /// One row of [`posts_select`] appended to `out`; returns the bytes it holds (for the budget).
@@ -605,7 +602,11 @@ pub const INDEX_WARNING_BYTES: i64 = 1 << 20;
 
 /// Per-call reads that need an index, as (table, leading column role, columns to suggest, what
 /// reads it): serving would otherwise scan the table on every call.
-pub fn per_call_reads<'a>(interactions: &'a Resolved, posts: Option<&'a Resolved>, follows: Option<&'a Resolved>) -> Vec<(&'a Resolved, &'static str, Vec<&'static str>, &'static str)> {
+pub fn per_call_reads<'a>(
+    interactions: &'a Resolved,
+    posts: Option<&'a Resolved>,
+    follows: Option<&'a Resolved>,
+) -> Vec<(&'a Resolved, &'static str, Vec<&'static str>, &'static str)> {
     let mut out = vec![];
     let with_time = if interactions.col("time").is_some() { vec!["user", "time"] } else { vec!["user"] };
     out.push((interactions, "user", with_time, "every call reads the user's history and the followees' latest engagement by user"));

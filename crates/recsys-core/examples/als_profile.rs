@@ -23,6 +23,11 @@ fn main() {
     let t = Instant::now();
     let (_, stats) = als::train(&m, &opts, &pool, &mut NoProgress).unwrap();
     let per: Vec<f64> = stats.windows(2).map(|w| w[1].seconds - w[0].seconds).collect();
-    println!("users {users} items {items} nnz {} factors {factors} threads {threads}: first {:.3}s, then {:?} s/iter, total {:.2}s",
-        m.nnz(), stats[0].seconds, per.iter().map(|x| (x * 1000.0).round() / 1000.0).collect::<Vec<_>>(), t.elapsed().as_secs_f64());
+    println!(
+        "users {users} items {items} nnz {} factors {factors} threads {threads}: first {:.3}s, then {:?} s/iter, total {:.2}s",
+        m.nnz(),
+        stats[0].seconds,
+        per.iter().map(|x| (x * 1000.0).round() / 1000.0).collect::<Vec<_>>(),
+        t.elapsed().as_secs_f64()
+    );
 }

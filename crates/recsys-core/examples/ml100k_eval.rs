@@ -46,14 +46,8 @@ fn main() {
     let sw = items["50"] as usize;
     let settings: Vec<f32> = args[1..].iter().map(|s| s.parse().unwrap()).collect();
     for s in settings.chunks(4) {
-        let opts = AlsOptions {
-            regularization: s[0],
-            alpha: s[1],
-            factors: s[2] as usize,
-            iterations: s[3] as usize,
-            compute_loss: false,
-            ..Default::default()
-        };
+        let opts =
+            AlsOptions { regularization: s[0], alpha: s[1], factors: s[2] as usize, iterations: s[3] as usize, compute_loss: false, ..Default::default() };
         let (model, _) = als::train(&train, &opts, &pool, &mut NoProgress).unwrap();
         let f = model.factors;
         let (met, cov) = evaluate_ranking(&train, &test, 10, |u, out| score_all(&model.item_factors, f, model.user(u), out));
@@ -67,7 +61,14 @@ fn main() {
         let nn: Vec<&str> = sims.iter().take(10).map(|(_, j)| item_names[*j].as_str()).collect();
         println!(
             "reg {:>6} alpha {:>4} f {:>3} it {:>2}: ndcg@10 {:.4} p@10 {:.4} cov {:.3} | {}",
-            s[0], s[1], s[2], s[3], met.ndcg, met.precision, cov, nn.join("; ")
+            s[0],
+            s[1],
+            s[2],
+            s[3],
+            met.ndcg,
+            met.precision,
+            cov,
+            nn.join("; ")
         );
     }
 }

@@ -15,7 +15,11 @@ fn main() {
     for (name, run) in [("f32", 0), ("int8", 1)] {
         let t = Instant::now();
         for _ in 0..200 {
-            if run == 0 { score_all(&rows, f, &q, &mut out) } else { qz.scores(&q, &mut out) }
+            if run == 0 {
+                score_all(&rows, f, &q, &mut out)
+            } else {
+                qz.scores(&q, &mut out)
+            }
         }
         println!("{name}: {:.3} ms per scan of {n} x {f}", t.elapsed().as_secs_f64() * 1000.0 / 200.0);
     }

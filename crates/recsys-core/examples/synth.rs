@@ -49,7 +49,19 @@ fn main() -> std::io::Result<()> {
     writeln!(f, "id,owner_id,title,description,tags,category,project_code,mood,created_at")?;
     for p in &d.posts {
         let tags = format!("{{{}}}", p.tags.iter().map(|t| format!("\"{t}\"")).collect::<Vec<_>>().join(","));
-        writeln!(f, "{},{},{},{},{},{},{},{},{}", p.id, p.owner_id, csv(&p.title), csv(&p.description), csv(&tags), p.category, p.project_code, p.mood, ts(p.created_at))?;
+        writeln!(
+            f,
+            "{},{},{},{},{},{},{},{},{}",
+            p.id,
+            p.owner_id,
+            csv(&p.title),
+            csv(&p.description),
+            csv(&tags),
+            p.category,
+            p.project_code,
+            p.mood,
+            ts(p.created_at)
+        )?;
     }
     let mut f = file("interactions.csv")?;
     writeln!(f, "user_id,post_id,kind,value,created_at")?;
@@ -71,6 +83,13 @@ fn main() -> std::io::Result<()> {
     for p in &d.posts {
         writeln!(f, "post,{},{}", p.id, p.topic)?;
     }
-    eprintln!("synth: {} users, {} posts, {} interactions, {} follows in {:.1}s", d.users.len(), d.posts.len(), it.user_id.len(), d.follows.follower_id.len(), t.elapsed().as_secs_f64());
+    eprintln!(
+        "synth: {} users, {} posts, {} interactions, {} follows in {:.1}s",
+        d.users.len(),
+        d.posts.len(),
+        it.user_id.len(),
+        d.follows.follower_id.len(),
+        t.elapsed().as_secs_f64()
+    );
     Ok(())
 }

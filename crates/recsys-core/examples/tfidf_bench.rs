@@ -3,10 +3,10 @@
 //! Writes OUT_DIR/corpus.tsv (title, description, tags joined by '|', category), tokens.txt (our
 //! tokens per post, joined by U+001F) and neighbours.txt (each post's top 10 by cosine, itself
 //! excluded, ties by index); prints one JSON line of seconds (2 threads).
+use rayon::prelude::*;
 use recsys_core::synth::{generate, SynthConfig};
 use recsys_core::tfidf::{tokens, Doc, Tfidf};
 use recsys_core::topk::{Scored, TopK};
-use rayon::prelude::*;
 use std::io::Write;
 use std::time::Instant;
 
@@ -61,9 +61,5 @@ fn main() {
     for nb in &neighbours {
         writeln!(f, "{}", nb.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(",")).unwrap();
     }
-    println!(
-        "{{\"posts\": {}, \"terms\": {}, \"tokenize\": {t_tok:.4}, \"fit\": {t_fit:.4}, \"top10_all\": {t_top:.4}}}",
-        m.docs.rows,
-        m.vocab.len()
-    );
+    println!("{{\"posts\": {}, \"terms\": {}, \"tokenize\": {t_tok:.4}, \"fit\": {t_fit:.4}, \"top10_all\": {t_top:.4}}}", m.docs.rows, m.vocab.len());
 }

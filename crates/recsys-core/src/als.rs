@@ -45,9 +45,7 @@ impl Default for AlsOptions {
 
 impl AlsOptions {
     pub fn validate(&self) -> Result<(), CoreError> {
-        let bad = |name: &str, reason: &str| {
-            Err(CoreError::InvalidOption { name: name.into(), reason: reason.into() })
-        };
+        let bad = |name: &str, reason: &str| Err(CoreError::InvalidOption { name: name.into(), reason: reason.into() });
         if self.factors == 0 || self.factors > 1024 {
             return bad("factors", "must be between 1 and 1024");
         }
@@ -116,12 +114,7 @@ pub struct IterationStat {
 const BLOCK_ROWS: usize = 2048;
 
 /// Trains on a user × item matrix of summed interaction weights.
-pub fn train(
-    ui: &Csr,
-    opts: &AlsOptions,
-    pool: &rayon::ThreadPool,
-    progress: &mut dyn Progress,
-) -> Result<(AlsModel, Vec<IterationStat>), CoreError> {
+pub fn train(ui: &Csr, opts: &AlsOptions, pool: &rayon::ThreadPool, progress: &mut dyn Progress) -> Result<(AlsModel, Vec<IterationStat>), CoreError> {
     opts.validate()?;
     if ui.nnz() == 0 {
         return Err(CoreError::EmptyInput);
@@ -145,10 +138,7 @@ pub fn train(
         progress.iteration(it + 1, loss, seconds);
         stats.push(IterationStat { iteration: it + 1, loss, seconds });
     }
-    Ok((
-        AlsModel { factors: f, users: ui.rows, items: ui.cols, user_factors: x, item_factors: y },
-        stats,
-    ))
+    Ok((AlsModel { factors: f, users: ui.rows, items: ui.cols, user_factors: x, item_factors: y }, stats))
 }
 
 /// YᵀY + λI, summed over fixed chunks in a fixed order so the result does not depend on the
@@ -214,15 +204,7 @@ fn gram_chunk_impl<const FMA: bool>(chunk: &[f32], f: usize) -> Vec<f32> {
 
 /// One half-step: for every row r of `m`, x_r ← CG steps on
 /// (G + Σ_i αr_ri y_i y_iᵀ) x = Σ_i (1 + αr_ri) y_i, warm-started from the current x_r.
-fn solve_rows(
-    m: &Csr,
-    y: &[f32],
-    g: &[f32],
-    x: &mut [f32],
-    opts: &AlsOptions,
-    pool: &rayon::ThreadPool,
-    progress: &mut dyn Progress,
-) -> Result<(), CoreError> {
+fn solve_rows(m: &Csr, y: &[f32], g: &[f32], x: &mut [f32], opts: &AlsOptions, pool: &rayon::ThreadPool, progress: &mut dyn Progress) -> Result<(), CoreError> {
     let f = opts.factors;
     let avx = has_avx2_fma();
     for (b, block) in x.chunks_mut(BLOCK_ROWS * f).enumerate() {
@@ -244,16 +226,7 @@ fn solve_rows(
 
 #[allow(clippy::too_many_arguments)]
 #[inline]
-fn solve_one(
-    avx: bool,
-    idx: &[u32],
-    val: &[f32],
-    y: &[f32],
-    g: &[f32],
-    x: &mut [f32],
-    opts: &AlsOptions,
-    scratch: &mut [f32],
-) {
+fn solve_one(avx: bool, idx: &[u32], val: &[f32], y: &[f32], g: &[f32], x: &mut [f32], opts: &AlsOptions, scratch: &mut [f32]) {
     let (a, st) = (opts.alpha, opts.cg_steps);
     #[cfg(target_arch = "x86_64")]
     {
@@ -277,16 +250,7 @@ fn solve_one(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn cg_avx2<const N: usize>(
-    idx: &[u32],
-    val: &[f32],
-    y: &[f32],
-    g: &[f32],
-    x: &mut [f32],
-    alpha: f32,
-    steps: usize,
-    scratch: &mut [f32],
-) {
+unsafe fn cg_avx2<const N: usize>(idx: &[u32], val: &[f32], y: &[f32], g: &[f32], x: &mut [f32], alpha: f32, steps: usize, scratch: &mut [f32]) {
     cg::<true, N>(idx, val, y, g, x, alpha, steps, scratch)
 }
 
@@ -325,16 +289,7 @@ fn gemv_sym_n<const FMA: bool, const N: usize>(g: &[f32], v: &[f32], out: &mut [
 /// inner loop is unrolled); `N` = 0 handles any size.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn cg<const FMA: bool, const N: usize>(
-    idx: &[u32],
-    val: &[f32],
-    y: &[f32],
-    g: &[f32],
-    x: &mut [f32],
-    alpha: f32,
-    steps: usize,
-    scratch: &mut [f32],
-) {
+fn cg<const FMA: bool, const N: usize>(idx: &[u32], val: &[f32], y: &[f32], g: &[f32], x: &mut [f32], alpha: f32, steps: usize, scratch: &mut [f32]) {
     let f = if N > 0 { N } else { x.len() };
     let x = &mut x[..f];
     if idx.is_empty() {
@@ -367,7 +322,8 @@ fn cg<const FMA: bool, const N: usize>(
             axpy::<FMA>(coef, yi, ap);
         }
         let pap = dot::<FMA>(p, ap);
-        if !(pap > 0.0) {
+        // Also stops on NaN.
+        if pap.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
             break;
         }
         let a = rs_old / pap;
@@ -384,14 +340,7 @@ fn cg<const FMA: bool, const N: usize>(
 
 /// Σ_u Σ_i c_ui (p_ui − x_u·y_i)² + λ(‖X‖² + ‖Y‖²), divided by users × items.
 /// Uses Σ_all s² = xᵀ(YᵀY)x so the cost is O(nnz·f + users·f²), not O(users·items·f).
-fn loss(
-    ui: &Csr,
-    x: &[f32],
-    y: &[f32],
-    opts: &AlsOptions,
-    pool: &rayon::ThreadPool,
-    progress: &mut dyn Progress,
-) -> Result<f64, CoreError> {
+fn loss(ui: &Csr, x: &[f32], y: &[f32], opts: &AlsOptions, pool: &rayon::ThreadPool, progress: &mut dyn Progress) -> Result<f64, CoreError> {
     let f = opts.factors;
     let g = gram(y, f, 0.0, pool);
     progress.check()?;
@@ -631,10 +580,8 @@ mod tests {
         let mut total = 0;
         for i in 0..model.items {
             let qi = model.item(i);
-            let mut sims: Vec<(f32, usize)> = (0..model.items)
-                .filter(|&j| j != i)
-                .map(|j| (dot::<false>(qi, model.item(j)) / (norm(qi) * norm(model.item(j))), j))
-                .collect();
+            let mut sims: Vec<(f32, usize)> =
+                (0..model.items).filter(|&j| j != i).map(|j| (dot::<false>(qi, model.item(j)) / (norm(qi) * norm(model.item(j))), j)).collect();
             sims.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap());
             for &(_, j) in sims.iter().take(5) {
                 total += 1;

@@ -195,13 +195,7 @@ mod tests {
 
     #[test]
     fn triplets_sum_duplicates_and_sort() {
-        let m = Csr::from_triplets(
-            3,
-            4,
-            &[2, 0, 0, 2, 0, 1],
-            &[1, 3, 1, 1, 3, 0],
-            &[1.0, 2.0, 0.5, 4.0, 1.0, -1.0],
-        );
+        let m = Csr::from_triplets(3, 4, &[2, 0, 0, 2, 0, 1], &[1, 3, 1, 1, 3, 0], &[1.0, 2.0, 0.5, 4.0, 1.0, -1.0]);
         assert_eq!(&m.indptr[..], &[0, 2, 2, 3]);
         assert_eq!(&m.indices[..], &[1, 3, 1]);
         assert_eq!(&m.data[..], &[0.5, 3.0, 5.0]);

@@ -3,6 +3,7 @@
 //! - recall@k    = hits / |test|
 //! - NDCG@k      = Σ_{hit at rank i} 1/log2(i+1) / Σ_{i=1..min(k,|test|)} 1/log2(i+1)
 //! - MAP@k       = Σ_{hit at rank i} precision@i / min(k, |test|)
+//!
 //! Users with an empty test set are skipped; the reported value is the mean over the rest.
 use serde::Serialize;
 use std::collections::HashSet;
@@ -33,13 +34,7 @@ pub fn user_metrics(ranked: &[u32], test: &HashSet<u32>, k: usize) -> Metrics {
     }
     let ideal_n = k.min(test.len());
     let idcg: f64 = (0..ideal_n).map(|p| 1.0 / ((p + 2) as f64).log2()).sum();
-    Metrics {
-        precision: hits as f64 / k as f64,
-        recall: hits as f64 / test.len() as f64,
-        ndcg: dcg / idcg,
-        map: ap / ideal_n as f64,
-        users: 1,
-    }
+    Metrics { precision: hits as f64 / k as f64, recall: hits as f64 / test.len() as f64, ndcg: dcg / idcg, map: ap / ideal_n as f64, users: 1 }
 }
 
 /// Running mean over users.
@@ -58,13 +53,7 @@ impl MetricsAcc {
     }
     pub fn mean(&self) -> Metrics {
         let n = self.sum.users.max(1) as f64;
-        Metrics {
-            precision: self.sum.precision / n,
-            recall: self.sum.recall / n,
-            ndcg: self.sum.ndcg / n,
-            map: self.sum.map / n,
-            users: self.sum.users,
-        }
+        Metrics { precision: self.sum.precision / n, recall: self.sum.recall / n, ndcg: self.sum.ndcg / n, map: self.sum.map / n, users: self.sum.users }
     }
 }
 
@@ -78,47 +67,6 @@ pub fn rmse_mae(pred: &[f32], truth: &[f32]) -> (f64, f64) {
         ae += d.abs();
     }
     ((se / n).sqrt(), ae / n)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn set(v: &[u32]) -> HashSet<u32> {
-        v.iter().copied().collect()
-    }
-
-    #[test]
-    fn hand_computed_values() {
-        // Ranked: 5 1 7 3 9, relevant {1, 3, 4}, k = 5.
-        let m = user_metrics(&[5, 1, 7, 3, 9], &set(&[1, 3, 4]), 5);
-        assert!((m.precision - 0.4).abs() < 1e-12);
-        assert!((m.recall - 2.0 / 3.0).abs() < 1e-12);
-        // DCG = 1/log2(3) + 1/log2(5); IDCG = 1 + 1/log2(3) + 1/log2(4)
-        let dcg = 1.0 / 3f64.log2() + 1.0 / 5f64.log2();
-        let idcg = 1.0 + 1.0 / 3f64.log2() + 0.5;
-        assert!((m.ndcg - dcg / idcg).abs() < 1e-12);
-        // AP = (1/2 + 2/4) / min(5, 3)
-        assert!((m.map - (0.5 + 0.5) / 3.0).abs() < 1e-12);
-    }
-
-    #[test]
-    fn perfect_and_empty() {
-        let m = user_metrics(&[1, 2], &set(&[1, 2]), 10);
-        assert!((m.ndcg - 1.0).abs() < 1e-12 && (m.map - 1.0).abs() < 1e-12 && (m.recall - 1.0).abs() < 1e-12);
-        assert!((m.precision - 0.2).abs() < 1e-12);
-        assert_eq!(user_metrics(&[1], &set(&[]), 10).users, 0);
-        let mut acc = MetricsAcc::default();
-        acc.add(&m);
-        acc.add(&user_metrics(&[3], &set(&[1]), 10));
-        assert!((acc.mean().ndcg - 0.5).abs() < 1e-12);
-    }
-
-    #[test]
-    fn rmse_mae_hand() {
-        let (r, a) = rmse_mae(&[3.0, 4.0], &[4.0, 2.0]);
-        assert!((r - (2.5f64).sqrt()).abs() < 1e-9 && (a - 1.5).abs() < 1e-9);
-    }
 }
 
 /// Ranks all items for every user with test items by `score(u, out)` (which fills one score
@@ -171,4 +119,45 @@ pub fn popularity(train: &crate::csr::Csr) -> Vec<f32> {
         p[i as usize] += 1.0;
     }
     p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(v: &[u32]) -> HashSet<u32> {
+        v.iter().copied().collect()
+    }
+
+    #[test]
+    fn hand_computed_values() {
+        // Ranked: 5 1 7 3 9, relevant {1, 3, 4}, k = 5.
+        let m = user_metrics(&[5, 1, 7, 3, 9], &set(&[1, 3, 4]), 5);
+        assert!((m.precision - 0.4).abs() < 1e-12);
+        assert!((m.recall - 2.0 / 3.0).abs() < 1e-12);
+        // DCG = 1/log2(3) + 1/log2(5); IDCG = 1 + 1/log2(3) + 1/log2(4)
+        let dcg = 1.0 / 3f64.log2() + 1.0 / 5f64.log2();
+        let idcg = 1.0 + 1.0 / 3f64.log2() + 0.5;
+        assert!((m.ndcg - dcg / idcg).abs() < 1e-12);
+        // AP = (1/2 + 2/4) / min(5, 3)
+        assert!((m.map - (0.5 + 0.5) / 3.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn perfect_and_empty() {
+        let m = user_metrics(&[1, 2], &set(&[1, 2]), 10);
+        assert!((m.ndcg - 1.0).abs() < 1e-12 && (m.map - 1.0).abs() < 1e-12 && (m.recall - 1.0).abs() < 1e-12);
+        assert!((m.precision - 0.2).abs() < 1e-12);
+        assert_eq!(user_metrics(&[1], &set(&[]), 10).users, 0);
+        let mut acc = MetricsAcc::default();
+        acc.add(&m);
+        acc.add(&user_metrics(&[3], &set(&[1]), 10));
+        assert!((acc.mean().ndcg - 0.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn rmse_mae_hand() {
+        let (r, a) = rmse_mae(&[3.0, 4.0], &[4.0, 2.0]);
+        assert!((r - (2.5f64).sqrt()).abs() < 1e-9 && (a - 1.5).abs() < 1e-9);
+    }
 }

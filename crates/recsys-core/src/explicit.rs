@@ -124,7 +124,12 @@ pub fn mean_ratings(rows: usize, cols: usize, entries: impl Iterator<Item = (u32
 }
 
 /// Fits on a users × items matrix of ratings (one per pair; callers average duplicates).
-pub fn train(ratings: &Csr, o: &ExplicitOptions, pool: &rayon::ThreadPool, check: &mut dyn FnMut() -> Result<(), CoreError>) -> Result<ExplicitModel, CoreError> {
+pub fn train(
+    ratings: &Csr,
+    o: &ExplicitOptions,
+    pool: &rayon::ThreadPool,
+    check: &mut dyn FnMut() -> Result<(), CoreError>,
+) -> Result<ExplicitModel, CoreError> {
     if ratings.nnz() == 0 {
         return Err(CoreError::EmptyInput);
     }
@@ -339,9 +344,7 @@ pub fn cross_validate_with(ratings: &Csr, fold_of: &[usize], folds: usize, o: &E
     assert_eq!(fold_of.len(), n);
     let mut rows = vec![0u32; n];
     for u in 0..ratings.rows {
-        for k in ratings.indptr[u]..ratings.indptr[u + 1] {
-            rows[k] = u as u32;
-        }
+        rows[ratings.indptr[u]..ratings.indptr[u + 1]].fill(u as u32);
     }
     let mut out = vec![];
     for fold in 0..folds {

@@ -49,7 +49,11 @@ impl ItemGraph {
     /// edges trusted (an edge beyond the catalogue is skipped by `scores`, a NaN weight scores
     /// 0), so opening touches only `ptr`.
     pub fn from_written_parts(items: usize, ptr: Buf<u32>, nbr: Buf<u32>, weight: Buf<f32>) -> Result<ItemGraph> {
-        let ok = ptr.len() == items.saturating_add(1) && ptr[0] == 0 && ptr.windows(2).all(|w| w[0] <= w[1]) && ptr[items] as usize == nbr.len() && nbr.len() == weight.len();
+        let ok = ptr.len() == items.saturating_add(1)
+            && ptr[0] == 0
+            && ptr.windows(2).all(|w| w[0] <= w[1])
+            && ptr[items] as usize == nbr.len()
+            && nbr.len() == weight.len();
         if !ok {
             return Err(corrupt("row pointers or lengths do not match".into()));
         }
@@ -232,7 +236,10 @@ pub fn ease(ui: &Csr, lambda: f32, k: usize, pool: &rayon::ThreadPool, check: &m
     check()?;
     let mut a: Vec<f32> = Vec::new();
     a.try_reserve_exact(n.saturating_mul(n)).map_err(|_| {
-        bad("items", &format!("EASE needs a dense {n} × {n} matrix ({} MB) and it could not be allocated; use rp3beta for a catalogue this large", ease_bytes(n) >> 20))
+        bad(
+            "items",
+            &format!("EASE needs a dense {n} × {n} matrix ({} MB) and it could not be allocated; use rp3beta for a catalogue this large", ease_bytes(n) >> 20),
+        )
     })?;
     a.resize(n * n, 0.0);
     // G = XᵀX on the binarised matrix, lower triangle, + λ on the diagonal.
@@ -449,7 +456,6 @@ fn update_band(band: &mut [f32], first: usize, n: usize, up: &[f32], vt: &[f32],
 unsafe fn update_band_avx2(band: &mut [f32], first: usize, n: usize, up: &[f32], vt: &[f32], nb: usize) {
     update_band_impl::<true>(band, first, n, up, vt, nb)
 }
-
 
 /// Rows `first..` of the band (a multiple of QUAD): a_ij −= U_i · V_j for every tile of columns
 /// that reaches j <= i. The part of a tile above the diagonal lands in the scratch upper
@@ -738,7 +744,10 @@ mod tests {
         // k = 2 keeps the two largest |B_ij|, which here drops each row's negative (row 3:
         // |−4/13| < 3/8); k = 1 breaks row 3's tie to item 0.
         let g2 = ease(&ui, 1.0, 2, &pool(), &mut ok).unwrap();
-        check(&g2, &[&[(1, 6.0 / 13.0), (3, 1.0 / 3.0)], &[(0, 9.0 / 16.0), (2, 9.0 / 16.0)], &[(1, 6.0 / 13.0), (3, 1.0 / 3.0)], &[(0, 3.0 / 8.0), (2, 3.0 / 8.0)]]);
+        check(
+            &g2,
+            &[&[(1, 6.0 / 13.0), (3, 1.0 / 3.0)], &[(0, 9.0 / 16.0), (2, 9.0 / 16.0)], &[(1, 6.0 / 13.0), (3, 1.0 / 3.0)], &[(0, 3.0 / 8.0), (2, 3.0 / 8.0)]],
+        );
         let g1 = ease(&ui, 1.0, 1, &pool(), &mut ok).unwrap();
         assert_eq!(g1.row(3).0, &[0]);
     }
@@ -894,18 +903,18 @@ mod tests {
         assert!(ItemGraph::from_parts(n, p.into(), j.into(), w.into()).is_ok());
         type Parts = (usize, Vec<u32>, Vec<u32>, Vec<f32>);
         let cases: Vec<Parts> = vec![
-            (3, vec![0, 2, 3], vec![1, 2, 0], vec![0.5, 0.25, 1.0]),           // ptr too short
-            (3, vec![1, 2, 2, 3], vec![1, 2, 0], vec![0.5, 0.25, 1.0]),        // ptr[0] != 0
-            (3, vec![0, 2, 1, 3], vec![1, 2, 0], vec![0.5, 0.25, 1.0]),        // decreasing
-            (3, vec![0, 2, 2, 4], vec![1, 2, 0], vec![0.5, 0.25, 1.0]),        // past the end
-            (3, vec![0, 2, 2, 2], vec![1, 2, 0], vec![0.5, 0.25, 1.0]),        // short of the end
-            (3, vec![0, 2, 2, 3], vec![1, 3, 0], vec![0.5, 0.25, 1.0]),        // neighbour >= items
-            (3, vec![0, 2, 2, 3], vec![1, 2, 0], vec![0.5, 0.25]),             // lengths differ
-            (3, vec![0, 2, 2, 3], vec![1, 2, 0], vec![f32::NAN, 0.25, 1.0]),   // NaN
+            (3, vec![0, 2, 3], vec![1, 2, 0], vec![0.5, 0.25, 1.0]),         // ptr too short
+            (3, vec![1, 2, 2, 3], vec![1, 2, 0], vec![0.5, 0.25, 1.0]),      // ptr[0] != 0
+            (3, vec![0, 2, 1, 3], vec![1, 2, 0], vec![0.5, 0.25, 1.0]),      // decreasing
+            (3, vec![0, 2, 2, 4], vec![1, 2, 0], vec![0.5, 0.25, 1.0]),      // past the end
+            (3, vec![0, 2, 2, 2], vec![1, 2, 0], vec![0.5, 0.25, 1.0]),      // short of the end
+            (3, vec![0, 2, 2, 3], vec![1, 3, 0], vec![0.5, 0.25, 1.0]),      // neighbour >= items
+            (3, vec![0, 2, 2, 3], vec![1, 2, 0], vec![0.5, 0.25]),           // lengths differ
+            (3, vec![0, 2, 2, 3], vec![1, 2, 0], vec![f32::NAN, 0.25, 1.0]), // NaN
             (3, vec![0, 2, 2, 3], vec![1, 2, 0], vec![0.5, f32::INFINITY, 1.0]),
-            (3, vec![0, 2, 2, 3], vec![1, 2, 0], vec![0.25, 0.5, 1.0]),        // unsorted row
-            (usize::MAX, vec![0], vec![], vec![]),                              // absurd size
-            (0, vec![], vec![], vec![]),                                        // empty ptr
+            (3, vec![0, 2, 2, 3], vec![1, 2, 0], vec![0.25, 0.5, 1.0]), // unsorted row
+            (usize::MAX, vec![0], vec![], vec![]),                      // absurd size
+            (0, vec![], vec![], vec![]),                                // empty ptr
         ];
         for (i, (n, p, j, w)) in cases.into_iter().enumerate() {
             assert!(matches!(ItemGraph::from_parts(n, p.into(), j.into(), w.into()), Err(CoreError::InvalidOption { .. })), "case {i}");

@@ -174,7 +174,13 @@ impl GraphOptions {
 
     /// Builds the graph over the users × items matrix (`check` between blocks, on the caller's
     /// thread).
-    pub fn build(&self, kind: GraphKind, ui: &crate::csr::Csr, pool: &rayon::ThreadPool, check: &mut dyn FnMut() -> Result<(), crate::error::CoreError>) -> Result<Option<crate::graph::ItemGraph>, crate::error::CoreError> {
+    pub fn build(
+        &self,
+        kind: GraphKind,
+        ui: &crate::csr::Csr,
+        pool: &rayon::ThreadPool,
+        check: &mut dyn FnMut() -> Result<(), crate::error::CoreError>,
+    ) -> Result<Option<crate::graph::ItemGraph>, crate::error::CoreError> {
         let k = self.neighbours.min(ui.cols.saturating_sub(1)).max(1);
         if ui.cols < 2 {
             return Ok(None);
@@ -476,11 +482,7 @@ pub fn disliked_items(history: &[Event]) -> Vec<Event> {
             s.day = e.day;
         }
     }
-    let mut v: Vec<Event> = sums
-        .into_values()
-        .filter(|e| e.weight < 0.0 && e.weight.is_finite())
-        .map(|e| Event { weight: -e.weight, ..e })
-        .collect();
+    let mut v: Vec<Event> = sums.into_values().filter(|e| e.weight < 0.0 && e.weight.is_finite()).map(|e| Event { weight: -e.weight, ..e }).collect();
     let key = |d: f32| if d.is_nan() { f32::NEG_INFINITY } else { d };
     v.sort_by(|a, b| key(b.day).total_cmp(&key(a.day)).then(b.weight.total_cmp(&a.weight)).then(a.item.cmp(&b.item)));
     v.truncate(NEGATIVE_ITEMS);
@@ -819,7 +821,11 @@ impl Scores {
         let cosine = |a: &[f32], b: &[f32]| {
             let d = dot_dispatch(a, b);
             let nn = (dot_dispatch(a, a) * dot_dispatch(b, b)).sqrt();
-            if nn > 0.0 { d / nn } else { 0.0 }
+            if nn > 0.0 {
+                d / nn
+            } else {
+                0.0
+            }
         };
         let row = |j: usize| cat.tfidf.zip(cat.from_item.get(j).copied().flatten()).map(|(t, r)| t.docs.row(r as usize));
         let (yi, ri) = (factors(iu), row(iu));
@@ -933,13 +939,21 @@ pub fn freshness(created_day: &[f32], half_life: f32) -> Vec<f32> {
 /// The newest finite creation day (NaN when none is known).
 pub fn newest_day(created_day: &[f32]) -> f32 {
     let newest = created_day.iter().copied().filter(|d| d.is_finite()).fold(f32::NEG_INFINITY, f32::max);
-    if newest.is_finite() { newest } else { f32::NAN }
+    if newest.is_finite() {
+        newest
+    } else {
+        f32::NAN
+    }
 }
 
 /// The freshness of one post created on `day`, against a catalogue whose newest post was
 /// created on `newest` (as [`freshness`] computes it; a post newer than that is 1).
 pub fn freshness_of(day: f32, newest: f32, half_life: f32) -> f32 {
-    if day.is_finite() && newest.is_finite() { decay(newest - day, half_life) } else { 0.0 }
+    if day.is_finite() && newest.is_finite() {
+        decay(newest - day, half_life)
+    } else {
+        0.0
+    }
 }
 
 /// Trending popularity in [0, 1]: Σ over interactions of decay(age), by post, relative to the
@@ -1093,7 +1107,8 @@ mod tests {
     }
 
     fn planted() -> Planted {
-        let words = [["travel", "beach", "flight", "hotel", "passport"], ["dance", "salsa", "tango", "rhythm", "studio"], ["food", "recipe", "pasta", "bake", "spice"]];
+        let words =
+            [["travel", "beach", "flight", "hotel", "passport"], ["dance", "salsa", "tango", "rhythm", "studio"], ["food", "recipe", "pasta", "bake", "spice"]];
         let mut y = vec![0f32; N * F];
         let (mut pop, mut owners, mut docs) = (vec![], vec![], vec![]);
         for i in 0..N {

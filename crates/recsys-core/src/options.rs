@@ -153,12 +153,7 @@ impl TableMap {
     }
 
     fn defaults(table: &str, spec: Spec) -> TableMap {
-        TableMap {
-            table: table.into(),
-            columns: spec.iter().map(|(r, c, _)| (r.to_string(), Some(c.to_string()))).collect(),
-            explicit: vec![],
-            visible: None,
-        }
+        TableMap { table: table.into(), columns: spec.iter().map(|(r, c, _)| (r.to_string(), Some(c.to_string()))).collect(), explicit: vec![], visible: None }
     }
 
     fn parse(key: &str, v: &Value, default_table: &str, spec: Spec) -> Result<TableMap> {
@@ -464,7 +459,8 @@ mod unit {
         assert!(matches!(TrainOptions::parse(&json!({"factors": "8"})), Err(OptionError::Type { .. })));
         let o = TrainOptions::parse(&json!({"posts": {"visible": "deleted_at IS NULL AND (is_public OR title = 'it''s (ok)')"}})).unwrap();
         assert!(o.posts.unwrap().visible.is_some());
-        for bad in ["true) UNION SELECT 1 FROM t WHERE (true", "true; DROP TABLE posts", "true -- x", "a /* x */", "$$x$$", "E'\\'' OR true", "(a", "'open", ""] {
+        for bad in ["true) UNION SELECT 1 FROM t WHERE (true", "true; DROP TABLE posts", "true -- x", "a /* x */", "$$x$$", "E'\\'' OR true", "(a", "'open", ""]
+        {
             assert!(TrainOptions::parse(&json!({"posts": {"visible": bad}})).is_err(), "{bad}");
         }
         assert!(TrainOptions::parse(&json!({"interactions": {"visible": "true"}})).is_err());
@@ -473,10 +469,16 @@ mod unit {
         assert!(matches!(TrainOptions::parse(&json!({"interactions": {"user": null}})), Err(OptionError::Type { .. })));
         assert!(matches!(TrainOptions::parse(&json!({"interactions": {"usr": "a"}})), Err(OptionError::Unknown { .. })));
         let o = TrainOptions::parse(&json!({"fusion": {"social": 0.5}, "second_hop": 0.2, "tune": true, "cold_start_threshold": 3})).unwrap();
-        assert_eq!((o.hybrid.weights.social, o.hybrid.weights.als, o.hybrid.second_hop, o.tune, o.hybrid.cold_start_threshold), (0.5, Weights::default().als, 0.2, true, 3));
+        assert_eq!(
+            (o.hybrid.weights.social, o.hybrid.weights.als, o.hybrid.second_hop, o.tune, o.hybrid.cold_start_threshold),
+            (0.5, Weights::default().als, 0.2, true, 3)
+        );
         assert!(matches!(TrainOptions::parse(&json!({"fusion": {"socail": 1}})), Err(OptionError::Unknown { .. })));
         assert!(matches!(TrainOptions::parse(&json!({"fusion": {"als": -1}})), Err(OptionError::Type { .. })));
-        assert!(matches!(TrainOptions::parse(&json!({"fusion": {"als": 0, "content": 0, "social": 0, "popularity": 0, "freshness": 0, "demographic": 0, "graph": 0}})), Err(OptionError::Type { .. })));
+        assert!(matches!(
+            TrainOptions::parse(&json!({"fusion": {"als": 0, "content": 0, "social": 0, "popularity": 0, "freshness": 0, "demographic": 0, "graph": 0}})),
+            Err(OptionError::Type { .. })
+        ));
         assert!(matches!(TrainOptions::parse(&json!({"tune": 1})), Err(OptionError::Type { .. })));
         assert_eq!(TrainOptions::parse(&json!({"negative_weight": 0.5})).unwrap().hybrid.negative_weight, 0.5);
         assert_eq!(TrainOptions::parse(&json!({"negative_weight": 0})).unwrap().hybrid.negative_weight, 0.0);

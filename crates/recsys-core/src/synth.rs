@@ -17,8 +17,7 @@
 use crate::rng::Rng;
 
 pub const KINDS: [&str; 5] = ["view", "like", "inspire", "share", "rate"];
-pub const CITIES: [&str; 12] =
-    ["Lagos", "Mumbai", "Berlin", "Austin", "Osaka", "Lima", "Cairo", "Lyon", "Seoul", "Toronto", "Nairobi", "Porto"];
+pub const CITIES: [&str; 12] = ["Lagos", "Mumbai", "Berlin", "Austin", "Osaka", "Lima", "Cairo", "Lyon", "Seoul", "Toronto", "Nairobi", "Porto"];
 pub const MOODS: [&str; 6] = ["happy", "calm", "energetic", "sad", "funny", "inspiring"];
 pub const TOPICS: [(&str, &str); 20] = [
     ("dance", "dance choreography hiphop salsa ballet moves groove crew battle rhythm tango breakdance steps stage twirl"),
@@ -226,7 +225,11 @@ pub fn generate(cfg: &SynthConfig) -> SynthData {
         .map(|p| {
             let topic = rng.below(c as u64) as usize;
             let owners = &by_community[topic];
-            let owner = if owners.is_empty() || rng.next_f32() < 0.1 { rng.below(cfg.users.max(1) as u64) as usize } else { owners[rng.below(owners.len() as u64) as usize] };
+            let owner = if owners.is_empty() || rng.next_f32() < 0.1 {
+                rng.below(cfg.users.max(1) as u64) as usize
+            } else {
+                owners[rng.below(owners.len() as u64) as usize]
+            };
             let (nt, nd) = (2 + rng.below(3) as usize, 6 + rng.below(8) as usize);
             let title_words = words(&mut rng, topic, nt, c);
             let desc_words = words(&mut rng, topic, nd, c);
@@ -312,13 +315,21 @@ pub fn generate(cfg: &SynthConfig) -> SynthData {
                 _ => {
                     let topic = users[f].community as usize;
                     let list = &by_topic[topic];
-                    if list.is_empty() { rng.below(posts.len() as u64) as usize } else { list[zipfs[topic].sample(&mut rng)] }
+                    if list.is_empty() {
+                        rng.below(posts.len() as u64) as usize
+                    } else {
+                        list[zipfs[topic].sample(&mut rng)]
+                    }
                 }
             }
         } else {
             let topic = if rng.next_f32() < cfg.interest_focus { user.community as usize } else { rng.below(c as u64) as usize };
             let list = &by_topic[topic];
-            if list.is_empty() { rng.below(posts.len() as u64) as usize } else { list[zipfs[topic].sample(&mut rng)] }
+            if list.is_empty() {
+                rng.below(posts.len() as u64) as usize
+            } else {
+                list[zipfs[topic].sample(&mut rng)]
+            }
         };
         let post = &posts[p];
         let on_topic = post.topic == user.community;

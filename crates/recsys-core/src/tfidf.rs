@@ -10,10 +10,9 @@ use crate::csr::Csr;
 use std::collections::HashMap;
 
 pub const STOP_WORDS: &[&str] = &[
-    "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "from", "has", "have", "he", "her", "his", "i", "in",
-    "is", "it", "its", "me", "my", "not", "of", "on", "or", "our", "she", "so", "that", "the", "their", "them", "then",
-    "there", "these", "they", "this", "to", "was", "we", "were", "what", "when", "which", "who", "will", "with", "you",
-    "your",
+    "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "from", "has", "have", "he", "her", "his", "i", "in", "is", "it", "its", "me", "my", "not",
+    "of", "on", "or", "our", "she", "so", "that", "the", "their", "them", "then", "there", "these", "they", "this", "to", "was", "we", "were", "what", "when",
+    "which", "who", "will", "with", "you", "your",
 ];
 
 fn is_stop(w: &str) -> bool {
@@ -305,10 +304,7 @@ pub const PLACEMENT_NEIGHBOURS: usize = 10;
 pub fn place_by_content(t: &Tfidf, to_item: &[Option<u32>], item_factors: &[f32], f: usize, m: usize) -> Vec<(usize, Vec<f32>)> {
     use rayon::prelude::*;
     let cold: Vec<usize> = (0..t.docs.rows).filter(|&d| to_item[d].is_none()).collect();
-    cold.par_iter()
-        .map_init(|| Placer::new(t.docs.rows), |p, &d| p.place(t, to_item, item_factors, f, m, d).map(|v| (d, v)))
-        .flatten()
-        .collect()
+    cold.par_iter().map_init(|| Placer::new(t.docs.rows), |p, &d| p.place(t, to_item, item_factors, f, m, d).map(|v| (d, v))).flatten().collect()
 }
 
 /// [`place_by_content`] for the given documents only, on the calling thread (posts created
@@ -372,12 +368,11 @@ mod placement_tests {
 
     #[test]
     fn new_post_lands_among_its_content_neighbours() {
-        let docs: Vec<Vec<String>> = [
-            "cat kitten funny", "cat funny video", "pasta cooking dinner", "pasta sauce cooking", "funny cat kitten zoomies", "quantum",
-        ]
-        .iter()
-        .map(|s| s.split(' ').map(String::from).collect())
-        .collect();
+        let docs: Vec<Vec<String>> =
+            ["cat kitten funny", "cat funny video", "pasta cooking dinner", "pasta sauce cooking", "funny cat kitten zoomies", "quantum"]
+                .iter()
+                .map(|s| s.split(' ').map(String::from).collect())
+                .collect();
         let t = Tfidf::fit(&docs);
         // Items 0..4 have factors: cats along axis 0, cooking along axis 1.
         let to_item = vec![Some(0), Some(1), Some(2), Some(3), None, None];

@@ -169,10 +169,7 @@ mod mmr_tests {
     #[test]
     fn diversity_trades_relevance_for_novelty() {
         // Items 0,1,2 are near-duplicates (same group); 3 is different and a little less relevant.
-        let c: Vec<Scored> = [(1.0, 0), (0.95, 1), (0.9, 2), (0.8, 3)]
-            .iter()
-            .map(|&(s, i)| Scored { score: s, id: i as i64, index: i })
-            .collect();
+        let c: Vec<Scored> = [(1.0, 0), (0.95, 1), (0.9, 2), (0.8, 3)].iter().map(|&(s, i)| Scored { score: s, id: i as i64, index: i }).collect();
         let sim = |a: u32, b: u32| if (a < 3) == (b < 3) { 1.0 } else { 0.0 };
         let ids = |v: Vec<Scored>| v.iter().map(|s| s.id).collect::<Vec<_>>();
         assert_eq!(ids(mmr(&c, 3, 0.0, sim)), vec![0, 1, 2]);

@@ -74,39 +74,16 @@ impl World {
         events.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.day.total_cmp(&b.1.day)));
         let (ev_ptr, events) = grouped(n_users, &events);
         let set: HashSet<(u32, u32)> = follows.iter().copied().collect();
-        let mut f: Vec<(u32, (u32, bool))> = set
-            .iter()
-            .filter(|(a, b)| a != b)
-            .map(|&(a, b)| (a, (b, set.contains(&(b, a)))))
-            .collect();
+        let mut f: Vec<(u32, (u32, bool))> = set.iter().filter(|(a, b)| a != b).map(|&(a, b)| (a, (b, set.contains(&(b, a))))).collect();
         f.sort_unstable();
         let mut followers = vec![0u32; n_users];
         for (_, (b, _)) in &f {
             followers[*b as usize] += 1;
         }
         let (fo_ptr, follows) = grouped(n_users, &f);
-        let own: Vec<(u32, u32)> = owner
-            .iter()
-            .enumerate()
-            .filter_map(|(i, o)| o.map(|o| (o, i as u32)))
-            .collect();
+        let own: Vec<(u32, u32)> = owner.iter().enumerate().filter_map(|(i, o)| o.map(|o| (o, i as u32))).collect();
         let (own_ptr, owned) = grouped(n_users, &own);
-        World {
-            n_users,
-            n_items,
-            ev_ptr,
-            events,
-            fo_ptr,
-            follows,
-            followers,
-            own_ptr,
-            owned,
-            keys,
-            key_dict,
-            tfidf,
-            to_item,
-            created_day,
-        }
+        World { n_users, n_items, ev_ptr, events, fo_ptr, follows, followers, own_ptr, owned, keys, key_dict, tfidf, to_item, created_day }
     }
 
     pub fn user_events(&self, u: usize) -> &[Event] {
@@ -119,8 +96,7 @@ impl World {
     pub fn from_movielens(dir: &std::path::Path) -> std::io::Result<World> {
         use crate::hybrid::{segment_keys, Event};
         let read = |name: &str| std::fs::read_to_string(dir.join(name));
-        let (mut users, mut items): (HashMap<String, u32>, HashMap<String, u32>) =
-            (HashMap::new(), HashMap::new());
+        let (mut users, mut items): (HashMap<String, u32>, HashMap<String, u32>) = (HashMap::new(), HashMap::new());
         let mut events = vec![];
         for line in read("ml-100k.inter")?.lines().skip(1) {
             let f: Vec<&str> = line.split('\t').collect();
@@ -131,30 +107,14 @@ impl World {
             let u = *users.entry(f[0].to_string()).or_insert(n);
             let n = items.len() as u32;
             let i = *items.entry(f[1].to_string()).or_insert(n);
-            events.push((
-                u,
-                Event {
-                    item: i,
-                    weight: 1.0,
-                    day: (f
-                        .get(3)
-                        .and_then(|x| x.parse::<f64>().ok())
-                        .unwrap_or(f64::NAN)
-                        / 86_400.0) as f32,
-                },
-            ));
+            events.push((u, Event { item: i, weight: 1.0, day: (f.get(3).and_then(|x| x.parse::<f64>().ok()).unwrap_or(f64::NAN) / 86_400.0) as f32 }));
         }
         let mut docs = vec![vec![]; items.len()];
         let mut created = vec![f32::NAN; items.len()];
         for line in read("ml-100k.item")?.lines().skip(1) {
             let f: Vec<&str> = line.split('\t').collect();
             let Some(&i) = items.get(f[0]) else { continue };
-            let genres: Vec<String> = f
-                .get(3)
-                .unwrap_or(&"")
-                .split(' ')
-                .map(|g| g.to_lowercase())
-                .collect();
+            let genres: Vec<String> = f.get(3).unwrap_or(&"").split(' ').map(|g| g.to_lowercase()).collect();
             let title = format!("{} ({})", f[1], f.get(2).unwrap_or(&""));
             docs[i as usize] = crate::tfidf::tokens(&crate::tfidf::Doc {
                 title: &title,
@@ -172,11 +132,7 @@ impl World {
         for line in read("ml-100k.user")?.lines().skip(1) {
             let f: Vec<&str> = line.split('\t').collect();
             let Some(&u) = users.get(f[0]) else { continue };
-            for (slot, k) in keys[u as usize].iter_mut().zip(segment_keys(
-                f[1].parse().ok(),
-                Some(f[2]),
-                Some(f[4]),
-            )) {
+            for (slot, k) in keys[u as usize].iter_mut().zip(segment_keys(f[1].parse().ok(), Some(f[2]), Some(f[4]))) {
                 *slot = *lookup.entry(k.clone()).or_insert_with(|| {
                     dict.push(k);
                     dict.len() as u32 - 1
@@ -185,18 +141,7 @@ impl World {
         }
         let n_items = items.len();
         let tfidf = crate::tfidf::Tfidf::fit(&docs);
-        Ok(World::new(
-            users.len(),
-            n_items,
-            events,
-            &[],
-            &vec![None; n_items],
-            keys,
-            dict,
-            Some(tfidf),
-            (0..n_items as u32).map(Some).collect(),
-            created,
-        ))
+        Ok(World::new(users.len(), n_items, events, &[], &vec![None; n_items], keys, dict, Some(tfidf), (0..n_items as u32).map(Some).collect(), created))
     }
 
     /// The synthetic generator's data, weighted as the extension's defaults weight it.
@@ -208,33 +153,12 @@ impl World {
         let events: Vec<(u32, Event)> = (0..it.user_id.len())
             .map(|k| {
                 let kw = [1.0, 4.0, 5.0, 6.0, 1.0][it.kind[k] as usize];
-                let v = if it.value[k].is_nan() {
-                    1.0
-                } else {
-                    it.value[k]
-                };
-                (
-                    it.user_id[k] as u32 - 1,
-                    Event {
-                        item: it.post_id[k] as u32 - 1,
-                        weight: kw * v,
-                        day: day(it.created_at[k]),
-                    },
-                )
+                let v = if it.value[k].is_nan() { 1.0 } else { it.value[k] };
+                (it.user_id[k] as u32 - 1, Event { item: it.post_id[k] as u32 - 1, weight: kw * v, day: day(it.created_at[k]) })
             })
             .collect();
-        let follows: Vec<(u32, u32)> = d
-            .follows
-            .follower_id
-            .iter()
-            .zip(&d.follows.followee_id)
-            .map(|(a, b)| (*a as u32 - 1, *b as u32 - 1))
-            .collect();
-        let owner: Vec<Option<u32>> = d
-            .posts
-            .iter()
-            .map(|p| Some(p.owner_id as u32 - 1))
-            .collect();
+        let follows: Vec<(u32, u32)> = d.follows.follower_id.iter().zip(&d.follows.followee_id).map(|(a, b)| (*a as u32 - 1, *b as u32 - 1)).collect();
+        let owner: Vec<Option<u32>> = d.posts.iter().map(|p| Some(p.owner_id as u32 - 1)).collect();
         let mut key_dict = vec![String::new()];
         let mut lookup: HashMap<String, u32> = HashMap::new();
         let keys = d
@@ -242,11 +166,7 @@ impl World {
             .iter()
             .map(|u| {
                 let mut codes = [0u32; 3];
-                for (slot, k) in codes.iter_mut().zip(hybrid::segment_keys(
-                    Some(u.age as f64),
-                    Some(u.gender),
-                    Some(u.location),
-                )) {
+                for (slot, k) in codes.iter_mut().zip(hybrid::segment_keys(Some(u.age as f64), Some(u.gender), Some(u.location))) {
                     *slot = *lookup.entry(k.clone()).or_insert_with(|| {
                         key_dict.push(k);
                         key_dict.len() as u32 - 1
@@ -270,18 +190,7 @@ impl World {
         let tfidf = Tfidf::fit(&docs);
         let to_item = (0..n_items as u32).map(Some).collect();
         let created = d.posts.iter().map(|p| day(p.created_at)).collect();
-        World::new(
-            n_users,
-            n_items,
-            events,
-            &follows,
-            &owner,
-            keys,
-            key_dict,
-            Some(tfidf),
-            to_item,
-            created,
-        )
+        World::new(n_users, n_items, events, &follows, &owner, keys, key_dict, Some(tfidf), to_item, created)
     }
 }
 
@@ -341,16 +250,7 @@ pub struct EvalConfig {
 
 impl Default for EvalConfig {
     fn default() -> Self {
-        EvalConfig {
-            k: 10,
-            test_fraction: 0.2,
-            cold_fraction: 0.0,
-            seed: 42,
-            max_users: 2_000,
-            pool: 200,
-            folds: 0,
-            fold: 0,
-        }
+        EvalConfig { k: 10, test_fraction: 0.2, cold_fraction: 0.0, seed: 42, max_users: 2_000, pool: 200, folds: 0, fold: 0 }
     }
 }
 
@@ -391,28 +291,16 @@ fn top_indices(n: usize, score: impl Fn(usize) -> f32, skip: &HashSet<u32>, k: u
     for i in 0..n {
         let s = score(i);
         if s > 0.0 && s >= t.threshold() && !skip.contains(&(i as u32)) {
-            t.push(Scored {
-                score: s,
-                id: i as i64,
-                index: i as u32,
-            });
+            t.push(Scored { score: s, id: i as i64, index: i as u32 });
         }
     }
     t.into_sorted().into_iter().map(|s| s.index).collect()
 }
 
 /// Splits `w`, trains ALS on the training part and scores the sampled users.
-pub fn prepare(
-    w: &World,
-    als_opts: &AlsOptions,
-    o: &HybridOptions,
-    cfg: &EvalConfig,
-    pool: &rayon::ThreadPool,
-) -> Result<Prepared, CoreError> {
+pub fn prepare(w: &World, als_opts: &AlsOptions, o: &HybridOptions, cfg: &EvalConfig, pool: &rayon::ThreadPool) -> Result<Prepared, CoreError> {
     let mut rng = Rng::new(cfg.seed);
-    let cold: Vec<bool> = (0..w.n_users)
-        .map(|_| rng.next_f64() < cfg.cold_fraction)
-        .collect();
+    let cold: Vec<bool> = (0..w.n_users).map(|_| rng.next_f64() < cfg.cold_fraction).collect();
     // Per user: training events and held-out posts (by distinct post).
     let mut train_ev: Vec<(u32, Event)> = Vec::with_capacity(w.events.len());
     let mut truth: Vec<HashSet<u32>> = vec![HashSet::new(); w.n_users];
@@ -428,8 +316,7 @@ pub fn prepare(
             r.shuffle(&mut items);
             items.iter().enumerate().filter(|(p, _)| p % cfg.folds == cfg.fold).map(|(_, i)| *i).collect()
         } else if items.len() >= 2 {
-            let n_test = ((items.len() as f64 * cfg.test_fraction).round() as usize)
-                .clamp(1, items.len() - 1);
+            let n_test = ((items.len() as f64 * cfg.test_fraction).round() as usize).clamp(1, items.len() - 1);
             let mut r = Rng::new(cfg.seed ^ (u as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
             r.shuffle(&mut items);
             items[..n_test].iter().copied().collect()
@@ -470,11 +357,7 @@ pub fn prepare(
         Some(kind) => o.graph.build(kind, &ui, pool, &mut || Ok(()))?,
         None => None,
     };
-    let popularity = hybrid::trending(
-        w.n_items,
-        train.1.iter().map(|e| (e.item, e.day)),
-        o.popularity_half_life_days,
-    );
+    let popularity = hybrid::trending(w.n_items, train.1.iter().map(|e| (e.item, e.day)), o.popularity_half_life_days);
     let freshness = hybrid::freshness(&w.created_day, o.freshness_half_life_days);
     // The baseline: distinct training users per post.
     let counts = crate::eval::popularity(&ui);
@@ -539,11 +422,7 @@ pub fn prepare(
                     let mut t = TopK::new(k);
                     for (&i, &v) in map.iter() {
                         if !seen.contains(&i) {
-                            t.push(Scored {
-                                score: v,
-                                id: i as i64,
-                                index: i,
-                            });
+                            t.push(Scored { score: v, id: i as i64, index: i });
                         }
                     }
                     cand.extend(t.into_sorted().into_iter().map(|x| x.index));
@@ -555,70 +434,33 @@ pub fn prepare(
                         // The demotion scales the total, so it can be folded into each part
                         // and still apply under any weights.
                         let keep = 1.0 - s.penalty(i);
-                        (
-                            i,
-                            [
-                                p.als * keep,
-                                p.content * keep,
-                                p.social * keep,
-                                p.popularity * keep,
-                                p.freshness * keep,
-                                p.demographic * keep,
-                                p.graph * keep,
-                            ],
-                        )
+                        (i, [p.als * keep, p.content * keep, p.social * keep, p.popularity * keep, p.freshness * keep, p.demographic * keep, p.graph * keep])
                     })
                     .collect();
                 cands.sort_by_key(|c| c.0);
                 let baseline_top = top_indices(n, |i| counts[i], &seen, cfg.k);
-                Case {
-                    baseline: user_metrics(&baseline_top, &truth[u], cfg.k),
-                    baseline_top,
-                    cold: cold[u],
-                    cands,
-                    truth: truth[u].clone(),
-                }
+                Case { baseline: user_metrics(&baseline_top, &truth[u], cfg.k), baseline_top, cold: cold[u], cands, truth: truth[u].clone() }
             })
             .collect()
     });
     let cold_users = cases.iter().filter(|c| c.cold).count();
-    Ok(Prepared {
-        n_items: w.n_items,
-        warm_users: cases.len() - cold_users,
-        cold_users,
-        cases,
-        k: cfg.k,
-    })
+    Ok(Prepared { n_items: w.n_items, warm_users: cases.len() - cold_users, cold_users, cases, k: cfg.k })
 }
 
 /// The request-time view of user `u`: training events, followees (and their training
 /// events, most recent first, capped), items they own, demographics.
 fn user_input(train: &(Vec<usize>, Vec<Event>), recent: &(Vec<usize>, Vec<Event>), w: &World, u: usize) -> UserInput {
     let mut followees = vec![];
-    for &(f, mutual) in w.follows[w.fo_ptr[u]..w.fo_ptr[u + 1]]
-        .iter()
-        .take(MAX_FOLLOWEES)
-    {
+    for &(f, mutual) in w.follows[w.fo_ptr[u]..w.fo_ptr[u + 1]].iter().take(MAX_FOLLOWEES) {
         let events = recent.1[recent.0[f as usize]..recent.0[f as usize + 1]].to_vec();
         let owned = w.owned[w.own_ptr[f as usize]..w.own_ptr[f as usize + 1]].to_vec();
-        followees.push(Followee {
-            id: f as i64,
-            mutual,
-            second_hop: false,
-            followers: w.followers[f as usize],
-            events,
-            owned,
-        });
+        followees.push(Followee { id: f as i64, mutual, second_hop: false, followers: w.followers[f as usize], events, owned });
     }
     UserInput {
         history: train.1[train.0[u]..train.0[u + 1]].to_vec(),
         unknown_history: 0,
         followees,
-        segments: w.keys[u]
-            .iter()
-            .filter(|&&k| k != 0)
-            .map(|&k| w.key_dict[k as usize].clone())
-            .collect(),
+        segments: w.keys[u].iter().filter(|&&k| k != 0).map(|&k| w.key_dict[k as usize].clone()).collect(),
     }
 }
 
@@ -635,11 +477,7 @@ impl Prepared {
             for (i, p) in &c.cands {
                 let s: f32 = p.iter().zip(&wa).map(|(a, b)| a * b).sum();
                 if s > 0.0 {
-                    t.push(Scored {
-                        score: s,
-                        id: *i as i64,
-                        index: *i,
-                    });
+                    t.push(Scored { score: s, id: *i as i64, index: *i });
                 }
             }
             let ranked: Vec<u32> = t.into_sorted().into_iter().map(|s| s.index).collect();
@@ -670,7 +508,11 @@ impl Prepared {
         let mut covered = vec![false; self.n_items];
         for c in &self.cases {
             all.add(&c.baseline);
-            if c.cold { cold.add(&c.baseline) } else { warm.add(&c.baseline) }
+            if c.cold {
+                cold.add(&c.baseline)
+            } else {
+                warm.add(&c.baseline)
+            }
             c.baseline_top.iter().for_each(|&i| covered[i as usize] = true);
         }
         let all = all.mean();
@@ -736,8 +578,5 @@ pub fn compare(
 ) -> Result<HashMap<String, Outcome>, CoreError> {
     let pool = als::pool(0, None)?;
     let p = prepare(w, als_opts, o, cfg, &pool)?;
-    Ok(settings
-        .iter()
-        .map(|(n, ws)| (n.to_string(), p.evaluate(ws)))
-        .collect())
+    Ok(settings.iter().map(|(n, ws)| (n.to_string(), p.evaluate(ws))).collect())
 }

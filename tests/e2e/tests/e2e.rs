@@ -28,10 +28,7 @@ fn ml100k_train_recommend_similar() {
     );
     assert!(similar.contains("Return of the Jedi (1983)"), "{similar}");
     assert!(similar.contains("Empire Strikes Back"), "{similar}");
-    let seen = c.sql(
-        "postgres",
-        "SELECT count(*) FROM recsys_recommend(42, 50) r JOIN interactions i ON i.user_id = 42 AND i.post_id = r.post_id",
-    );
+    let seen = c.sql("postgres", "SELECT count(*) FROM recsys_recommend(42, 50) r JOIN interactions i ON i.user_id = 42 AND i.post_id = r.post_id");
     assert_eq!(seen, "0");
     assert_eq!(c.sql("postgres", "SELECT count(*) FROM recsys_recommend(42, 50)"), "50");
     // recsys_evaluate on the DATASETS.md protocol (4-5 stars as positives, 80/20 per user):
@@ -66,7 +63,10 @@ fn ml100k_train_recommend_similar() {
     c.sql("postgres", r#"SELECT recsys_train('{"feedback": "explicit"}')"#);
     // Predictions are ratings in the observed range; a 5-star fan of Star Wars gets a high one
     // for Return of the Jedi; an unknown user gets the post's bias; an unknown post the user's.
-    let p: f64 = c.sql("postgres", "SELECT recsys_predict(i.user_id, 181) FROM interactions i WHERE i.post_id = 50 AND i.value = 5 ORDER BY i.user_id LIMIT 1").parse().unwrap();
+    let p: f64 = c
+        .sql("postgres", "SELECT recsys_predict(i.user_id, 181) FROM interactions i WHERE i.post_id = 50 AND i.value = 5 ORDER BY i.user_id LIMIT 1")
+        .parse()
+        .unwrap();
     assert!((3.5..=5.0).contains(&p), "{p}");
     let range = c.sql("postgres", "SELECT min(recsys_predict(42, id)) >= 1 AND max(recsys_predict(42, id)) <= 5 FROM posts");
     assert_eq!(range, "t");
@@ -176,19 +176,11 @@ fn pg_dump_and_restore_keep_the_model() {
     let before = c.sql("src", "SELECT string_agg(post_id::text, ',') FROM recsys_recommend(3, 5)");
     let dump = c.dir.join("src.dump");
     let port = c.port.to_string();
-    let st = Command::new("pg_dump")
-        .args(["-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-Fc", "-f"])
-        .arg(&dump)
-        .arg("src")
-        .status()
-        .unwrap();
+    let st = Command::new("pg_dump").args(["-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-Fc", "-f"]).arg(&dump).arg("src").status().unwrap();
     assert!(st.success());
     c.createdb("restored");
-    let st = Command::new("pg_restore")
-        .args(["-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-d", "restored", "--exit-on-error"])
-        .arg(&dump)
-        .status()
-        .unwrap();
+    let st =
+        Command::new("pg_restore").args(["-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-d", "restored", "--exit-on-error"]).arg(&dump).status().unwrap();
     assert!(st.success());
     assert_eq!(c.sql("restored", "SELECT count(*) FROM _recsys_model"), "1");
     assert_eq!(c.sql("restored", "SELECT string_agg(post_id::text, ',') FROM recsys_recommend(3, 5)"), before);
@@ -205,7 +197,18 @@ fn concurrent_trains_serialise_and_serving_is_not_blocked() {
     c.sql("postgres", "SELECT recsys_train('{\"factors\": 8, \"iterations\": 2}')");
     let mut first = c
         .psql_cmd("postgres")
-        .args(["-v", "ON_ERROR_STOP=1", "-c", "BEGIN", "-c", "SELECT recsys_train('{\"factors\": 4, \"iterations\": 2}')", "-c", "SELECT pg_sleep(3)", "-c", "COMMIT"])
+        .args([
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            "BEGIN",
+            "-c",
+            "SELECT recsys_train('{\"factors\": 4, \"iterations\": 2}')",
+            "-c",
+            "SELECT pg_sleep(3)",
+            "-c",
+            "COMMIT",
+        ])
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
@@ -270,10 +273,7 @@ fn hostile_search_path_does_not_change_results() {
          CREATE FUNCTION evil.quote_ident(text) RETURNS text LANGUAGE sql AS $$ SELECT 'users' $$;
          CREATE FUNCTION evil.to_regclass(text) RETURNS regclass LANGUAGE sql AS $$ SELECT 'pg_class'::regclass $$;",
     );
-    let after = c.sql(
-        "postgres",
-        "SET search_path = evil, public; SELECT string_agg(post_id::text, ',') FROM recsys_recommend(3, 5)",
-    );
+    let after = c.sql("postgres", "SET search_path = evil, public; SELECT string_agg(post_id::text, ',') FROM recsys_recommend(3, 5)");
     assert_eq!(after, before);
     let report = c.sql("postgres", "SET search_path = evil, public; SELECT recsys_train('{\"factors\": 4, \"iterations\": 2}')->>'model_id'");
     assert_eq!(report, "2");

@@ -32,12 +32,7 @@ fn sql_golden_files() {
             let results = root.join("target/golden-results");
             std::fs::create_dir_all(&results).unwrap();
             std::fs::write(results.join(format!("{stem}.out")), &got).unwrap();
-            let diff = std::process::Command::new("diff")
-                .arg("-u")
-                .arg(&expected_path)
-                .arg(results.join(format!("{stem}.out")))
-                .output()
-                .unwrap();
+            let diff = std::process::Command::new("diff").arg("-u").arg(&expected_path).arg(results.join(format!("{stem}.out"))).output().unwrap();
             eprintln!("{stem}: transcript differs\n{}", String::from_utf8_lossy(&diff.stdout));
             failed.push(stem);
         }

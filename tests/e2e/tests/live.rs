@@ -194,7 +194,9 @@ fn new_posts_are_served_without_a_retrain() {
          SELECT 'include', string_agg(post_id::text, ',') FROM recsys_recommend(1, 5, include => ARRAY[41, 42]);
          SELECT 'filtered', bool_or(post_id = 41) FROM recsys_recommend(1, 50, category => 'food', project_code => 'P02');",
     );
-    let line = |tag: &str| out.lines().find(|l| l.starts_with(&format!("{tag}|"))).unwrap_or_else(|| panic!("{tag} missing: {out}")).split_once('|').unwrap().1.to_string();
+    let line = |tag: &str| {
+        out.lines().find(|l| l.starts_with(&format!("{tag}|"))).unwrap_or_else(|| panic!("{tag} missing: {out}")).split_once('|').unwrap().1.to_string()
+    };
     let similar: Vec<i64> = line("similar").split(',').map(|x| x.parse().unwrap()).collect();
     assert_eq!(similar.len(), 5, "{out}");
     assert!(similar.iter().all(|p| p % 4 == 1), "food neighbours expected: {similar:?}");

@@ -32,7 +32,7 @@ fn missing_indexes_are_warned_with_the_statement() {
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     let want = ["CREATE INDEX ON public.interactions (user_id, created_at)", "CREATE INDEX ON public.interactions (created_at)"];
     for stmt in want {
-        assert!(stderr.contains(&format!("WARNING:  recsys_train: serving will scan a table on every call")) && stderr.contains(stmt), "{stderr}");
+        assert!(stderr.contains("WARNING:  recsys_train: serving will scan a table on every call") && stderr.contains(stmt), "{stderr}");
         assert!(stdout.contains(stmt), "the report lists it: {stdout}");
     }
     // posts and follows are small here: no warning for them.
@@ -103,7 +103,10 @@ fn named_models_deploy_and_roll_back() {
     assert!(err.contains("55000") && err.contains("no deployed model named \"nope\"") && err.contains("recsys_models"), "{err}");
     // A candidate trained without serving: stored, listed, not served.
     assert_eq!(c.sql(db, r#"SELECT recsys_train('{"factors": 8, "iterations": 3, "deploy": false, "fusion": {"als": 0, "graph": 0, "content": 0, "social": 0, "popularity": 1}}')->>'model_id'"#), "3");
-    assert_eq!(c.sql(db, "SELECT string_agg(name || ':' || version || ':' || deployed, ' ' ORDER BY version) FROM recsys_models"), "default:1:true popular:2:true default:3:false");
+    assert_eq!(
+        c.sql(db, "SELECT string_agg(name || ':' || version || ':' || deployed, ' ' ORDER BY version) FROM recsys_models"),
+        "default:1:true popular:2:true default:3:false"
+    );
     assert_eq!(top(feed), v1);
     // Deploy it: the same session (model cached) and a new one see it; then roll back.
     let out = c.sql(db, &format!("{feed}; SELECT recsys_deploy('default', 'latest'); SELECT 'after', string_agg(post_id::text, ',' ORDER BY post_id) FROM (SELECT post_id FROM recsys_recommend(7, 5)) t"));
@@ -153,7 +156,8 @@ fn model_images_serve_exactly_the_stored_model() {
     let shared = c.sql(db, calls);
     let images = c.dir.join("pg_recsys").join("images");
     let files = || -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(&images).map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default();
+        let mut v: Vec<String> =
+            std::fs::read_dir(&images).map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default();
         v.sort();
         v
     };

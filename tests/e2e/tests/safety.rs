@@ -37,7 +37,10 @@ fn crafted_model_rows_are_errors_not_crashes() {
         ("trailing byte", "UPDATE _recsys_model_data SET data = data || '\\x00'::bytea WHERE part = 'item_factors' AND chunk = 0"),
         ("short array", "UPDATE _recsys_model_data SET data = substring(data FROM 1 FOR 8) WHERE part = 'item_factors' AND chunk = 0"),
         ("future format", "UPDATE _recsys_model_data SET data = '\\x6300000000000000'::bytea WHERE part = 'format'"),
-        ("content index out of range", "UPDATE _recsys_model_data SET data = '\\xffffff7f'::bytea || substring(data FROM 5) WHERE part = 'content_terms' AND chunk = 0"),
+        (
+            "content index out of range",
+            "UPDATE _recsys_model_data SET data = '\\xffffff7f'::bytea || substring(data FROM 5) WHERE part = 'content_terms' AND chunk = 0",
+        ),
     ];
     for (what, damage) in cases {
         c.sql(db, &format!("BEGIN; {damage}; COMMIT"));
@@ -66,7 +69,14 @@ fn huge_search_queries_are_refused_and_cancellable() {
     assert!(err.contains("54000"), "{err}");
     // Raised limit: the work is interruptible (statement_timeout ends it promptly).
     let t = Instant::now();
-    let out = c.psql_cmd("postgres").args(["-c", "SET recsys.max_query_bytes = 10000000; SET statement_timeout = '300ms'; SELECT count(*) FROM recsys_search(repeat('food dance ', 900000))"]).output().unwrap();
+    let out = c
+        .psql_cmd("postgres")
+        .args([
+            "-c",
+            "SET recsys.max_query_bytes = 10000000; SET statement_timeout = '300ms'; SELECT count(*) FROM recsys_search(repeat('food dance ', 900000))",
+        ])
+        .output()
+        .unwrap();
     let took = t.elapsed().as_secs_f64();
     assert!(took < 3.0, "search ran {took:.2}s past a 300 ms timeout: {}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(c.sql("postgres", "SELECT count(*) FROM recsys_search('food', 3)"), "3");
