@@ -2,7 +2,7 @@
 SELECT (SELECT count(*) FROM users) AS users, (SELECT count(*) FROM posts) AS posts,
        (SELECT count(*) FROM interactions) AS interactions;
 
-\echo '== SELECT recsys_train(); -- implicit ALS + TF-IDF + demographic segments, default options'
+\echo '== SELECT recsys_train(); -- implicit ALS + item graph (EASE) + TF-IDF + demographic segments, default options'
 SELECT jsonb_pretty(r - 'loss' - 'fusion' - 'tuned') AS report FROM recsys_train() AS r;
 
 \echo '== What user 42 rated highest'
@@ -10,8 +10,8 @@ SELECT p.title, i.value AS stars FROM interactions i JOIN posts p ON p.id = i.po
 WHERE i.user_id = 42 ORDER BY i.value DESC, p.title LIMIT 5;
 
 \echo '== SELECT * FROM recsys_recommend(42, 10); -- fused score, its parts, and a reason'
-SELECT r.post_id, round(r.score::numeric, 3) AS score, round(r.als::numeric, 3) AS als, round(r.content::numeric, 3) AS content,
-       round(r.popularity::numeric, 3) AS popularity, p.title, r.reason
+SELECT r.post_id, round(r.score::numeric, 3) AS score, round(r.als::numeric, 3) AS als, round(r.graph::numeric, 3) AS graph,
+       round(r.content::numeric, 3) AS content, round(r.popularity::numeric, 3) AS popularity, p.title, r.reason
 FROM recsys_recommend(42, 10) r JOIN posts p ON p.id = r.post_id ORDER BY r.score DESC, r.post_id;
 
 \echo '== Why the first one? SELECT * FROM recsys_explain(42, post_id);'
