@@ -441,18 +441,20 @@ fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions, imported: Opti
         pgrx::check_for_interrupts!();
         let cfg = recsys_core::world::EvalConfig { cold_fraction: 0.1, seed: o.als.seed, ..Default::default() };
         notice!("recsys_train: tuning fusion weights on a seeded holdout ({} users)", cfg.max_users);
-        let prepared = recsys_core::world::prepare(&world, &o.als, &o.hybrid, &cfg, &pool)?;
         let start = o.hybrid.weights;
-        let before = prepared.evaluate(&start);
-        let als_only = prepared.evaluate(&recsys_core::world::only(&["als"]));
-        let (best, after) = prepared.tune(&start);
-        o.hybrid.weights = best;
+        let r = recsys_core::world::tune_checked(&world, &o.als, &o.hybrid, &cfg, &start, &pool)?;
+        o.hybrid.weights = r.weights;
+        // ndcg_at_10 is the chosen weights' NDCG on the split the tuner never saw (what
+        // recsys_models shows as holdout_ndcg and recsys_deploy 'best' ranks by).
         tuned = json!({
-            "weights": best,
-            "ndcg_at_10": round3(after.ndcg),
-            "ndcg_at_10_start": round3(before.ndcg),
-            "ndcg_at_10_als_only": round3(als_only.ndcg),
-            "users": prepared.warm_users + prepared.cold_users,
+            "weights": r.weights,
+            "kept": if r.kept_tuned { "tuned" } else { "start" },
+            "ndcg_at_10": round3(r.holdout_ndcg),
+            "ndcg_at_10_start": round3(r.holdout_ndcg_start),
+            "ndcg_at_10_tuned": round3(r.holdout_ndcg_tuned),
+            "ndcg_at_10_als_only": round3(r.holdout_ndcg_als_only),
+            "tuning_split": {"ndcg_at_10_start": round3(r.tuning_ndcg_start), "ndcg_at_10_tuned": round3(r.tuning_ndcg_tuned)},
+            "users": r.users,
             "seconds": round3(t_tune.elapsed().as_secs_f64()),
         });
         pgrx::check_for_interrupts!();

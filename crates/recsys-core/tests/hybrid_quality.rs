@@ -33,3 +33,25 @@ fn hybrid_beats_als_alone_and_cold_users_beat_popularity() {
     let (_, tuned) = p.tune(&Weights::default());
     assert!(tuned.ndcg >= hybrid.ndcg - 1e-12);
 }
+
+/// Issue 11 item 2: tuned weights never lose to the start on a split the tuner did not see,
+/// whether the start is the defaults or a poor setting the tuner can improve.
+#[test]
+fn tuning_is_checked_on_a_split_it_never_saw() {
+    let w = world();
+    let pool = recsys_core::als::pool(2, None).unwrap();
+    let o = HybridOptions::default();
+    let cfg = EvalConfig { cold_fraction: 0.1, max_users: 800, ..Default::default() };
+    for start in [Weights::default(), Weights { social: 0.0, graph: 0.0, ..Weights::default() }] {
+        let r = recsys_core::world::tune_checked(&w, &AlsOptions::default(), &o, &cfg, &start, &pool).unwrap();
+        eprintln!("{r:?}");
+        assert!(r.holdout_ndcg >= r.holdout_ndcg_start, "{r:?}");
+        let chosen = if r.kept_tuned { r.holdout_ndcg_tuned } else { r.holdout_ndcg_start };
+        assert_eq!(r.holdout_ndcg, chosen);
+        assert!(r.kept_tuned || r.weights == start, "the start's weights are kept when tuning loses: {r:?}");
+    }
+    // From a start without social or graph the tuner finds better weights, and they hold up.
+    let poor = Weights { social: 0.0, graph: 0.0, ..Weights::default() };
+    let r = recsys_core::world::tune_checked(&w, &AlsOptions::default(), &o, &cfg, &poor, &pool).unwrap();
+    assert!(r.kept_tuned && r.holdout_ndcg > 1.05 * r.holdout_ndcg_start, "{r:?}");
+}
