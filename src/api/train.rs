@@ -55,7 +55,7 @@ fn build_graph(
     let name = if kind == GraphKind::Ease { "ease" } else { "rp3beta" };
     let report = json!({
         "kind": name,
-        "neighbours": graph.as_ref().map(|x| x.nnz()),
+        "edges": graph.as_ref().map(|x| x.nnz()),
         "mb": graph.as_ref().map(|x| round3(x.bytes() as f64 / (1 << 20) as f64)),
         "seconds": round3(t.elapsed().as_secs_f64()),
     });
