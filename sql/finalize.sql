@@ -1,7 +1,8 @@
 COMMENT ON FUNCTION @extschema@.recsys_train(jsonb) IS
 'Trains the recommender on the interactions table and serves the new model once the transaction commits.
 options (jsonb, all optional): factors 64, iterations 15, regularization 10, alpha 1, seed 42, cg_steps 3,
-threads (default recsys.threads), weights {"view":1,"like":4,"inspire":5,"share":6,"rate":1}, default_weight 1,
+threads (default recsys.threads), kind_weights {"view":1,"like":4,"inspire":5,"share":6,"rate":1} (formerly "weights",
+still accepted with a deprecation NOTICE), default_weight 1,
 interactions {"table","user","post","kind","value","time"}, posts/users/follows mappings (tables named posts,
 users, follows are used when they exist; stored schema-qualified; temporary tables are refused); posts "visible":
 an SQL boolean expression over the posts row every served post must satisfy at call time. Hybrid: fusion {"als":0.5,"content":0.3,"social":1.5,"popularity":0.1,
@@ -13,7 +14,7 @@ cold_start_threshold 5, tune false (true: pick the fusion weights on a seeded ho
 Ratings: feedback "implicit" (default) or "explicit" (adds a biased-MF + KNNBaseline rating model over rows of
 rating_kind "rate", value = rating; recsys_predict then returns ratings), rating {"factors":32,"iterations":20,
 "regularization":0.12,"bias_regularization":0.02,"knn_weight":0.4,"knn_k":40}.
-Row weight = weights[kind] (default_weight for other kinds) * coalesce(value, 1); repeated (user, post) rows are summed.
+Row weight = kind_weights[kind] (default_weight for other kinds) * coalesce(value, 1); repeated (user, post) rows are summed.
 Returns a report: model_id, users, posts, interactions, nonzeros, iterations, loss, fusion weights, tuning, seconds per phase.
 Memory budget: maintenance_work_mem. NULL options = {}.';
 

@@ -61,6 +61,8 @@ pub enum RecsysError {
     },
     Corrupt(String),
     Spi(String),
+    /// A model part that could not be serialised (a bug, never user input).
+    Encode(String),
     /// A recsys_search query above recsys.max_query_bytes.
     QueryTooLong {
         bytes: usize,
@@ -209,6 +211,7 @@ impl RecsysError {
                 Some("shorten the query, or SET recsys.max_query_bytes to allow longer ones".into()),
             ),
             RecsysError::Spi(msg) => (ERRCODE_INTERNAL_ERROR, format!("pg_recsys internal query failed: {msg}"), None, None),
+            RecsysError::Encode(msg) => (ERRCODE_INTERNAL_ERROR, format!("pg_recsys could not encode a model part: {msg}"), None, None),
         }
     }
 

@@ -74,6 +74,7 @@ impl EvalOptions {
             }
         }
         let train = TrainOptions::parse(&Value::Object(rest))?;
+        train.notices.iter().for_each(|n| pgrx::notice!("{}", n.replace("recsys_train:", "recsys_evaluate:")));
         cfg.seed = train.als.seed;
         Ok(EvalOptions { train, cfg, min_value, components })
     }

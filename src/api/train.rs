@@ -14,11 +14,11 @@ use std::time::Instant;
 
 /// Between blocks of ALS work, on the backend thread: honour cancel/statement_timeout and
 /// report progress.
-struct Backend {
+struct TrainProgress {
     iterations: usize,
 }
 
-impl Progress for Backend {
+impl Progress for TrainProgress {
     fn check(&mut self) -> std::result::Result<(), CoreError> {
         // Raises the pending ERROR (query canceled, statement timeout) if there is one.
         pgrx::check_for_interrupts!();
@@ -83,6 +83,7 @@ pub fn estimate_bytes(rows: u64, nnz: u64, users: u64, items: u64, factors: u64,
 fn recsys_train(options: default!(Option<JsonB>, "'{}'")) -> JsonB {
     let opts = options.map(|j| j.0).unwrap_or_else(|| json!({}));
     let opts = TrainOptions::parse(&opts).map_err(RecsysError::from).or_raise();
+    opts.notices.iter().for_each(|n| notice!("{n}"));
     JsonB(Spi::connect_mut(|client| train(client, &opts, None)).or_raise())
 }
 
@@ -123,6 +124,7 @@ fn recsys_refresh(model: default!(Option<&str>, "'default'")) -> JsonB {
 fn recsys_import_factors(user_factors: pgrx::pg_sys::Oid, item_factors: pgrx::pg_sys::Oid, options: default!(Option<JsonB>, "'{}'")) -> JsonB {
     let opts = options.map(|j| j.0).unwrap_or_else(|| json!({}));
     let opts = TrainOptions::parse(&opts).map_err(RecsysError::from).or_raise();
+    opts.notices.iter().for_each(|n| notice!("{n}"));
     JsonB(
         Spi::connect_mut(|client| {
             let users = import::read(client, user_factors, "user_factors")?;
@@ -333,7 +335,7 @@ fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions, imported: Opti
     let t1 = Instant::now();
     crate::progress::phase(if imported.is_some() { "importing factors" } else { "als" });
     let (mut m, stats) = match imported {
-        None => als::train(&ui, &o.als, &pool, &mut Backend { iterations: o.als.iterations })?,
+        None => als::train(&ui, &o.als, &pool, &mut TrainProgress { iterations: o.als.iterations })?,
         Some((users, items)) => {
             let f = items.dim;
             let uindex: HashMap<i64, usize> = users.ids.iter().enumerate().map(|(i, u)| (*u, i)).collect();

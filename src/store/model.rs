@@ -119,7 +119,7 @@ fn product(id: i64, a: usize, b: usize) -> Result<usize> {
 
 /// Inserts the model and returns its id. Older models beyond `keep` are deleted.
 pub fn save(client: &mut SpiClient<'_>, schema: &str, m: &NewModel<'_>, report: serde_json::Value, keep: i64) -> Result<i64> {
-    let opts = serde_json::to_value(m.options).map_err(|e| RecsysError::Spi(e.to_string()))?;
+    let opts = serde_json::to_value(m.options).map_err(|e| RecsysError::Encode(e.to_string()))?;
     let id: Option<i64> = client
         .update(
             &format!(
@@ -169,7 +169,7 @@ pub fn save(client: &mut SpiClient<'_>, schema: &str, m: &NewModel<'_>, report: 
     }
     if let Some((codes, dict)) = m.attrs {
         put("attr_codes", &mut u32_bytes(codes))?;
-        let dict = serde_json::to_vec(dict).map_err(|e| RecsysError::Spi(e.to_string()))?;
+        let dict = serde_json::to_vec(dict).map_err(|e| RecsysError::Encode(e.to_string()))?;
         put("attr_dict", &mut dict.chunks(CHUNK_BYTES).map(|c| c.to_vec()))?;
     }
     let json = |v: &dyn erased::Json| -> Result<Vec<u8>> { v.bytes() };
@@ -201,7 +201,7 @@ pub fn save(client: &mut SpiClient<'_>, schema: &str, m: &NewModel<'_>, report: 
             knn_mu: knn.map(|k| k.mu),
             knn_k: knn.map_or(0, |k| k.k),
         };
-        let b = serde_json::to_vec(&meta).map_err(|e| RecsysError::Spi(e.to_string()))?;
+        let b = serde_json::to_vec(&meta).map_err(|e| RecsysError::Encode(e.to_string()))?;
         put("rating_meta", &mut b.chunks(CHUNK_BYTES).map(|c| c.to_vec()))?;
         put("rating_item_factors", &mut f32_bytes(&rm.item_factors))?;
         put("rating_item_bias", &mut f32_bytes(&rm.item_bias))?;
@@ -238,7 +238,7 @@ mod erased {
     }
     impl<T: serde::Serialize> Json for T {
         fn bytes(&self) -> crate::error::Result<Vec<u8>> {
-            serde_json::to_vec(self).map_err(|e| crate::error::RecsysError::Spi(e.to_string()))
+            serde_json::to_vec(self).map_err(|e| crate::error::RecsysError::Encode(e.to_string()))
         }
     }
 }

@@ -75,6 +75,8 @@ SELECT recsys_train('{"factor": 8}');
 SELECT recsys_train('{"factors": "eight"}');
 SELECT recsys_train('{"factors": 0}');
 SELECT recsys_train('{"alpha": -1}');
+SELECT recsys_train('{"kind_weights": {"like": "lots"}}');
+-- The former name, "weights", is still accepted (with a deprecation NOTICE) and checked the same way.
 SELECT recsys_train('{"weights": {"like": "lots"}}');
 SELECT recsys_train('[1, 2]');
 SELECT recsys_train('{"interactions": {"usr": "user_id"}}');

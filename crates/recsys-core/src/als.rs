@@ -466,7 +466,7 @@ impl FoldIn {
 }
 
 /// Solves A x = b in place (A symmetric positive definite, n×n, row-major; b becomes x).
-pub fn cholesky_solve_pub(a: &mut [f64], b: &mut [f64], n: usize) {
+pub fn solve_spd(a: &mut [f64], b: &mut [f64], n: usize) {
     cholesky(a, n);
     solve_factored(a, b, n);
 }

@@ -80,7 +80,7 @@ fn solve_row(
             a[p * d + q] = a[q * d + p];
         }
     }
-    crate::als::cholesky_solve_pub(&mut a, &mut rhs, d);
+    crate::als::solve_spd(&mut a, &mut rhs, d);
     for p in 0..f {
         out_x[p] = rhs[p] as f32;
     }

@@ -36,6 +36,7 @@ pub const TRAIN_KEYS: &[&str] = &[
     "seed",
     "threads",
     "cg_steps",
+    "kind_weights",
     "weights",
     "default_weight",
     "interactions",
@@ -235,6 +236,9 @@ pub struct TrainOptions {
     /// then `recsys_deploy`).
     #[serde(default = "default_true")]
     pub deploy: bool,
+    /// Deprecation notices from parsing, for the caller to raise (not stored).
+    #[serde(skip)]
+    pub notices: Vec<String>,
 }
 
 pub const DEFAULT_MODEL: &str = "default";
@@ -274,6 +278,7 @@ impl Default for TrainOptions {
             rating: ExplicitOptions::default(),
             model: default_model_name(),
             deploy: true,
+            notices: vec![],
         }
     }
 }
@@ -324,10 +329,15 @@ impl TrainOptions {
                 "cg_steps" => o.als.cg_steps = int_in(key, val, 1, 100)? as usize,
                 "threads" => o.threads = Some(int_in(key, val, 1, 1024)? as usize),
                 "default_weight" => o.default_weight = num_in(key, val, -1e6, 1e6)? as f32,
-                "weights" => {
+                "kind_weights" | "weights" => {
+                    if key == "weights" {
+                        o.notices.push(
+                            "recsys_train: the option \"weights\" (per interaction kind) is now \"kind_weights\"; \"weights\" still works but is deprecated (it was easy to confuse with the fusion weights)".into(),
+                        );
+                    }
                     let map = val.as_object().ok_or_else(|| type_err(key, "an object of kind: number", val))?;
                     for (kind, w) in map {
-                        let w = num_in(&format!("weights.{kind}"), w, -1e6, 1e6)? as f32;
+                        let w = num_in(&format!("{key}.{kind}"), w, -1e6, 1e6)? as f32;
                         o.weights.insert(kind.clone(), w);
                     }
                 }
@@ -483,6 +493,10 @@ mod unit {
         assert_eq!(TrainOptions::parse(&json!({"negative_weight": 0.5})).unwrap().hybrid.negative_weight, 0.5);
         assert_eq!(TrainOptions::parse(&json!({"negative_weight": 0})).unwrap().hybrid.negative_weight, 0.0);
         assert_eq!(TrainOptions::default().hybrid.negative_weight, 1.0);
+        let new = TrainOptions::parse(&json!({"kind_weights": {"like": 3}})).unwrap();
+        let old = TrainOptions::parse(&json!({"weights": {"like": 3}})).unwrap();
+        assert_eq!((new.weights.get("like"), new.notices.len()), (Some(&3.0), 0));
+        assert_eq!((old.weights.get("like"), old.notices.len()), (Some(&3.0), 1));
         let g = TrainOptions::parse(&json!({"graph": {"kind": "rp3beta", "neighbours": 50}})).unwrap().hybrid.graph;
         assert_eq!((g.kind, g.neighbours), (crate::hybrid::GraphKind::Rp3beta, 50));
         assert_eq!(TrainOptions::parse(&json!({"graph": "off"})).unwrap().hybrid.graph.kind, crate::hybrid::GraphKind::Off);

@@ -133,7 +133,7 @@ fn exclude_paging_is_stable() {
     let c = Cluster::start("live_paging");
     // "impression" weighs 0: it marks a post seen without changing the user's taste, so the
     // only change between the calls is what exclude_seen removes.
-    fixture(&c, "postgres", r#"{"factors": 8, "iterations": 8, "regularization": 0.1, "weights": {"like": 4, "impression": 0}}"#);
+    fixture(&c, "postgres", r#"{"factors": 8, "iterations": 8, "regularization": 0.1, "kind_weights": {"like": 4, "impression": 0}}"#);
     let db = "postgres";
     let all = ids(&c, db, "SELECT post_id FROM recsys_recommend(1, 10)");
     let page1 = &all[..5];
@@ -225,7 +225,7 @@ fn new_posts_are_served_without_a_retrain() {
 #[test]
 fn negative_feedback_demotes_neighbours_and_creator() {
     let c = Cluster::start("live_negative");
-    fixture(&c, "postgres", r#"{"factors": 8, "iterations": 8, "regularization": 0.1, "weights": {"like": 4, "dislike": -5}}"#);
+    fixture(&c, "postgres", r#"{"factors": 8, "iterations": 8, "regularization": 0.1, "kind_weights": {"like": 4, "dislike": -5}}"#);
     let db = "postgres";
     // Users 600 and 601 like the same three dance and three food posts; 601 also dislikes four
     // other food posts (owners 101-109: food posts have odd owners, as music posts do).
