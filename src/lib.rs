@@ -4,6 +4,7 @@
 use pgrx::prelude::*;
 
 mod api;
+mod backend;
 mod error;
 mod gucs;
 mod options;

@@ -8,7 +8,6 @@
 //! train returns and overwritten by the backend's next train.
 //!
 //! Best effort by design: progress must never fail a train, so file errors are ignored.
-use std::cell::RefCell;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -28,7 +27,9 @@ pub struct State {
 }
 
 thread_local! {
-    static CURRENT: RefCell<Option<(State, Instant)>> = const { RefCell::new(None) };
+    /// The running train's progress and when it was last written to its file (sound for the
+    /// reasons given in `backend`: one backend thread, replaced whole).
+    static CURRENT: std::cell::RefCell<Option<(State, Instant)>> = const { std::cell::RefCell::new(None) };
 }
 
 fn dir() -> PathBuf {

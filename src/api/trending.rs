@@ -10,13 +10,7 @@ use std::rc::Rc;
 
 use super::feed::check_k;
 
-thread_local! {
-    /// Recent results by (role, row security, model, table, weights, arguments), for
-    /// recsys.trending_cache_seconds. The role and row-security state are part of the key: a
-    /// result computed under one role's rights is never served to another.
-    static CACHE: std::cell::RefCell<std::collections::HashMap<String, (std::time::Instant, Rc<Vec<(i64, f32)>>)>> =
-        std::cell::RefCell::new(std::collections::HashMap::new());
-}
+use crate::backend::TRENDING as CACHE;
 
 /// The mapping and weights of the served model, or the defaults when none is trained yet:
 /// trending reads interactions directly and needs no trained model.

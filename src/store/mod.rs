@@ -10,10 +10,7 @@ pub mod source;
 use crate::error::Result;
 use pgrx::spi::SpiClient;
 
-thread_local! {
-    /// (extension OID, quoted schema): valid while the extension is not dropped and recreated.
-    static SCHEMA: std::cell::RefCell<Option<(pgrx::pg_sys::Oid, String)>> = const { std::cell::RefCell::new(None) };
-}
+use crate::backend::SCHEMA;
 
 /// The extension's schema, quoted by the server (safe to splice into SQL text). Cached per
 /// backend under the extension's OID, since it is on every call's path.

@@ -267,12 +267,7 @@ pub fn update_report(client: &mut SpiClient<'_>, schema: &str, id: i64, report: 
 /// exactly: below it the f32 scan is already cheap.
 pub const QUANTIZE_MIN_ITEMS: usize = 20_000;
 
-thread_local! {
-    /// The served version of each model name this backend has used.
-    static CACHE: RefCell<HashMap<String, Rc<Serving>>> = RefCell::new(HashMap::new());
-    /// The served-version query, prepared once per backend (and per extension schema).
-    static LATEST: RefCell<Option<(String, pgrx::spi::OwnedPreparedStatement)>> = const { RefCell::new(None) };
-}
+use crate::backend::{LATEST, MODELS as CACHE};
 
 /// The served version of model `name`: the one deployed last.
 fn newest_key(client: &SpiClient<'_>, schema: &str, name: &str) -> Result<Option<ModelKey>> {

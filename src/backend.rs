@@ -1,0 +1,36 @@
+//! Every per-backend cache, in one place (the one other thread-local, the running train's
+//! progress record, is in `progress`, which the SPI reader updates, so it sits below `store`).
+//!
+//! A PostgreSQL backend is one process running one statement at a time on one thread, so these
+//! caches live in that thread's thread-local storage. Why this is sound:
+//! - Only the backend thread touches them. Rayon worker threads (training, scoring) never call
+//!   into the store or the API; if one did, it would see its own empty thread-locals, never
+//!   another thread's data.
+//! - Nothing here outlives what it describes. Every entry is checked against the database
+//!   before use: the schema by the extension's OID; a model by (id, creation time, model table
+//!   OID) and the name's deployed version, read per call; a trending result by role, row
+//!   security, search_path, model and arguments, with a time-to-live; a progress record by the
+//!   statement that wrote it.
+//! - No entry points into PostgreSQL memory that a transaction end frees: prepared statements
+//!   are kept plans (SPI_keepplan, TopMemoryContext); everything else is Rust-owned, or borrows
+//!   a read-only file mapping kept alive by the model that uses it.
+//! - An ERROR unwinds through pgrx as a Rust panic, releasing any RefCell borrow on the way; a
+//!   cache is only ever replaced whole, so an interrupted call leaves the previous entry or none.
+use crate::store::serving::Serving;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Instant;
+
+thread_local! {
+    /// (extension OID, quoted schema): valid while the extension is not dropped and recreated.
+    pub static SCHEMA: RefCell<Option<(pgrx::pg_sys::Oid, String)>> = const { RefCell::new(None) };
+    /// The served version of each model name this backend has used.
+    pub static MODELS: RefCell<HashMap<String, Rc<Serving>>> = RefCell::new(HashMap::new());
+    /// The served-version query, prepared once per backend (and per extension schema).
+    pub static LATEST: RefCell<Option<(String, pgrx::spi::OwnedPreparedStatement)>> = const { RefCell::new(None) };
+    /// Recent trending results by (role, row security, search_path, model, table, weights,
+    /// arguments), for recsys.trending_cache_seconds: a result computed under one role's rights
+    /// is never served to another.
+    pub static TRENDING: RefCell<HashMap<String, (Instant, Rc<Vec<(i64, f32)>>)>> = RefCell::new(HashMap::new());
+}
