@@ -4,7 +4,8 @@
 #      cargo clippy -D warnings (each reported as one test)
 #   1. core unit tests + ML-100K quality test (crates/recsys-core, no Postgres)
 #   2. #[pg_test]s inside a pgrx-managed PostgreSQL 15 (cargo pgrx test)
-#   3. SQL golden files and end-to-end tests against a throwaway cluster (tests/e2e)
+#   3. SQL golden files and end-to-end tests against a throwaway cluster (tests/e2e), and the
+#      upgrade from 0.1.0 (built from its commit) with ALTER EXTENSION UPDATE (scripts/upgrade_test.sh)
 #   4. the FastAPI example service against a real cluster (examples/fastapi/run_tests.sh), and
 #      Spark MLlib ALS imported and served (examples/spark/run_tests.sh)
 #   5. bounded fuzzing of the options parser and the tokenizer (scripts/fuzz.sh, 20 s each)
@@ -39,6 +40,7 @@ fi
 # pgrx test leaves its debug build installed: install the release build for the e2e layer.
 step bash scripts/install_ext.sh
 step cargo test --no-fail-fast -p pg_recsys_e2e -- --test-threads=1
+step bash scripts/upgrade_test.sh
 step bash examples/fastapi/run_tests.sh
 step bash examples/spark/run_tests.sh
 step bash scripts/fuzz.sh 20
