@@ -70,8 +70,10 @@ bash scripts/install_ext.sh >/dev/null || { bad "installing this build"; exit 1;
 NEW_VERSION="$(grep -m1 '^version' Cargo.toml | cut -d'"' -f2)"
 # The SQL surface is reviewable: the install script this build generates is committed too
 # (RECSYS_BLESS=1 rewrites it after an intended change).
-[ "${RECSYS_BLESS:-}" = 1 ] && cp "$SHARE/pg_recsys--$NEW_VERSION.sql" "sql/pg_recsys--$NEW_VERSION.sql"
-if cmp -s "$SHARE/pg_recsys--$NEW_VERSION.sql" "sql/pg_recsys--$NEW_VERSION.sql"; then
+# Source-location comments (-- src/...rs:LINE) are left out: they move with any edit.
+surface() { grep -v '^-- src/' "$1"; }
+[ "${RECSYS_BLESS:-}" = 1 ] && surface "$SHARE/pg_recsys--$NEW_VERSION.sql" >"sql/pg_recsys--$NEW_VERSION.sql"
+if diff -q <(surface "$SHARE/pg_recsys--$NEW_VERSION.sql") "sql/pg_recsys--$NEW_VERSION.sql" >/dev/null; then
   ok "sql/pg_recsys--$NEW_VERSION.sql is the schema this build generates"
 else
   bad "sql/pg_recsys--$NEW_VERSION.sql differs from the generated schema (RECSYS_BLESS=1 bash scripts/upgrade_test.sh after an intended change)"

@@ -7,7 +7,6 @@ The ordering of items is not stable, it is driven by a dependency graph.
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:16
 -- bootstrap
 -- pg_recsys model storage. One row per trained model; its arrays live in _recsys_model_data as
 -- little-endian bytea chunks. Both are plain tables, so a model is written, rolled back,
@@ -49,7 +48,6 @@ SELECT pg_catalog.pg_extension_config_dump('@extschema@._recsys_model_data', '')
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/train.rs:123
 -- pg_recsys::api::train::_recsys_import_factors
 CREATE  FUNCTION "_recsys_import_factors"(
 	"user_factors" oid, /* pgrx :: pg_sys :: Oid */
@@ -62,7 +60,6 @@ AS 'MODULE_PATHNAME', 'recsys_import_factors_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/progress.rs:5
 -- pg_recsys::api::progress::_recsys_progress
 CREATE  FUNCTION "_recsys_progress"() RETURNS TABLE (
 	"pid" INT,  /* i32 */
@@ -80,7 +77,6 @@ AS 'MODULE_PATHNAME', '_recsys_progress_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/evaluate.rs:169
 -- pg_recsys::api::evaluate::recsys_evaluate
 CREATE  FUNCTION "recsys_evaluate"(
 	"options" jsonb DEFAULT '{}' /* Option < JsonB > */
@@ -94,7 +90,6 @@ AS 'MODULE_PATHNAME', 'recsys_evaluate_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/explain.rs:142
 -- pg_recsys::api::explain::recsys_explain
 CREATE  FUNCTION "recsys_explain"(
 	"user_id" bigint, /* Option < i64 > */
@@ -114,7 +109,6 @@ AS 'MODULE_PATHNAME', 'recsys_explain_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/factors.rs:9
 -- pg_recsys::api::factors::recsys_item_factors
 CREATE  FUNCTION "recsys_item_factors"(
 	"model" TEXT DEFAULT 'default' /* Option < & str > */
@@ -128,7 +122,6 @@ AS 'MODULE_PATHNAME', 'recsys_item_factors_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/serve.rs:91
 -- pg_recsys::api::serve::recsys_predict
 CREATE  FUNCTION "recsys_predict"(
 	"user_id" bigint, /* Option < i64 > */
@@ -142,7 +135,6 @@ AS 'MODULE_PATHNAME', 'recsys_predict_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/serve.rs:17
 -- pg_recsys::api::serve::recsys_recommend
 CREATE  FUNCTION "recsys_recommend"(
 	"user_id" bigint, /* Option < i64 > */
@@ -173,7 +165,6 @@ AS 'MODULE_PATHNAME', 'recsys_recommend_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/train.rs:93
 -- pg_recsys::api::train::recsys_refresh
 CREATE  FUNCTION "recsys_refresh"(
 	"model" TEXT DEFAULT 'default' /* Option < & str > */
@@ -184,7 +175,6 @@ AS 'MODULE_PATHNAME', 'recsys_refresh_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/content.rs:24
 -- pg_recsys::api::content::recsys_search
 CREATE  FUNCTION "recsys_search"(
 	"query" TEXT, /* & str */
@@ -200,7 +190,6 @@ AS 'MODULE_PATHNAME', 'recsys_search_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/content.rs:167
 -- pg_recsys::api::content::recsys_similar
 CREATE  FUNCTION "recsys_similar"(
 	"post_id" bigint, /* Option < i64 > */
@@ -225,7 +214,6 @@ AS 'MODULE_PATHNAME', 'recsys_similar_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/train.rs:82
 -- pg_recsys::api::train::recsys_train
 CREATE  FUNCTION "recsys_train"(
 	"options" jsonb DEFAULT '{}' /* Option < JsonB > */
@@ -236,7 +224,6 @@ AS 'MODULE_PATHNAME', 'recsys_train_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/trending.rs:190
 -- pg_recsys::api::trending::recsys_trending
 CREATE  FUNCTION "recsys_trending"(
 	"k" INT DEFAULT 10, /* Option < i32 > */
@@ -255,7 +242,6 @@ AS 'MODULE_PATHNAME', 'recsys_trending_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:17
 -- finalize
 COMMENT ON FUNCTION @extschema@.recsys_train(jsonb) IS
 'Trains the recommender on the interactions table and serves the new model once the transaction commits.

@@ -184,7 +184,14 @@ fn recsys_evaluate(options: default!(Option<JsonB>, "'{}'")) -> TableIterator<'s
         for fold in folds {
             pgrx::check_for_interrupts!();
             let cfg = EvalConfig { fold, ..o.cfg.clone() };
-            let p = recsys_core::world::prepare(&world, &o.train.als, &o.train.hybrid, &cfg, &pool)?;
+            let p = recsys_core::world::prepare_with(
+                &world,
+                &o.train.als,
+                &o.train.hybrid,
+                &cfg,
+                &pool,
+                &mut super::train::TrainProgress { iterations: 0, quiet: true },
+            )?;
             users = p.warm_users + p.cold_users;
             model.push(p.evaluate(&weights));
             baseline.push(p.baseline());

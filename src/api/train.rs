@@ -14,8 +14,10 @@ use std::time::Instant;
 
 /// Between blocks of ALS work, on the backend thread: honour cancel/statement_timeout and
 /// report progress.
-struct TrainProgress {
-    iterations: usize,
+pub(super) struct TrainProgress {
+    pub(super) iterations: usize,
+    /// No per-iteration NOTICE (evaluation and tuning splits).
+    pub(super) quiet: bool,
 }
 
 impl Progress for TrainProgress {
@@ -25,6 +27,9 @@ impl Progress for TrainProgress {
         Ok(())
     }
     fn iteration(&mut self, it: usize, loss: Option<f64>, seconds: f64) {
+        if self.quiet {
+            return;
+        }
         crate::progress::iteration(it, self.iterations);
         match loss {
             Some(l) => notice!("recsys_train: iteration {it}/{} loss {l:.6} elapsed {seconds:.2}s", self.iterations),
@@ -335,7 +340,7 @@ fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions, imported: Opti
     let t1 = Instant::now();
     crate::progress::phase(if imported.is_some() { "importing factors" } else { "als" });
     let (mut m, stats) = match imported {
-        None => als::train(&ui, &o.als, &pool, &mut TrainProgress { iterations: o.als.iterations })?,
+        None => als::train(&ui, &o.als, &pool, &mut TrainProgress { iterations: o.als.iterations, quiet: false })?,
         Some((users, items)) => {
             let f = items.dim;
             let uindex: HashMap<i64, usize> = users.ids.iter().enumerate().map(|(i, u)| (*u, i)).collect();
@@ -444,7 +449,8 @@ fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions, imported: Opti
         let cfg = recsys_core::world::EvalConfig { cold_fraction: 0.1, seed: o.als.seed, ..Default::default() };
         notice!("recsys_train: tuning fusion weights on a seeded holdout ({} users)", cfg.max_users);
         let start = o.hybrid.weights;
-        let r = recsys_core::world::tune_checked(&world, &o.als, &o.hybrid, &cfg, &start, &pool)?;
+        // Cancel and statement_timeout reach the tuning splits too (checks between blocks).
+        let r = recsys_core::world::tune_checked(&world, &o.als, &o.hybrid, &cfg, &start, &pool, &mut TrainProgress { iterations: 0, quiet: true })?;
         o.hybrid.weights = r.weights;
         // ndcg_at_10 is the chosen weights' NDCG on the split the tuner never saw (what
         // recsys_models shows as holdout_ndcg and recsys_deploy 'best' ranks by).

@@ -2,7 +2,7 @@
 //! the offline evaluation of the hybrid on it: a seeded split, ALS on the training part, the
 //! same [`hybrid::score`] the extension serves with, and NDCG@k per weight setting. Weight
 //! tuning (`"tune": true`) is coordinate ascent over that evaluation.
-use crate::als::{self, AlsOptions, NoProgress};
+use crate::als::{self, AlsOptions, NoProgress, Progress};
 use crate::csr::Csr;
 use crate::eval::{user_metrics, Metrics, MetricsAcc};
 use crate::hybrid::{self, Catalog, Event, Followee, HybridOptions, Segments, UserInput, Weights};
@@ -299,6 +299,22 @@ fn top_indices(n: usize, score: impl Fn(usize) -> f32, skip: &HashSet<u32>, k: u
 
 /// Splits `w`, trains ALS on the training part and scores the sampled users.
 pub fn prepare(w: &World, als_opts: &AlsOptions, o: &HybridOptions, cfg: &EvalConfig, pool: &rayon::ThreadPool) -> Result<Prepared, CoreError> {
+    prepare_with(w, als_opts, o, cfg, pool, &mut NoProgress)
+}
+
+/// Users scored between two progress checks while a split is prepared.
+const CHECK_USERS: usize = 128;
+
+/// [`prepare`] with `progress.check()` between blocks of work (ALS sweeps, the graph, blocks of
+/// [`CHECK_USERS`] scored users), on the calling thread, so a caller can cancel it.
+pub fn prepare_with(
+    w: &World,
+    als_opts: &AlsOptions,
+    o: &HybridOptions,
+    cfg: &EvalConfig,
+    pool: &rayon::ThreadPool,
+    progress: &mut dyn Progress,
+) -> Result<Prepared, CoreError> {
     let mut rng = Rng::new(cfg.seed);
     let cold: Vec<bool> = (0..w.n_users).map(|_| rng.next_f64() < cfg.cold_fraction).collect();
     // Per user: training events and held-out posts (by distinct post).
@@ -349,12 +365,12 @@ pub fn prepare(w: &World, als_opts: &AlsOptions, o: &HybridOptions, cfg: &EvalCo
     drop(train_ev);
     let mut quiet = als_opts.clone();
     quiet.compute_loss = false;
-    let (m, _) = als::train(&ui, &quiet, pool, &mut NoProgress)?;
+    let (m, _) = als::train(&ui, &quiet, pool, &mut Quiet(&mut *progress))?;
     let gram = als::gram(&m.item_factors, m.factors, quiet.regularization, pool);
     // The item graph over the training split, as the extension builds it (no memory budget
     // here beyond the option's item limit).
     let graph = match o.graph.resolve(w.n_items, u64::MAX) {
-        Some(kind) => o.graph.build(kind, &ui, pool, &mut || Ok(()))?,
+        Some(kind) => o.graph.build(kind, &ui, pool, &mut || progress.check())?,
         None => None,
     };
     let popularity = hybrid::trending(w.n_items, train.1.iter().map(|e| (e.item, e.day)), o.popularity_half_life_days);
@@ -395,12 +411,48 @@ pub fn prepare(w: &World, als_opts: &AlsOptions, o: &HybridOptions, cfg: &EvalCo
     users.truncate(cfg.max_users);
     users.sort_unstable();
     let unit = Weights::from_array([1.0; 7]);
-    let cases: Vec<Case> = pool.install(|| {
+    let mut cases: Vec<Case> = Vec::with_capacity(users.len());
+    for block in users.chunks(CHECK_USERS) {
+        progress.check()?;
+        cases.extend(pool.install(|| score_cases(block, &train, &recent, w, &cat, o, &unit, cfg, &truth, &cold, &counts, &popularity, &freshness)));
+    }
+    let cold_users = cases.iter().filter(|c| c.cold).count();
+    Ok(Prepared { n_items: w.n_items, warm_users: cases.len() - cold_users, cold_users, cases, k: cfg.k })
+}
+
+/// Forwards the checks of an inner ALS run but not its per-iteration reports (a tuning split's
+/// sweeps are not the model's).
+struct Quiet<'a>(&'a mut dyn Progress);
+
+impl Progress for Quiet<'_> {
+    fn check(&mut self) -> Result<(), CoreError> {
+        self.0.check()
+    }
+}
+
+/// The candidates and their unit-weight parts for a block of users (in parallel).
+#[allow(clippy::too_many_arguments)]
+fn score_cases(
+    users: &[usize],
+    train: &(Vec<usize>, Vec<Event>),
+    recent: &(Vec<usize>, Vec<Event>),
+    w: &World,
+    cat: &Catalog<'_>,
+    o: &HybridOptions,
+    unit: &Weights,
+    cfg: &EvalConfig,
+    truth: &[HashSet<u32>],
+    cold: &[bool],
+    counts: &[f32],
+    popularity: &[f32],
+    freshness: &[f32],
+) -> Vec<Case> {
+    {
         users
             .par_iter()
             .map(|&u| {
-                let input = user_input(&train, &recent, w, u);
-                let s = hybrid::score(&cat, &input, o, &unit);
+                let input = user_input(train, recent, w, u);
+                let s = hybrid::score(cat, &input, o, unit);
                 let seen: HashSet<u32> = input.history.iter().map(|e| e.item).collect();
                 let n = w.n_items;
                 let mut cand: HashSet<u32> = HashSet::new();
@@ -430,7 +482,7 @@ pub fn prepare(w: &World, als_opts: &AlsOptions, o: &HybridOptions, cfg: &EvalCo
                 let mut cands: Vec<(u32, [f32; 7])> = cand
                     .into_iter()
                     .map(|i| {
-                        let p = s.parts(&cat, i);
+                        let p = s.parts(cat, i);
                         // The demotion scales the total, so it can be folded into each part
                         // and still apply under any weights.
                         let keep = 1.0 - s.penalty(i);
@@ -442,9 +494,7 @@ pub fn prepare(w: &World, als_opts: &AlsOptions, o: &HybridOptions, cfg: &EvalCo
                 Case { baseline: user_metrics(&baseline_top, &truth[u], cfg.k), baseline_top, cold: cold[u], cands, truth: truth[u].clone() }
             })
             .collect()
-    });
-    let cold_users = cases.iter().filter(|c| c.cold).count();
-    Ok(Prepared { n_items: w.n_items, warm_users: cases.len() - cold_users, cold_users, cases, k: cfg.k })
+    }
 }
 
 /// The request-time view of user `u`: training events, followees (and their training
@@ -582,12 +632,13 @@ pub fn tune_checked(
     cfg: &EvalConfig,
     start: &Weights,
     pool: &rayon::ThreadPool,
+    progress: &mut dyn Progress,
 ) -> Result<TuneReport, CoreError> {
-    let search = prepare(w, als_opts, o, cfg, pool)?;
+    let search = prepare_with(w, als_opts, o, cfg, pool, progress)?;
     let (tuned, after) = search.tune(start);
     let before = search.evaluate(start);
     drop(search);
-    let check = prepare(w, als_opts, o, &EvalConfig { seed: cfg.seed.wrapping_add(0x9E37_79B9), ..cfg.clone() }, pool)?;
+    let check = prepare_with(w, als_opts, o, &EvalConfig { seed: cfg.seed.wrapping_add(0x9E37_79B9), ..cfg.clone() }, pool, progress)?;
     let (hs, ht) = (check.evaluate(start).ndcg, check.evaluate(&tuned).ndcg);
     let kept_tuned = ht >= hs;
     Ok(TuneReport {

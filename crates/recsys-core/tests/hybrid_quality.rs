@@ -43,7 +43,7 @@ fn tuning_is_checked_on_a_split_it_never_saw() {
     let o = HybridOptions::default();
     let cfg = EvalConfig { cold_fraction: 0.1, max_users: 800, ..Default::default() };
     for start in [Weights::default(), Weights { social: 0.0, graph: 0.0, ..Weights::default() }] {
-        let r = recsys_core::world::tune_checked(&w, &AlsOptions::default(), &o, &cfg, &start, &pool).unwrap();
+        let r = recsys_core::world::tune_checked(&w, &AlsOptions::default(), &o, &cfg, &start, &pool, &mut recsys_core::als::NoProgress).unwrap();
         eprintln!("{r:?}");
         assert!(r.holdout_ndcg >= r.holdout_ndcg_start, "{r:?}");
         let chosen = if r.kept_tuned { r.holdout_ndcg_tuned } else { r.holdout_ndcg_start };
@@ -52,6 +52,36 @@ fn tuning_is_checked_on_a_split_it_never_saw() {
     }
     // From a start without social or graph the tuner finds better weights, and they hold up.
     let poor = Weights { social: 0.0, graph: 0.0, ..Weights::default() };
-    let r = recsys_core::world::tune_checked(&w, &AlsOptions::default(), &o, &cfg, &poor, &pool).unwrap();
+    let r = recsys_core::world::tune_checked(&w, &AlsOptions::default(), &o, &cfg, &poor, &pool, &mut recsys_core::als::NoProgress).unwrap();
     assert!(r.kept_tuned && r.holdout_ndcg > 1.05 * r.holdout_ndcg_start, "{r:?}");
+}
+
+/// Preparing an evaluation or tuning split checks for cancel between blocks of work (its ALS
+/// sweeps, the graph, blocks of scored users), so statement_timeout reaches `"tune": true`.
+#[test]
+fn preparing_a_split_stops_at_a_check() {
+    use recsys_core::als::Progress;
+    use recsys_core::CoreError;
+    struct StopAfter(usize, usize);
+    impl Progress for StopAfter {
+        fn check(&mut self) -> Result<(), CoreError> {
+            self.1 += 1;
+            if self.1 > self.0 {
+                Err(CoreError::Canceled)
+            } else {
+                Ok(())
+            }
+        }
+    }
+    let w = world();
+    let pool = recsys_core::als::pool(2, None).unwrap();
+    let cfg = EvalConfig { max_users: 800, ..Default::default() };
+    let mut all = StopAfter(usize::MAX, 0);
+    recsys_core::world::prepare_with(&w, &AlsOptions::default(), &HybridOptions::default(), &cfg, &pool, &mut all).unwrap();
+    assert!(all.1 > 20, "checks while preparing: {}", all.1);
+    // Stopping at the first check, in the middle, and at the last one: each is an error.
+    for n in [0, all.1 / 2, all.1 - 1] {
+        let r = recsys_core::world::prepare_with(&w, &AlsOptions::default(), &HybridOptions::default(), &cfg, &pool, &mut StopAfter(n, 0));
+        assert!(matches!(r, Err(CoreError::Canceled)), "stop after {n} checks of {}", all.1);
+    }
 }
