@@ -122,7 +122,7 @@ fn load_world(client: &pgrx::spi::SpiClient<'_>, o: &TrainOptions, min_value: Op
         return Err(recsys_core::CoreError::EmptyInput.into());
     }
     let n_items = loaded.item_ids.len();
-    let index: HashMap<i64, u32> = loaded.item_ids.iter().enumerate().map(|(i, p)| (*p, i as u32)).collect();
+    let index = recsys_core::ids::IdIndex::positions(&loaded.item_ids);
     let mut owner = vec![None; n_items];
     let mut created = vec![f32::NAN; n_items];
     let content = match &posts {
@@ -130,7 +130,7 @@ fn load_world(client: &pgrx::spi::SpiClient<'_>, o: &TrainOptions, min_value: Op
         Some(t) => {
             let text = source::read_posts(client, t, budget)?;
             let tfidf = recsys_core::tfidf::Tfidf::fit(&text.tokens);
-            let to_item: Vec<Option<u32>> = text.ids.iter().map(|p| index.get(p).copied()).collect();
+            let to_item: Vec<Option<u32>> = text.ids.iter().map(|&p| index.get(p)).collect();
             for (d, i) in to_item.iter().enumerate() {
                 if let Some(i) = i {
                     owner[*i as usize] = text.owners[d];

@@ -285,8 +285,8 @@ fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions, imported: Opti
     // imported factors are left out (they still count for nothing else).
     let mut o = o;
     if let Some((_, items)) = &imported {
-        let index: HashMap<i64, u32> = items.ids.iter().enumerate().map(|(i, p)| (*p, i as u32)).collect();
-        let keep: Vec<Option<u32>> = loaded.item_ids.iter().map(|p| index.get(p).copied()).collect();
+        let index = recsys_core::ids::IdIndex::positions(&items.ids);
+        let keep: Vec<Option<u32>> = loaded.item_ids.iter().map(|&p| index.get(p)).collect();
         let mut w = 0;
         for k in 0..loaded.rows.len() {
             if let Some(i) = keep[loaded.cols[k] as usize] {
@@ -343,10 +343,10 @@ fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions, imported: Opti
         None => als::train(&ui, &o.als, &pool, &mut TrainProgress { iterations: o.als.iterations, quiet: false })?,
         Some((users, items)) => {
             let f = items.dim;
-            let uindex: HashMap<i64, usize> = users.ids.iter().enumerate().map(|(i, u)| (*u, i)).collect();
+            let uindex = recsys_core::ids::IdIndex::positions(&users.ids);
             let mut uf = vec![0f32; n_users * f];
             for (u, id) in loaded.user_ids.iter().enumerate() {
-                if let Some(&k) = uindex.get(id) {
+                if let Some(k) = uindex.get(*id).map(|k| k as usize) {
                     uf[u * f..(u + 1) * f].copy_from_slice(&users.data[k * f..(k + 1) * f]);
                 }
             }
@@ -369,21 +369,9 @@ fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions, imported: Opti
             }
             let tfidf = recsys_core::tfidf::Tfidf::fit(&text.tokens);
             // Dictionary-encode the filter attributes: code 0 is NULL.
-            let mut dict: Vec<String> = vec![String::new()];
-            let mut lookup: HashMap<String, u32> = HashMap::new();
-            let mut codes = Vec::with_capacity(text.attrs.len() * 3);
-            for a in &text.attrs {
-                for v in a {
-                    codes.push(match v {
-                        None => 0,
-                        Some(v) => *lookup.entry(v.clone()).or_insert_with(|| {
-                            dict.push(v.clone());
-                            dict.len() as u32 - 1
-                        }),
-                    });
-                }
-            }
-            Some((text, tfidf, codes, dict))
+            let mut dict = recsys_core::ids::Dict::default();
+            let codes: Vec<u32> = text.attrs.iter().flatten().map(|v| dict.code(v.as_deref())).collect();
+            Some((text, tfidf, codes, dict.into_values()))
         }
     };
     // Posts with text but no interactions get factors from their content neighbours, so a new
@@ -392,8 +380,8 @@ fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions, imported: Opti
     let mut placed = 0usize;
     let mut to_item: Vec<Option<u32>> = vec![];
     if let Some((text, tfidf, _, _)) = &content {
-        let index: HashMap<i64, u32> = item_ids.iter().enumerate().map(|(i, p)| (*p, i as u32)).collect();
-        to_item = text.ids.iter().map(|p| index.get(p).copied()).collect();
+        let index = recsys_core::ids::IdIndex::positions(&item_ids);
+        to_item = text.ids.iter().map(|&p| index.get(p)).collect();
         let new = pool.install(|| recsys_core::tfidf::place_by_content(tfidf, &to_item, &m.item_factors, m.factors, recsys_core::tfidf::PLACEMENT_NEIGHBOURS));
         pgrx::check_for_interrupts!();
         placed = new.len();
@@ -473,10 +461,10 @@ fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions, imported: Opti
         let t_r = Instant::now();
         crate::progress::phase("rating model");
         let rows = source::read_ratings(client, &table, o.rating_kind.as_deref(), budget)?;
-        let users: HashMap<i64, u32> = loaded.user_ids.iter().enumerate().map(|(i, u)| (*u, i as u32)).collect();
-        let items: HashMap<i64, u32> = item_ids[..n_items].iter().enumerate().map(|(i, p)| (*p, i as u32)).collect();
+        let users = recsys_core::ids::IdIndex::positions(&loaded.user_ids);
+        let items = recsys_core::ids::IdIndex::positions(&item_ids[..n_items]);
         // One rating per (user, post): the mean of its rows.
-        let known = rows.into_iter().filter_map(|(u, p, v)| Some((*users.get(&u)?, *items.get(&p)?, v)));
+        let known = rows.into_iter().filter_map(|(u, p, v)| Some((users.get(u)?, items.get(p)?, v)));
         let ratings = recsys_core::explicit::mean_ratings(n_users, n_items, known).ok_or_else(|| RecsysError::InvalidArgument {
             message: "feedback \"explicit\" found no ratings".into(),
             hint: format!(

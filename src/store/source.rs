@@ -438,8 +438,7 @@ pub fn read_user_keys(client: &SpiClient<'_>, t: &Resolved, budget: u64) -> Resu
         l = text_expr(t, "location"),
         tbl = t.table
     );
-    let mut dict: Vec<String> = vec![String::new()];
-    let mut lookup: HashMap<String, u32> = HashMap::new();
+    let mut dict = recsys_core::ids::Dict::default();
     let mut out: HashMap<i64, [u32; 3]> = HashMap::new();
     for_each_batch(client, &query, &[], 20_000, |batch| {
         for row in batch {
@@ -448,10 +447,7 @@ pub fn read_user_keys(client: &SpiClient<'_>, t: &Resolved, budget: u64) -> Resu
             let keys = recsys_core::hybrid::segment_keys(age, g.as_deref(), l.as_deref());
             let mut codes = [0u32; 3];
             for (slot, k) in codes.iter_mut().zip(keys) {
-                *slot = *lookup.entry(k.clone()).or_insert_with(|| {
-                    dict.push(k);
-                    dict.len() as u32 - 1
-                });
+                *slot = dict.code(Some(&k));
             }
             out.insert(uid, codes);
         }
@@ -460,7 +456,7 @@ pub fn read_user_keys(client: &SpiClient<'_>, t: &Resolved, budget: u64) -> Resu
         }
         Ok(())
     })?;
-    Ok((dict, out))
+    Ok((dict.into_values(), out))
 }
 
 /// All (int8, int8) rows of a query, streamed in batches (freed as they go, interrupts checked);

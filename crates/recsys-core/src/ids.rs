@@ -143,6 +143,43 @@ impl IdLists {
     }
 }
 
+/// Dictionary encoding of text values: code 0 is "no value" (NULL), the others in first-seen
+/// order; the list of values by code goes with the model.
+#[derive(Clone, Debug)]
+pub struct Dict {
+    values: Vec<String>,
+    codes: HashMap<String, u32>,
+}
+
+impl Default for Dict {
+    fn default() -> Self {
+        Dict { values: vec![String::new()], codes: HashMap::new() }
+    }
+}
+
+impl Dict {
+    /// The code of `v` (a new one the first time); 0 for None.
+    pub fn code(&mut self, v: Option<&str>) -> u32 {
+        let Some(v) = v else { return 0 };
+        if let Some(&c) = self.codes.get(v) {
+            return c;
+        }
+        self.values.push(v.to_string());
+        let c = self.values.len() as u32 - 1;
+        self.codes.insert(v.to_string(), c);
+        c
+    }
+
+    /// Values by code (index 0: the empty string for "no value").
+    pub fn values(&self) -> &[String] {
+        &self.values
+    }
+
+    pub fn into_values(self) -> Vec<String> {
+        self.values
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,5 +202,8 @@ mod tests {
         assert_eq!((back.get(5), back.get(6)), (vec![1, 2, 7], vec![8]));
         assert!(IdLists::from_parts(vec![1].into(), vec![0, 3].into(), vec![1].into()).is_none());
         assert!(IdLists::build([]).get(1).is_empty());
+        let mut d = Dict::default();
+        assert_eq!((d.code(Some("b")), d.code(None), d.code(Some("a")), d.code(Some("b"))), (1, 0, 2, 1));
+        assert_eq!(d.values(), ["", "b", "a"]);
     }
 }

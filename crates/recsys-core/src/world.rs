@@ -126,22 +126,29 @@ impl World {
                 created[i as usize] = ((y - 1970) as f64 * 365.25) as f32;
             }
         }
-        let mut dict = vec![String::new()];
-        let mut lookup: HashMap<String, u32> = HashMap::new();
+        let mut dict = crate::ids::Dict::default();
         let mut keys = vec![[0u32; 3]; users.len()];
         for line in read("ml-100k.user")?.lines().skip(1) {
             let f: Vec<&str> = line.split('\t').collect();
             let Some(&u) = users.get(f[0]) else { continue };
             for (slot, k) in keys[u as usize].iter_mut().zip(segment_keys(f[1].parse().ok(), Some(f[2]), Some(f[4]))) {
-                *slot = *lookup.entry(k.clone()).or_insert_with(|| {
-                    dict.push(k);
-                    dict.len() as u32 - 1
-                });
+                *slot = dict.code(Some(&k));
             }
         }
         let n_items = items.len();
         let tfidf = crate::tfidf::Tfidf::fit(&docs);
-        Ok(World::new(users.len(), n_items, events, &[], &vec![None; n_items], keys, dict, Some(tfidf), (0..n_items as u32).map(Some).collect(), created))
+        Ok(World::new(
+            users.len(),
+            n_items,
+            events,
+            &[],
+            &vec![None; n_items],
+            keys,
+            dict.into_values(),
+            Some(tfidf),
+            (0..n_items as u32).map(Some).collect(),
+            created,
+        ))
     }
 
     /// The synthetic generator's data, weighted as the extension's defaults weight it.
@@ -159,18 +166,14 @@ impl World {
             .collect();
         let follows: Vec<(u32, u32)> = d.follows.follower_id.iter().zip(&d.follows.followee_id).map(|(a, b)| (*a as u32 - 1, *b as u32 - 1)).collect();
         let owner: Vec<Option<u32>> = d.posts.iter().map(|p| Some(p.owner_id as u32 - 1)).collect();
-        let mut key_dict = vec![String::new()];
-        let mut lookup: HashMap<String, u32> = HashMap::new();
+        let mut key_dict = crate::ids::Dict::default();
         let keys = d
             .users
             .iter()
             .map(|u| {
                 let mut codes = [0u32; 3];
                 for (slot, k) in codes.iter_mut().zip(hybrid::segment_keys(Some(u.age as f64), Some(u.gender), Some(u.location))) {
-                    *slot = *lookup.entry(k.clone()).or_insert_with(|| {
-                        key_dict.push(k);
-                        key_dict.len() as u32 - 1
-                    });
+                    *slot = key_dict.code(Some(&k));
                 }
                 codes
             })
@@ -190,7 +193,7 @@ impl World {
         let tfidf = Tfidf::fit(&docs);
         let to_item = (0..n_items as u32).map(Some).collect();
         let created = d.posts.iter().map(|p| day(p.created_at)).collect();
-        World::new(n_users, n_items, events, &follows, &owner, keys, key_dict, Some(tfidf), to_item, created)
+        World::new(n_users, n_items, events, &follows, &owner, keys, key_dict.into_values(), Some(tfidf), to_item, created)
     }
 }
 
