@@ -224,6 +224,30 @@ pub(super) fn optional_map(client: &pgrx::spi::SpiClient<'_>, given: &Option<Tab
     })
 }
 
+/// The options with every table mapping checked and stored schema-qualified (so every session
+/// serves the same tables whatever its search_path), the optional tables that exist used, and
+/// the `visible` predicate parsed by the server; with the resolved tables.
+fn resolve_mappings(client: &pgrx::spi::SpiClient<'_>, o: &TrainOptions) -> Result<(TrainOptions, crate::store::serving::Tables)> {
+    let table = source::resolve(client, "interactions", &o.interactions, INTERACTIONS)?;
+    let mut o = o.clone();
+    o.posts = optional_map(client, &o.posts, "posts", POSTS)?;
+    o.users = optional_map(client, &o.users, "users", USERS)?;
+    o.follows = optional_map(client, &o.follows, "follows", FOLLOWS)?;
+    let posts = o.posts.as_ref().map(|m| source::resolve(client, "posts", m, POSTS)).transpose()?;
+    let users = o.users.as_ref().map(|m| source::resolve(client, "users", m, USERS)).transpose()?;
+    let follows = o.follows.as_ref().map(|m| source::resolve(client, "follows", m, FOLLOWS)).transpose()?;
+    if let Some(v) = o.posts.as_ref().and_then(|m| m.visible.as_deref()) {
+        source::check_visible(client, posts.as_ref().ok_or(RecsysError::NoContentModel)?, v)?;
+    }
+    o.interactions.table = table.table.clone();
+    for (m, t) in [(&mut o.posts, &posts), (&mut o.users, &users), (&mut o.follows, &follows)] {
+        if let (Some(m), Some(t)) = (m.as_mut(), t) {
+            m.table = t.table.clone();
+        }
+    }
+    Ok((o, crate::store::serving::Tables { interactions: table, follows, users, posts }))
+}
+
 fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions, imported: Option<(import::Factors, import::Factors)>) -> Result<serde_json::Value> {
     let t0 = Instant::now();
     if store::one::<bool>(client, "SELECT pg_catalog.pg_is_in_recovery()", &[])?.unwrap_or(false) {
@@ -240,27 +264,8 @@ fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions, imported: Opti
     client.update("SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('pg_recsys'), 1)", None, &[])?;
     crate::progress::phase("reading");
     let schema = store::schema(client)?;
-    let table = source::resolve(client, "interactions", &o.interactions, INTERACTIONS)?;
-    // Validate the other mappings now, so a typo fails before minutes of work; remember which
-    // optional tables were used.
-    let mut o = o.clone();
-    o.posts = optional_map(client, &o.posts, "posts", POSTS)?;
-    o.users = optional_map(client, &o.users, "users", USERS)?;
-    o.follows = optional_map(client, &o.follows, "follows", FOLLOWS)?;
-    let posts_t = o.posts.as_ref().map(|m| source::resolve(client, "posts", m, POSTS)).transpose()?;
-    let users_t = o.users.as_ref().map(|m| source::resolve(client, "users", m, USERS)).transpose()?;
-    let follows_t = o.follows.as_ref().map(|m| source::resolve(client, "follows", m, FOLLOWS)).transpose()?;
-    if let Some(v) = o.posts.as_ref().and_then(|m| m.visible.as_deref()) {
-        source::check_visible(client, posts_t.as_ref().ok_or(RecsysError::NoContentModel)?, v)?;
-    }
-    // Stored schema-qualified, so every session serves the same tables whatever its search_path.
-    o.interactions.table = table.table.clone();
-    for (m, t) in [(&mut o.posts, &posts_t), (&mut o.users, &users_t), (&mut o.follows, &follows_t)] {
-        if let (Some(m), Some(t)) = (m.as_mut(), t) {
-            m.table = t.table.clone();
-        }
-    }
-    let o = o;
+    // Every mapping checked now, so a typo fails before minutes of work.
+    let (o, crate::store::serving::Tables { interactions: table, posts: posts_t, users: users_t, follows: follows_t }) = resolve_mappings(client, o)?;
     // Serving reads these tables on every call: say now which reads would scan.
     let missing = source::missing_indexes(client, &source::per_call_reads(&table, posts_t.as_ref(), follows_t.as_ref()))?;
     for (stmt, why) in &missing {
@@ -359,21 +364,7 @@ fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions, imported: Opti
     // Content model over every post, interactions or not (skipped when there is no posts table).
     let t_content = Instant::now();
     crate::progress::phase("content");
-    let content = match &posts_t {
-        None => None,
-        Some(t) => {
-            let text = source::read_posts(client, t, budget)?;
-            let est = text.token_count * 40 + text.ids.len() as u64 * 64;
-            if est > budget {
-                return Err(RecsysError::OverBudget { needed: est, budget, what: "the content model" });
-            }
-            let tfidf = recsys_core::tfidf::Tfidf::fit(&text.tokens);
-            // Dictionary-encode the filter attributes: code 0 is NULL.
-            let mut dict = recsys_core::ids::Dict::default();
-            let codes: Vec<u32> = text.attrs.iter().flatten().map(|v| dict.code(v.as_deref())).collect();
-            Some((text, tfidf, codes, dict.into_values()))
-        }
-    };
+    let content = posts_t.as_ref().map(|t| read_content(client, t, budget)).transpose()?;
     // Posts with text but no interactions get factors from their content neighbours, so a new
     // post can be recommended before anyone has seen it.
     let mut item_ids = loaded.item_ids;
@@ -434,58 +425,17 @@ fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions, imported: Opti
         let world = tuning_world(&loaded.user_ids, n_all, events, &follows, &owner, user_keys.as_ref(), content.as_ref().map(|c| (&c.1, &to_item)), created);
         drop(follows);
         pgrx::check_for_interrupts!();
-        let cfg = recsys_core::world::EvalConfig { cold_fraction: 0.1, seed: o.als.seed, ..Default::default() };
-        notice!("recsys_train: tuning fusion weights on a seeded holdout ({} users)", cfg.max_users);
-        let start = o.hybrid.weights;
-        // Cancel and statement_timeout reach the tuning splits too (checks between blocks).
-        let r = recsys_core::world::tune_checked(&world, &o.als, &o.hybrid, &cfg, &start, &pool, &mut TrainProgress { iterations: 0, quiet: true })?;
-        o.hybrid.weights = r.weights;
-        // ndcg_at_10 is the chosen weights' NDCG on the split the tuner never saw (what
-        // recsys_models shows as holdout_ndcg and recsys_deploy 'best' ranks by).
-        tuned = json!({
-            "weights": r.weights,
-            "kept": if r.kept_tuned { "tuned" } else { "start" },
-            "ndcg_at_10": round3(r.holdout_ndcg),
-            "ndcg_at_10_start": round3(r.holdout_ndcg_start),
-            "ndcg_at_10_tuned": round3(r.holdout_ndcg_tuned),
-            "ndcg_at_10_als_only": round3(r.holdout_ndcg_als_only),
-            "tuning_split": {"ndcg_at_10_start": round3(r.tuning_ndcg_start), "ndcg_at_10_tuned": round3(r.tuning_ndcg_tuned)},
-            "users": r.users,
-            "seconds": round3(t_tune.elapsed().as_secs_f64()),
-        });
+        let (weights, report) = tune(&world, &o, &pool, t_tune)?;
+        o.hybrid.weights = weights;
+        tuned = report;
         pgrx::check_for_interrupts!();
     }
     // Explicit feedback: a rating model beside the ranking model, over the same post index.
     let mut rating_report = serde_json::Value::Null;
     let rating = if o.explicit {
-        let t_r = Instant::now();
-        crate::progress::phase("rating model");
-        let rows = source::read_ratings(client, &table, o.rating_kind.as_deref(), budget)?;
-        let users = recsys_core::ids::IdIndex::positions(&loaded.user_ids);
-        let items = recsys_core::ids::IdIndex::positions(&item_ids[..n_items]);
-        // One rating per (user, post): the mean of its rows.
-        let known = rows.into_iter().filter_map(|(u, p, v)| Some((users.get(u)?, items.get(p)?, v)));
-        let ratings = recsys_core::explicit::mean_ratings(n_users, n_items, known).ok_or_else(|| RecsysError::InvalidArgument {
-            message: "feedback \"explicit\" found no ratings".into(),
-            hint: format!(
-                "ratings are rows of kind {} with a non-NULL value; set \"rating_kind\" (null = every row with a value)",
-                o.rating_kind.as_deref().map(|k| format!("'{k}'")).unwrap_or_else(|| "any".into())
-            ),
-        })?;
-        let pool = als::pool(threads, Some(block_signals))?;
-        let model = recsys_core::explicit::train(&ratings, &o.rating, &pool, &mut || {
-            pgrx::check_for_interrupts!();
-            Ok(())
-        })?;
-        let knn = (o.rating.knn_weight > 0.0).then(|| recsys_core::explicit::Knn::fit(&ratings, o.rating.knn_k, &pool));
-        pgrx::check_for_interrupts!();
-        rating_report = json!({
-            "ratings": ratings.nnz(),
-            "mean": model.mu,
-            "range": [model.min, model.max],
-            "seconds": round3(t_r.elapsed().as_secs_f64()),
-        });
-        Some((model, knn))
+        let (r, report) = rating_model(client, &table, &o, threads, budget, &loaded.user_ids, &item_ids[..n_items])?;
+        rating_report = report;
+        Some(r)
     } else {
         None
     };
@@ -546,6 +496,93 @@ fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions, imported: Opti
     });
     model::update_report(client, &schema, id, report.clone())?;
     Ok(report)
+}
+
+/// Fusion weights tuned on seeded holdouts of the training data (kept only when they do at
+/// least as well as the options' on a split the search never saw), and the report.
+fn tune(
+    world: &recsys_core::world::World,
+    o: &TrainOptions,
+    pool: &rayon::ThreadPool,
+    t0: Instant,
+) -> Result<(recsys_core::hybrid::Weights, serde_json::Value)> {
+    let cfg = recsys_core::world::EvalConfig { cold_fraction: 0.1, seed: o.als.seed, ..Default::default() };
+    notice!("recsys_train: tuning fusion weights on a seeded holdout ({} users)", cfg.max_users);
+    // Cancel and statement_timeout reach the tuning splits too (checks between blocks).
+    let r = recsys_core::world::tune_checked(world, &o.als, &o.hybrid, &cfg, &o.hybrid.weights, pool, &mut TrainProgress { iterations: 0, quiet: true })?;
+    // ndcg_at_10 is the chosen weights' NDCG on the split the tuner never saw (what
+    // recsys_models shows as holdout_ndcg and recsys_deploy 'best' ranks by).
+    let report = json!({
+        "weights": r.weights,
+        "kept": if r.kept_tuned { "tuned" } else { "start" },
+        "ndcg_at_10": round3(r.holdout_ndcg),
+        "ndcg_at_10_start": round3(r.holdout_ndcg_start),
+        "ndcg_at_10_tuned": round3(r.holdout_ndcg_tuned),
+        "ndcg_at_10_als_only": round3(r.holdout_ndcg_als_only),
+        "tuning_split": {"ndcg_at_10_start": round3(r.tuning_ndcg_start), "ndcg_at_10_tuned": round3(r.tuning_ndcg_tuned)},
+        "users": r.users,
+        "seconds": round3(t0.elapsed().as_secs_f64()),
+    });
+    Ok((r.weights, report))
+}
+
+/// Explicit feedback: the rating model beside the ranking model, over the same post index
+/// (`item_ids`: the posts trained from interactions), and its report.
+fn rating_model(
+    client: &pgrx::spi::SpiClient<'_>,
+    table: &source::Resolved,
+    o: &TrainOptions,
+    threads: usize,
+    budget: u64,
+    user_ids: &[i64],
+    item_ids: &[i64],
+) -> Result<(crate::store::serving::RatingParts, serde_json::Value)> {
+    let t_r = Instant::now();
+    crate::progress::phase("rating model");
+    let rows = source::read_ratings(client, table, o.rating_kind.as_deref(), budget)?;
+    let (n_users, n_items) = (user_ids.len(), item_ids.len());
+    let users = recsys_core::ids::IdIndex::positions(user_ids);
+    let items = recsys_core::ids::IdIndex::positions(item_ids);
+    // One rating per (user, post): the mean of its rows.
+    let known = rows.into_iter().filter_map(|(u, p, v)| Some((users.get(u)?, items.get(p)?, v)));
+    let ratings = recsys_core::explicit::mean_ratings(n_users, n_items, known).ok_or_else(|| RecsysError::InvalidArgument {
+        message: "feedback \"explicit\" found no ratings".into(),
+        hint: format!(
+            "ratings are rows of kind {} with a non-NULL value; set \"rating_kind\" (null = every row with a value)",
+            o.rating_kind.as_deref().map(|k| format!("'{k}'")).unwrap_or_else(|| "any".into())
+        ),
+    })?;
+    let pool = als::pool(threads, Some(block_signals))?;
+    let model = recsys_core::explicit::train(&ratings, &o.rating, &pool, &mut || {
+        pgrx::check_for_interrupts!();
+        Ok(())
+    })?;
+    let knn = (o.rating.knn_weight > 0.0).then(|| recsys_core::explicit::Knn::fit(&ratings, o.rating.knn_k, &pool));
+    pgrx::check_for_interrupts!();
+    let report = json!({
+        "ratings": ratings.nnz(),
+        "mean": model.mu,
+        "range": [model.min, model.max],
+        "seconds": round3(t_r.elapsed().as_secs_f64()),
+    });
+    Ok(((model, knn), report))
+}
+
+/// The posts' text, TF-IDF and dictionary-encoded filter attributes (code 0 = NULL).
+fn read_content(
+    client: &pgrx::spi::SpiClient<'_>,
+    t: &source::Resolved,
+    budget: u64,
+) -> Result<(source::PostText, recsys_core::tfidf::Tfidf, Vec<u32>, Vec<String>)> {
+    let text = source::read_posts(client, t, budget)?;
+    let est = text.token_count * 40 + text.ids.len() as u64 * 64;
+    if est > budget {
+        return Err(RecsysError::OverBudget { needed: est, budget, what: "the content model" });
+    }
+    let tfidf = recsys_core::tfidf::Tfidf::fit(&text.tokens);
+    let mut dict = recsys_core::ids::Dict::default();
+    let codes: Vec<u32> = text.attrs.iter().flatten().map(|v| dict.code(v.as_deref())).collect();
+    Ok((text, tfidf, codes, dict.into_values()))
 }
 
 /// The training data as a [`recsys_core::world::World`] for tuning. Users who only follow (no
