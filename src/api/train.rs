@@ -509,7 +509,7 @@ fn tune(
     let cfg = recsys_core::world::EvalConfig { cold_fraction: 0.1, seed: o.als.seed, ..Default::default() };
     notice!("recsys_train: tuning fusion weights on a seeded holdout ({} users)", cfg.max_users);
     // Cancel and statement_timeout reach the tuning splits too (checks between blocks).
-    let r = recsys_core::world::tune_checked(world, &o.als, &o.hybrid, &cfg, &o.hybrid.weights, pool, &mut TrainProgress { iterations: 0, quiet: true })?;
+    let r = recsys_core::tuning::tune_checked(world, &o.als, &o.hybrid, &cfg, &o.hybrid.weights, pool, &mut TrainProgress { iterations: 0, quiet: true })?;
     // ndcg_at_10 is the chosen weights' NDCG on the split the tuner never saw (what
     // recsys_models shows as holdout_ndcg and recsys_deploy 'best' ranks by).
     let report = json!({

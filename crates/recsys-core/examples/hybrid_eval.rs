@@ -18,7 +18,7 @@ fn main() {
     let o = HybridOptions::default();
     let als = AlsOptions::default();
     let ml = std::env::args().skip(1).find(|a| a != "--sweep");
-    let sets = recsys_core::world::benchmark_worlds(ml.as_deref().map(std::path::Path::new)).expect("ML-100K files");
+    let sets = recsys_core::datasets::benchmark_worlds(ml.as_deref().map(std::path::Path::new)).expect("ML-100K files");
     if std::env::args().any(|a| a == "--sweep") {
         return sweep(&sets, &pool, &o, &als);
     }

@@ -5,6 +5,7 @@
 pub mod als;
 pub mod buf;
 pub mod csr;
+pub mod datasets;
 pub mod error;
 pub mod eval;
 pub mod explicit;
@@ -18,6 +19,7 @@ pub mod split;
 pub mod synth;
 pub mod tfidf;
 pub mod topk;
+pub mod tuning;
 pub mod world;
 
 pub use error::CoreError;

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 fn load_positives() -> Csr {
     let dir = std::env::var("RECSYS_ML100K_DIR").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../.data/ml-100k").to_string());
-    recsys_core::world::movielens_matrix(std::path::Path::new(&dir), 4.0, true)
+    recsys_core::datasets::movielens_matrix(std::path::Path::new(&dir), 4.0, true)
         .unwrap_or_else(|e| panic!("ML-100K not found in {dir} ({e}); run scripts/fetch_ml100k.sh"))
 }
 

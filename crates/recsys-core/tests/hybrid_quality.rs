@@ -43,7 +43,7 @@ fn tuning_is_checked_on_a_split_it_never_saw() {
     let o = HybridOptions::default();
     let cfg = EvalConfig { cold_fraction: 0.1, max_users: 800, ..Default::default() };
     for start in [Weights::default(), Weights { social: 0.0, graph: 0.0, ..Weights::default() }] {
-        let r = recsys_core::world::tune_checked(&w, &AlsOptions::default(), &o, &cfg, &start, &pool, &mut recsys_core::als::NoProgress).unwrap();
+        let r = recsys_core::tuning::tune_checked(&w, &AlsOptions::default(), &o, &cfg, &start, &pool, &mut recsys_core::als::NoProgress).unwrap();
         eprintln!("{r:?}");
         assert!(r.holdout_ndcg >= r.holdout_ndcg_start, "{r:?}");
         let chosen = if r.kept_tuned { r.holdout_ndcg_tuned } else { r.holdout_ndcg_start };
@@ -52,7 +52,7 @@ fn tuning_is_checked_on_a_split_it_never_saw() {
     }
     // From a start without social or graph the tuner finds better weights, and they hold up.
     let poor = Weights { social: 0.0, graph: 0.0, ..Weights::default() };
-    let r = recsys_core::world::tune_checked(&w, &AlsOptions::default(), &o, &cfg, &poor, &pool, &mut recsys_core::als::NoProgress).unwrap();
+    let r = recsys_core::tuning::tune_checked(&w, &AlsOptions::default(), &o, &cfg, &poor, &pool, &mut recsys_core::als::NoProgress).unwrap();
     assert!(r.kept_tuned && r.holdout_ndcg > 1.05 * r.holdout_ndcg_start, "{r:?}");
 }
 
