@@ -72,8 +72,9 @@ impl<'a> Reasons<'a> {
     /// The history items whose graph edges lead to `item`, positive contributions only,
     /// largest first.
     fn graph_evidence(&self, item: u32) -> Vec<(u32, f32)> {
-        let Some(g) = self.m.graph.as_ref() else { return vec![] };
-        let items: Vec<u32> = hybrid::fold_in_items(&self.s.req.input.history).into_iter().map(|x| x.0).collect();
+        // The scorer's folded-in items are the history the graph scores came from.
+        let (Some(g), Some((_, folded))) = (self.m.graph.as_ref(), self.s.scores.fold.as_ref()) else { return vec![] };
+        let items: Vec<u32> = folded.iter().map(|x| x.0).collect();
         g.evidence(&items, item).into_iter().filter(|e| e.1 > 0.0).collect()
     }
 

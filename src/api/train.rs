@@ -1,6 +1,6 @@
 use crate::error::{OrRaise, RecsysError, Result};
 use crate::gucs;
-use crate::options::{TableMap, TrainOptions, FOLLOWS, INTERACTIONS, POSTS, USERS};
+use crate::options::{TableMap, TrainOptions, FOLLOWS, POSTS, USERS};
 use crate::store::{self, model, source};
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -228,24 +228,22 @@ pub(super) fn optional_map(client: &pgrx::spi::SpiClient<'_>, given: &Option<Tab
 /// serves the same tables whatever its search_path), the optional tables that exist used, and
 /// the `visible` predicate parsed by the server; with the resolved tables.
 fn resolve_mappings(client: &pgrx::spi::SpiClient<'_>, o: &TrainOptions) -> Result<(TrainOptions, crate::store::serving::Tables)> {
-    let table = source::resolve(client, "interactions", &o.interactions, INTERACTIONS)?;
     let mut o = o.clone();
     o.posts = optional_map(client, &o.posts, "posts", POSTS)?;
     o.users = optional_map(client, &o.users, "users", USERS)?;
     o.follows = optional_map(client, &o.follows, "follows", FOLLOWS)?;
-    let posts = o.posts.as_ref().map(|m| source::resolve(client, "posts", m, POSTS)).transpose()?;
-    let users = o.users.as_ref().map(|m| source::resolve(client, "users", m, USERS)).transpose()?;
-    let follows = o.follows.as_ref().map(|m| source::resolve(client, "follows", m, FOLLOWS)).transpose()?;
+    // The same resolution serving does at load (interactions, posts, users, follows).
+    let t = model::resolve_tables(client, &o)?;
     if let Some(v) = o.posts.as_ref().and_then(|m| m.visible.as_deref()) {
-        source::check_visible(client, posts.as_ref().ok_or(RecsysError::NoContentModel)?, v)?;
+        source::check_visible(client, t.posts.as_ref().ok_or(RecsysError::NoContentModel)?, v)?;
     }
-    o.interactions.table = table.table.clone();
-    for (m, t) in [(&mut o.posts, &posts), (&mut o.users, &users), (&mut o.follows, &follows)] {
-        if let (Some(m), Some(t)) = (m.as_mut(), t) {
-            m.table = t.table.clone();
+    o.interactions.table = t.interactions.table.clone();
+    for (m, r) in [(&mut o.posts, &t.posts), (&mut o.users, &t.users), (&mut o.follows, &t.follows)] {
+        if let (Some(m), Some(r)) = (m.as_mut(), r) {
+            m.table = r.table.clone();
         }
     }
-    Ok((o, crate::store::serving::Tables { interactions: table, follows, users, posts }))
+    Ok((o, t))
 }
 
 fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions, imported: Option<(import::Factors, import::Factors)>) -> Result<serde_json::Value> {

@@ -605,9 +605,9 @@ pub fn decode_parts(client: &SpiClient<'_>, schema: &str, id: i64, options: &Tra
 pub fn resolve_tables(client: &SpiClient<'_>, options: &TrainOptions) -> Result<Tables> {
     Ok(Tables {
         interactions: source::resolve(client, "interactions", &options.interactions, INTERACTIONS)?,
-        follows: options.follows.as_ref().map(|m| source::resolve(client, "follows", m, FOLLOWS)).transpose()?,
-        users: options.users.as_ref().map(|m| source::resolve(client, "users", m, USERS)).transpose()?,
         posts: options.posts.as_ref().map(|map| source::resolve(client, "posts", map, POSTS)).transpose()?,
+        users: options.users.as_ref().map(|m| source::resolve(client, "users", m, USERS)).transpose()?,
+        follows: options.follows.as_ref().map(|m| source::resolve(client, "follows", m, FOLLOWS)).transpose()?,
     })
 }
 
