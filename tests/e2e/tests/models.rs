@@ -122,6 +122,8 @@ fn named_models_deploy_and_roll_back() {
     assert!(c.sql_err(db, "SELECT recsys_deploy('default', 'best')").contains("holdout NDCG"));
     assert!(c.sql_err(db, "SELECT recsys_deploy('default', 'newest')").contains("22023"));
     assert!(c.sql_err(db, "SELECT recsys_deploy('default', '99')").contains("P0002"));
+    let err = c.sql_err(db, "SELECT recsys_pin(99)");
+    assert!(err.contains("P0002") && err.contains("recsys_models"), "{err}");
     // keep_models = 1 keeps the newest, the served (1) and the pinned (3) versions.
     c.sql(db, "SELECT recsys_pin(3)");
     c.sql(db, r#"SET recsys.keep_models = 1; SELECT recsys_train('{"factors": 8, "iterations": 3, "deploy": false}')"#);
@@ -203,6 +205,8 @@ fn factors_round_trip_through_pgvector_columns() {
     let report = c.sql(db, "SELECT r->>'factors' FROM recsys_import_factors('user_vec', 'item_vec', '{\"factors\": 8}') r");
     assert_eq!(report, "8");
     assert_eq!(c.sql(db, similar), before, "same item factors, same neighbours");
+    let err = c.sql_err(db, "SELECT count(*) FROM recsys_item_factors(model => 'nope')");
+    assert!(err.contains("55000") && err.contains("recsys_deploy"), "{err}");
     let err = c.sql_err(db, "CREATE TABLE bad_vec (id bigint, v text); SELECT recsys_import_factors('user_vec', 'bad_vec')");
     assert!(err.contains("vector"), "{err}");
 }
