@@ -104,11 +104,12 @@ impl RecsysError {
                 Some(reason.clone()),
                 Some("see the option table in the pg_recsys README".into()),
             ),
-            RecsysError::Core(CoreError::OverBudget { needed_mb, budget_mb }) => (
-                ERRCODE_PROGRAM_LIMIT_EXCEEDED,
-                "recsys_train needs more memory than maintenance_work_mem allows".into(),
-                Some(format!("estimated {needed_mb} MB, budget {budget_mb} MB")),
-                Some(format!("SET maintenance_work_mem = '{}MB' (or more), or train with fewer factors", needed_mb + 1)),
+            RecsysError::Core(CoreError::OverBudget { needed, budget, what }) => RecsysError::OverBudget { needed: *needed, budget: *budget, what }.parts(),
+            RecsysError::Core(CoreError::NoRatings) => (
+                ERRCODE_NO_DATA_FOUND,
+                "feedback \"explicit\" found no ratings".into(),
+                None,
+                Some("ratings are interactions with a non-NULL value; see the \"rating_kind\" option".into()),
             ),
             RecsysError::Core(CoreError::Canceled) => (ERRCODE_QUERY_CANCELED, "canceling statement".into(), None, None),
             RecsysError::ReadOnly { what } => (

@@ -3,11 +3,12 @@
 //! served scorer; it writes nothing and never touches the served model.
 use crate::error::{OrRaise, RecsysError, Result};
 use crate::gucs;
-use crate::options::{int_in, num_in, object, TrainOptions, FOLLOWS, INTERACTIONS, POSTS, TRAIN_KEYS, USERS};
+use crate::options::{int_in, num_in, object, TrainOptions, INTERACTIONS, TRAIN_KEYS};
+use crate::store::snapshot::{self, Purpose};
 use crate::store::source;
 use pgrx::prelude::*;
 use pgrx::JsonB;
-use recsys_core::hybrid::{Event, Weights, COMPONENTS};
+use recsys_core::hybrid::{Weights, COMPONENTS};
 use recsys_core::world::{EvalConfig, Outcome, World};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -96,57 +97,17 @@ impl EvalOptions {
 /// The app's tables as a World, read the way recsys_train reads them.
 fn load_world(client: &pgrx::spi::SpiClient<'_>, o: &TrainOptions, min_value: Option<f32>) -> Result<World> {
     let budget = gucs::maintenance_work_mem_bytes();
-    let table = source::resolve(client, "interactions", &o.interactions, INTERACTIONS)?;
-    let posts = super::train::optional_map(client, &o.posts, "posts", POSTS)?.map(|m| source::resolve(client, "posts", &m, POSTS)).transpose()?;
-    let users = super::train::optional_map(client, &o.users, "users", USERS)?.map(|m| source::resolve(client, "users", &m, USERS)).transpose()?;
-    let follows = super::train::optional_map(client, &o.follows, "follows", FOLLOWS)?.map(|m| source::resolve(client, "follows", &m, FOLLOWS)).transpose()?;
-    let loaded = source::read_interactions(client, &table, o, budget)?;
-    // Two copies of the rows (events and the training split) plus the model.
-    let est = super::train::estimate_bytes(
-        loaded.rows.len() as u64,
-        loaded.rows.len() as u64,
-        loaded.user_ids.len() as u64,
-        loaded.item_ids.len() as u64,
-        o.als.factors as u64,
-        2,
-    ) * 2;
-    if est > budget {
-        return Err(RecsysError::OverBudget { needed: est, budget, what: "recsys_evaluate" });
-    }
-    let day = |k: usize| loaded.days.get(k).copied().unwrap_or(f32::NAN);
-    let events: Vec<(u32, Event)> = (0..loaded.rows.len())
-        .filter(|&k| min_value.is_none_or(|m| loaded.vals[k] >= m))
-        .map(|k| (loaded.rows[k], Event { item: loaded.cols[k], weight: loaded.vals[k], day: day(k) }))
-        .collect();
-    if events.is_empty() {
-        return Err(recsys_core::CoreError::EmptyInput.into());
-    }
-    let n_items = loaded.item_ids.len();
-    let index = recsys_core::ids::IdIndex::positions(&loaded.item_ids);
-    let mut owner = vec![None; n_items];
-    let mut created = vec![f32::NAN; n_items];
-    let content = match &posts {
-        None => None,
-        Some(t) => {
-            let text = source::read_posts(client, t, budget)?;
-            let tfidf = recsys_core::tfidf::Tfidf::fit(&text.tokens);
-            let to_item: Vec<Option<u32>> = text.ids.iter().map(|&p| index.get(p)).collect();
-            for (d, i) in to_item.iter().enumerate() {
-                if let Some(i) = i {
-                    owner[*i as usize] = text.owners[d];
-                    created[*i as usize] = text.created[d];
-                }
-            }
-            Some((tfidf, to_item))
+    let (o, tables) = snapshot::resolve(client, o)?;
+    let data = snapshot::read(client, &o, &tables, budget, Purpose::Evaluate, |l| {
+        // Two copies of the rows (events and the training split) plus the model.
+        let (rows, users, items) = (l.rows.len() as u64, l.user_ids.len() as u64, l.item_ids.len() as u64);
+        let est = super::train::estimate_bytes(rows, rows, users, items, o.als.factors as u64, 2) * 2;
+        if est > budget {
+            return Err(RecsysError::OverBudget { needed: est, budget, what: "recsys_evaluate" });
         }
-    };
-    let keys = users.as_ref().map(|t| source::read_user_keys(client, t, budget)).transpose()?;
-    let pairs = match &follows {
-        Some(t) => source::read_follows(client, t, budget)?,
-        None => vec![],
-    };
-    pgrx::check_for_interrupts!();
-    Ok(super::train::tuning_world(&loaded.user_ids, n_items, events, &pairs, &owner, keys.as_ref(), content.as_ref().map(|(t, m)| (t, m)), created))
+        Ok(())
+    })?;
+    Ok(recsys_core::build::evaluation_world(data, min_value)?)
 }
 
 fn metric_rows(prefix: &str, k: usize, runs: &[Outcome]) -> Vec<(String, f64)> {

@@ -5,6 +5,7 @@ pub mod model;
 pub mod new_posts;
 pub mod request;
 pub mod serving;
+pub mod snapshot;
 pub mod source;
 
 use crate::error::Result;

@@ -55,6 +55,31 @@ pub struct NewModel<'a> {
     pub graph: Option<&'a recsys_core::graph::ItemGraph>,
 }
 
+impl<'a> NewModel<'a> {
+    /// The model `recsys_core::build` made, saved with options `o` (its fusion weights applied).
+    pub fn from_built(o: &'a TrainOptions, b: &'a recsys_core::build::Built) -> NewModel<'a> {
+        NewModel {
+            options: o,
+            user_ids: &b.user_ids,
+            item_ids: &b.item_ids,
+            user_factors: &b.als.user_factors,
+            item_factors: &b.als.item_factors,
+            item_popularity: &b.popularity,
+            gram: &b.gram,
+            content: b.content.as_ref().map(|c| (c.ids.as_slice(), &c.tfidf)),
+            attrs: b.content.as_ref().map(|c| (c.codes.as_slice(), c.dict.as_slice())),
+            interacted_items: b.interacted_items,
+            freshness: &b.freshness,
+            newest_day: b.newest_day,
+            owners: &b.owners,
+            segments: b.segments.as_ref(),
+            followers: &b.followers,
+            rating: b.rating.as_ref().map(|(m, k)| (m, k.as_ref())),
+            graph: b.graph.as_ref(),
+        }
+    }
+}
+
 #[derive(serde::Serialize, serde::Deserialize)]
 struct RatingMeta {
     mu: f32,

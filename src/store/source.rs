@@ -236,17 +236,7 @@ pub fn for_each_batch<'c>(
 }
 
 /// All interactions, as dense triplets. Ids are mapped to dense indices in first-seen order.
-pub struct Loaded {
-    pub user_ids: Vec<i64>,
-    pub item_ids: Vec<i64>,
-    pub rows: Vec<u32>,
-    pub cols: Vec<u32>,
-    pub vals: Vec<f32>,
-    /// Per row: days since the epoch (empty when the table has no time column; NaN = NULL).
-    pub days: Vec<f32>,
-    pub read: u64,
-    pub skipped: u64,
-}
+pub use recsys_core::build::Interactions as Loaded;
 
 /// Bytes one streamed row costs while loading (triplet + amortised id maps).
 pub const BYTES_PER_ROW: u64 = 12;
@@ -264,7 +254,7 @@ pub fn read_interactions(client: &SpiClient<'_>, t: &Resolved, o: &TrainOptions,
     let (weights, default_weight) = weight_args(o);
     let mut users: HashMap<i64, u32> = HashMap::new();
     let mut items: HashMap<i64, u32> = HashMap::new();
-    let mut l = Loaded { user_ids: vec![], item_ids: vec![], rows: vec![], cols: vec![], vals: vec![], days: vec![], read: 0, skipped: 0 };
+    let mut l = Loaded::default();
     for_each_batch(client, &query, &[weights.into(), default_weight.into()], 20_000, |batch| {
         for row in batch {
             let (Some(uid), Some(pid), w) = (row.get::<i64>(1)?, row.get::<i64>(2)?, row.get::<f64>(3)?) else { continue };
@@ -501,18 +491,7 @@ pub fn table_exists(client: &SpiClient<'_>, name: &str) -> Result<bool> {
 }
 
 /// Post text for the content model, one entry per post row.
-#[derive(Default)]
-pub struct PostText {
-    pub ids: Vec<i64>,
-    pub tokens: Vec<Vec<String>>,
-    pub token_count: u64,
-    /// category, project_code, mood per post (the feed filters), as read.
-    pub attrs: Vec<[Option<String>; 3]>,
-    /// Owner per post (None = unknown).
-    pub owners: Vec<Option<i64>>,
-    /// Creation day per post (NaN = unknown).
-    pub created: Vec<f32>,
-}
+pub use recsys_core::build::Posts as PostText;
 
 fn text_expr(t: &Resolved, role: &str) -> String {
     t.col(role).map(|c| format!("({c})::pg_catalog.text")).unwrap_or_else(|| "NULL::pg_catalog.text".into())

@@ -95,18 +95,7 @@ impl World {
                 codes
             })
             .collect();
-        let docs: Vec<Vec<String>> = d
-            .posts
-            .iter()
-            .map(|p| {
-                crate::tfidf::tokens(&crate::tfidf::Doc {
-                    title: &p.title,
-                    description: &p.description,
-                    tags: p.tags.iter().map(|s| s.as_str()).collect(),
-                    category: &p.category,
-                })
-            })
-            .collect();
+        let docs: Vec<Vec<String>> = d.posts.iter().map(|p| p.tokens()).collect();
         let tfidf = Tfidf::fit(&docs);
         let to_item = (0..n_items as u32).map(Some).collect();
         let created = d.posts.iter().map(|p| day(p.created_at)).collect();

@@ -7,8 +7,10 @@ pub enum CoreError {
     EmptyInput,
     #[error("invalid option \"{name}\": {reason}")]
     InvalidOption { name: String, reason: String },
-    #[error("training needs about {needed_mb} MB but the budget is {budget_mb} MB")]
-    OverBudget { needed_mb: u64, budget_mb: u64 },
+    #[error("{what} needs about {needed} bytes but the budget is {budget} bytes")]
+    OverBudget { needed: u64, budget: u64, what: &'static str },
+    #[error("feedback \"explicit\" found no ratings")]
+    NoRatings,
     #[error("canceled")]
     Canceled,
 }

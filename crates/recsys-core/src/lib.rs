@@ -4,6 +4,7 @@
 //! outputs are plain vectors. The extension crate (`src/`) only moves data in and out.
 pub mod als;
 pub mod buf;
+pub mod build;
 pub mod csr;
 pub mod datasets;
 pub mod error;

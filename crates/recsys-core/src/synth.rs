@@ -108,6 +108,18 @@ pub struct SynthPost {
     pub created_at: i64,
 }
 
+impl SynthPost {
+    /// The post's TF-IDF tokens (title, description, tags, category), as the extension reads them.
+    pub fn tokens(&self) -> Vec<String> {
+        crate::tfidf::tokens(&crate::tfidf::Doc {
+            title: &self.title,
+            description: &self.description,
+            tags: self.tags.iter().map(|s| s.as_str()).collect(),
+            category: &self.category,
+        })
+    }
+}
+
 /// Struct of arrays: no per-row heap objects, so 20M rows cost ~25 bytes each.
 #[derive(Clone, Debug, Default)]
 pub struct SynthInteractions {
