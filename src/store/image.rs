@@ -152,6 +152,22 @@ impl<'a> Sections<'a> {
         self.add(&format!("{name}.indices"), &m.indices);
         self.add(&format!("{name}.data"), &m.data);
     }
+    /// The content model's sections.
+    fn content(&mut self, c: &'a Content) -> std::io::Result<()> {
+        self.add("content.ids", &c.ids);
+        self.index("content.index", &c.index);
+        self.own("content.to_item", as_bytes(&c.to_item.iter().map(|x| x.unwrap_or(u32::MAX)).collect::<Vec<u32>>()).to_vec());
+        self.add("content.attrs", &c.attrs);
+        self.own("content.dict", serde_json::to_vec(&c.dict_list).map_err(std::io::Error::other)?);
+        let (blob, offsets, sorted) = c.tfidf.vocab.pack();
+        self.own("vocab.blob", blob);
+        self.own("vocab.offsets", as_bytes(&offsets).to_vec());
+        self.own("vocab.sorted", as_bytes(&sorted).to_vec());
+        self.add("idf", &c.tfidf.idf);
+        self.csr("docs", &c.tfidf.docs);
+        self.csr("postings", &c.tfidf.postings);
+        Ok(())
+    }
 }
 
 /// Writes the image of `d` at `path` (temporary file, fsync, rename). Ids added to the data
@@ -190,19 +206,14 @@ pub fn write(path: &Path, d: &Data, tables: &Tables) -> std::io::Result<()> {
         s.add("graph.weight", &g.weight);
     }
     if let Some(c) = &d.content {
-        s.add("content.ids", &c.ids);
-        s.index("content.index", &c.index);
-        s.own("content.to_item", as_bytes(&c.to_item.iter().map(|x| x.unwrap_or(u32::MAX)).collect::<Vec<u32>>()).to_vec());
-        s.add("content.attrs", &c.attrs);
-        s.own("content.dict", serde_json::to_vec(&c.dict_list).map_err(std::io::Error::other)?);
-        let (blob, offsets, sorted) = c.tfidf.vocab.pack();
-        s.own("vocab.blob", blob);
-        s.own("vocab.offsets", as_bytes(&offsets).to_vec());
-        s.own("vocab.sorted", as_bytes(&sorted).to_vec());
-        s.add("idf", &c.tfidf.idf);
-        s.csr("docs", &c.tfidf.docs);
-        s.csr("postings", &c.tfidf.postings);
+        s.content(c)?;
     }
+    write_sections(path, &s)
+}
+
+/// Writes `s` as an image file at `path`: header, section table, aligned sections; to a
+/// temporary file first (fsync, rename), so a reader never maps a half-written image.
+fn write_sections(path: &Path, s: &Sections) -> std::io::Result<()> {
     let dir = path.parent().ok_or_else(|| std::io::Error::other("no directory"))?;
     std::fs::create_dir_all(dir)?;
     // SAFETY: reads the backend's pid.
@@ -293,26 +304,38 @@ pub fn read(img: &Arc<Image>, id: i64) -> Result<Data> {
             .map_err(|e| bad(&e.to_string()))?,
         ),
     };
-    let content = match img.get::<i64>("content.ids")? {
+    let content = read_content(img, id, n, &index)?;
+    let newest = img.need::<f32>("newest_day")?;
+    Ok(Data {
+        factors,
+        item_ids,
+        item_index,
+        item_factors,
+        item_norms,
+        popularity,
+        gram,
+        content,
+        quantized,
+        popularity_order,
+        interacted_items: (img.scalar("interacted_items")? as usize).min(n),
+        freshness,
+        newest_day: newest.first().copied().unwrap_or(f32::NAN),
+        owned,
+        owners,
+        followers,
+        segments,
+        graph,
+    })
+}
+
+/// The content model of an image (None when trained without a posts table).
+fn read_content(img: &Arc<Image>, id: i64, n: usize, index: &dyn Fn(&str) -> Result<IdIndex>) -> Result<Option<Content>> {
+    let bad = |what: &str| RecsysError::Corrupt(format!("model image of {id}: {what}"));
+    Ok(match img.get::<i64>("content.ids")? {
         None => None,
         Some(ids) => {
-            let csr = |name: &str| -> Result<recsys_core::csr::Csr> {
-                let m = recsys_core::csr::Csr {
-                    rows: img.scalar(&format!("{name}.rows"))? as usize,
-                    cols: img.scalar(&format!("{name}.cols"))? as usize,
-                    indptr: img.need(&format!("{name}.indptr"))?,
-                    indices: img.need(&format!("{name}.indices"))?,
-                    data: img.need(&format!("{name}.data"))?,
-                };
-                let ok = m.indptr.len() == m.rows + 1
-                    && m.indptr[0] == 0
-                    && m.indptr.windows(2).all(|w| w[0] <= w[1])
-                    && m.indptr[m.rows] == m.indices.len()
-                    && m.indices.len() == m.data.len();
-                ok.then_some(m).ok_or_else(|| bad(name))
-            };
-            let docs = csr("docs")?;
-            let postings = csr("postings")?;
+            let docs = csr(img, id, "docs")?;
+            let postings = csr(img, id, "postings")?;
             let vocab =
                 Vocab::packed_written(img.need("vocab.blob")?, img.need("vocab.offsets")?, img.need("vocab.sorted")?).ok_or_else(|| bad("vocabulary"))?;
             let idf: Buf<f32> = img.need("idf")?;
@@ -335,28 +358,24 @@ pub fn read(img: &Arc<Image>, id: i64) -> Result<Data> {
             }
             Some(Content { index: index("content.index")?, ids, tfidf: Tfidf { vocab, idf, docs, postings }, to_item, from_item, attrs, dict, dict_list })
         }
-    };
-    let newest = img.need::<f32>("newest_day")?;
-    Ok(Data {
-        factors,
-        item_ids,
-        item_index,
-        item_factors,
-        item_norms,
-        popularity,
-        gram,
-        content,
-        quantized,
-        popularity_order,
-        interacted_items: (img.scalar("interacted_items")? as usize).min(n),
-        freshness,
-        newest_day: newest.first().copied().unwrap_or(f32::NAN),
-        owned,
-        owners,
-        followers,
-        segments,
-        graph,
     })
+}
+
+/// A CSR matrix of an image, its structure checked.
+fn csr(img: &Arc<Image>, id: i64, name: &str) -> Result<recsys_core::csr::Csr> {
+    let m = recsys_core::csr::Csr {
+        rows: img.scalar(&format!("{name}.rows"))? as usize,
+        cols: img.scalar(&format!("{name}.cols"))? as usize,
+        indptr: img.need(&format!("{name}.indptr"))?,
+        indices: img.need(&format!("{name}.indices"))?,
+        data: img.need(&format!("{name}.data"))?,
+    };
+    let ok = m.indptr.len() == m.rows + 1
+        && m.indptr[0] == 0
+        && m.indptr.windows(2).all(|w| w[0] <= w[1])
+        && m.indptr[m.rows] == m.indices.len()
+        && m.indices.len() == m.data.len();
+    ok.then_some(m).ok_or_else(|| RecsysError::Corrupt(format!("model image of {id}: {name}")))
 }
 
 /// The resolved tables stored with the image (None: an image without them).

@@ -21,6 +21,9 @@ use std::rc::Rc;
 
 const CHUNK_BYTES: usize = 8 << 20;
 
+/// A stored model's parts by name (little-endian arrays, JSON).
+type Parts = HashMap<String, Vec<u8>>;
+
 /// Followees of followees read per request when the second hop is on.
 pub const SECOND_HOP_USERS: usize = 200;
 
@@ -144,27 +147,7 @@ fn product(id: i64, a: usize, b: usize) -> Result<usize> {
 
 /// Inserts the model and returns its id. Older models beyond `keep` are deleted.
 pub fn save(client: &mut SpiClient<'_>, schema: &str, m: &NewModel<'_>, report: serde_json::Value, keep: i64) -> Result<i64> {
-    let opts = serde_json::to_value(m.options).map_err(|e| RecsysError::Encode(e.to_string()))?;
-    let id: Option<i64> = client
-        .update(
-            &format!(
-                "INSERT INTO {schema}._recsys_model (kind, options, report, n_users, n_items, factors, name, deployed_at) \
-                 VALUES ('implicit_als', $1, $2, $3, $4, $5, $6, CASE WHEN $7 THEN pg_catalog.clock_timestamp() END) RETURNING id"
-            ),
-            Some(1),
-            &[
-                JsonB(opts).into(),
-                JsonB(report).into(),
-                (m.user_ids.len() as i64).into(),
-                (m.item_ids.len() as i64).into(),
-                (m.options.als.factors as i32).into(),
-                m.options.model.as_str().into(),
-                m.options.deploy.into(),
-            ],
-        )?
-        .first()
-        .get_one()?;
-    let id = id.ok_or_else(|| RecsysError::Spi("insert into _recsys_model returned no id".into()))?;
+    let id = insert_model(client, schema, m, report)?;
     let insert = format!("INSERT INTO {schema}._recsys_model_data (model_id, part, chunk, data) VALUES ($1, $2, $3, $4)");
     let put = |part: &str, chunks: &mut dyn Iterator<Item = Vec<u8>>| -> Result<()> {
         for (n, bytes) in chunks.enumerate() {
@@ -182,15 +165,8 @@ pub fn save(client: &mut SpiClient<'_>, schema: &str, m: &NewModel<'_>, report: 
     put("item_factors", &mut f32_bytes(m.item_factors))?;
     put("item_popularity", &mut f32_bytes(m.item_popularity))?;
     put("gram", &mut f32_bytes(m.gram))?;
-    if let Some((ids, t)) = m.content {
-        let indptr: Vec<i64> = t.docs.indptr.iter().map(|x| *x as i64).collect();
-        put("content_ids", &mut i64_bytes(ids))?;
-        put("content_indptr", &mut i64_bytes(&indptr))?;
-        put("content_terms", &mut u32_bytes(&t.docs.indices))?;
-        put("content_values", &mut f32_bytes(&t.docs.data))?;
-        put("content_idf", &mut f32_bytes(&t.idf))?;
-        let vocab = (0..t.vocab.len() as u32).map(|i| t.vocab.term(i)).collect::<Vec<_>>().join("\n").into_bytes();
-        put("content_vocab", &mut vocab.chunks(CHUNK_BYTES).map(|c| c.to_vec()))?;
+    if let Some(c) = m.content {
+        put_content(&put, c)?;
     }
     if let Some((codes, dict)) = m.attrs {
         put("attr_codes", &mut u32_bytes(codes))?;
@@ -216,35 +192,8 @@ pub fn save(client: &mut SpiClient<'_>, schema: &str, m: &NewModel<'_>, report: 
         let b = json(&seg)?;
         put("segments", &mut b.chunks(CHUNK_BYTES).map(|c| c.to_vec()))?;
     }
-    if let Some((rm, knn)) = m.rating {
-        let meta = RatingMeta {
-            mu: rm.mu,
-            min: rm.min,
-            max: rm.max,
-            factors: rm.factors,
-            items: rm.item_bias.len(),
-            knn_mu: knn.map(|k| k.mu),
-            knn_k: knn.map_or(0, |k| k.k),
-        };
-        let b = serde_json::to_vec(&meta).map_err(|e| RecsysError::Encode(e.to_string()))?;
-        put("rating_meta", &mut b.chunks(CHUNK_BYTES).map(|c| c.to_vec()))?;
-        put("rating_item_factors", &mut f32_bytes(&rm.item_factors))?;
-        put("rating_item_bias", &mut f32_bytes(&rm.item_bias))?;
-        if let Some(k) = knn {
-            let mut ptr = vec![0u32];
-            let (mut nbr, mut sim) = (vec![], vec![]);
-            for list in &k.neighbours {
-                for &(j, s) in list.iter().take(k.k) {
-                    nbr.push(j);
-                    sim.push(s);
-                }
-                ptr.push(nbr.len() as u32);
-            }
-            put("knn_item_bias", &mut f32_bytes(&k.bi))?;
-            put("knn_ptr", &mut u32_bytes(&ptr))?;
-            put("knn_neighbours", &mut u32_bytes(&nbr))?;
-            put("knn_similarities", &mut f32_bytes(&sim))?;
-        }
+    if let Some(r) = m.rating {
+        put_rating(&put, r)?;
     }
     if !m.followers.is_empty() {
         let ids: Vec<i64> = m.followers.iter().map(|x| x.0).collect();
@@ -254,6 +203,80 @@ pub fn save(client: &mut SpiClient<'_>, schema: &str, m: &NewModel<'_>, report: 
     }
     prune(client, schema, &m.options.model, keep)?;
     Ok(id)
+}
+
+/// Writes one named part as numbered chunks.
+type Put<'a> = dyn Fn(&str, &mut dyn Iterator<Item = Vec<u8>>) -> Result<()> + 'a;
+
+/// The `_recsys_model` row of a new model (deployed now unless the options say not); its id.
+fn insert_model(client: &mut SpiClient<'_>, schema: &str, m: &NewModel<'_>, report: serde_json::Value) -> Result<i64> {
+    let opts = serde_json::to_value(m.options).map_err(|e| RecsysError::Encode(e.to_string()))?;
+    let id: Option<i64> = client
+        .update(
+            &format!(
+                "INSERT INTO {schema}._recsys_model (kind, options, report, n_users, n_items, factors, name, deployed_at) \
+                 VALUES ('implicit_als', $1, $2, $3, $4, $5, $6, CASE WHEN $7 THEN pg_catalog.clock_timestamp() END) RETURNING id"
+            ),
+            Some(1),
+            &[
+                JsonB(opts).into(),
+                JsonB(report).into(),
+                (m.user_ids.len() as i64).into(),
+                (m.item_ids.len() as i64).into(),
+                (m.options.als.factors as i32).into(),
+                m.options.model.as_str().into(),
+                m.options.deploy.into(),
+            ],
+        )?
+        .first()
+        .get_one()?;
+    id.ok_or_else(|| RecsysError::Spi("insert into _recsys_model returned no id".into()))
+}
+
+/// The TF-IDF parts: post ids, the document rows (CSR), idf and the vocabulary.
+fn put_content(put: &Put<'_>, (ids, t): (&[i64], &Tfidf)) -> Result<()> {
+    let indptr: Vec<i64> = t.docs.indptr.iter().map(|x| *x as i64).collect();
+    put("content_ids", &mut i64_bytes(ids))?;
+    put("content_indptr", &mut i64_bytes(&indptr))?;
+    put("content_terms", &mut u32_bytes(&t.docs.indices))?;
+    put("content_values", &mut f32_bytes(&t.docs.data))?;
+    put("content_idf", &mut f32_bytes(&t.idf))?;
+    let vocab = (0..t.vocab.len() as u32).map(|i| t.vocab.term(i)).collect::<Vec<_>>().join("\n").into_bytes();
+    put("content_vocab", &mut vocab.chunks(CHUNK_BYTES).map(|c| c.to_vec()))?;
+    Ok(())
+}
+
+/// The rating model's parts (explicit mode): biases, item factors, and the neighbourhood.
+fn put_rating(put: &Put<'_>, (rm, knn): (&ExplicitModel, Option<&Knn>)) -> Result<()> {
+    let meta = RatingMeta {
+        mu: rm.mu,
+        min: rm.min,
+        max: rm.max,
+        factors: rm.factors,
+        items: rm.item_bias.len(),
+        knn_mu: knn.map(|k| k.mu),
+        knn_k: knn.map_or(0, |k| k.k),
+    };
+    let b = serde_json::to_vec(&meta).map_err(|e| RecsysError::Encode(e.to_string()))?;
+    put("rating_meta", &mut b.chunks(CHUNK_BYTES).map(|c| c.to_vec()))?;
+    put("rating_item_factors", &mut f32_bytes(&rm.item_factors))?;
+    put("rating_item_bias", &mut f32_bytes(&rm.item_bias))?;
+    if let Some(k) = knn {
+        let mut ptr = vec![0u32];
+        let (mut nbr, mut sim) = (vec![], vec![]);
+        for list in &k.neighbours {
+            for &(j, s) in list.iter().take(k.k) {
+                nbr.push(j);
+                sim.push(s);
+            }
+            ptr.push(nbr.len() as u32);
+        }
+        put("knn_item_bias", &mut f32_bytes(&k.bi))?;
+        put("knn_ptr", &mut u32_bytes(&ptr))?;
+        put("knn_neighbours", &mut u32_bytes(&nbr))?;
+        put("knn_similarities", &mut f32_bytes(&sim))?;
+    }
+    Ok(())
 }
 
 mod erased {
@@ -451,7 +474,71 @@ pub fn decode_parts(client: &SpiClient<'_>, schema: &str, id: i64, options: &Tra
     popularity.iter_mut().for_each(|p| *p /= max);
     let item_norms = item_factors.chunks_exact(f).map(|v| v.iter().map(|x| x * x).sum::<f32>().sqrt()).collect();
     let item_index = IdIndex::positions(&item_ids);
-    let content = match parts.get("content_ids") {
+    let content = decode_content(id, &parts, &item_index, item_ids.len())?;
+    let quantized = (item_ids.len() >= QUANTIZE_MIN_ITEMS).then(|| recsys_core::kernels::QuantizedRows::new(&item_factors, f));
+    let mut order: Vec<recsys_core::topk::Scored> =
+        popularity.iter().enumerate().map(|(i, &p)| recsys_core::topk::Scored { score: p, id: item_ids[i], index: i as u32 }).collect();
+    order.sort_by(recsys_core::topk::rank_order);
+    let popularity_order = order.into_iter().map(|s| s.index).collect();
+    let empty = Vec::new();
+    let opt = |name: &str| parts.get(name).unwrap_or(&empty);
+    let segments: Segments = match json_part(id, &parts, "segments")? {
+        Some(v) => serde_json::from_value(v).map_err(|e| RecsysError::Corrupt(e.to_string()))?,
+        None => Segments::default(),
+    };
+    let freshness = f32s(opt("item_freshness"))?;
+    let newest_day = f32s(opt("newest_day"))?.first().copied().unwrap_or(f32::NAN);
+    // Models written before this part existed: every item counts as interacted.
+    let interacted_items = decode(opt("interacted_items"), i64::from_le_bytes)?.first().map(|n| *n as usize).unwrap_or(item_ids.len());
+    if interacted_items > item_ids.len() || segments.lists.values().flatten().any(|&(i, v)| i as usize >= item_ids.len() || !v.is_finite()) {
+        return Err(RecsysError::Corrupt(format!("model {id} per-post arrays have inconsistent sizes")));
+    }
+    let owners: Vec<i64> = decode(opt("item_owner"), i64::from_le_bytes)?;
+    let owned = IdLists::build(owners.iter().enumerate().filter(|(_, o)| **o != i64::MIN).map(|(i, o)| (*o, i as u32)));
+    let fids: Vec<i64> = decode(opt("follower_ids"), i64::from_le_bytes)?;
+    let fcounts: Vec<u32> = decode(opt("follower_counts"), u32::from_le_bytes)?;
+    let followers = IdIndex::build(fids.into_iter().zip(fcounts));
+    if (!freshness.is_empty() && freshness.len() != item_ids.len()) || (!owners.is_empty() && owners.len() != item_ids.len()) {
+        return Err(RecsysError::Corrupt(format!("model {id} per-post arrays have inconsistent sizes")));
+    }
+    let rating = decode_rating(id, &parts, item_ids.len())?;
+    let graph = decode_graph(id, &parts, item_ids.len())?;
+    let data = Data {
+        factors: f,
+        item_ids: item_ids.into(),
+        item_index,
+        item_factors: item_factors.into(),
+        item_norms,
+        popularity: popularity.into(),
+        gram: gram.into(),
+        content,
+        quantized,
+        popularity_order,
+        interacted_items,
+        freshness: freshness.into(),
+        newest_day,
+        owned,
+        owners: owners.into(),
+        followers,
+        segments,
+        graph,
+    };
+    Ok((data, rating))
+}
+
+/// A JSON part of model `id` (None when absent).
+fn json_part(id: i64, parts: &Parts, name: &str) -> Result<Option<serde_json::Value>> {
+    match parts.get(name) {
+        None => Ok(None),
+        Some(b) => serde_json::from_slice(b).map(Some).map_err(|e| RecsysError::Corrupt(format!("{name} of model {id}: {e}"))),
+    }
+}
+
+/// The content part of model `id` (None when it was trained without a posts table).
+fn decode_content(id: i64, parts: &Parts, item_index: &IdIndex, n_items: usize) -> Result<Option<Content>> {
+    let take = |name: &str| parts.get(name).ok_or_else(|| RecsysError::Corrupt(format!("model {id} has no {name}")));
+    let f32s = |b: &Vec<u8>| -> Result<Vec<f32>> { decode(b, f32::from_le_bytes) };
+    Ok(match parts.get("content_ids") {
         None => None,
         Some(ids) => {
             let ids: Vec<i64> = decode(ids, i64::from_le_bytes)?;
@@ -477,7 +564,7 @@ pub fn decode_parts(client: &SpiClient<'_>, schema: &str, id: i64, options: &Tra
             let postings = docs.transpose();
             let index: HashMap<String, u32> = vocab.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
             let to_item: Vec<Option<u32>> = ids.iter().map(|&p| item_index.get(p)).collect();
-            let mut from_item = vec![None; item_ids.len()];
+            let mut from_item = vec![None; n_items];
             for (d, i) in to_item.iter().enumerate() {
                 if let Some(i) = i {
                     from_item[*i as usize] = Some(d as u32);
@@ -506,40 +593,15 @@ pub fn decode_parts(client: &SpiClient<'_>, schema: &str, id: i64, options: &Tra
                 dict_list,
             })
         }
-    };
-    let quantized = (item_ids.len() >= QUANTIZE_MIN_ITEMS).then(|| recsys_core::kernels::QuantizedRows::new(&item_factors, f));
-    let mut order: Vec<recsys_core::topk::Scored> =
-        popularity.iter().enumerate().map(|(i, &p)| recsys_core::topk::Scored { score: p, id: item_ids[i], index: i as u32 }).collect();
-    order.sort_by(recsys_core::topk::rank_order);
-    let popularity_order = order.into_iter().map(|s| s.index).collect();
+    })
+}
+
+/// The rating model of model `id` (explicit mode; None otherwise), over its first items.
+fn decode_rating(id: i64, parts: &Parts, n_items: usize) -> Result<Option<RatingParts>> {
     let empty = Vec::new();
     let opt = |name: &str| parts.get(name).unwrap_or(&empty);
-    let json_part = |name: &str| -> Result<Option<serde_json::Value>> {
-        match parts.get(name) {
-            None => Ok(None),
-            Some(b) => serde_json::from_slice(b).map(Some).map_err(|e| RecsysError::Corrupt(format!("{name} of model {id}: {e}"))),
-        }
-    };
-    let segments: Segments = match json_part("segments")? {
-        Some(v) => serde_json::from_value(v).map_err(|e| RecsysError::Corrupt(e.to_string()))?,
-        None => Segments::default(),
-    };
-    let freshness = f32s(opt("item_freshness"))?;
-    let newest_day = f32s(opt("newest_day"))?.first().copied().unwrap_or(f32::NAN);
-    // Models written before this part existed: every item counts as interacted.
-    let interacted_items = decode(opt("interacted_items"), i64::from_le_bytes)?.first().map(|n| *n as usize).unwrap_or(item_ids.len());
-    if interacted_items > item_ids.len() || segments.lists.values().flatten().any(|&(i, v)| i as usize >= item_ids.len() || !v.is_finite()) {
-        return Err(RecsysError::Corrupt(format!("model {id} per-post arrays have inconsistent sizes")));
-    }
-    let owners: Vec<i64> = decode(opt("item_owner"), i64::from_le_bytes)?;
-    let owned = IdLists::build(owners.iter().enumerate().filter(|(_, o)| **o != i64::MIN).map(|(i, o)| (*o, i as u32)));
-    let fids: Vec<i64> = decode(opt("follower_ids"), i64::from_le_bytes)?;
-    let fcounts: Vec<u32> = decode(opt("follower_counts"), u32::from_le_bytes)?;
-    let followers = IdIndex::build(fids.into_iter().zip(fcounts));
-    if (!freshness.is_empty() && freshness.len() != item_ids.len()) || (!owners.is_empty() && owners.len() != item_ids.len()) {
-        return Err(RecsysError::Corrupt(format!("model {id} per-post arrays have inconsistent sizes")));
-    }
-    let rating = match json_part("rating_meta")? {
+    let f32s = |b: &Vec<u8>| -> Result<Vec<f32>> { decode(b, f32::from_le_bytes) };
+    Ok(match json_part(id, parts, "rating_meta")? {
         None => None,
         Some(v) => {
             let meta: RatingMeta = serde_json::from_value(v).map_err(|e| RecsysError::Corrupt(e.to_string()))?;
@@ -548,7 +610,7 @@ pub fn decode_parts(client: &SpiClient<'_>, schema: &str, id: i64, options: &Tra
             if !(1..=1024).contains(&meta.factors)
                 || item_bias.len() != meta.items
                 || item_factors.len() != product(id, meta.items, meta.factors)?
-                || meta.items > item_ids.len()
+                || meta.items > n_items
             {
                 return Err(RecsysError::Corrupt(format!("model {id} rating arrays have inconsistent sizes")));
             }
@@ -585,12 +647,19 @@ pub fn decode_parts(client: &SpiClient<'_>, schema: &str, id: i64, options: &Tra
             };
             Some((model, knn))
         }
-    };
-    let graph = match parts.get("graph_ptr") {
+    })
+}
+
+/// The item graph of model `id` (None when it was trained without one).
+fn decode_graph(id: i64, parts: &Parts, n_items: usize) -> Result<Option<recsys_core::graph::ItemGraph>> {
+    let empty = Vec::new();
+    let opt = |name: &str| parts.get(name).unwrap_or(&empty);
+    let f32s = |b: &Vec<u8>| -> Result<Vec<f32>> { decode(b, f32::from_le_bytes) };
+    Ok(match parts.get("graph_ptr") {
         None => None,
         Some(ptr) => {
             let items = decode(opt("graph_items"), i64::from_le_bytes)?.first().copied().unwrap_or(-1);
-            if items < 0 || items as usize > item_ids.len() {
+            if items < 0 || items as usize > n_items {
                 return Err(RecsysError::Corrupt(format!("model {id}: the item graph has an invalid size")));
             }
             let g = recsys_core::graph::ItemGraph::from_parts(
@@ -602,28 +671,7 @@ pub fn decode_parts(client: &SpiClient<'_>, schema: &str, id: i64, options: &Tra
             .map_err(|e| RecsysError::Corrupt(format!("model {id}: {e}")))?;
             Some(g)
         }
-    };
-    let data = Data {
-        factors: f,
-        item_ids: item_ids.into(),
-        item_index,
-        item_factors: item_factors.into(),
-        item_norms,
-        popularity: popularity.into(),
-        gram: gram.into(),
-        content,
-        quantized,
-        popularity_order,
-        interacted_items,
-        freshness: freshness.into(),
-        newest_day,
-        owned,
-        owners: owners.into(),
-        followers,
-        segments,
-        graph,
-    };
-    Ok((data, rating))
+    })
 }
 
 /// Resolves a model's mapped tables in the catalog (names, columns, types checked).

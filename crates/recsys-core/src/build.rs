@@ -132,32 +132,25 @@ fn round3(x: f64) -> f64 {
 /// Trains a model from `data` with options `o` on `pool`, within `budget` bytes for the
 /// item graph's dense solve. Returns [`CoreError::NoRatings`] in explicit mode when no rating
 /// row matches a trained user and post.
+///
+/// Longer than most functions on purpose: it is the sequence of phases, each one call, so the
+/// order of the phases and what each one frees read top to bottom in one place.
 pub fn build(data: AppData, o: &TrainOptions, budget: u64, pool: &rayon::ThreadPool, obs: &mut dyn Observer) -> Result<Built, CoreError> {
     let AppData { interactions: mut loaded, posts, user_keys, followers, follows, ratings, imported } = data;
     if let Some((_, items)) = &imported {
         keep_imported_items(&mut loaded, items);
     }
-    let (n_users, n_items) = (loaded.user_ids.len(), loaded.item_ids.len());
-    let ui = Csr::from_triplets(n_users, n_items, &loaded.rows, &loaded.cols, &loaded.vals);
-    if ui.nnz() == 0 {
-        return Err(CoreError::EmptyInput);
-    }
-    let h = &o.hybrid;
-    let days = |k: usize| loaded.days.get(k).copied().unwrap_or(f32::NAN);
-    // Trending popularity: engagement decayed by age (relative to the newest interaction).
-    let mut popularity = hybrid::trending(n_items, loaded.cols.iter().enumerate().map(|(k, &i)| (i, days(k))), h.popularity_half_life_days);
-    // Kept for tuning only (a second copy of the triplets).
-    let events: Option<Vec<(u32, Event)>> =
-        o.tune.then(|| (0..loaded.rows.len()).map(|k| (loaded.rows[k], Event { item: loaded.cols[k], weight: loaded.vals[k], day: days(k) })).collect());
+    let (ui, mut popularity, events) = matrix(&loaded, o)?;
+    let n_items = ui.cols;
     let mut report = json!({
-        "users": n_users,
+        "users": ui.rows,
         "posts": n_items,
         "interactions": loaded.read,
         "skipped_rows": loaded.skipped,
         "nonzeros": ui.nnz(),
         "followed_users": followers.len(),
     });
-    let Interactions { user_ids, item_ids, .. } = loaded;
+    let Interactions { user_ids, mut item_ids, .. } = loaded;
     obs.check()?;
 
     let t1 = Instant::now();
@@ -175,46 +168,21 @@ pub fn build(data: AppData, o: &TrainOptions, budget: u64, pool: &rayon::ThreadP
     let (graph, graph_report) = build_graph(&ui, o, budget, pool, obs)?;
     report["graph"] = graph_report;
 
-    // Content model over every post, interactions or not; posts with text but no interactions
-    // get factors from their content neighbours, so a new post can be recommended before
-    // anyone has seen it.
     let t_content = Instant::now();
     obs.phase("content");
-    let mut item_ids = item_ids;
-    let (content, to_item, placed) = match posts.as_ref() {
+    let (content, to_item) = match posts.as_ref() {
         Some(p) => {
-            let (c, to_item, new) = content_model(p, &item_ids, &m, pool);
-            obs.check()?;
-            let placed = new.len();
-            let mut to_item = to_item;
-            for (d, v) in new {
-                to_item[d] = Some(item_ids.len() as u32);
-                item_ids.push(p.ids[d]);
-                m.item_factors.extend_from_slice(&v);
-                popularity.push(0.0);
-            }
-            m.items = item_ids.len();
-            (Some(c), to_item, placed)
+            let (c, to_item) = add_content(p, &mut item_ids, &mut m, &mut popularity, pool, obs)?;
+            (Some(c), to_item)
         }
-        None => (None, vec![], 0),
+        None => (None, vec![]),
     };
     report["content_posts"] = json!(content.as_ref().map(|c| c.ids.len()));
     report["content_terms"] = json!(content.as_ref().map(|c| c.tfidf.vocab.len()));
-    report["placed_by_content"] = json!(placed);
-    let n_all = item_ids.len();
-    // Per item: creation day and owner, from the posts table.
-    let mut created = vec![f32::NAN; n_all];
-    let mut owner: Vec<Option<i64>> = vec![None; n_all];
-    if let Some(p) = &posts {
-        for (d, i) in to_item.iter().enumerate() {
-            if let Some(i) = i {
-                created[*i as usize] = p.created[d];
-                owner[*i as usize] = p.owners[d];
-            }
-        }
-    }
+    report["placed_by_content"] = json!(item_ids.len() - n_items);
+    let (created, owner) = post_columns(posts.as_ref(), &to_item, item_ids.len());
     drop(posts);
-    let freshness = hybrid::freshness(&created, h.freshness_half_life_days);
+    let freshness = hybrid::freshness(&created, o.hybrid.freshness_half_life_days);
     let newest_day = hybrid::newest_day(&created);
     let gram = als::gram(&m.item_factors, m.factors, o.als.regularization, pool);
     let content_s = t_content.elapsed().as_secs_f64();
@@ -230,17 +198,15 @@ pub fn build(data: AppData, o: &TrainOptions, budget: u64, pool: &rayon::ThreadP
     let social_s = t_social.elapsed().as_secs_f64();
 
     // Fusion weights: the options', or tuned on a seeded holdout of this very data.
-    let mut weights = h.weights;
+    let mut weights = o.hybrid.weights;
     report["tuned"] = Value::Null;
     if let Some(events) = events {
         obs.phase("tuning");
-        let world = world(&user_ids, n_all, events, &follows, &owner, user_keys.as_ref(), content.as_ref().map(|c| (&c.tfidf, &to_item)), created);
+        let world = world(&user_ids, item_ids.len(), events, &follows, &owner, user_keys.as_ref(), content.as_ref().map(|c| (&c.tfidf, &to_item)), created);
         drop(follows);
         obs.check()?;
         let (w, r) = tune(&world, o, pool, obs)?;
-        weights = w;
-        report["tuned"] = r;
-        obs.check()?;
+        (weights, report["tuned"]) = (w, r);
     }
     report["fusion"] = json!(weights);
 
@@ -257,11 +223,12 @@ pub fn build(data: AppData, o: &TrainOptions, budget: u64, pool: &rayon::ThreadP
     };
     report["seconds"] = json!({"train": round3(train_s), "content": round3(content_s), "social": round3(social_s)});
     let owners = if owner.iter().any(|x| x.is_some()) { owner.iter().map(|x| x.unwrap_or(i64::MIN)).collect() } else { vec![] };
+    let als = m;
     Ok(Built {
         user_ids,
         item_ids,
         interacted_items: n_items,
-        als: m,
+        als,
         popularity,
         gram,
         content,
@@ -275,6 +242,59 @@ pub fn build(data: AppData, o: &TrainOptions, budget: u64, pool: &rayon::ThreadP
         weights,
         report,
     })
+}
+
+/// The user × post matrix, trending popularity (engagement decayed by age, relative to the
+/// newest interaction), and with option "tune" the events again for the tuning splits.
+#[allow(clippy::type_complexity)]
+fn matrix(l: &Interactions, o: &TrainOptions) -> Result<(Csr, Vec<f32>, Option<Vec<(u32, Event)>>), CoreError> {
+    let ui = Csr::from_triplets(l.user_ids.len(), l.item_ids.len(), &l.rows, &l.cols, &l.vals);
+    if ui.nnz() == 0 {
+        return Err(CoreError::EmptyInput);
+    }
+    let days = |k: usize| l.days.get(k).copied().unwrap_or(f32::NAN);
+    let popularity = hybrid::trending(ui.cols, l.cols.iter().enumerate().map(|(k, &i)| (i, days(k))), o.hybrid.popularity_half_life_days);
+    let events = o.tune.then(|| (0..l.rows.len()).map(|k| (l.rows[k], Event { item: l.cols[k], weight: l.vals[k], day: days(k) })).collect());
+    Ok((ui, popularity, events))
+}
+
+/// The content model over every post, interactions or not; posts with text but no
+/// interactions get factors from their content neighbours (appended to the items, with zero
+/// popularity), so a new post can be recommended before anyone has seen it. Returns the
+/// content model and per post its item.
+fn add_content(
+    p: &Posts,
+    item_ids: &mut Vec<i64>,
+    m: &mut AlsModel,
+    popularity: &mut Vec<f32>,
+    pool: &rayon::ThreadPool,
+    obs: &mut dyn Observer,
+) -> Result<(Content, Vec<Option<u32>>), CoreError> {
+    let (c, mut to_item, new) = content_model(p, item_ids, m, pool);
+    obs.check()?;
+    for (d, v) in new {
+        to_item[d] = Some(item_ids.len() as u32);
+        item_ids.push(p.ids[d]);
+        m.item_factors.extend_from_slice(&v);
+        popularity.push(0.0);
+    }
+    m.items = item_ids.len();
+    Ok((c, to_item))
+}
+
+/// Per item: creation day (NaN = unknown) and owner, from the posts table.
+fn post_columns(posts: Option<&Posts>, to_item: &[Option<u32>], n: usize) -> (Vec<f32>, Vec<Option<i64>>) {
+    let mut created = vec![f32::NAN; n];
+    let mut owner: Vec<Option<i64>> = vec![None; n];
+    if let Some(p) = posts {
+        for (d, i) in to_item.iter().enumerate() {
+            if let Some(i) = i {
+                created[*i as usize] = p.created[d];
+                owner[*i as usize] = p.owners[d];
+            }
+        }
+    }
+    (created, owner)
 }
 
 /// Imported factors: the post index becomes the imported one; interactions on posts without
