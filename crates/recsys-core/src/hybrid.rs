@@ -127,8 +127,13 @@ pub struct HybridOptions {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct GraphOptions {
     pub kind: GraphKind,
-    /// Neighbours kept per post.
+    /// Neighbours kept per post (at least; see `ease_edges`).
     pub neighbours: usize,
+    /// EASE only: a post keeps more than `neighbours` while the graph has at most this many
+    /// edges in all (`graph::ease_neighbours`), so small catalogues keep (nearly) dense rows.
+    /// 0 = exactly `neighbours`, which models stored before it read.
+    #[serde(default)]
+    pub ease_edges: usize,
     pub ease_lambda: f32,
     pub ease_max_items: usize,
     pub rp3_alpha: f32,
@@ -149,6 +154,7 @@ impl Default for GraphOptions {
         GraphOptions {
             kind: GraphKind::Auto,
             neighbours: crate::graph::DEFAULT_K,
+            ease_edges: crate::graph::DEFAULT_EASE_EDGES,
             ease_lambda: crate::graph::DEFAULT_EASE_LAMBDA,
             ease_max_items: 20_000,
             rp3_alpha: crate::graph::DEFAULT_RP3_ALPHA,
@@ -181,12 +187,15 @@ impl GraphOptions {
         pool: &rayon::ThreadPool,
         check: &mut dyn FnMut() -> Result<(), crate::error::CoreError>,
     ) -> Result<Option<crate::graph::ItemGraph>, crate::error::CoreError> {
-        let k = self.neighbours.min(ui.cols.saturating_sub(1)).max(1);
         if ui.cols < 2 {
             return Ok(None);
         }
+        let clamp = |k: usize| k.min(ui.cols - 1).max(1);
+        let k = clamp(self.neighbours);
         Ok(Some(match kind {
-            GraphKind::Ease => crate::graph::ease(ui, self.ease_lambda, k, pool, check)?,
+            GraphKind::Ease => {
+                crate::graph::ease(ui, self.ease_lambda, clamp(crate::graph::ease_neighbours(self.neighbours, self.ease_edges, ui.cols)), pool, check)?
+            }
             GraphKind::Rp3beta => crate::graph::rp3beta(ui, self.rp3_alpha, self.rp3_beta, k, pool, check)?,
             GraphKind::Auto | GraphKind::Off => return Ok(None),
         }))

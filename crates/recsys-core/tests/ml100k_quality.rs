@@ -58,10 +58,10 @@ fn ml100k_ndcg_at_product_defaults() {
     assert!(coverage >= 0.2, "catalogue coverage {coverage:.3} collapsed");
 }
 
-/// The hybrid's floor on this split: measured 0.3231 with the item graph (0.2925 before it;
-/// ALS alone 0.2858, EASE alone 0.3164). Issue 11 asks for 0.325 here (0.33 in BENCHMARKS.md):
-/// not reached yet.
-const HYBRID_FLOOR: f64 = 0.32;
+/// The hybrid's floor on this split (issue 11): measured 0.3269 with EASE keeping near-dense
+/// rows on this small catalogue (`graph::DEFAULT_EASE_EDGES`; 0.3231 at 100 neighbours a post,
+/// 0.2925 before the item graph; ALS alone 0.2858, EASE alone 0.3228).
+const HYBRID_FLOOR: f64 = 0.325;
 
 fn ml100k_world() -> recsys_core::world::World {
     let dir = std::env::var("RECSYS_ML100K_DIR").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../.data/ml-100k").to_string());
