@@ -418,29 +418,37 @@ pub enum Demotion {
     Similar(u32),
 }
 
-/// Contributions of each component to one post's fused score (weights applied).
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+/// Contributions of each component to one post's fused score: per component its weight times
+/// its scaled score (in the shape of [`Weights`], read through `Deref`: `parts.als`), and the
+/// demotion.
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Parts {
-    pub als: f32,
-    pub content: f32,
-    pub social: f32,
-    pub popularity: f32,
-    pub freshness: f32,
-    pub demographic: f32,
-    pub graph: f32,
+    pub by: Weights,
     /// The demotion by negative feedback (<= 0): minus the sum of the others times the penalty.
     pub negative: f32,
 }
 
+impl Default for Parts {
+    fn default() -> Self {
+        Parts { by: Weights::from_array([0.0; 7]), negative: 0.0 }
+    }
+}
+
+impl std::ops::Deref for Parts {
+    type Target = Weights;
+    fn deref(&self) -> &Weights {
+        &self.by
+    }
+}
+
 impl Parts {
     pub fn total(&self) -> f32 {
-        self.als + self.content + self.social + self.popularity + self.freshness + self.demographic + self.graph + self.negative
+        self.by.to_array().iter().sum::<f32>() + self.negative
     }
     /// The component that contributes most (name as in [`COMPONENTS`]; the negative part is
     /// not one); None when all are 0.
     pub fn leading(&self) -> Option<&'static str> {
-        let v = [self.als, self.content, self.social, self.popularity, self.freshness, self.demographic, self.graph];
-        let (i, best) = v.iter().enumerate().fold((0, 0f32), |(bi, b), (i, &x)| if x > b { (i, x) } else { (bi, b) });
+        let (i, best) = self.by.to_array().iter().enumerate().fold((0, 0f32), |(bi, b), (i, &x)| if x > b { (i, x) } else { (bi, b) });
         (best > 0.0).then_some(COMPONENTS[i])
     }
 }
@@ -863,7 +871,7 @@ impl Scores {
             }
             _ => 0.0,
         };
-        let mut p = Parts {
+        let by = Weights {
             als,
             content: if self.content.is_empty() { 0.0 } else { w.content * scaled(self.content[iu], self.content_max) },
             social: self.social.get(&i).map_or(0.0, |v| w.social * scaled(*v, self.social_max)),
@@ -871,8 +879,8 @@ impl Scores {
             freshness: if cat.freshness.is_empty() { 0.0 } else { w.freshness * cat.freshness[iu] },
             demographic: self.demographic.get(&i).map_or(0.0, |v| w.demographic * scaled(*v, self.demographic_max)),
             graph: if self.graph.is_empty() { 0.0 } else { w.graph * scaled(self.graph.get(iu).copied().unwrap_or(0.0), self.graph_max) },
-            negative: 0.0,
         };
+        let mut p = Parts { by, negative: 0.0 };
         let pen = self.penalty(i);
         if pen > 0.0 {
             p.negative = -p.total() * pen;
