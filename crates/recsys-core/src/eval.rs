@@ -189,6 +189,20 @@ mod tests {
     }
 
     #[test]
+    fn rank_leaves_out_seen_nan_and_the_floor() {
+        let scored = [(0, 0.5), (1, 0.9), (2, f32::NAN), (3, 0.5), (4, -0.2), (5, 0.0), (6, 0.7)];
+        assert_eq!(rank(scored, |i| i == 6, f32::NEG_INFINITY, 10), vec![1, 0, 3, 5, 4]);
+        assert_eq!(rank(scored, |_| false, 0.0, 3), vec![1, 6, 0]);
+        assert_eq!(rank(scored, |_| false, 0.0, 10), vec![1, 6, 0, 3]);
+        let (a, b) = (vec![1, 6], vec![5]);
+        let truth = set(&[6]);
+        let r = Ranked::score(8, 2, [(a.as_slice(), &truth), (b.as_slice(), &truth)]);
+        assert!((r.coverage - 3.0 / 8.0).abs() < 1e-12);
+        assert_eq!(r.mean().users, 2);
+        assert!((r.mean_of(|j| j == 1).ndcg).abs() < 1e-12 && r.mean_of(|j| j == 0).ndcg > 0.6);
+    }
+
+    #[test]
     fn rmse_mae_hand() {
         let (r, a) = rmse_mae(&[3.0, 4.0], &[4.0, 2.0]);
         assert!((r - (2.5f64).sqrt()).abs() < 1e-9 && (a - 1.5).abs() < 1e-9);

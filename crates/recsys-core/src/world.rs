@@ -382,3 +382,41 @@ pub fn compare(
     let p = prepare(w, als_opts, o, cfg, &pool)?;
     Ok(settings.iter().map(|(n, ws)| (n.to_string(), p.evaluate(ws))).collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hybrid's evaluation splits events exactly as `split::holdout` splits the matrix of
+    /// the same users' distinct posts, for the fraction split and for every fold.
+    #[test]
+    fn event_split_is_the_matrix_split() {
+        let w = World::from_synth(&crate::synth::generate(&crate::synth::SynthConfig::new(7, 300, 200, 3_000)));
+        let r: Vec<u32> = (0..w.n_users).flat_map(|u| w.user_events(u).iter().map(move |_| u as u32)).collect();
+        let c: Vec<u32> = w.events.iter().map(|e| e.item).collect();
+        let m = Csr::from_triplets(w.n_users, w.n_items, &r, &c, &vec![1.0; r.len()]);
+        let (_, test) = split::holdout(&m, 0.2, 42);
+        let (train_ev, truth, cold) = split_events(&w, &EvalConfig::default());
+        assert!(cold.iter().all(|c| !c));
+        for (u, held_out) in truth.iter().enumerate() {
+            let mut t: Vec<u32> = held_out.iter().copied().collect();
+            t.sort_unstable();
+            assert_eq!(t, test.row(u).0, "user {u}");
+        }
+        assert!(train_ev.iter().all(|(u, e)| !truth[*u as usize].contains(&e.item)));
+        let mut held = vec![0usize; w.n_users];
+        for fold in 0..3 {
+            let (_, truth, _) = split_events(&w, &EvalConfig { folds: 3, fold, ..Default::default() });
+            for u in 0..w.n_users {
+                let pos = split::held_out(m.row(u).0.len(), u, 42, Holdout::Fold { folds: 3, fold });
+                let want: Vec<u32> = m.row(u).0.iter().zip(pos).filter(|(_, t)| *t).map(|(i, _)| *i).collect();
+                let mut t: Vec<u32> = truth[u].iter().copied().collect();
+                t.sort_unstable();
+                assert_eq!(t, want);
+                held[u] += t.len();
+            }
+        }
+        // Every post of a user with two or more is held out in exactly one fold.
+        assert!((0..w.n_users).all(|u| held[u] == if m.row(u).0.len() >= 2 { m.row(u).0.len() } else { 0 }));
+    }
+}
