@@ -5,6 +5,10 @@
 //! - MAP@k       = Σ_{hit at rank i} precision@i / min(k, |test|)
 //!
 //! Users with an empty test set are skipped; the reported value is the mean over the rest.
+//! Every offline evaluation (here [`evaluate_ranking`], the hybrid's in `world`) ranks with
+//! [`rank`] and scores the lists with [`Ranked::score`], on a split from `split`.
+use crate::csr::Csr;
+use crate::topk::{Scored, TopK};
 use serde::Serialize;
 use std::collections::HashSet;
 
@@ -69,51 +73,80 @@ pub fn rmse_mae(pred: &[f32], truth: &[f32]) -> (f64, f64) {
     ((se / n).sqrt(), ae / n)
 }
 
+/// One user's ranked list, as every offline evaluation ranks: the `k` best of `scored`
+/// (item, score), best first, ties to the lower item, leaving out the items `seen` in training,
+/// NaN and scores not above `floor` (`f32::NEG_INFINITY` keeps every finite score; the hybrid's
+/// evaluation passes 0, as a feed only serves posts with a positive score).
+pub fn rank(scored: impl IntoIterator<Item = (u32, f32)>, seen: impl Fn(u32) -> bool, floor: f32, k: usize) -> Vec<u32> {
+    let mut top = TopK::new(k);
+    for (i, s) in scored {
+        if s > floor && s >= top.threshold() && !seen(i) {
+            top.push(Scored { score: s, id: i as i64, index: i });
+        }
+    }
+    top.into_sorted().into_iter().map(|x| x.index).collect()
+}
+
+/// Every evaluated user's metrics (in the order given) and the catalogue coverage of their
+/// lists: distinct items recommended / items.
+pub struct Ranked {
+    pub per_user: Vec<Metrics>,
+    pub coverage: f64,
+}
+
+impl Ranked {
+    /// The one metric loop: each (ranked list, held-out items) scored at `k`.
+    pub fn score<'a>(n_items: usize, k: usize, lists: impl IntoIterator<Item = (&'a [u32], &'a HashSet<u32>)>) -> Ranked {
+        let mut covered = vec![false; n_items];
+        let per_user = lists
+            .into_iter()
+            .map(|(ranked, truth)| {
+                ranked.iter().for_each(|&i| covered[i as usize] = true);
+                user_metrics(ranked, truth, k)
+            })
+            .collect();
+        Ranked { per_user, coverage: covered.iter().filter(|c| **c).count() as f64 / n_items.max(1) as f64 }
+    }
+
+    /// Mean over the users for which `keep(position)` holds.
+    pub fn mean_of(&self, keep: impl Fn(usize) -> bool) -> Metrics {
+        let mut acc = MetricsAcc::default();
+        self.per_user.iter().enumerate().filter(|(j, _)| keep(*j)).for_each(|(_, m)| acc.add(m));
+        acc.mean()
+    }
+
+    pub fn mean(&self) -> Metrics {
+        self.mean_of(|_| true)
+    }
+}
+
 /// Ranks all items for every user with test items by `score(u, out)` (which fills one score
-/// per item), drops the user's training items, and averages the metrics at `k`.
+/// per item) with the user's training items left out, and averages the metrics at `k`.
 /// Also returns catalogue coverage: distinct items recommended / items.
-pub fn evaluate_ranking<F>(train: &crate::csr::Csr, test: &crate::csr::Csr, k: usize, score: F) -> (Metrics, f64)
+pub fn evaluate_ranking<F>(train: &Csr, test: &Csr, k: usize, score: F) -> (Metrics, f64)
 where
     F: Fn(usize, &mut [f32]) + Sync,
 {
-    use crate::topk::{Scored, TopK};
     use rayon::prelude::*;
     let users: Vec<usize> = (0..test.rows).filter(|&u| !test.row(u).0.is_empty()).collect();
-    let per_user: Vec<(Metrics, Vec<u32>)> = users
+    let lists: Vec<(Vec<u32>, HashSet<u32>)> = users
         .par_iter()
         .map_init(
             || vec![0f32; train.cols],
             |buf, &u| {
                 score(u, buf);
-                for &i in train.row(u).0 {
-                    buf[i as usize] = f32::NAN;
-                }
-                let mut top = TopK::new(k);
-                for (i, &s) in buf.iter().enumerate() {
-                    if s > top.threshold() || s == top.threshold() {
-                        top.push(Scored { score: s, id: i as i64, index: i as u32 });
-                    }
-                }
-                let ranked: Vec<u32> = top.into_sorted().iter().map(|x| x.index).collect();
-                let truth: HashSet<u32> = test.row(u).0.iter().copied().collect();
-                (user_metrics(&ranked, &truth, k), ranked)
+                let seen = train.row(u).0;
+                let ranked = rank(buf.iter().enumerate().map(|(i, &s)| (i as u32, s)), |i| seen.binary_search(&i).is_ok(), f32::NEG_INFINITY, k);
+                (ranked, test.row(u).0.iter().copied().collect())
             },
         )
         .collect();
-    let mut acc = MetricsAcc::default();
-    let mut seen = vec![false; train.cols];
-    for (m, ranked) in &per_user {
-        acc.add(m);
-        for &i in ranked {
-            seen[i as usize] = true;
-        }
-    }
-    let coverage = seen.iter().filter(|s| **s).count() as f64 / train.cols.max(1) as f64;
-    (acc.mean(), coverage)
+    let r = Ranked::score(train.cols, k, lists.iter().map(|(l, t)| (l.as_slice(), t)));
+    (r.mean(), r.coverage)
 }
 
 /// Popularity baseline scores: number of training users per item.
-pub fn popularity(train: &crate::csr::Csr) -> Vec<f32> {
+pub fn popularity(train: &Csr) -> Vec<f32> {
     let mut p = vec![0f32; train.cols];
     for &i in &train.indices {
         p[i as usize] += 1.0;
@@ -153,6 +186,20 @@ mod tests {
         acc.add(&m);
         acc.add(&user_metrics(&[3], &set(&[1]), 10));
         assert!((acc.mean().ndcg - 0.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn rank_leaves_out_seen_nan_and_the_floor() {
+        let scored = [(0, 0.5), (1, 0.9), (2, f32::NAN), (3, 0.5), (4, -0.2), (5, 0.0), (6, 0.7)];
+        assert_eq!(rank(scored, |i| i == 6, f32::NEG_INFINITY, 10), vec![1, 0, 3, 5, 4]);
+        assert_eq!(rank(scored, |_| false, 0.0, 3), vec![1, 6, 0]);
+        assert_eq!(rank(scored, |_| false, 0.0, 10), vec![1, 6, 0, 3]);
+        let (a, b) = (vec![1, 6], vec![5]);
+        let truth = set(&[6]);
+        let r = Ranked::score(8, 2, [(a.as_slice(), &truth), (b.as_slice(), &truth)]);
+        assert!((r.coverage - 3.0 / 8.0).abs() < 1e-12);
+        assert_eq!(r.mean().users, 2);
+        assert!((r.mean_of(|j| j == 1).ndcg).abs() < 1e-12 && r.mean_of(|j| j == 0).ndcg > 0.6);
     }
 
     #[test]

@@ -4,11 +4,11 @@
 //! in `datasets`, weight tuning (`"tune": true`) in `tuning`.
 use crate::als::{self, AlsOptions, NoProgress, Progress};
 use crate::csr::Csr;
-use crate::eval::{user_metrics, Metrics, MetricsAcc};
+use crate::eval::{popularity as popularity_counts, rank, Metrics, Ranked};
 use crate::hybrid::{self, Catalog, Event, Followee, HybridOptions, Segments, UserInput, Weights};
 use crate::rng::Rng;
+use crate::split::{self, Holdout};
 use crate::tfidf::Tfidf;
-use crate::topk::{Scored, TopK};
 use crate::CoreError;
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
@@ -89,6 +89,24 @@ impl World {
     pub fn user_events(&self, u: usize) -> &[Event] {
         &self.events[self.ev_ptr[u]..self.ev_ptr[u + 1]]
     }
+
+    /// Model item -> content row, and each post's creator as the extension passes them (the
+    /// user index as the id, as for followees; `i64::MIN` = unknown).
+    fn item_maps(&self) -> (Vec<Option<u32>>, Vec<i64>) {
+        let mut from_item = vec![None; self.n_items];
+        for (d, i) in self.to_item.iter().enumerate() {
+            if let Some(i) = i {
+                from_item[*i as usize] = Some(d as u32);
+            }
+        }
+        let mut owners = vec![i64::MIN; self.n_items];
+        for u in 0..self.n_users {
+            for &i in &self.owned[self.own_ptr[u]..self.own_ptr[u + 1]] {
+                owners[i as usize] = u as i64;
+            }
+        }
+        (from_item, owners)
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -119,9 +137,8 @@ impl Default for EvalConfig {
 /// Per evaluated user: candidates with unit-weight contributions, and the held-out posts.
 struct Case {
     cold: bool,
-    /// The popularity baseline (distinct training users per post) on this user.
-    baseline: Metrics,
-    baseline_top: Vec<u32>,
+    /// The popularity baseline's list (distinct training users per post).
+    baseline: Vec<u32>,
     cands: Vec<(u32, [f32; 7])>,
     truth: HashSet<u32>,
 }
@@ -148,17 +165,6 @@ pub struct Outcome {
     pub ndcg: f64,
 }
 
-fn top_indices(n: usize, score: impl Fn(usize) -> f32, skip: &HashSet<u32>, k: usize) -> Vec<u32> {
-    let mut t = TopK::new(k);
-    for i in 0..n {
-        let s = score(i);
-        if s > 0.0 && s >= t.threshold() && !skip.contains(&(i as u32)) {
-            t.push(Scored { score: s, id: i as i64, index: i as u32 });
-        }
-    }
-    t.into_sorted().into_iter().map(|s| s.index).collect()
-}
-
 /// Splits `w`, trains ALS on the training part and scores the sampled users.
 pub fn prepare(w: &World, als_opts: &AlsOptions, o: &HybridOptions, cfg: &EvalConfig, pool: &rayon::ThreadPool) -> Result<Prepared, CoreError> {
     prepare_with(w, als_opts, o, cfg, pool, &mut NoProgress)
@@ -166,6 +172,32 @@ pub fn prepare(w: &World, als_opts: &AlsOptions, o: &HybridOptions, cfg: &EvalCo
 
 /// Users scored between two progress checks while a split is prepared.
 const CHECK_USERS: usize = 128;
+
+/// The split of `w` under `cfg`: training events (in `World::events` order), each user's
+/// held-out posts and which users are cold (their whole history held out; they keep follows
+/// and demographics). Warm users hold out distinct posts by [`split::held_out`], the split
+/// [`split::holdout`] makes of a matrix.
+fn split_events(w: &World, cfg: &EvalConfig) -> (Vec<(u32, Event)>, Vec<HashSet<u32>>, Vec<bool>) {
+    let mut rng = Rng::new(cfg.seed);
+    let cold: Vec<bool> = (0..w.n_users).map(|_| rng.next_f64() < cfg.cold_fraction).collect();
+    let how = if cfg.folds >= 2 { Holdout::Fold { folds: cfg.folds, fold: cfg.fold } } else { Holdout::Fraction(cfg.test_fraction) };
+    let mut train_ev: Vec<(u32, Event)> = Vec::with_capacity(w.events.len());
+    let mut truth: Vec<HashSet<u32>> = vec![HashSet::new(); w.n_users];
+    for u in 0..w.n_users {
+        let ev = w.user_events(u);
+        let mut items: Vec<u32> = ev.iter().map(|e| e.item).collect();
+        items.sort_unstable();
+        items.dedup();
+        let test: HashSet<u32> = if cold[u] {
+            items.into_iter().collect()
+        } else {
+            items.iter().zip(split::held_out(items.len(), u, cfg.seed, how)).filter(|(_, t)| *t).map(|(i, _)| *i).collect()
+        };
+        train_ev.extend(ev.iter().filter(|e| !test.contains(&e.item)).map(|e| (u as u32, *e)));
+        truth[u] = test;
+    }
+    (train_ev, truth, cold)
+}
 
 /// [`prepare`] with `progress.check()` between blocks of work (ALS sweeps, the graph, blocks of
 /// [`CHECK_USERS`] scored users), on the calling thread, so a caller can cancel it.
@@ -177,54 +209,16 @@ pub fn prepare_with(
     pool: &rayon::ThreadPool,
     progress: &mut dyn Progress,
 ) -> Result<Prepared, CoreError> {
-    let mut rng = Rng::new(cfg.seed);
-    let cold: Vec<bool> = (0..w.n_users).map(|_| rng.next_f64() < cfg.cold_fraction).collect();
-    // Per user: training events and held-out posts (by distinct post).
-    let mut train_ev: Vec<(u32, Event)> = Vec::with_capacity(w.events.len());
-    let mut truth: Vec<HashSet<u32>> = vec![HashSet::new(); w.n_users];
-    for u in 0..w.n_users {
-        let ev = w.user_events(u);
-        let mut items: Vec<u32> = ev.iter().map(|e| e.item).collect();
-        items.sort_unstable();
-        items.dedup();
-        let test: HashSet<u32> = if cold[u] {
-            items.iter().copied().collect()
-        } else if items.len() >= 2 && cfg.folds >= 2 {
-            let mut r = Rng::new(cfg.seed ^ (u as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            r.shuffle(&mut items);
-            items.iter().enumerate().filter(|(p, _)| p % cfg.folds == cfg.fold).map(|(_, i)| *i).collect()
-        } else if items.len() >= 2 {
-            let n_test = ((items.len() as f64 * cfg.test_fraction).round() as usize).clamp(1, items.len() - 1);
-            let mut r = Rng::new(cfg.seed ^ (u as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            r.shuffle(&mut items);
-            items[..n_test].iter().copied().collect()
-        } else {
-            HashSet::new()
-        };
-        for e in ev {
-            if !test.contains(&e.item) {
-                train_ev.push((u as u32, *e));
-            }
-        }
-        truth[u] = test;
-    }
+    let (train_ev, truth, cold) = split_events(w, cfg);
     // The training events grouped by user (CSR over users), as `World::events` holds them.
     let train = grouped(w.n_users, &train_ev);
     // Followees' engagement as the extension stores it at training time.
     let recent = hybrid::recent_events(w.n_users, train_ev.iter().copied(), hybrid::SOCIAL_EVENTS, |_| true);
-    let (r, c, v): (Vec<u32>, Vec<u32>, Vec<f32>) = {
-        let mut r = Vec::with_capacity(train_ev.len());
-        let mut c = Vec::with_capacity(train_ev.len());
-        let mut v = Vec::with_capacity(train_ev.len());
-        for (u, e) in &train_ev {
-            r.push(*u);
-            c.push(e.item);
-            v.push(e.weight);
-        }
-        (r, c, v)
-    };
+    let r: Vec<u32> = train_ev.iter().map(|(u, _)| *u).collect();
+    let c: Vec<u32> = train_ev.iter().map(|(_, e)| e.item).collect();
+    let v: Vec<f32> = train_ev.iter().map(|(_, e)| e.weight).collect();
     let ui = Csr::from_triplets(w.n_users, w.n_items, &r, &c, &v);
-    drop(train_ev);
+    drop((train_ev, r, c, v));
     let mut quiet = als_opts.clone();
     quiet.compute_loss = false;
     let (m, _) = als::train(&ui, &quiet, pool, &mut Quiet(&mut *progress))?;
@@ -237,22 +231,8 @@ pub fn prepare_with(
     };
     let popularity = hybrid::trending(w.n_items, train.1.iter().map(|e| (e.item, e.day)), o.popularity_half_life_days);
     let freshness = hybrid::freshness(&w.created_day, o.freshness_half_life_days);
-    // The baseline: distinct training users per post.
-    let counts = crate::eval::popularity(&ui);
     let segments = Segments::build(&w.key_dict, &w.keys, &ui);
-    let mut from_item = vec![None; w.n_items];
-    for (d, i) in w.to_item.iter().enumerate() {
-        if let Some(i) = i {
-            from_item[*i as usize] = Some(d as u32);
-        }
-    }
-    // Creators per post, as the extension passes them (user index as the id, as for followees).
-    let mut owners = vec![i64::MIN; w.n_items];
-    for u in 0..w.n_users {
-        for &i in &w.owned[w.own_ptr[u]..w.own_ptr[u + 1]] {
-            owners[i as usize] = u as i64;
-        }
-    }
+    let (from_item, owners) = w.item_maps();
     let cat = Catalog {
         factors: m.factors,
         item_factors: &m.item_factors,
@@ -268,15 +248,15 @@ pub fn prepare_with(
         owners: &owners,
         graph: graph.as_ref(),
     };
+    let sc = Scoring { w, cat: &cat, o, cfg, train: &train, recent: &recent, truth: &truth, cold: &cold, counts: popularity_counts(&ui) };
     let mut users: Vec<usize> = (0..w.n_users).filter(|&u| !truth[u].is_empty()).collect();
     Rng::new(cfg.seed ^ 0x5EED).shuffle(&mut users);
     users.truncate(cfg.max_users);
     users.sort_unstable();
-    let unit = Weights::from_array([1.0; 7]);
     let mut cases: Vec<Case> = Vec::with_capacity(users.len());
     for block in users.chunks(CHECK_USERS) {
         progress.check()?;
-        cases.extend(pool.install(|| score_cases(block, &train, &recent, w, &cat, o, &unit, cfg, &truth, &cold, &counts, &popularity, &freshness)));
+        cases.extend(pool.install(|| block.par_iter().map(|&u| sc.case(u)).collect::<Vec<_>>()));
     }
     let cold_users = cases.iter().filter(|c| c.cold).count();
     Ok(Prepared { n_items: w.n_items, warm_users: cases.len() - cold_users, cold_users, cases, k: cfg.k })
@@ -292,70 +272,51 @@ impl Progress for Quiet<'_> {
     }
 }
 
-/// The candidates and their unit-weight parts for a block of users (in parallel).
-#[allow(clippy::too_many_arguments)]
-fn score_cases(
-    users: &[usize],
-    train: &(Vec<usize>, Vec<Event>),
-    recent: &(Vec<usize>, Vec<Event>),
-    w: &World,
-    cat: &Catalog<'_>,
-    o: &HybridOptions,
-    unit: &Weights,
-    cfg: &EvalConfig,
-    truth: &[HashSet<u32>],
-    cold: &[bool],
-    counts: &[f32],
-    popularity: &[f32],
-    freshness: &[f32],
-) -> Vec<Case> {
-    {
-        users
-            .par_iter()
-            .map(|&u| {
-                let input = user_input(train, recent, w, u);
-                let s = hybrid::score(cat, &input, o, unit);
-                let seen: HashSet<u32> = input.history.iter().map(|e| e.item).collect();
-                let n = w.n_items;
-                let mut cand: HashSet<u32> = HashSet::new();
-                let k = cfg.pool;
-                if !s.als.is_empty() {
-                    cand.extend(top_indices(n, |i| s.als[i], &seen, k));
-                }
-                if !s.content.is_empty() {
-                    cand.extend(top_indices(n, |i| s.content[i], &seen, k));
-                }
-                if !s.graph.is_empty() {
-                    cand.extend(top_indices(n, |i| s.graph[i], &seen, k));
-                }
-                cand.extend(top_indices(n, |i| popularity[i], &seen, k));
-                if !freshness.is_empty() {
-                    cand.extend(top_indices(n, |i| freshness[i], &seen, k));
-                }
-                for map in [&s.social, &s.demographic] {
-                    let mut t = TopK::new(k);
-                    for (&i, &v) in map.iter() {
-                        if !seen.contains(&i) {
-                            t.push(Scored { score: v, id: i as i64, index: i });
-                        }
-                    }
-                    cand.extend(t.into_sorted().into_iter().map(|x| x.index));
-                }
-                let mut cands: Vec<(u32, [f32; 7])> = cand
-                    .into_iter()
-                    .map(|i| {
-                        let p = s.parts(cat, i);
-                        // The demotion scales the total, so it can be folded into each part
-                        // and still apply under any weights.
-                        let keep = 1.0 - s.penalty(i);
-                        (i, [p.als * keep, p.content * keep, p.social * keep, p.popularity * keep, p.freshness * keep, p.demographic * keep, p.graph * keep])
-                    })
-                    .collect();
-                cands.sort_by_key(|c| c.0);
-                let baseline_top = top_indices(n, |i| counts[i], &seen, cfg.k);
-                Case { baseline: user_metrics(&baseline_top, &truth[u], cfg.k), baseline_top, cold: cold[u], cands, truth: truth[u].clone() }
+/// What scoring one evaluated user needs: the catalogue over the training split and the split.
+struct Scoring<'a> {
+    w: &'a World,
+    cat: &'a Catalog<'a>,
+    o: &'a HybridOptions,
+    cfg: &'a EvalConfig,
+    train: &'a (Vec<usize>, Vec<Event>),
+    recent: &'a (Vec<usize>, Vec<Event>),
+    truth: &'a [HashSet<u32>],
+    cold: &'a [bool],
+    /// The popularity baseline's scores.
+    counts: Vec<f32>,
+}
+
+impl Scoring<'_> {
+    /// User `u`'s candidates (the best `cfg.pool` of each component, seen posts left out) with
+    /// their unit-weight parts, and the baseline's list.
+    fn case(&self, u: usize) -> Case {
+        let input = user_input(self.train, self.recent, self.w, u);
+        let s = hybrid::score(self.cat, &input, self.o, &Weights::from_array([1.0; 7]));
+        let seen: HashSet<u32> = input.history.iter().map(|e| e.item).collect();
+        let seen = |i: u32| seen.contains(&i);
+        let (n, pool) = (self.w.n_items, self.cfg.pool);
+        let dense = |v: &[f32], k: usize| rank((0..n).map(|i| (i as u32, v[i])), seen, 0.0, k);
+        let mut cand: HashSet<u32> = HashSet::new();
+        for v in [&s.als[..], &s.content, &s.graph, self.cat.popularity, self.cat.freshness] {
+            if !v.is_empty() {
+                cand.extend(dense(v, pool));
+            }
+        }
+        for map in [&s.social, &s.demographic] {
+            cand.extend(rank(map.iter().map(|(&i, &v)| (i, v)), seen, f32::NEG_INFINITY, pool));
+        }
+        let mut cands: Vec<(u32, [f32; 7])> = cand
+            .into_iter()
+            .map(|i| {
+                let p = s.parts(self.cat, i);
+                // The demotion scales the total, so it can be folded into each part and still
+                // apply under any weights.
+                let keep = 1.0 - s.penalty(i);
+                (i, [p.als * keep, p.content * keep, p.social * keep, p.popularity * keep, p.freshness * keep, p.demographic * keep, p.graph * keep])
             })
-            .collect()
+            .collect();
+        cands.sort_by_key(|c| c.0);
+        Case { baseline: dense(&self.counts, self.cfg.k), cold: self.cold[u], cands, truth: self.truth[u].clone() }
     }
 }
 
@@ -377,64 +338,24 @@ fn user_input(train: &(Vec<usize>, Vec<Event>), recent: &(Vec<usize>, Vec<Event>
 }
 
 impl Prepared {
+    /// Every evaluated user ranked under `weights` (fused scores above 0, as a feed serves).
     pub fn evaluate(&self, weights: &Weights) -> Outcome {
         let wa = weights.to_array();
-        let mut warm = MetricsAcc::default();
-        let mut cold = MetricsAcc::default();
-        let mut all = MetricsAcc::default();
-        let mut covered = vec![false; self.n_items];
-        let mut ndcg = 0.0;
-        for c in &self.cases {
-            let mut t = TopK::new(self.k);
-            for (i, p) in &c.cands {
-                let s: f32 = p.iter().zip(&wa).map(|(a, b)| a * b).sum();
-                if s > 0.0 {
-                    t.push(Scored { score: s, id: *i as i64, index: *i });
-                }
-            }
-            let ranked: Vec<u32> = t.into_sorted().into_iter().map(|s| s.index).collect();
-            let m = user_metrics(&ranked, &c.truth, self.k);
-            ranked.iter().for_each(|&i| covered[i as usize] = true);
-            all.add(&m);
-            ndcg += m.ndcg;
-            if c.cold {
-                cold.add(&m)
-            } else {
-                warm.add(&m)
-            }
-        }
-        Outcome {
-            warm: warm.mean(),
-            cold: cold.mean(),
-            ndcg: ndcg / self.cases.len().max(1) as f64,
-            all: all.mean(),
-            coverage: covered.iter().filter(|c| **c).count() as f64 / self.n_items.max(1) as f64,
-        }
+        let lists: Vec<Vec<u32>> =
+            self.cases.iter().map(|c| rank(c.cands.iter().map(|(i, p)| (*i, p.iter().zip(&wa).map(|(a, b)| a * b).sum())), |_| false, 0.0, self.k)).collect();
+        self.outcome(lists.iter().map(|l| l.as_slice()))
     }
 
     /// The popularity baseline (distinct training users per post, training posts removed).
     pub fn baseline(&self) -> Outcome {
-        let mut warm = MetricsAcc::default();
-        let mut cold = MetricsAcc::default();
-        let mut all = MetricsAcc::default();
-        let mut covered = vec![false; self.n_items];
-        for c in &self.cases {
-            all.add(&c.baseline);
-            if c.cold {
-                cold.add(&c.baseline)
-            } else {
-                warm.add(&c.baseline)
-            }
-            c.baseline_top.iter().for_each(|&i| covered[i as usize] = true);
-        }
-        let all = all.mean();
-        Outcome {
-            warm: warm.mean(),
-            cold: cold.mean(),
-            ndcg: all.ndcg,
-            all,
-            coverage: covered.iter().filter(|c| **c).count() as f64 / self.n_items.max(1) as f64,
-        }
+        self.outcome(self.cases.iter().map(|c| c.baseline.as_slice()))
+    }
+
+    /// The metrics of one ranked list per case, overall and for warm and cold users.
+    fn outcome<'a>(&'a self, lists: impl Iterator<Item = &'a [u32]>) -> Outcome {
+        let r = Ranked::score(self.n_items, self.k, lists.zip(self.cases.iter().map(|c| &c.truth)));
+        let all = r.mean();
+        Outcome { warm: r.mean_of(|j| !self.cases[j].cold), cold: r.mean_of(|j| self.cases[j].cold), ndcg: all.ndcg, all, coverage: r.coverage }
     }
 }
 
@@ -460,4 +381,42 @@ pub fn compare(
     let pool = als::pool(0, None)?;
     let p = prepare(w, als_opts, o, cfg, &pool)?;
     Ok(settings.iter().map(|(n, ws)| (n.to_string(), p.evaluate(ws))).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hybrid's evaluation splits events exactly as `split::holdout` splits the matrix of
+    /// the same users' distinct posts, for the fraction split and for every fold.
+    #[test]
+    fn event_split_is_the_matrix_split() {
+        let w = World::from_synth(&crate::synth::generate(&crate::synth::SynthConfig::new(7, 300, 200, 3_000)));
+        let r: Vec<u32> = (0..w.n_users).flat_map(|u| w.user_events(u).iter().map(move |_| u as u32)).collect();
+        let c: Vec<u32> = w.events.iter().map(|e| e.item).collect();
+        let m = Csr::from_triplets(w.n_users, w.n_items, &r, &c, &vec![1.0; r.len()]);
+        let (_, test) = split::holdout(&m, 0.2, 42);
+        let (train_ev, truth, cold) = split_events(&w, &EvalConfig::default());
+        assert!(cold.iter().all(|c| !c));
+        for (u, held_out) in truth.iter().enumerate() {
+            let mut t: Vec<u32> = held_out.iter().copied().collect();
+            t.sort_unstable();
+            assert_eq!(t, test.row(u).0, "user {u}");
+        }
+        assert!(train_ev.iter().all(|(u, e)| !truth[*u as usize].contains(&e.item)));
+        let mut held = vec![0usize; w.n_users];
+        for fold in 0..3 {
+            let (_, truth, _) = split_events(&w, &EvalConfig { folds: 3, fold, ..Default::default() });
+            for u in 0..w.n_users {
+                let pos = split::held_out(m.row(u).0.len(), u, 42, Holdout::Fold { folds: 3, fold });
+                let want: Vec<u32> = m.row(u).0.iter().zip(pos).filter(|(_, t)| *t).map(|(i, _)| *i).collect();
+                let mut t: Vec<u32> = truth[u].iter().copied().collect();
+                t.sort_unstable();
+                assert_eq!(t, want);
+                held[u] += t.len();
+            }
+        }
+        // Every post of a user with two or more is held out in exactly one fold.
+        assert!((0..w.n_users).all(|u| held[u] == if m.row(u).0.len() >= 2 { m.row(u).0.len() } else { 0 }));
+    }
 }
