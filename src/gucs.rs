@@ -20,6 +20,8 @@ static TRENDING_CACHE_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(10);
 /// from 20,000 posts on).
 static EXACT_SCAN: GucSetting<bool> = GucSetting::<bool>::new(false);
 static SHARED_MODELS: GucSetting<bool> = GucSetting::<bool>::new(true);
+/// Rank ALS-only feeds through the model's partition of the post factors (exact top-k).
+static PARTITION_SCAN: GucSetting<bool> = GucSetting::<bool>::new(true);
 
 /// Longest recsys_search query accepted, in bytes.
 static MAX_QUERY_BYTES: GucSetting<i32> = GucSetting::<i32>::new(10_000);
@@ -40,6 +42,14 @@ pub fn init() {
         c"Score every post in f32 in recsys_recommend and recsys_similar instead of the int8 scan with exact re-scoring.",
         c"The int8 scan is used from 20,000 posts on; results are re-scored exactly over a pool of 8 x (offset + k) + 64.",
         &EXACT_SCAN,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"recsys.partition_scan",
+        c"Rank ALS-only feeds through the model's partition of the post factors instead of scanning every post.",
+        c"Exact: clusters are visited best bound first and the walk stops when no member can enter the top k. Models of 10,000 posts and more.",
+        &PARTITION_SCAN,
         GucContext::Userset,
         GucFlags::default(),
     );
@@ -165,6 +175,10 @@ pub fn shared_models() -> bool {
 
 pub fn exact_scan() -> bool {
     EXACT_SCAN.get()
+}
+
+pub fn partition_scan() -> bool {
+    PARTITION_SCAN.get()
 }
 
 pub fn trending_cache_seconds() -> u64 {

@@ -133,7 +133,7 @@ pub fn similar(client: &pgrx::spi::SpiClient<'_>, m: &Serving, post_id: i64, fee
     }
     let total: Vec<f32> = als.iter().zip(&cont).map(|(a, c)| a + c).collect();
     let exact = |i: u32| exact_als(i as usize) + cont[i as usize];
-    let top = feed.rank(client, m, &total, None, if quant.is_some() { Some(&exact) } else { None })?.items;
+    let top = feed.rank(client, m, &total, None, if quant.is_some() { Some(&exact) } else { None }, &mut |_| vec![])?.items;
     if quant.is_some() {
         top.iter().for_each(|s| als[s.index as usize] = exact_als(s.index as usize));
     }

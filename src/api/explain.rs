@@ -29,19 +29,24 @@ impl<'a> Reasons<'a> {
 
     /// Reads the titles of the posts that will be named as evidence for `rows`, in one query.
     pub(super) fn load_titles(&mut self, client: &SpiClient<'_>, rows: &[(u32, Parts)]) -> Result<()> {
-        let mut ids = vec![];
-        for (i, p) in rows {
-            let first = match p.leading() {
-                Some("als") => self.als_evidence(*i).first().map(|e| e.0),
-                Some("graph") => self.graph_evidence(*i).first().map(|e| e.0),
-                _ => None,
-            };
-            if let Some(j) = first {
-                ids.push(self.m.item_ids[j as usize]);
-            }
-        }
+        let ids: Vec<i64> = rows.iter().filter_map(|(i, p)| self.evidence_post(*i, p)).collect();
         self.titles = live::visible(client, self.m, &ids)?;
         Ok(())
+    }
+
+    /// The post the reason of item `i` (contributions `p`) names, if any.
+    pub(super) fn evidence_post(&mut self, i: u32, p: &Parts) -> Option<i64> {
+        let first = match p.leading() {
+            Some("als") => self.als_evidence(i).first().map(|e| e.0),
+            Some("graph") => self.graph_evidence(i).first().map(|e| e.0),
+            _ => None,
+        };
+        first.map(|j| self.m.item_ids[j as usize])
+    }
+
+    /// Titles read with the feed's own visibility check (see `Feed::rank_by`).
+    pub(super) fn set_titles(&mut self, titles: Option<HashMap<i64, String>>) {
+        self.titles = titles;
     }
 
     /// How to name post `j` to the caller: its current title, its id when there is no posts

@@ -6,7 +6,7 @@ use crate::store::live;
 use crate::store::serving::Serving;
 use pgrx::spi::SpiClient;
 use recsys_core::topk::{Scored, TopK};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 /// Positions of a feed re-ranked for diversity; later positions keep score order.
 const MMR_PICKS: usize = 1000;
@@ -43,6 +43,9 @@ pub(crate) struct Feed<'a> {
 /// A ranked page: visible posts only.
 pub(crate) struct Ranked {
     pub items: Vec<Scored>,
+    /// Titles of the visible posts among those checked, and of the extra posts asked for with
+    /// them (None: no posts table, or not read by this ranking).
+    pub titles: Option<HashMap<i64, String>>,
 }
 
 /// Rounds of "rank, drop what is no longer visible, rank again" before a page is returned
@@ -161,7 +164,7 @@ impl<'a> Feed<'a> {
     /// first); the rest of the walk follows the model's popularity order.
     pub fn rank_popular(&self, client: &SpiClient<'_>, m: &Serving, pop: &[f32], first: &[u32], seen: Option<&HashSet<i64>>) -> Result<Ranked> {
         if self.diversity > 0.0 {
-            return self.rank(client, m, pop, seen, None);
+            return self.rank(client, m, pop, seen, None, &mut |_| vec![]);
         }
         let codes = self.codes(m)?;
         let want = self.offset + self.k;
@@ -188,32 +191,26 @@ impl<'a> Feed<'a> {
             pgrx::check_for_interrupts!();
         }
         out.truncate(want);
-        Ok(Ranked { items: out.into_iter().skip(self.offset).collect() })
+        Ok(Ranked { items: out.into_iter().skip(self.offset).collect(), titles: None })
     }
 
     /// With `exact`, `scores` are approximate: a larger pool is kept and re-scored by `exact`
     /// before paging, so the returned order and scores are exact.
     /// Candidates no longer in the posts table (or hidden from the caller) are dropped and the
     /// pool refilled, so a page is full whenever enough visible posts exist.
-    pub fn rank(&self, client: &SpiClient<'_>, m: &Serving, scores: &[f32], seen: Option<&HashSet<i64>>, exact: Option<&dyn Fn(u32) -> f32>) -> Result<Ranked> {
-        let codes = self.codes(m)?;
-        let want = self.offset + self.k;
-        // MMR needs a pool to choose from (bounded: it is scanned once per pick); plain
-        // ranking needs exactly the page.
-        let mut pool = if self.diversity > 0.0 { want + (want * 3).clamp(20, MMR_EXTRA_POOL) } else { want };
-        if exact.is_some() {
-            pool = pool.max(want * 8 + 64);
-        }
-        // What the page (or MMR) needs visible; the rest of an exact re-scoring pool is only
-        // there to fix the order.
-        let need = if self.diversity > 0.0 { want + (want * 3).clamp(20, MMR_EXTRA_POOL) } else { want };
-        let mut mask = self.mask(m, seen, codes.as_ref());
-        let mut ranked: Vec<Scored> = vec![];
-        for round in 0..REFILL_ROUNDS {
-            let size = pool << (2 * round);
+    pub fn rank(
+        &self,
+        client: &SpiClient<'_>,
+        m: &Serving,
+        scores: &[f32],
+        seen: Option<&HashSet<i64>>,
+        exact: Option<&dyn Fn(u32) -> f32>,
+        also: &mut dyn FnMut(&[Scored]) -> Vec<i64>,
+    ) -> Result<Ranked> {
+        let top = |mask: Option<&[bool]>, size: usize| {
             let mut top = TopK::new(size);
             for (i, &s) in scores.iter().enumerate() {
-                if s < top.threshold() || !mask.as_ref().is_none_or(|mk| mk[i]) {
+                if s < top.threshold() || !mask.is_none_or(|mk| mk[i]) {
                     continue;
                 }
                 top.push(Scored { score: s, id: m.item_ids[i], index: i as u32 });
@@ -223,6 +220,41 @@ impl<'a> Feed<'a> {
                 cands.iter_mut().for_each(|c| c.score = ex(c.index));
                 cands.sort_by(recsys_core::topk::rank_order);
             }
+            cands
+        };
+        self.rank_by(client, m, seen, exact.is_some(), &top, also)
+    }
+
+    /// [`Feed::rank`] over candidates from `top(mask, size)`: the best `size` items the mask
+    /// allows (None = all), best first, with their final scores. `approx`: the order is only
+    /// fixed by re-scoring, so a larger pool is asked for. `also(chunk)`: more post ids whose
+    /// titles to read in the same statement as the chunk's visibility (the reasons' evidence).
+    pub fn rank_by(
+        &self,
+        client: &SpiClient<'_>,
+        m: &Serving,
+        seen: Option<&HashSet<i64>>,
+        approx: bool,
+        top: &dyn Fn(Option<&[bool]>, usize) -> Vec<Scored>,
+        also: &mut dyn FnMut(&[Scored]) -> Vec<i64>,
+    ) -> Result<Ranked> {
+        let codes = self.codes(m)?;
+        let want = self.offset + self.k;
+        // MMR needs a pool to choose from (bounded: it is scanned once per pick); plain
+        // ranking needs exactly the page.
+        let mut pool = if self.diversity > 0.0 { want + (want * 3).clamp(20, MMR_EXTRA_POOL) } else { want };
+        if approx {
+            pool = pool.max(want * 8 + 64);
+        }
+        // What the page (or MMR) needs visible; the rest of an exact re-scoring pool is only
+        // there to fix the order.
+        let need = if self.diversity > 0.0 { want + (want * 3).clamp(20, MMR_EXTRA_POOL) } else { want };
+        let mut mask = self.mask(m, seen, codes.as_ref());
+        let mut ranked: Vec<Scored> = vec![];
+        let mut titles: Option<HashMap<i64, String>> = None;
+        for round in 0..REFILL_ROUNDS {
+            let size = pool << (2 * round);
+            let cands = top(mask.as_deref(), size);
             let exhausted = cands.len() < size;
             // Checked against the posts table a prefix at a time, best first, until `need`
             // candidates are known visible: a call looks up about k posts, not the whole pool.
@@ -234,7 +266,8 @@ impl<'a> Feed<'a> {
                 let step = ((need - ranked.len()) + (need - ranked.len()) / 4 + 4).min(cands.len() - checked);
                 let chunk = &cands[checked..checked + step];
                 checked += step;
-                let ids: Vec<i64> = chunk.iter().map(|c| c.id).collect();
+                let mut ids: Vec<i64> = chunk.iter().map(|c| c.id).collect();
+                ids.extend(also(chunk));
                 match live::visible(client, m, &ids)? {
                     None => {
                         live = false;
@@ -249,13 +282,14 @@ impl<'a> Feed<'a> {
                                 gone.push(c.index);
                             }
                         }
+                        titles.get_or_insert_with(HashMap::new).extend(vis);
                     }
                 }
             }
             if !live || ranked.len() >= need || exhausted {
                 break;
             }
-            let mk = mask.get_or_insert_with(|| vec![true; scores.len()]);
+            let mk = mask.get_or_insert_with(|| vec![true; m.item_ids.len()]);
             gone.iter().for_each(|&i| mk[i as usize] = false);
             pgrx::check_for_interrupts!();
         }
@@ -275,6 +309,6 @@ impl<'a> Feed<'a> {
         } else {
             ranked
         };
-        Ok(Ranked { items: ranked.into_iter().skip(self.offset).take(self.k).collect() })
+        Ok(Ranked { items: ranked.into_iter().skip(self.offset).take(self.k).collect(), titles })
     }
 }

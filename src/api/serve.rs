@@ -55,25 +55,37 @@ fn recsys_recommend(
         let seen = exclude_seen.then_some(&s.req.seen);
         let cat = s.catalog(&m);
         let personal = !s.scores.als.is_empty()
+            || s.scores.als_by_ivf
             || !s.scores.graph.is_empty()
             || !s.scores.content.is_empty()
             || !s.scores.social.is_empty()
             || !s.scores.demographic.is_empty();
         let fresh = s.scores.weights.freshness > 0.0 && !m.freshness.is_empty();
+        let mut reasons = Reasons::new(&m, &s);
+        // The reasons' evidence posts are looked up with each chunk's visibility check (one
+        // statement for both).
+        let mut evidence = |chunk: &[recsys_core::topk::Scored]| -> Vec<i64> {
+            chunk.iter().filter_map(|c| reasons.evidence_post(c.index, &s.scores.parts(&cat, c.index))).collect()
+        };
         let top = if !personal && !fresh && s.scores.weights.popularity > 0.0 {
             // Nothing personal and no freshness: the popularity order, walked (O(page)).
             let first: &[u32] = s.pop.as_ref().map_or(&[], |p| p.1.as_slice());
             feed.rank_popular(client, &m, cat.popularity, first, seen)?
+        } else if s.scores.als_by_ivf {
+            // ALS alone: the exact top-k through the partition, no dense pass.
+            feed.rank_by(client, &m, seen, false, &|mask, size| s.scores.als_top(&cat, &m.item_ids, size, &|i| mask.is_none_or(|mk| mk[i])), &mut evidence)?
         } else {
             let mut fused = Vec::new();
             s.scores.fused(&cat, &mut fused);
             let exact = |i: u32| s.scores.parts(&cat, i).total();
             let approx = cat.quantized.is_some() && !s.scores.als.is_empty();
-            feed.rank(client, &m, &fused, seen, if approx { Some(&exact) } else { None })?
+            feed.rank(client, &m, &fused, seen, if approx { Some(&exact) } else { None }, &mut evidence)?
         };
         let rows: Vec<(u32, Parts)> = top.items.iter().map(|c| (c.index, s.scores.parts(&cat, c.index))).collect();
-        let mut reasons = Reasons::new(&m, &s);
-        reasons.load_titles(client, &rows)?;
+        match top.titles {
+            Some(t) => reasons.set_titles(Some(t)),
+            None => reasons.load_titles(client, &rows)?,
+        }
         Ok(top
             .items
             .iter()

@@ -199,6 +199,13 @@ pub fn write(path: &Path, d: &Data, tables: &Tables) -> std::io::Result<()> {
         s.add("quantized.data", &q.data);
         s.add("quantized.scale", &q.scale);
     }
+    if let Some(p) = &d.ivf {
+        s.scalar("ivf.items", p.items as u64);
+        s.add("ivf.centroids", &p.centroids);
+        s.add("ivf.radius", &p.radius);
+        s.add("ivf.order", &p.order);
+        s.add("ivf.offsets", &p.offsets);
+    }
     if let Some(g) = &d.graph {
         s.scalar("graph.items", g.items as u64);
         s.add("graph.ptr", &g.ptr);
@@ -305,6 +312,20 @@ pub fn read(img: &Arc<Image>, id: i64) -> Result<Data> {
         ),
     };
     let content = read_content(img, id, n, &index)?;
+    let ivf = match img.get::<u64>("ivf.items")? {
+        None => None,
+        Some(_) => {
+            let p = recsys_core::ivf::Ivf {
+                f: factors,
+                items: img.scalar("ivf.items")? as usize,
+                centroids: img.need("ivf.centroids")?,
+                radius: img.need("ivf.radius")?,
+                order: img.need("ivf.order")?,
+                offsets: img.need("ivf.offsets")?,
+            };
+            p.is_consistent(n).then_some(p).ok_or_else(|| bad("the post partition has inconsistent sizes"))?.into()
+        }
+    };
     let newest = img.need::<f32>("newest_day")?;
     Ok(Data {
         factors,
@@ -325,6 +346,7 @@ pub fn read(img: &Arc<Image>, id: i64) -> Result<Data> {
         followers,
         segments,
         graph,
+        ivf,
     })
 }
 

@@ -56,6 +56,8 @@ pub struct NewModel<'a> {
     pub rating: Option<(&'a ExplicitModel, Option<&'a Knn>)>,
     /// The item-item graph over the items with interactions.
     pub graph: Option<&'a recsys_core::graph::ItemGraph>,
+    /// The partition of the item factors.
+    pub ivf: Option<&'a recsys_core::ivf::Ivf>,
 }
 
 impl<'a> NewModel<'a> {
@@ -79,6 +81,7 @@ impl<'a> NewModel<'a> {
             followers: &b.followers,
             rating: b.rating.as_ref().map(|(m, k)| (m, k.as_ref())),
             graph: b.graph.as_ref(),
+            ivf: b.ivf.as_ref(),
         }
     }
 }
@@ -181,6 +184,13 @@ pub fn save(client: &mut SpiClient<'_>, schema: &str, m: &NewModel<'_>, report: 
         put("graph_ptr", &mut u32_bytes(&g.ptr))?;
         put("graph_nbr", &mut u32_bytes(&g.nbr))?;
         put("graph_weight", &mut f32_bytes(&g.weight))?;
+    }
+    if let Some(p) = m.ivf {
+        put("ivf_items", &mut i64_bytes(&[p.items as i64]))?;
+        put("ivf_centroids", &mut f32_bytes(&p.centroids))?;
+        put("ivf_radius", &mut f32_bytes(&p.radius))?;
+        put("ivf_order", &mut u32_bytes(&p.order))?;
+        put("ivf_offsets", &mut u32_bytes(&p.offsets))?;
     }
     if !m.freshness.is_empty() {
         put("item_freshness", &mut f32_bytes(m.freshness))?;
@@ -321,36 +331,57 @@ use crate::backend::{LATEST, MODELS as CACHE};
 fn newest_key(client: &SpiClient<'_>, schema: &str, name: &str) -> Result<Option<ModelKey>> {
     let fresh = LATEST.with(|l| l.borrow().as_ref().is_none_or(|(s, _)| s != schema));
     if fresh {
-        let plan = client
-            .prepare(
-                format!(
-                    "SELECT id, (pg_catalog.date_part('epoch', created_at) OPERATOR(pg_catalog.*) 1000000::float8)::int8, \
-                     tableoid::pg_catalog.oid::int8 \
-                     FROM {schema}._recsys_model WHERE name OPERATOR(pg_catalog.=) $1 AND deployed_at IS NOT NULL \
-                     ORDER BY deployed_at DESC, id DESC LIMIT 1"
-                )
-                .as_str(),
-                &[pgrx::PgOid::BuiltIn(pgrx::PgBuiltInOids::TEXTOID)],
-            )?
-            .keep();
+        let plan = client.prepare(newest_key_sql(schema).as_str(), &[pgrx::PgOid::BuiltIn(pgrx::PgBuiltInOids::TEXTOID)])?.keep();
         LATEST.with(|l| *l.borrow_mut() = Some((schema.to_string(), plan)));
     }
     LATEST.with(|l| -> Result<Option<ModelKey>> {
         let l = l.borrow();
         let (_, plan) = l.as_ref().ok_or_else(|| RecsysError::Spi("model-id plan missing".into()))?;
-        let t = client.select(plan, Some(1), &[name.into()])?;
-        if t.is_empty() {
-            return Ok(None);
+        match client.select(plan, Some(1), &[name.into()])?.next() {
+            Some(r) => key_of(&r),
+            None => Ok(None),
         }
-        let r = t.first();
-        let (Some(id), created, table) = (r.get::<i64>(1)?, r.get::<i64>(2)?, r.get::<i64>(3)?) else { return Ok(None) };
-        Ok(Some(ModelKey { id, created_us: created.unwrap_or(0), table: table.unwrap_or(0) as u32 }))
     })
+}
+
+/// The served version of model `$1`: (id, created_at in µs, table oid), no row when none.
+fn newest_key_sql(schema: &str) -> String {
+    format!(
+        "SELECT id, (pg_catalog.date_part('epoch', created_at) OPERATOR(pg_catalog.*) 1000000::float8)::int8 AS created_us, \
+         tableoid::pg_catalog.oid::int8 AS table_oid \
+         FROM {schema}._recsys_model WHERE name OPERATOR(pg_catalog.=) $1 AND deployed_at IS NOT NULL \
+         ORDER BY deployed_at DESC, id DESC LIMIT 1"
+    )
+}
+
+fn key_of(r: &pgrx::spi::SpiHeapTupleData<'_>) -> Result<Option<ModelKey>> {
+    let (Some(id), created, table) = (r.get::<i64>(1)?, r.get::<i64>(2)?, r.get::<i64>(3)?) else { return Ok(None) };
+    Ok(Some(ModelKey { id, created_us: created.unwrap_or(0), table: table.unwrap_or(0) as u32 }))
+}
+
+/// The cached model when it is still the served version, asking in the same statement whether
+/// posts were created since (one statement per call instead of two); None to take the general
+/// path (nothing cached, no posts table, or another version served).
+fn still_current(client: &SpiClient<'_>, schema: &str, name: &str) -> Result<Option<Rc<Serving>>> {
+    let Some(hit) = CACHE.with(|c| c.borrow().get(name).cloned()) else { return Ok(None) };
+    let Some(np) = &hit.new_posts else { return Ok(None) };
+    let sql = format!("SELECT k.id, k.created_us, k.table_oid, {} FROM ({}) k", np.exists, newest_key_sql(schema));
+    let (text, int8) = (pgrx::PgOid::BuiltIn(pgrx::PgBuiltInOids::TEXTOID), pgrx::PgOid::BuiltIn(pgrx::PgBuiltInOids::INT8OID));
+    let after = super::new_posts::after(&hit);
+    let rows = hit.run(client, "key_and_new_posts", &sql, &[text, int8], &[name.into(), after.into()], |r| Ok(Some((key_of(r)?, r.get::<bool>(4)?))))?;
+    match rows.first() {
+        Some((Some(key), Some(false))) if *key == hit.key => Ok(Some(hit)),
+        Some((Some(key), _)) if *key == hit.key => catch_up(client, hit).map(Some),
+        _ => Ok(None),
+    }
 }
 
 /// The served version of model `name`, from the cache when it is still the served one.
 pub fn current(client: &SpiClient<'_>, name: &str) -> Result<Rc<Serving>> {
     let schema = super::schema(client)?;
+    if let Some(m) = still_current(client, &schema, name)? {
+        return Ok(m);
+    }
     // Only the key on the hot path; the options are read on a cache miss.
     let Some(key) = newest_key(client, &schema, name)? else {
         return Err(if name == crate::options::DEFAULT_MODEL { RecsysError::NotTrained } else { RecsysError::UnknownModel(name.to_string()) });
@@ -503,6 +534,7 @@ pub fn decode_parts(client: &SpiClient<'_>, schema: &str, id: i64, options: &Tra
     }
     let rating = decode_rating(id, &parts, item_ids.len())?;
     let graph = decode_graph(id, &parts, item_ids.len())?;
+    let ivf = decode_ivf(id, &parts, f, item_ids.len())?;
     let data = Data {
         factors: f,
         item_ids: item_ids.into(),
@@ -522,6 +554,7 @@ pub fn decode_parts(client: &SpiClient<'_>, schema: &str, id: i64, options: &Tra
         followers,
         segments,
         graph,
+        ivf,
     };
     Ok((data, rating))
 }
@@ -648,6 +681,25 @@ fn decode_rating(id: i64, parts: &Parts, n_items: usize) -> Result<Option<Rating
             Some((model, knn))
         }
     })
+}
+
+/// The partition of model `id`'s item factors (None: a small catalogue, or an older model).
+fn decode_ivf(id: i64, parts: &Parts, f: usize, n_items: usize) -> Result<Option<recsys_core::ivf::Ivf>> {
+    let Some(items) = parts.get("ivf_items") else { return Ok(None) };
+    let empty = Vec::new();
+    let opt = |name: &str| parts.get(name).unwrap_or(&empty);
+    let p = recsys_core::ivf::Ivf {
+        f,
+        items: decode(items, i64::from_le_bytes)?.first().map_or(usize::MAX, |&n| n as usize),
+        centroids: decode(opt("ivf_centroids"), f32::from_le_bytes)?.into(),
+        radius: decode(opt("ivf_radius"), f32::from_le_bytes)?.into(),
+        order: decode(opt("ivf_order"), u32::from_le_bytes)?.into(),
+        offsets: decode(opt("ivf_offsets"), u32::from_le_bytes)?.into(),
+    };
+    if !p.is_consistent(n_items) {
+        return Err(RecsysError::Corrupt(format!("model {id}: the post partition has inconsistent sizes")));
+    }
+    Ok(Some(p))
 }
 
 /// The item graph of model `id` (None when it was trained without one).

@@ -32,13 +32,20 @@ pub struct Pending {
     last: i64,
 }
 
+/// The id above which the caller's posts are new to the model (what this backend has read for
+/// the caller's role so far, else the highest id trained on).
+pub fn after(m: &Serving) -> i64 {
+    let Some(np) = &m.new_posts else { return i64::MAX };
+    match np.read.get() {
+        Some((r, last)) if r == reader() => last,
+        _ => np.trained_max,
+    }
+}
+
 pub fn pending(client: &pgrx::spi::SpiClient<'_>, m: &Serving) -> Result<Option<Pending>> {
     let Some(np) = &m.new_posts else { return Ok(None) };
     let who = reader();
-    let after = match np.read.get() {
-        Some((r, last)) if r == who => last,
-        _ => np.trained_max,
-    };
+    let after = after(m);
     let mut text = PostText::default();
     let mut last = after;
     m.run(client, "new_posts", &np.query, &[INT8, INT8], &[after.into(), PER_CALL.into()], |row| {

@@ -116,6 +116,7 @@ impl Serving {
             segments: &self.segments,
             owners: &self.owners,
             graph: self.graph.as_ref(),
+            ivf: self.ivf.as_ref().filter(|_| crate::gucs::partition_scan()),
         }
     }
 }
@@ -197,6 +198,8 @@ pub struct Data {
     pub followers: IdIndex,
     pub segments: Segments,
     pub graph: Option<recsys_core::graph::ItemGraph>,
+    /// The partition of the item factors (exact ALS-only top-k without a full scan).
+    pub ivf: Option<recsys_core::ivf::Ivf>,
 }
 
 /// The explicit-mode rating model as decoded (its query is built at load).
@@ -224,6 +227,8 @@ pub struct LiveQueries {
 pub struct NewPosts {
     /// Posts with an id above `$1`, lowest first, at most `$2`.
     pub(crate) query: String,
+    /// Whether a post has an id above `$2`: an SQL boolean expression.
+    pub(crate) exists: String,
     /// The highest post id the stored model knows.
     pub(crate) trained_max: i64,
     /// The highest id read so far, and by whom.
@@ -233,7 +238,7 @@ pub struct NewPosts {
 impl NewPosts {
     pub fn new(t: &Resolved, content_ids: &[i64], item_ids: &[i64]) -> NewPosts {
         let trained_max = content_ids.iter().chain(item_ids).copied().max().unwrap_or(i64::MIN);
-        NewPosts { query: source::new_posts_query(t), trained_max, read: Cell::new(None) }
+        NewPosts { query: source::new_posts_query(t), exists: source::new_posts_exist(t), trained_max, read: Cell::new(None) }
     }
 }
 

@@ -527,6 +527,12 @@ pub fn new_posts_query(t: &Resolved) -> String {
     format!("{} WHERE {id} OPERATOR(pg_catalog.>) $1::pg_catalog.int8 ORDER BY {id} LIMIT $2::pg_catalog.int8", posts_select(t))
 }
 
+/// Whether the posts table has a post with an id above `$2` (an SQL boolean expression).
+pub fn new_posts_exist(t: &Resolved) -> String {
+    let id = t.col("id").unwrap_or("NULL");
+    format!("EXISTS (SELECT 1 FROM {} WHERE {id} OPERATOR(pg_catalog.>) $2::pg_catalog.int8)", t.table)
+}
+
 /// One row of [`posts_select`] appended to `out`; returns the bytes it holds (for the budget).
 pub fn push_post_row(row: &pgrx::spi::SpiHeapTupleData<'_>, out: &mut PostText) -> Result<u64> {
     let Some(pid) = row.get::<i64>(1)? else { return Ok(0) };

@@ -419,6 +419,8 @@ pub struct FoldIn {
     /// Lower Cholesky factor of A, row-major.
     l: Vec<f64>,
     pub x: Vec<f32>,
+    /// L⁻¹ y_j for the history items, row per item (computed on the first [`FoldIn::evidence`]).
+    whitened: std::sync::OnceLock<Vec<f64>>,
 }
 
 impl FoldIn {
@@ -445,23 +447,50 @@ impl FoldIn {
         }
         cholesky(&mut a, f);
         solve_factored(&a, &mut b, f);
-        FoldIn { f, l: a, x: b.into_iter().map(|v| v as f32).collect() }
+        FoldIn { f, l: a, x: b.into_iter().map(|v| v as f32).collect(), whitened: std::sync::OnceLock::new() }
     }
 
     /// Contribution of each history item (item, c_j · (A⁻¹ y_target)·y_j); they sum to the
-    /// score of `target`.
+    /// score of `target`. `items` must be the items the fold was built from. With A = L Lᵀ,
+    /// y_targetᵀ A⁻¹ y_j = (L⁻¹ y_target)·(L⁻¹ y_j): the history side is whitened once per fold,
+    /// so a feed's reasons cost one forward substitution per post.
     pub fn evidence(&self, item_factors: &[f32], items: &[(u32, f32)], alpha: f32, target: u32) -> Vec<(u32, f32)> {
         let f = self.f;
-        let mut v: Vec<f64> = item_factors[target as usize * f..(target as usize + 1) * f].iter().map(|x| *x as f64).collect();
-        solve_factored(&self.l, &mut v, f);
-        items
-            .iter()
-            .map(|&(j, r)| {
-                let yj = &item_factors[j as usize * f..(j as usize + 1) * f];
-                let d: f64 = yj.iter().zip(&v).map(|(a, b)| *a as f64 * b).sum();
-                (j, ((1.0 + alpha as f64 * r as f64) * d) as f32)
-            })
-            .collect()
+        let row = |i: u32| item_factors[i as usize * f..(i as usize + 1) * f].iter().map(|x| *x as f64).collect::<Vec<f64>>();
+        let whitened = self.whitened.get_or_init(|| {
+            items
+                .iter()
+                .flat_map(|&(j, _)| {
+                    let mut w = row(j);
+                    forward_substitute(&self.l, &mut w, f);
+                    w
+                })
+                .collect()
+        });
+        let mut v = row(target);
+        forward_substitute(&self.l, &mut v, f);
+        items.iter().zip(whitened.chunks_exact(f)).map(|(&(j, r), w)| (j, ((1.0 + alpha as f64 * r as f64) * dot_f64(w, &v)) as f32)).collect()
+    }
+}
+
+/// a · b with four running sums (independent chains: several times faster than one).
+fn dot_f64(a: &[f64], b: &[f64]) -> f64 {
+    let mut s = [0f64; 4];
+    let (ca, cb) = (a.chunks_exact(4), b.chunks_exact(4));
+    let tail: f64 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ca.zip(cb) {
+        for k in 0..4 {
+            s[k] += x[k] * y[k];
+        }
+    }
+    (s[0] + s[1]) + (s[2] + s[3]) + tail
+}
+
+/// Solves L x = b in place (L lower triangular from [`cholesky`], row-major).
+fn forward_substitute(l: &[f64], b: &mut [f64], n: usize) {
+    for i in 0..n {
+        let s = b[i] - dot_f64(&l[i * n..i * n + i], &b[..i]);
+        b[i] = s / l[i * n + i];
     }
 }
 

@@ -13,6 +13,7 @@ use crate::explicit::{ExplicitModel, Knn};
 use crate::graph::ItemGraph;
 use crate::hybrid::{self, Event, GraphKind, Segments, Weights};
 use crate::ids::{Dict, IdIndex};
+use crate::ivf::Ivf;
 use crate::options::TrainOptions;
 use crate::tfidf::Tfidf;
 use crate::world::{EvalConfig, World};
@@ -119,6 +120,8 @@ pub struct Built {
     pub followers: Vec<(i64, u32)>,
     pub rating: Option<(ExplicitModel, Option<Knn>)>,
     pub graph: Option<ItemGraph>,
+    /// The partition of the item factors (None below `ivf::MIN_ITEMS` posts).
+    pub ivf: Option<Ivf>,
     /// The fusion weights to serve: the options', or tuned.
     pub weights: Weights,
     /// The train report's compute part (sizes, loss, graph, tuning, rating model, seconds).
@@ -186,6 +189,15 @@ pub fn build(data: AppData, o: &TrainOptions, budget: u64, pool: &rayon::ThreadP
     let newest_day = hybrid::newest_day(&created);
     let gram = als::gram(&m.item_factors, m.factors, o.als.regularization, pool);
     let content_s = t_content.elapsed().as_secs_f64();
+    // The partition behind the exact ALS-only top-k (large catalogues only).
+    let t_ivf = Instant::now();
+    obs.phase("partition");
+    let ivf = Ivf::build(&m.item_factors, m.factors, pool, &mut || obs.check())?;
+    report["partition"] = json!(ivf.as_ref().map(|p| json!({
+        "clusters": p.radius.len(),
+        "mb": round3(p.bytes() as f64 / (1 << 20) as f64),
+        "seconds": round3(t_ivf.elapsed().as_secs_f64()),
+    })));
 
     // Demographic segments over the users with interactions.
     let t_social = Instant::now();
@@ -239,6 +251,7 @@ pub fn build(data: AppData, o: &TrainOptions, budget: u64, pool: &rayon::ThreadP
         followers,
         rating,
         graph,
+        ivf,
         weights,
         report,
     })
@@ -553,7 +566,7 @@ mod tests {
         o.als.iterations = 3;
         let mut obs = Counting { phases: vec![], checks: 0 };
         let b = build(data, &o, 1 << 30, &pool, &mut obs).unwrap();
-        assert_eq!(obs.phases, ["als", "graph", "content", "social"]);
+        assert_eq!(obs.phases, ["als", "graph", "content", "partition", "social"]);
         assert!(obs.checks > 3, "cancel is checked between blocks ({} checks)", obs.checks);
         assert_eq!(b.interacted_items, n_interacted);
         // Every post with text is servable: the ones nobody engaged with were placed by content.

@@ -38,6 +38,7 @@ use crate::als::FoldIn;
 use crate::csr::Csr;
 use crate::kernels::{dot_dispatch, score_all, QuantizedRows};
 use crate::tfidf::Tfidf;
+use crate::topk::Scored;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 
@@ -364,6 +365,9 @@ pub struct Catalog<'a> {
     pub owners: &'a [i64],
     /// Item → item graph over the trained items (None = not built).
     pub graph: Option<&'a crate::graph::ItemGraph>,
+    /// The partition of the item factors for an exact ALS top-k without a full scan (None =
+    /// scan every item).
+    pub ivf: Option<&'a crate::ivf::Ivf>,
 }
 
 impl Catalog<'_> {
@@ -384,9 +388,12 @@ pub struct Scores {
     /// Its factorised system and the (item, weight) pairs it was built from, kept for
     /// explanations (the ALS evidence of any post is then one solve away).
     pub fold: Option<(FoldIn, Vec<(u32, f32)>)>,
-    /// Dense ALS scores (empty when no history or zero weight), possibly approximate.
+    /// Dense ALS scores (empty when no history or zero weight, or `als_by_ivf`), possibly approximate.
     pub als: Vec<f32>,
     pub als_max: f32,
+    /// ALS is the only component in force and the catalogue is partitioned: no dense scores;
+    /// the caller ranks with [`Scores::als_top`] (exact), and `als_max` is exact.
+    pub als_by_ivf: bool,
     pub content: Vec<f32>,
     pub content_max: f32,
     /// The user's TF-IDF profile (term, weight), for explanations.
@@ -600,6 +607,19 @@ fn max_of<'a>(v: impl Iterator<Item = &'a f32>) -> f32 {
     v.fold(0f32, |m, &x| if x.is_finite() { m.max(x) } else { m })
 }
 
+/// Whether ALS alone decides the ranking for this user: every other component has weight 0 or
+/// nothing to say (no content model, no graph, no followees, no segments, no dislikes), and
+/// no priors (popularity, freshness).
+fn als_alone(cat: &Catalog<'_>, user: &UserInput, o: &HybridOptions, w: &Weights) -> bool {
+    (w.content == 0.0 || cat.tfidf.is_none())
+        && (w.graph == 0.0 || cat.graph.is_none())
+        && (w.social == 0.0 || user.followees.is_empty())
+        && (w.demographic == 0.0 || user.segments.is_empty())
+        && w.popularity == 0.0
+        && (w.freshness == 0.0 || cat.freshness.is_empty())
+        && (o.negative_weight == 0.0 || user.history.iter().all(|e| e.weight >= 0.0))
+}
+
 /// Computes every component for one user. `weights` are the weights in force (the model's or
 /// the caller's); components whose weight is 0 are skipped.
 pub fn score(cat: &Catalog<'_>, user: &UserInput, o: &HybridOptions, weights: &Weights) -> Scores {
@@ -620,7 +640,11 @@ pub fn score(cat: &Catalog<'_>, user: &UserInput, o: &HybridOptions, weights: &W
         let f = cat.factors;
         let fi = FoldIn::new(cat.item_factors, f, cat.gram, &items, cat.alpha);
         let x = fi.x.clone();
-        if w.als > 0.0 {
+        if let (true, Some(ivf)) = (w.als > 0.0 && als_alone(cat, user, o, &w), cat.ivf) {
+            // The maximum over all items, exact, from the partition (no dense scores).
+            s.als_max = ivf.top(cat.item_factors, &[], &x, 0, &|_| false, &|d| d).1.max(0.0);
+            s.als_by_ivf = true;
+        } else if w.als > 0.0 {
             let mut a = vec![0f32; n];
             match cat.quantized {
                 Some(q) => {
@@ -860,14 +884,35 @@ impl Scores {
         best.map(|b| Demotion::Similar(b.0))
     }
 
+    /// The ALS part of the fused score for an inner product `dot` with the user vector.
+    pub fn als_score(&self, dot: f32) -> f32 {
+        self.weights.als * scaled(dot, self.als_max)
+    }
+
+    /// With `als_by_ivf`: the exact best `k` items among those `allowed` by the ALS part (the
+    /// whole fused score then), best first; empty otherwise.
+    pub fn als_top(&self, cat: &Catalog<'_>, ids: &[i64], k: usize, allowed: &dyn Fn(usize) -> bool) -> Vec<Scored> {
+        match (self.als_by_ivf, cat.ivf, &self.x) {
+            (true, Some(ivf), Some(x)) => {
+                // als_score without its cap at 1: the same value for every item (no inner product
+                // exceeds als_max), but a bound above als_max must stay above the threshold's
+                // scale, or no cluster could ever be skipped.
+                let (w, max) = (self.weights.als, self.als_max);
+                let score = |d: f32| if max > 0.0 && d.is_finite() { w * (d.max(0.0) / max) } else { 0.0 };
+                ivf.top(cat.item_factors, ids, x, k, allowed, &score).0
+            }
+            _ => vec![],
+        }
+    }
+
     /// One item's contributions; the ALS part is exact (not from the int8 scan).
     pub fn parts(&self, cat: &Catalog<'_>, i: u32) -> Parts {
         let w = &self.weights;
         let iu = i as usize;
-        let als = match (&self.x, self.als.is_empty()) {
-            (Some(x), false) => {
+        let als = match (&self.x, !self.als.is_empty() || self.als_by_ivf) {
+            (Some(x), true) => {
                 let f = cat.factors;
-                w.als * scaled(dot_dispatch(&cat.item_factors[iu * f..(iu + 1) * f], x), self.als_max)
+                self.als_score(dot_dispatch(&cat.item_factors[iu * f..(iu + 1) * f], x))
             }
             _ => 0.0,
         };
@@ -1069,6 +1114,7 @@ mod tests {
             segments: &seg,
             owners: &[],
             graph: None,
+            ivf: None,
         };
         let o = HybridOptions::default();
         let w = o.weights;
@@ -1168,6 +1214,7 @@ mod tests {
                 segments: &self.seg,
                 owners: &self.owners,
                 graph: None,
+                ivf: None,
             }
         }
     }

@@ -13,6 +13,7 @@ pub mod explicit;
 pub mod graph;
 pub mod hybrid;
 pub mod ids;
+pub mod ivf;
 pub mod kernels;
 pub mod options;
 pub mod rng;

@@ -247,6 +247,7 @@ pub fn prepare_with(
         segments: &segments,
         owners: &owners,
         graph: graph.as_ref(),
+        ivf: None,
     };
     let sc = Scoring { w, cat: &cat, o, cfg, train: &train, recent: &recent, truth: &truth, cold: &cold, counts: popularity_counts(&ui) };
     let mut users: Vec<usize> = (0..w.n_users).filter(|&u| !truth[u].is_empty()).collect();
