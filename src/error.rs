@@ -89,6 +89,8 @@ fn mb(bytes: u64) -> u64 {
 }
 
 impl RecsysError {
+    // One function on purpose (issue 14): a flat match with one arm per error, so every
+    // SQLSTATE, message, detail and hint can be read and compared in one place.
     fn parts(&self) -> (PgSqlErrorCode, String, Option<String>, Option<String>) {
         use PgSqlErrorCode::*;
         match self {

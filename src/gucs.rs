@@ -26,6 +26,8 @@ static PARTITION_SCAN: GucSetting<bool> = GucSetting::<bool>::new(true);
 /// Longest recsys_search query accepted, in bytes.
 static MAX_QUERY_BYTES: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 
+// One function on purpose (issue 14): a flat list with one registration per GUC (name, texts,
+// default, bounds); splitting it would only scatter the list.
 pub fn init() {
     GucRegistry::define_int_guc(
         c"recsys.max_query_bytes",

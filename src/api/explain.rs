@@ -10,7 +10,8 @@ use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use pgrx::JsonB;
 use recsys_core::als::FoldIn;
-use recsys_core::hybrid::{self, Parts};
+use recsys_core::hybrid::{self, Catalog, Parts};
+use recsys_core::tfidf::Tfidf;
 use std::collections::HashMap;
 
 /// A short reason for one recommended post: its largest contribution, in words.
@@ -163,53 +164,96 @@ fn recsys_explain(
         let s = score_user(client, &m, user_id, &w)?;
         let cat = s.catalog(&m);
         let p = s.scores.parts(&cat, item);
-        let sc = &s.scores;
-        let mut out: Vec<ExplainRow> = vec![];
-        // ALS: the user's posts that pull this one up, in units of the fused score.
-        if sc.weights.als > 0.0 && sc.als_max > 0.0 && sc.x.is_some() {
-            let k = sc.weights.als / sc.als_max;
-            let mut r = Reasons::new(&m, &s);
-            let ev = r.als_evidence(item);
-            let ids: Vec<i64> = ev.iter().take(EXPLAIN_TOP).map(|&(j, _)| m.item_ids[j as usize]).collect();
-            r.titles = live::visible(client, &m, &ids)?;
-            for &(j, c) in ev.iter().take(EXPLAIN_TOP) {
-                // A post the caller may no longer see is counted but not named.
-                match r.name(j) {
-                    Some(name) => out.push(("als".into(), format!("you interacted with {name}"), Some(m.item_ids[j as usize]), None, k * c)),
-                    None => out.push(("als".into(), "a post you interacted with".into(), None, None, k * c)),
-                }
-            }
-            if ev.len() > EXPLAIN_TOP {
-                let rest: f32 = ev[EXPLAIN_TOP..].iter().map(|e| e.1).sum();
-                out.push(("als".into(), format!("{} other posts you interacted with", ev.len() - EXPLAIN_TOP), None, None, k * rest));
+        let mut e = Explanation { m: &m, s: &s, cat, item, p, out: vec![] };
+        e.als(client)?;
+        e.graph(client)?;
+        e.social();
+        e.content();
+        e.signals();
+        e.negative();
+        e.out.push(("total".into(), format!("fused score; {} interactions known", s.scores.n_history), Some(post_id), Some(user_id), p.total()));
+        Ok(e.out)
+    })
+    .or_raise();
+    TableIterator::new(rows)
+}
+
+/// recsys_explain's rows for one user and one post, component by component, in the order
+/// they are returned.
+struct Explanation<'a> {
+    m: &'a Serving,
+    s: &'a UserScores,
+    cat: Catalog<'a>,
+    item: u32,
+    p: Parts,
+    out: Vec<ExplainRow>,
+}
+
+impl Explanation<'_> {
+    /// Lets `r` name the first EXPLAIN_TOP posts of `ev` (one query for their titles).
+    fn name_top(&self, client: &SpiClient<'_>, r: &mut Reasons<'_>, ev: &[(u32, f32)]) -> Result<()> {
+        let ids: Vec<i64> = ev.iter().take(EXPLAIN_TOP).map(|&(j, _)| self.m.item_ids[j as usize]).collect();
+        r.titles = live::visible(client, self.m, &ids)?;
+        Ok(())
+    }
+
+    /// ALS: the user's posts that pull this one up, in units of the fused score.
+    fn als(&mut self, client: &SpiClient<'_>) -> Result<()> {
+        let (m, sc, item) = (self.m, &self.s.scores, self.item);
+        if !(sc.weights.als > 0.0 && sc.als_max > 0.0 && sc.x.is_some()) {
+            return Ok(());
+        }
+        let k = sc.weights.als / sc.als_max;
+        let mut r = Reasons::new(m, self.s);
+        let ev = r.als_evidence(item);
+        self.name_top(client, &mut r, &ev)?;
+        for &(j, c) in ev.iter().take(EXPLAIN_TOP) {
+            // A post the caller may no longer see is counted but not named.
+            match r.name(j) {
+                Some(name) => self.out.push(("als".into(), format!("you interacted with {name}"), Some(m.item_ids[j as usize]), None, k * c)),
+                None => self.out.push(("als".into(), "a post you interacted with".into(), None, None, k * c)),
             }
         }
-        // Graph: the user's posts with an edge to this one (EASE / RP3beta), binary weights.
-        if sc.weights.graph > 0.0 && sc.graph_max > 0.0 && p.graph > 0.0 {
-            let k = sc.weights.graph / sc.graph_max;
-            let mut r = Reasons::new(&m, &s);
-            let ev = r.graph_evidence(item);
-            let ids: Vec<i64> = ev.iter().take(EXPLAIN_TOP).map(|&(j, _)| m.item_ids[j as usize]).collect();
-            r.titles = live::visible(client, &m, &ids)?;
-            let mut shown = 0f32;
-            for &(j, w) in ev.iter().take(EXPLAIN_TOP) {
-                shown += k * w;
-                match r.name(j) {
-                    Some(name) => out.push(("graph".into(), format!("you liked {name}, which leads here"), Some(m.item_ids[j as usize]), None, k * w)),
-                    None => out.push(("graph".into(), "a post you liked leads here".into(), None, None, k * w)),
-                }
-            }
-            // The rest (further posts, negative edges, the cap at the maximum) so the rows add up.
-            let rest = p.graph - shown;
-            if rest.abs() > 1e-6 {
-                out.push(("graph".into(), format!("{} other posts you liked (net)", ev.len().saturating_sub(EXPLAIN_TOP)), None, None, rest));
+        if ev.len() > EXPLAIN_TOP {
+            let rest: f32 = ev[EXPLAIN_TOP..].iter().map(|e| e.1).sum();
+            self.out.push(("als".into(), format!("{} other posts you interacted with", ev.len() - EXPLAIN_TOP), None, None, k * rest));
+        }
+        Ok(())
+    }
+
+    /// Graph: the user's posts with an edge to this one (EASE / RP3beta), binary weights.
+    fn graph(&mut self, client: &SpiClient<'_>) -> Result<()> {
+        let (m, sc, item, p) = (self.m, &self.s.scores, self.item, self.p);
+        if !(sc.weights.graph > 0.0 && sc.graph_max > 0.0 && p.graph > 0.0) {
+            return Ok(());
+        }
+        let k = sc.weights.graph / sc.graph_max;
+        let mut r = Reasons::new(m, self.s);
+        let ev = r.graph_evidence(item);
+        self.name_top(client, &mut r, &ev)?;
+        let mut shown = 0f32;
+        for &(j, w) in ev.iter().take(EXPLAIN_TOP) {
+            shown += k * w;
+            match r.name(j) {
+                Some(name) => self.out.push(("graph".into(), format!("you liked {name}, which leads here"), Some(m.item_ids[j as usize]), None, k * w)),
+                None => self.out.push(("graph".into(), "a post you liked leads here".into(), None, None, k * w)),
             }
         }
-        // Social: each followee who engaged with or owns the post.
+        // The rest (further posts, negative edges, the cap at the maximum) so the rows add up.
+        let rest = p.graph - shown;
+        if rest.abs() > 1e-6 {
+            self.out.push(("graph".into(), format!("{} other posts you liked (net)", ev.len().saturating_sub(EXPLAIN_TOP)), None, None, rest));
+        }
+        Ok(())
+    }
+
+    /// Social: each followee who engaged with or owns the post.
+    fn social(&mut self) {
+        let (sc, item) = (&self.s.scores, self.item);
         if sc.social_max > 0.0 {
-            let o = &m.options.hybrid;
-            let now = hybrid::social_now(&s.req.input.followees);
-            for fe in &s.req.input.followees {
+            let o = &self.m.options.hybrid;
+            let now = hybrid::social_now(&self.s.req.input.followees);
+            for fe in &self.s.req.input.followees {
                 let one = hybrid::social_scores_at(std::slice::from_ref(fe), o, now).0;
                 if let Some(v) = one.get(&item) {
                     let how = match (fe.second_hop, fe.mutual, fe.owned.contains(&item)) {
@@ -219,64 +263,87 @@ fn recsys_explain(
                         (_, true, false) => "you follow each other; they engaged with it",
                         (_, false, false) => "you follow them; they engaged with it",
                     };
-                    out.push(("social".into(), how.into(), None, Some(fe.id), sc.weights.social * v / sc.social_max));
+                    self.out.push(("social".into(), how.into(), None, Some(fe.id), sc.weights.social * v / sc.social_max));
                 }
             }
         }
-        // Content: the profile terms the post shares, largest product first.
-        if let (Some(c), true) = (m.content.as_ref(), sc.content_max > 0.0) {
-            if let Some(row) = c.from_item[item as usize] {
-                let (ts, vs) = c.tfidf.docs.row(row as usize);
-                let shared: Vec<(u32, f32)> = sc.profile.iter().filter_map(|&(t, pw)| ts.binary_search(&t).ok().map(|k| (t, pw * vs[k]))).collect();
-                // A one-word tag matches as `#tag` and as the word: one row for both.
-                let mut merged: std::collections::BTreeMap<&str, (u32, f32)> = std::collections::BTreeMap::new();
-                for &(t, v) in &shared {
-                    let name = c.tfidf.vocab.term(t);
-                    let key = name.strip_prefix('#').unwrap_or(name);
-                    let e = merged.entry(key).or_insert((t, 0.0));
-                    if name.starts_with('#') {
-                        e.0 = t;
-                    }
-                    e.1 += v;
-                }
-                let mut terms: Vec<(u32, f32)> = merged.into_values().collect();
-                terms.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-                let k = sc.weights.content / sc.content_max;
-                for &(t, v) in terms.iter().take(EXPLAIN_TOP) {
-                    out.push(("content".into(), format!("matches {}", term_text(c.tfidf.vocab.term(t))), None, None, k * v));
-                }
-                if terms.len() > EXPLAIN_TOP {
-                    let rest: f32 = terms[EXPLAIN_TOP..].iter().map(|t| t.1).sum();
-                    out.push(("content".into(), format!("{} other matching terms", terms.len() - EXPLAIN_TOP), None, None, k * rest));
-                }
-            }
+    }
+
+    /// Content: the profile terms the post shares, largest product first.
+    fn content(&mut self) {
+        let sc = &self.s.scores;
+        let (Some(c), true) = (self.m.content.as_ref(), sc.content_max > 0.0) else { return };
+        let Some(row) = c.from_item[self.item as usize] else { return };
+        let terms = shared_terms(&c.tfidf, &sc.profile, row as usize);
+        let k = sc.weights.content / sc.content_max;
+        for &(t, v) in terms.iter().take(EXPLAIN_TOP) {
+            self.out.push(("content".into(), format!("matches {}", term_text(c.tfidf.vocab.term(t))), None, None, k * v));
         }
+        if terms.len() > EXPLAIN_TOP {
+            let rest: f32 = terms[EXPLAIN_TOP..].iter().map(|t| t.1).sum();
+            self.out.push(("content".into(), format!("{} other matching terms", terms.len() - EXPLAIN_TOP), None, None, k * rest));
+        }
+    }
+
+    /// The signals with no per-post evidence: popularity, freshness, demographic segments.
+    fn signals(&mut self) {
+        let (m, item, p) = (self.m, self.item, self.p);
         if p.popularity > 0.0 {
-            out.push(("popularity".into(), format!("trending score {:.3}", cat.popularity[item as usize]), None, None, p.popularity));
+            self.out.push(("popularity".into(), format!("trending score {:.3}", self.cat.popularity[item as usize]), None, None, p.popularity));
         }
         if p.freshness > 0.0 {
-            out.push(("freshness".into(), format!("freshness {:.3}", m.freshness[item as usize]), None, None, p.freshness));
+            self.out.push(("freshness".into(), format!("freshness {:.3}", m.freshness[item as usize]), None, None, p.freshness));
         }
         if p.demographic > 0.0 {
-            let segs: Vec<&str> =
-                s.req.input.segments.iter().filter(|k| m.segments.lists.get(*k).is_some_and(|l| l.iter().any(|x| x.0 == item))).map(|k| k.as_str()).collect();
-            out.push(("demographic".into(), format!("popular in your segments: {}", segs.join(", ")), None, None, p.demographic));
+            let segs: Vec<&str> = self
+                .s
+                .req
+                .input
+                .segments
+                .iter()
+                .filter(|k| m.segments.lists.get(*k).is_some_and(|l| l.iter().any(|x| x.0 == item)))
+                .map(|k| k.as_str())
+                .collect();
+            self.out.push(("demographic".into(), format!("popular in your segments: {}", segs.join(", ")), None, None, p.demographic));
         }
+    }
+
+    /// Negative feedback: what the post was demoted for.
+    fn negative(&mut self) {
+        let (m, sc, item, p) = (self.m, &self.s.scores, self.item, self.p);
         if p.negative < 0.0 {
             let pen = 100.0 * sc.penalty(item);
-            match sc.demotion(&cat, item) {
+            let row = match sc.demotion(&self.cat, item) {
                 Some(hybrid::Demotion::Creator(u)) => {
-                    out.push(("negative".into(), format!("by a creator whose post you disliked (demoted {pen:.0}%)"), None, Some(u), p.negative))
+                    ("negative".into(), format!("by a creator whose post you disliked (demoted {pen:.0}%)"), None, Some(u), p.negative)
                 }
                 Some(hybrid::Demotion::Similar(j)) => {
-                    out.push(("negative".into(), format!("close to a post you disliked (demoted {pen:.0}%)"), Some(m.item_ids[j as usize]), None, p.negative))
+                    ("negative".into(), format!("close to a post you disliked (demoted {pen:.0}%)"), Some(m.item_ids[j as usize]), None, p.negative)
                 }
-                None => out.push(("negative".into(), format!("close to posts you disliked (demoted {pen:.0}%)"), None, None, p.negative)),
-            }
+                None => ("negative".into(), format!("close to posts you disliked (demoted {pen:.0}%)"), None, None, p.negative),
+            };
+            self.out.push(row);
         }
-        out.push(("total".into(), format!("fused score; {} interactions known", sc.n_history), Some(post_id), Some(user_id), p.total()));
-        Ok(out)
-    })
-    .or_raise();
-    TableIterator::new(rows)
+    }
+}
+
+/// The terms of document `row` that the user's profile shares, each weighted by profile weight
+/// × document weight, largest first. A one-word tag matches as `#tag` and as the word: one
+/// entry for both, under the tag's term.
+fn shared_terms(tfidf: &Tfidf, profile: &[(u32, f32)], row: usize) -> Vec<(u32, f32)> {
+    let (ts, vs) = tfidf.docs.row(row);
+    let shared: Vec<(u32, f32)> = profile.iter().filter_map(|&(t, pw)| ts.binary_search(&t).ok().map(|k| (t, pw * vs[k]))).collect();
+    let mut merged: std::collections::BTreeMap<&str, (u32, f32)> = std::collections::BTreeMap::new();
+    for &(t, v) in &shared {
+        let name = tfidf.vocab.term(t);
+        let key = name.strip_prefix('#').unwrap_or(name);
+        let e = merged.entry(key).or_insert((t, 0.0));
+        if name.starts_with('#') {
+            e.0 = t;
+        }
+        e.1 += v;
+    }
+    let mut terms: Vec<(u32, f32)> = merged.into_values().collect();
+    terms.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    terms
 }

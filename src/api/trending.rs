@@ -38,6 +38,28 @@ pub fn top(client: &pgrx::spi::SpiClient<'_>, o: &TrainOptions, model: Option<Mo
     // The cache is consulted before anything is resolved: a hit costs no query at all (the
     // mapping comes from the model, whose key is part of the cache key).
     let ttl = gucs::trending_cache_seconds();
+    let key = cache_key(o, model, w);
+    if ttl > 0 {
+        if let Some(hit) = CACHE.with(|c| c.borrow().get(&key).filter(|(t, _)| t.elapsed().as_secs() < ttl).map(|(_, v)| v.clone())) {
+            return Ok(hit);
+        }
+    }
+    let out = Rc::new(query(client, o, w)?);
+    if ttl > 0 {
+        CACHE.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.len() >= 256 {
+                c.clear();
+            }
+            c.insert(key, (std::time::Instant::now(), out.clone()));
+        });
+    }
+    Ok(out)
+}
+
+/// Everything a trending result depends on: the caller (role, row security, search_path), the
+/// model and its mapping and weights, the window and the half-life.
+fn cache_key(o: &TrainOptions, model: Option<ModelKey>, w: &Window<'_>) -> String {
     // SAFETY: reads the backend's current user id and a GUC variable, on the backend thread.
     let (role, rls) = unsafe { (pgrx::pg_sys::GetUserId().to_u32(), pgrx::pg_sys::row_security) };
     // Without a model the table names are unqualified defaults: the search_path decides them.
@@ -50,7 +72,7 @@ pub fn top(client: &pgrx::spi::SpiClient<'_>, o: &TrainOptions, model: Option<Mo
             std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
         }
     };
-    let key = format!(
+    format!(
         "{role}|{rls}|{path}|{:?}|{}|{:?}|{}|{:?}|{:?}|{:?}|{}|{}|{}",
         model,
         o.interactions.table,
@@ -62,41 +84,15 @@ pub fn top(client: &pgrx::spi::SpiClient<'_>, o: &TrainOptions, model: Option<Mo
         gucs::trending_half_life_seconds(),
         w.k,
         w.offset
-    );
-    if ttl > 0 {
-        if let Some(hit) = CACHE.with(|c| c.borrow().get(&key).filter(|(t, _)| t.elapsed().as_secs() < ttl).map(|(_, v)| v.clone())) {
-            return Ok(hit);
-        }
-    }
+    )
+}
+
+/// Runs the trending query (no cache).
+fn query(client: &pgrx::spi::SpiClient<'_>, o: &TrainOptions, w: &Window<'_>) -> Result<Vec<(i64, f32)>> {
     let it = source::resolve(client, "interactions", &o.interactions, INTERACTIONS)?;
     let (post, time) = (it.col("post").unwrap_or("NULL"), it.col("time"));
     let time = time.ok_or_else(|| RecsysError::MissingColumnFor { what: "recsys_trending", role: "time", table: it.table.clone() })?;
-    let posts_map = match &o.posts {
-        Some(m) => Some(m.clone()),
-        None if source::table_exists(client, "posts")? => Some(TableMap::defaults_for("posts", POSTS)),
-        None if w.category.is_some() || w.project_code.is_some() => Some(TableMap::defaults_for("posts", POSTS)),
-        None => None,
-    };
-    let mut exists = String::new();
-    if let Some(map) = &posts_map {
-        let pt = source::resolve(client, "posts", map, POSTS)?;
-        let id = pt.col("id").unwrap_or("NULL");
-        let mut conds = format!("{id} OPERATOR(pg_catalog.=) a.p");
-        for (arg, role, n) in [(w.category, "category", 5), (w.project_code, "project_code", 6)] {
-            if arg.is_some() {
-                let c = pt.col(role).ok_or_else(|| RecsysError::MissingColumnFor {
-                    what: "this filter",
-                    role: if role == "category" { "category" } else { "project_code" },
-                    table: pt.table.clone(),
-                })?;
-                conds.push_str(&format!(" AND ({c})::pg_catalog.text OPERATOR(pg_catalog.=) ${n}::pg_catalog.text"));
-            }
-        }
-        if let Some(v) = &map.visible {
-            conds.push_str(&format!(" AND ({v})"));
-        }
-        exists = format!("WHERE EXISTS (SELECT 1 FROM {tbl} WHERE {conds})", tbl = pt.table);
-    }
+    let exists = posts_filter(client, o, w)?;
     // Exponential decay: weight · 2^(−age / half-life), age clamped at 0 for future rows. Rows
     // with a non-finite weight or time are skipped, never an error for everyone; every operator
     // is schema-qualified (OPERATOR() binds as one precedence level, left to right: parenthesise).
@@ -141,17 +137,36 @@ pub fn top(client: &pgrx::spi::SpiClient<'_>, o: &TrainOptions, model: Option<Mo
             out.push((p, s));
         }
     }
-    let out = Rc::new(out);
-    if ttl > 0 {
-        CACHE.with(|c| {
-            let mut c = c.borrow_mut();
-            if c.len() >= 256 {
-                c.clear();
-            }
-            c.insert(key, (std::time::Instant::now(), out.clone()));
-        });
-    }
     Ok(out)
+}
+
+/// The `WHERE EXISTS` clause that keeps posts present in the posts table, visible to the caller
+/// and in the category / project filters (parameters $5 and $6); empty without a posts table.
+fn posts_filter(client: &pgrx::spi::SpiClient<'_>, o: &TrainOptions, w: &Window<'_>) -> Result<String> {
+    let posts_map = match &o.posts {
+        Some(m) => Some(m.clone()),
+        None if source::table_exists(client, "posts")? => Some(TableMap::defaults_for("posts", POSTS)),
+        None if w.category.is_some() || w.project_code.is_some() => Some(TableMap::defaults_for("posts", POSTS)),
+        None => None,
+    };
+    let Some(map) = &posts_map else { return Ok(String::new()) };
+    let pt = source::resolve(client, "posts", map, POSTS)?;
+    let id = pt.col("id").unwrap_or("NULL");
+    let mut conds = format!("{id} OPERATOR(pg_catalog.=) a.p");
+    for (arg, role, n) in [(w.category, "category", 5), (w.project_code, "project_code", 6)] {
+        if arg.is_some() {
+            let c = pt.col(role).ok_or_else(|| RecsysError::MissingColumnFor {
+                what: "this filter",
+                role: if role == "category" { "category" } else { "project_code" },
+                table: pt.table.clone(),
+            })?;
+            conds.push_str(&format!(" AND ({c})::pg_catalog.text OPERATOR(pg_catalog.=) ${n}::pg_catalog.text"));
+        }
+    }
+    if let Some(v) = &map.visible {
+        conds.push_str(&format!(" AND ({v})"));
+    }
+    Ok(format!("WHERE EXISTS (SELECT 1 FROM {tbl} WHERE {conds})", tbl = pt.table))
 }
 
 /// Posts of the feed's trending signal (recsys_trending's default window).

@@ -314,96 +314,15 @@ pub fn ease(ui: &Csr, lambda: f32, k: usize, pool: &rayon::ThreadPool, check: &m
 /// Cholesky factor (in f64) and no pivoting is needed. Same n³ flops as Cholesky + potri, but
 /// in place with one heavy step, the rank-nb update of A_RR, done by a register-tiled kernel.
 fn sweep_inverse(a: &mut [f32], n: usize, nb: usize, pool: &rayon::ThreadPool, check: &mut dyn FnMut() -> Result<()>) -> Result<()> {
-    let quads = n.div_ceil(QUAD);
-    let tiles = n.div_ceil(TILE);
-    let mut v = vec![0f32; n * nb];
-    let mut up = vec![0f32; quads * QUAD * nb];
-    let mut vt = vec![0f32; tiles * TILE * nb];
-    let mut d = vec![0f64; nb * nb];
-    let mut dinv = vec![0f64; nb * nb];
-    let mut dinv32 = vec![0f32; nb * nb];
+    let mut s = Sweep::new(n, nb);
     for k0 in (0..n).step_by(nb) {
         let k1 = (k0 + nb).min(n);
-        let m = k1 - k0;
-        // D = A_KK (symmetric from the lower triangle), inverted through Cholesky in f64.
-        for p in 0..m {
-            for q in 0..=p {
-                let x = a[(k0 + p) * n + k0 + q] as f64;
-                d[p * m + q] = x;
-                d[q * m + p] = x;
-            }
-        }
-        if !spd_inverse(&mut d[..m * m], &mut dinv[..m * m], m) {
-            return Err(bad("lambda", "the regularised Gram matrix is not positive definite in f32; raise lambda"));
-        }
-        dinv32.iter_mut().zip(&dinv).for_each(|(s, x)| *s = *x as f32);
-        let dinv32 = &dinv32[..];
-        // V = A_RK, zero on K (so the update below leaves K alone).
-        {
-            let a = &*a;
-            pool.install(|| {
-                // Rows above K read column block K from rows K (a transpose): in blocks of 64
-                // rows so both sides stay in cache.
-                v.par_chunks_mut(64 * nb).enumerate().for_each(|(b, vb)| {
-                    let i0 = b * 64;
-                    let rows = vb.len() / nb;
-                    vb.iter_mut().for_each(|x| *x = 0.0);
-                    let above = k0.saturating_sub(i0).min(rows);
-                    for kk in 0..m {
-                        let src = &a[(k0 + kk) * n + i0..(k0 + kk) * n + i0 + above];
-                        for (r, &x) in src.iter().enumerate() {
-                            vb[r * nb + kk] = x;
-                        }
-                    }
-                    for r in 0..rows {
-                        let i = i0 + r;
-                        if i >= k1 {
-                            vb[r * nb..r * nb + m].copy_from_slice(&a[i * n + k0..i * n + k1]);
-                        }
-                    }
-                });
-                // U = V D⁻¹, packed by quads of rows: up[q][k][r] = U[4q + r][k].
-                let v = &v;
-                up.par_chunks_mut(QUAD * nb).enumerate().for_each(|(q, uq)| {
-                    uq.iter_mut().for_each(|x| *x = 0.0);
-                    let mut row = vec![0f32; nb];
-                    for r in 0..QUAD {
-                        let i = q * QUAD + r;
-                        if i >= n || (k0..k1).contains(&i) {
-                            continue;
-                        }
-                        row.iter_mut().for_each(|x| *x = 0.0);
-                        for (kk, &x) in v[i * nb..i * nb + m].iter().enumerate() {
-                            if x != 0.0 {
-                                for (o, &y) in row[..m].iter_mut().zip(&dinv32[kk * m..(kk + 1) * m]) {
-                                    *o += x * y;
-                                }
-                            }
-                        }
-                        for (kk, &x) in row[..m].iter().enumerate() {
-                            uq[kk * QUAD + r] = x;
-                        }
-                    }
-                });
-                // Vᵀ packed by tiles of columns: vt[t][k][l] = V[16t + l][k].
-                vt.par_chunks_mut(TILE * nb).enumerate().for_each(|(t, tile)| {
-                    tile.iter_mut().for_each(|x| *x = 0.0);
-                    for l in 0..TILE {
-                        let j = t * TILE + l;
-                        if j >= n {
-                            break;
-                        }
-                        for kk in 0..m {
-                            tile[kk * TILE + l] = v[j * nb + kk];
-                        }
-                    }
-                });
-            });
-        }
+        s.invert_pivot(a, k0, k1)?;
+        s.pack(a, k0, k1, pool);
         check()?;
         // A_RR −= U Vᵀ on the lower triangle, bands of rows in parallel.
         for (c, chunk) in a.chunks_mut(CHECK_ROWS * n).enumerate() {
-            let (up, vt) = (&up[..], &vt[..]);
+            let (up, vt) = (&s.up[..], &s.vt[..]);
             pool.install(|| {
                 chunk.par_chunks_mut(BAND * n).enumerate().for_each(|(b, band)| {
                     update_band(band, c * CHECK_ROWS + b * BAND, n, up, vt, nb);
@@ -411,7 +330,128 @@ fn sweep_inverse(a: &mut [f32], n: usize, nb: usize, pool: &rayon::ThreadPool, c
             });
             check()?;
         }
-        // A_RK ← U, A_KK ← −D⁻¹ (lower triangle).
+        s.store_pivot(a, k0, k1);
+    }
+    Ok(())
+}
+
+/// The scratch of [`sweep_inverse`] for one pivot block K = k0..k1 at a time (m = k1 − k0 <= nb).
+struct Sweep {
+    n: usize,
+    nb: usize,
+    /// V = A_RK, n × nb, zero on K.
+    v: Vec<f32>,
+    /// U = V D⁻¹ packed by quads of rows: up[q][k][r] = U[4q + r][k].
+    up: Vec<f32>,
+    /// Vᵀ packed by tiles of columns: vt[t][k][l] = V[16t + l][k].
+    vt: Vec<f32>,
+    /// D = A_KK (m × m, f64); destroyed by its inversion.
+    d: Vec<f64>,
+    /// D⁻¹ (m × m), in f64 and in f32.
+    dinv: Vec<f64>,
+    dinv32: Vec<f32>,
+}
+
+impl Sweep {
+    fn new(n: usize, nb: usize) -> Sweep {
+        let quads = n.div_ceil(QUAD);
+        let tiles = n.div_ceil(TILE);
+        Sweep {
+            n,
+            nb,
+            v: vec![0f32; n * nb],
+            up: vec![0f32; quads * QUAD * nb],
+            vt: vec![0f32; tiles * TILE * nb],
+            d: vec![0f64; nb * nb],
+            dinv: vec![0f64; nb * nb],
+            dinv32: vec![0f32; nb * nb],
+        }
+    }
+
+    /// D = A_KK (symmetric from the lower triangle), inverted through Cholesky in f64.
+    fn invert_pivot(&mut self, a: &[f32], k0: usize, k1: usize) -> Result<()> {
+        let (n, m, d) = (self.n, k1 - k0, &mut self.d);
+        for p in 0..m {
+            for q in 0..=p {
+                let x = a[(k0 + p) * n + k0 + q] as f64;
+                d[p * m + q] = x;
+                d[q * m + p] = x;
+            }
+        }
+        if !spd_inverse(&mut d[..m * m], &mut self.dinv[..m * m], m) {
+            return Err(bad("lambda", "the regularised Gram matrix is not positive definite in f32; raise lambda"));
+        }
+        self.dinv32.iter_mut().zip(&self.dinv).for_each(|(s, x)| *s = *x as f32);
+        Ok(())
+    }
+
+    /// Fills V = A_RK, U = V D⁻¹ and Vᵀ, packed for [`update_band`].
+    fn pack(&mut self, a: &[f32], k0: usize, k1: usize, pool: &rayon::ThreadPool) {
+        let Sweep { n, nb, v, up, vt, dinv32, .. } = self;
+        let (n, nb, m, dinv32) = (*n, *nb, k1 - k0, &dinv32[..]);
+        pool.install(|| {
+            // V = A_RK, zero on K (so the update leaves K alone). Rows above K read column block
+            // K from rows K (a transpose): in blocks of 64 rows so both sides stay in cache.
+            v.par_chunks_mut(64 * nb).enumerate().for_each(|(b, vb)| {
+                let i0 = b * 64;
+                let rows = vb.len() / nb;
+                vb.iter_mut().for_each(|x| *x = 0.0);
+                let above = k0.saturating_sub(i0).min(rows);
+                for kk in 0..m {
+                    let src = &a[(k0 + kk) * n + i0..(k0 + kk) * n + i0 + above];
+                    for (r, &x) in src.iter().enumerate() {
+                        vb[r * nb + kk] = x;
+                    }
+                }
+                for r in 0..rows {
+                    let i = i0 + r;
+                    if i >= k1 {
+                        vb[r * nb..r * nb + m].copy_from_slice(&a[i * n + k0..i * n + k1]);
+                    }
+                }
+            });
+            // U = V D⁻¹, packed by quads of rows: up[q][k][r] = U[4q + r][k].
+            let v = &*v;
+            up.par_chunks_mut(QUAD * nb).enumerate().for_each(|(q, uq)| {
+                uq.iter_mut().for_each(|x| *x = 0.0);
+                let mut row = vec![0f32; nb];
+                for r in 0..QUAD {
+                    let i = q * QUAD + r;
+                    if i >= n || (k0..k1).contains(&i) {
+                        continue;
+                    }
+                    row.iter_mut().for_each(|x| *x = 0.0);
+                    for (kk, &x) in v[i * nb..i * nb + m].iter().enumerate() {
+                        if x != 0.0 {
+                            for (o, &y) in row[..m].iter_mut().zip(&dinv32[kk * m..(kk + 1) * m]) {
+                                *o += x * y;
+                            }
+                        }
+                    }
+                    for (kk, &x) in row[..m].iter().enumerate() {
+                        uq[kk * QUAD + r] = x;
+                    }
+                }
+            });
+            // Vᵀ packed by tiles of columns: vt[t][k][l] = V[16t + l][k].
+            vt.par_chunks_mut(TILE * nb).enumerate().for_each(|(t, tile)| {
+                tile.iter_mut().for_each(|x| *x = 0.0);
+                for l in 0..TILE {
+                    let j = t * TILE + l;
+                    if j >= n {
+                        break;
+                    }
+                    for kk in 0..m {
+                        tile[kk * TILE + l] = v[j * nb + kk];
+                    }
+                }
+            });
+        });
+    }
+
+    /// A_RK ← U, A_KK ← −D⁻¹ (lower triangle).
+    fn store_pivot(&self, a: &mut [f32], k0: usize, k1: usize) {
+        let (n, nb, m, up) = (self.n, self.nb, k1 - k0, &self.up);
         let u_at = |i: usize, kk: usize| up[(i / QUAD) * QUAD * nb + kk * QUAD + i % QUAD];
         for kk in 0..m {
             for (i, x) in a[(k0 + kk) * n..(k0 + kk) * n + k0].iter_mut().enumerate() {
@@ -425,11 +465,10 @@ fn sweep_inverse(a: &mut [f32], n: usize, nb: usize, pool: &rayon::ThreadPool, c
         }
         for p in 0..m {
             for q in 0..=p {
-                a[(k0 + p) * n + k0 + q] = -dinv[p * m + q] as f32;
+                a[(k0 + p) * n + k0 + q] = -self.dinv[p * m + q] as f32;
             }
         }
     }
-    Ok(())
 }
 
 /// Inverse of an SPD m × m matrix through its Cholesky factor; `d` is destroyed. False when a
@@ -548,7 +587,48 @@ pub fn rp3beta(ui: &Csr, alpha: f32, beta: f32, k: usize, pool: &rayon::ThreadPo
     if ui.nnz() == 0 {
         return Err(CoreError::EmptyInput);
     }
-    // P_uj^α for every stored (u, j), in ui's order.
+    let puj = user_steps(ui, alpha, pool);
+    let iu = ui.transpose();
+    check()?;
+    let popb: Vec<f32> = (0..n)
+        .map(|j| {
+            let d = iu.row(j).0.len();
+            if d == 0 {
+                0.0
+            } else {
+                (d as f32).powf(-beta)
+            }
+        })
+        .collect();
+    let walk = Walk { ui, iu: &iu, puj: &puj, popb: &popb, alpha, k };
+    // One accumulator (and its list of touched items) per worker thread.
+    let scratch: Vec<Mutex<(Vec<f32>, Vec<u32>)>> = (0..pool.current_num_threads().max(1)).map(|_| Mutex::new((Vec::new(), Vec::new()))).collect();
+    let mut g = ItemGraph::empty(n, k);
+    const BLOCK: usize = 2048;
+    for start in (0..n).step_by(BLOCK) {
+        let end = (start + BLOCK).min(n);
+        let rows: Vec<Vec<(u32, f32)>> = pool.install(|| {
+            (start..end)
+                .into_par_iter()
+                .map(|i| {
+                    let slot = rayon::current_thread_index().unwrap_or(0) % scratch.len();
+                    let mut guard = match scratch[slot].lock() {
+                        Ok(g) => g,
+                        Err(p) => p.into_inner(),
+                    };
+                    let (acc, touched) = &mut *guard;
+                    walk.row(i, acc, touched)
+                })
+                .collect()
+        });
+        g.push_rows(rows)?;
+        check()?;
+    }
+    Ok(g)
+}
+
+/// P_uj^α for every stored (u, j), in ui's order: the user → item step of the walk.
+fn user_steps(ui: &Csr, alpha: f32, pool: &rayon::ThreadPool) -> Vec<f32> {
     let mut puj = vec![0f32; ui.nnz()];
     pool.install(|| {
         let mut parts: Vec<&mut [f32]> = Vec::with_capacity(ui.rows);
@@ -566,69 +646,54 @@ pub fn rp3beta(ui: &Csr, alpha: f32, beta: f32, k: usize, pool: &rayon::ThreadPo
             }
         })
     });
-    let iu = ui.transpose();
-    check()?;
-    let popb: Vec<f32> = (0..n)
-        .map(|j| {
-            let d = iu.row(j).0.len();
-            if d == 0 {
-                0.0
-            } else {
-                (d as f32).powf(-beta)
+    puj
+}
+
+/// What one row of RP3beta reads: the interactions both ways, the user → item steps and the
+/// popularity discount pop_j^−β.
+struct Walk<'a> {
+    ui: &'a Csr,
+    iu: &'a Csr,
+    puj: &'a [f32],
+    popb: &'a [f32],
+    alpha: f32,
+    k: usize,
+}
+
+impl Walk<'_> {
+    /// Row i of W, its `k` largest entries off the diagonal. `acc` (all zeros, resized to the
+    /// item count on first use) and `touched` (empty) are the thread's scratch, left as found.
+    fn row(&self, i: usize, acc: &mut Vec<f32>, touched: &mut Vec<u32>) -> Vec<(u32, f32)> {
+        let (ui, n) = (self.ui, self.ui.cols);
+        if acc.len() != n {
+            *acc = vec![0f32; n];
+        }
+        let (users, r_iu) = self.iu.row(i);
+        let s: f32 = r_iu.iter().sum();
+        for (&u, &r) in users.iter().zip(r_iu) {
+            let p = (r / s).powf(self.alpha);
+            let (a, b) = (ui.indptr[u as usize], ui.indptr[u as usize + 1]);
+            for (&j, &w) in ui.indices[a..b].iter().zip(&self.puj[a..b]) {
+                let slot = &mut acc[j as usize];
+                if *slot == 0.0 {
+                    touched.push(j);
+                }
+                *slot += p * w;
             }
-        })
-        .collect();
-    // One accumulator (and its list of touched items) per worker thread.
-    let scratch: Vec<Mutex<(Vec<f32>, Vec<u32>)>> = (0..pool.current_num_threads().max(1)).map(|_| Mutex::new((Vec::new(), Vec::new()))).collect();
-    let mut g = ItemGraph::empty(n, k);
-    const BLOCK: usize = 2048;
-    for start in (0..n).step_by(BLOCK) {
-        let end = (start + BLOCK).min(n);
-        let rows: Vec<Vec<(u32, f32)>> = pool.install(|| {
-            (start..end)
-                .into_par_iter()
-                .map(|i| {
-                    let slot = rayon::current_thread_index().unwrap_or(0) % scratch.len();
-                    let mut guard = match scratch[slot].lock() {
-                        Ok(g) => g,
-                        Err(p) => p.into_inner(),
-                    };
-                    let (acc, touched) = &mut *guard;
-                    if acc.len() != n {
-                        *acc = vec![0f32; n];
-                    }
-                    let (users, r_iu) = iu.row(i);
-                    let s: f32 = r_iu.iter().sum();
-                    for (&u, &r) in users.iter().zip(r_iu) {
-                        let p = (r / s).powf(alpha);
-                        let (a, b) = (ui.indptr[u as usize], ui.indptr[u as usize + 1]);
-                        for (&j, &w) in ui.indices[a..b].iter().zip(&puj[a..b]) {
-                            let slot = &mut acc[j as usize];
-                            if *slot == 0.0 {
-                                touched.push(j);
-                            }
-                            *slot += p * w;
-                        }
-                    }
-                    // Reading an entry clears it, so a repeat in `touched` reads 0 and is skipped.
-                    let row = top_row(
-                        k,
-                        touched.iter().filter(|&&j| j as usize != i).map(|&j| {
-                            let x = std::mem::take(&mut acc[j as usize]);
-                            (j, x * popb[j as usize])
-                        }),
-                    );
-                    // The diagonal was skipped above; clear it too.
-                    acc[i] = 0.0;
-                    touched.clear();
-                    row
-                })
-                .collect()
-        });
-        g.push_rows(rows)?;
-        check()?;
+        }
+        // Reading an entry clears it, so a repeat in `touched` reads 0 and is skipped.
+        let row = top_row(
+            self.k,
+            touched.iter().filter(|&&j| j as usize != i).map(|&j| {
+                let x = std::mem::take(&mut acc[j as usize]);
+                (j, x * self.popb[j as usize])
+            }),
+        );
+        // The diagonal was skipped above; clear it too.
+        acc[i] = 0.0;
+        touched.clear();
+        row
     }
-    Ok(g)
 }
 
 #[cfg(test)]

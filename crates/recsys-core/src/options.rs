@@ -317,6 +317,8 @@ pub fn object(v: &Value) -> Result<&Map<String, Value>> {
 }
 
 impl TrainOptions {
+    // One function on purpose (issue 14): a flat match with one arm per option key, each with
+    // its range, so the whole options surface reads as one table.
     pub fn parse(v: &Value) -> Result<TrainOptions> {
         let mut o = TrainOptions::default();
         for (key, val) in object(v)? {

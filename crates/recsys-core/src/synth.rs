@@ -203,13 +203,31 @@ fn words(rng: &mut Rng, topic: usize, n: usize, topics: usize) -> Vec<&'static s
         .collect()
 }
 
+/// Draws the data in four steps — users, posts, follows, interactions — from one seeded
+/// generator: each step consumes the draws in a fixed order, so a seed always gives the same data.
 pub fn generate(cfg: &SynthConfig) -> SynthData {
     let mut rng = Rng::new(cfg.seed);
     let c = cfg.communities.max(1);
     let span = cfg.days.max(1) as i64 * 86_400;
     let start = cfg.now - span;
-    // Users and their community demographics.
-    let users: Vec<SynthUser> = (0..cfg.users)
+    let users = gen_users(cfg, &mut rng, c, start);
+    let mut by_community: Vec<Vec<usize>> = vec![vec![]; c];
+    for (i, u) in users.iter().enumerate() {
+        by_community[u.community as usize].push(i);
+    }
+    let posts = gen_posts(cfg, &mut rng, &by_community, start, span);
+    let popularity = Popularity::new(cfg, &mut rng, &posts, c, start, span);
+    let user_zipf = Zipf::new(cfg.users.max(1), 1.0);
+    let followees = gen_followees(cfg, &mut rng, &users, &by_community, &user_zipf);
+    let follows = follow_rows(&mut rng, &followees, start, span);
+    let world = World { cfg, users: &users, posts: &posts, popularity: &popularity, followees: &followees, user_zipf: &user_zipf };
+    let interactions = world.interactions(&mut rng);
+    SynthData { users, posts, interactions, follows }
+}
+
+/// Users and their community demographics.
+fn gen_users(cfg: &SynthConfig, rng: &mut Rng, c: usize, start: i64) -> Vec<SynthUser> {
+    (0..cfg.users)
         .map(|u| {
             let community = rng.below(c as u64) as u32;
             let mut crng = Rng::new(cfg.seed ^ 0xC0FFEE ^ community as u64);
@@ -227,13 +245,13 @@ pub fn generate(cfg: &SynthConfig) -> SynthData {
                 created_at: start - rng.below(365 * 86_400) as i64,
             }
         })
-        .collect();
-    let mut by_community: Vec<Vec<usize>> = vec![vec![]; c];
-    for (i, u) in users.iter().enumerate() {
-        by_community[u.community as usize].push(i);
-    }
-    // Posts: one topic each, owner from that community when there is one.
-    let posts: Vec<SynthPost> = (0..cfg.posts)
+        .collect()
+}
+
+/// Posts: one topic each, owner from that community when there is one.
+fn gen_posts(cfg: &SynthConfig, rng: &mut Rng, by_community: &[Vec<usize>], start: i64, span: i64) -> Vec<SynthPost> {
+    let c = by_community.len();
+    (0..cfg.posts)
         .map(|p| {
             let topic = rng.below(c as u64) as usize;
             let owners = &by_community[topic];
@@ -243,16 +261,9 @@ pub fn generate(cfg: &SynthConfig) -> SynthData {
                 owners[rng.below(owners.len() as u64) as usize]
             };
             let (nt, nd) = (2 + rng.below(3) as usize, 6 + rng.below(8) as usize);
-            let title_words = words(&mut rng, topic, nt, c);
-            let desc_words = words(&mut rng, topic, nd, c);
-            let own = vocab(topic);
-            let n_tags = 2 + rng.below(4);
-            let mut tags: Vec<String> = (0..n_tags).map(|_| pick(&mut rng, &own).to_string()).collect();
-            if rng.next_f32() < 0.3 {
-                tags.push(format!("{} {}", pick(&mut rng, &own), topic_name(topic)));
-            }
-            tags.sort();
-            tags.dedup();
+            let title_words = words(rng, topic, nt, c);
+            let desc_words = words(rng, topic, nd, c);
+            let tags = gen_tags(rng, topic);
             let project = if rng.next_f32() < 0.7 { topic % 10 } else { rng.below(10) as usize };
             let mood = if rng.next_f32() < 0.6 { MOODS[topic % MOODS.len()] } else { MOODS[rng.below(MOODS.len() as u64) as usize] };
             SynthPost {
@@ -268,20 +279,57 @@ pub fn generate(cfg: &SynthConfig) -> SynthData {
                 created_at: start + rng.below(span as u64) as i64,
             }
         })
-        .collect();
-    let mut by_topic: Vec<Vec<usize>> = vec![vec![]; c];
-    for (i, p) in posts.iter().enumerate() {
-        by_topic[p.topic as usize].push(i);
+        .collect()
+}
+
+/// A post's tags: words of its topic, sometimes a two-word tag naming the topic; sorted, unique.
+fn gen_tags(rng: &mut Rng, topic: usize) -> Vec<String> {
+    let own = vocab(topic);
+    let n_tags = 2 + rng.below(4);
+    let mut tags: Vec<String> = (0..n_tags).map(|_| pick(rng, &own).to_string()).collect();
+    if rng.next_f32() < 0.3 {
+        tags.push(format!("{} {}", pick(rng, &own), topic_name(topic)));
     }
-    // Within a topic, popularity rank = a seeded shuffle; newer posts nudged up.
-    for list in by_topic.iter_mut() {
-        rng.shuffle(list);
-        list.sort_by_key(|&i| std::cmp::Reverse((posts[i].created_at - start) / (span / 4).max(1)));
+    tags.sort();
+    tags.dedup();
+    tags
+}
+
+/// Each topic's posts in popularity order, with a Zipf sampler over that order.
+struct Popularity {
+    by_topic: Vec<Vec<usize>>,
+    zipfs: Vec<Zipf>,
+}
+
+impl Popularity {
+    /// Within a topic, popularity rank = a seeded shuffle; newer posts nudged up.
+    fn new(cfg: &SynthConfig, rng: &mut Rng, posts: &[SynthPost], c: usize, start: i64, span: i64) -> Popularity {
+        let mut by_topic: Vec<Vec<usize>> = vec![vec![]; c];
+        for (i, p) in posts.iter().enumerate() {
+            by_topic[p.topic as usize].push(i);
+        }
+        for list in by_topic.iter_mut() {
+            rng.shuffle(list);
+            list.sort_by_key(|&i| std::cmp::Reverse((posts[i].created_at - start) / (span / 4).max(1)));
+        }
+        let zipfs: Vec<Zipf> = by_topic.iter().map(|l| Zipf::new(l.len().max(1), cfg.popularity_exponent as f64)).collect();
+        Popularity { by_topic, zipfs }
     }
-    let zipfs: Vec<Zipf> = by_topic.iter().map(|l| Zipf::new(l.len().max(1), cfg.popularity_exponent as f64)).collect();
-    // Follows: homophily + preferential attachment to popular accounts (low ids in each list).
-    let mut follows = SynthFollows::default();
-    let user_zipf = Zipf::new(cfg.users.max(1), 1.0);
+
+    /// A post of `topic` by popularity, or any of the `n_posts` posts when the topic has none.
+    fn sample(&self, rng: &mut Rng, topic: usize, n_posts: usize) -> usize {
+        let list = &self.by_topic[topic];
+        if list.is_empty() {
+            rng.below(n_posts as u64) as usize
+        } else {
+            list[self.zipfs[topic].sample(rng)]
+        }
+    }
+}
+
+/// Who each user follows: homophily + preferential attachment to popular accounts (low ids in
+/// each list), some follows reciprocated.
+fn gen_followees(cfg: &SynthConfig, rng: &mut Rng, users: &[SynthUser], by_community: &[Vec<usize>], user_zipf: &Zipf) -> Vec<Vec<u32>> {
     let community_zipf: Vec<Zipf> = by_community.iter().map(|l| Zipf::new(l.len().max(1), 0.8)).collect();
     let mut followees: Vec<Vec<u32>> = vec![vec![]; cfg.users];
     for (u, user) in users.iter().enumerate() {
@@ -289,9 +337,9 @@ pub fn generate(cfg: &SynthConfig) -> SynthData {
         for _ in 0..n {
             let same = &by_community[user.community as usize];
             let v = if rng.next_f32() < cfg.homophily && same.len() > 1 {
-                same[community_zipf[user.community as usize].sample(&mut rng).min(same.len() - 1)]
+                same[community_zipf[user.community as usize].sample(rng).min(same.len() - 1)]
             } else {
-                user_zipf.sample(&mut rng)
+                user_zipf.sample(rng)
             };
             if v == u || followees[u].contains(&(v as u32)) {
                 continue;
@@ -302,6 +350,12 @@ pub fn generate(cfg: &SynthConfig) -> SynthData {
             }
         }
     }
+    followees
+}
+
+/// The follows table, one timestamped row per followee.
+fn follow_rows(rng: &mut Rng, followees: &[Vec<u32>], start: i64, span: i64) -> SynthFollows {
+    let mut follows = SynthFollows::default();
     for (u, list) in followees.iter().enumerate() {
         for &v in list {
             follows.follower_id.push(u as i64 + 1);
@@ -309,67 +363,87 @@ pub fn generate(cfg: &SynthConfig) -> SynthData {
             follows.created_at.push(start + rng.below(span as u64) as i64);
         }
     }
-    // Interactions: every user at least once, then Zipf activity.
-    let mut it = SynthInteractions::default();
-    let n = cfg.interactions.max(cfg.users.min(cfg.interactions));
-    let mut recent: Vec<Vec<u32>> = vec![vec![]; cfg.users];
-    for k in 0..n {
-        if posts.is_empty() || users.is_empty() {
-            break;
+    follows
+}
+
+/// What interactions are drawn from: the people, the posts and who follows whom.
+struct World<'a> {
+    cfg: &'a SynthConfig,
+    users: &'a [SynthUser],
+    posts: &'a [SynthPost],
+    popularity: &'a Popularity,
+    followees: &'a [Vec<u32>],
+    user_zipf: &'a Zipf,
+}
+
+impl World<'_> {
+    /// Interactions: every user at least once, then Zipf activity.
+    fn interactions(&self, rng: &mut Rng) -> SynthInteractions {
+        let (cfg, users, posts) = (self.cfg, self.users, self.posts);
+        let mut it = SynthInteractions::default();
+        let n = cfg.interactions.max(cfg.users.min(cfg.interactions));
+        let mut recent: Vec<Vec<u32>> = vec![vec![]; cfg.users];
+        for k in 0..n {
+            if posts.is_empty() || users.is_empty() {
+                break;
+            }
+            let u = if k < cfg.users { k } else { self.user_zipf.sample(rng) };
+            let user = &users[u];
+            let p = self.pick_post(rng, u, &recent);
+            let post = &posts[p];
+            let (kind, value) = kind_and_value(rng, post.topic == user.community);
+            let t = post.created_at + rng.below((cfg.now - post.created_at).max(1) as u64) as i64;
+            it.user_id.push(user.id);
+            it.post_id.push(post.id);
+            it.kind.push(kind);
+            it.value.push(value);
+            it.created_at.push(t);
+            let r = &mut recent[u];
+            if r.len() >= 8 {
+                r.remove(0);
+            }
+            r.push(p as u32);
         }
-        let u = if k < cfg.users { k } else { user_zipf.sample(&mut rng) };
-        let user = &users[u];
-        let social = rng.next_f32() < 0.15 && !followees[u].is_empty();
-        let p = if social {
-            let f = followees[u][rng.below(followees[u].len() as u64) as usize] as usize;
+        it
+    }
+
+    /// The post user `u` engages with: 15% social (a followee's recent post, else a popular post
+    /// of the followee's topic), otherwise by interest.
+    fn pick_post(&self, rng: &mut Rng, u: usize, recent: &[Vec<u32>]) -> usize {
+        let followees = &self.followees[u];
+        let social = rng.next_f32() < 0.15 && !followees.is_empty();
+        if social {
+            let f = followees[rng.below(followees.len() as u64) as usize] as usize;
             match recent[f].last() {
                 Some(&p) if rng.next_f32() < 0.7 => p as usize,
-                _ => {
-                    let topic = users[f].community as usize;
-                    let list = &by_topic[topic];
-                    if list.is_empty() {
-                        rng.below(posts.len() as u64) as usize
-                    } else {
-                        list[zipfs[topic].sample(&mut rng)]
-                    }
-                }
+                _ => self.popularity.sample(rng, self.users[f].community as usize, self.posts.len()),
             }
         } else {
-            let topic = if rng.next_f32() < cfg.interest_focus { user.community as usize } else { rng.below(c as u64) as usize };
-            let list = &by_topic[topic];
-            if list.is_empty() {
-                rng.below(posts.len() as u64) as usize
+            let topic = if rng.next_f32() < self.cfg.interest_focus {
+                self.users[u].community as usize
             } else {
-                list[zipfs[topic].sample(&mut rng)]
-            }
-        };
-        let post = &posts[p];
-        let on_topic = post.topic == user.community;
-        let x = rng.next_f32();
-        let (kind, value) = if x < 0.6 {
-            (0u8, (0.1 + 0.9 * rng.next_f32()).min(1.0))
-        } else if x < 0.82 {
-            (1, f32::NAN)
-        } else if x < 0.88 {
-            (2, f32::NAN)
-        } else if x < 0.93 {
-            (3, f32::NAN)
-        } else {
-            (4, if on_topic { 3.0 + rng.below(3) as f32 } else { 1.0 + rng.below(4) as f32 })
-        };
-        let t = post.created_at + rng.below((cfg.now - post.created_at).max(1) as u64) as i64;
-        it.user_id.push(user.id);
-        it.post_id.push(post.id);
-        it.kind.push(kind);
-        it.value.push(value);
-        it.created_at.push(t);
-        let r = &mut recent[u];
-        if r.len() >= 8 {
-            r.remove(0);
+                rng.below(self.cfg.communities.max(1) as u64) as usize
+            };
+            self.popularity.sample(rng, topic, self.posts.len())
         }
-        r.push(p as u32);
     }
-    SynthData { users, posts, interactions: it, follows }
+}
+
+/// An interaction's kind (index into KINDS) and value: a view's watch fraction, a rating
+/// (higher on-topic), NaN for the rest.
+fn kind_and_value(rng: &mut Rng, on_topic: bool) -> (u8, f32) {
+    let x = rng.next_f32();
+    if x < 0.6 {
+        (0u8, (0.1 + 0.9 * rng.next_f32()).min(1.0))
+    } else if x < 0.82 {
+        (1, f32::NAN)
+    } else if x < 0.88 {
+        (2, f32::NAN)
+    } else if x < 0.93 {
+        (3, f32::NAN)
+    } else {
+        (4, if on_topic { 3.0 + rng.below(3) as f32 } else { 1.0 + rng.below(4) as f32 })
+    }
 }
 
 #[cfg(test)]
