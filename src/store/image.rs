@@ -312,20 +312,7 @@ pub fn read(img: &Arc<Image>, id: i64) -> Result<Data> {
         ),
     };
     let content = read_content(img, id, n, &index)?;
-    let ivf = match img.get::<u64>("ivf.items")? {
-        None => None,
-        Some(_) => {
-            let p = recsys_core::ivf::Ivf {
-                f: factors,
-                items: img.scalar("ivf.items")? as usize,
-                centroids: img.need("ivf.centroids")?,
-                radius: img.need("ivf.radius")?,
-                order: img.need("ivf.order")?,
-                offsets: img.need("ivf.offsets")?,
-            };
-            p.is_consistent(n).then_some(p).ok_or_else(|| bad("the post partition has inconsistent sizes"))?.into()
-        }
-    };
+    let ivf = read_ivf(img, id, factors, n)?;
     let newest = img.need::<f32>("newest_day")?;
     Ok(Data {
         factors,
@@ -348,6 +335,25 @@ pub fn read(img: &Arc<Image>, id: i64) -> Result<Data> {
         graph,
         ivf,
     })
+}
+
+/// The partition of an image's post factors (None: none stored).
+fn read_ivf(img: &Arc<Image>, id: i64, factors: usize, n: usize) -> Result<Option<recsys_core::ivf::Ivf>> {
+    if img.get::<u64>("ivf.items")?.is_none() {
+        return Ok(None);
+    }
+    let p = recsys_core::ivf::Ivf {
+        f: factors,
+        items: img.scalar("ivf.items")? as usize,
+        centroids: img.need("ivf.centroids")?,
+        radius: img.need("ivf.radius")?,
+        order: img.need("ivf.order")?,
+        offsets: img.need("ivf.offsets")?,
+    };
+    match p.is_consistent(n) {
+        true => Ok(Some(p)),
+        false => Err(RecsysError::Corrupt(format!("model image of {id}: the post partition has inconsistent sizes"))),
+    }
 }
 
 /// The content model of an image (None when trained without a posts table).

@@ -44,68 +44,7 @@ pub fn gather(client: &SpiClient<'_>, m: &Serving, user_id: i64, w: &Weights) ->
     let n_history = input.history.len() + unknown;
 
     if let (Some(q), true) = (&m.followees_query, w.social > 0.0) {
-        let mut direct: Vec<(i64, bool)> = m.run(client, "followees", q, &[INT8], &[user_id.into()], |row| {
-            Ok(row.get::<i64>(1)?.map(|id| (id, row.get::<bool>(2).ok().flatten().unwrap_or(false))))
-        })?;
-        let mut dedup = HashSet::new();
-        direct.retain(|(id, _)| dedup.insert(*id));
-        let mut all: Vec<(i64, bool, bool)> = direct.iter().map(|&(id, mutual)| (id, mutual, false)).collect();
-        if let (Some(q2), true) = (&m.second_hop_query, o.second_hop > 0.0) {
-            let hop2: Vec<i64> = m.run(client, "second_hop", q2, &[INT8], &[user_id.into()], |row| row.get::<i64>(1).map_err(Into::into))?;
-            all.extend(hop2.into_iter().filter(|id| !dedup.contains(id)).map(|id| (id, false, true)));
-        }
-        if !all.is_empty() {
-            // Their engagement and their posts as of now: one statement each for all followees.
-            let ids: Vec<i64> = all.iter().map(|f| f.0).collect();
-            let mut events: HashMap<i64, Vec<Event>> = HashMap::new();
-            m.run(
-                client,
-                "followee_events",
-                &m.followee_events_query,
-                &[JSONB, FLOAT4, INT8_ARRAY],
-                &{
-                    let (w, d) = source::weight_args(&m.options);
-                    [w.into(), d.into(), ids.clone().into()]
-                },
-                |row| {
-                    let (Some(u), Some(p)) = (row.get::<i64>(1)?, row.get::<i64>(2)?) else { return Ok(None::<()>) };
-                    let (Some(weight), Some(day)) =
-                        (source::finite_weight(row.get::<f64>(3)?), source::finite_day(Some(row.get::<f32>(4)?.unwrap_or(f32::NAN))))
-                    else {
-                        return Ok(None);
-                    };
-                    if let Some(item) = m.item_index.get(p) {
-                        events.entry(u).or_default().push(Event { item, weight, day });
-                    }
-                    Ok(None)
-                },
-            )?;
-            let mut owned: HashMap<i64, Vec<u32>> = HashMap::new();
-            if let Some(q) = &m.followee_posts_query {
-                m.run(client, "followee_posts", q, &[INT8_ARRAY], &[ids.into()], |row| {
-                    if let (Some(o), Some(p)) = (row.get::<i64>(1)?, row.get::<i64>(2)?) {
-                        if let Some(item) = m.item_index.get(p) {
-                            owned.entry(o).or_default().push(item);
-                        }
-                    }
-                    Ok(None::<()>)
-                })?;
-            }
-            input.followees = all
-                .into_iter()
-                .map(|(id, mutual, second_hop)| Followee {
-                    id,
-                    mutual,
-                    second_hop,
-                    followers: m.followers.get(id).unwrap_or(0),
-                    events: events.remove(&id).unwrap_or_default(),
-                    owned: match &m.followee_posts_query {
-                        Some(_) => owned.remove(&id).unwrap_or_default(),
-                        None => m.owned.get(id),
-                    },
-                })
-                .collect();
-        }
+        input.followees = followees(client, m, q, user_id)?;
     }
 
     if let (Some(q), true) = (&m.demographics_query, w.demographic > 0.0 && n_history < o.cold_start_threshold) {
@@ -116,4 +55,69 @@ pub fn gather(client: &SpiClient<'_>, m: &Serving, user_id: i64, w: &Weights) ->
         }
     }
     Ok(Request { input, seen })
+}
+
+/// The user's followees now (direct, mutual flags, and the second hop when on), each with their
+/// latest engagement and their posts: one statement each for all of them.
+fn followees(client: &SpiClient<'_>, m: &Serving, q: &str, user_id: i64) -> Result<Vec<Followee>> {
+    let o = &m.options.hybrid;
+    let mut direct: Vec<(i64, bool)> = m.run(client, "followees", q, &[INT8], &[user_id.into()], |row| {
+        Ok(row.get::<i64>(1)?.map(|id| (id, row.get::<bool>(2).ok().flatten().unwrap_or(false))))
+    })?;
+    let mut dedup = HashSet::new();
+    direct.retain(|(id, _)| dedup.insert(*id));
+    let mut all: Vec<(i64, bool, bool)> = direct.iter().map(|&(id, mutual)| (id, mutual, false)).collect();
+    if let (Some(q2), true) = (&m.second_hop_query, o.second_hop > 0.0) {
+        let hop2: Vec<i64> = m.run(client, "second_hop", q2, &[INT8], &[user_id.into()], |row| row.get::<i64>(1).map_err(Into::into))?;
+        all.extend(hop2.into_iter().filter(|id| !dedup.contains(id)).map(|id| (id, false, true)));
+    }
+    if all.is_empty() {
+        return Ok(vec![]);
+    }
+    let ids: Vec<i64> = all.iter().map(|f| f.0).collect();
+    let mut events: HashMap<i64, Vec<Event>> = HashMap::new();
+    let (weights, default_weight) = source::weight_args(&m.options);
+    m.run(
+        client,
+        "followee_events",
+        &m.followee_events_query,
+        &[JSONB, FLOAT4, INT8_ARRAY],
+        &[weights.into(), default_weight.into(), ids.clone().into()],
+        |row| {
+            let (Some(u), Some(p)) = (row.get::<i64>(1)?, row.get::<i64>(2)?) else { return Ok(None::<()>) };
+            let (Some(weight), Some(day)) = (source::finite_weight(row.get::<f64>(3)?), source::finite_day(Some(row.get::<f32>(4)?.unwrap_or(f32::NAN))))
+            else {
+                return Ok(None);
+            };
+            if let Some(item) = m.item_index.get(p) {
+                events.entry(u).or_default().push(Event { item, weight, day });
+            }
+            Ok(None)
+        },
+    )?;
+    let mut owned: HashMap<i64, Vec<u32>> = HashMap::new();
+    if let Some(q) = &m.followee_posts_query {
+        m.run(client, "followee_posts", q, &[INT8_ARRAY], &[ids.into()], |row| {
+            if let (Some(o), Some(p)) = (row.get::<i64>(1)?, row.get::<i64>(2)?) {
+                if let Some(item) = m.item_index.get(p) {
+                    owned.entry(o).or_default().push(item);
+                }
+            }
+            Ok(None::<()>)
+        })?;
+    }
+    Ok(all
+        .into_iter()
+        .map(|(id, mutual, second_hop)| Followee {
+            id,
+            mutual,
+            second_hop,
+            followers: m.followers.get(id).unwrap_or(0),
+            events: events.remove(&id).unwrap_or_default(),
+            owned: match &m.followee_posts_query {
+                Some(_) => owned.remove(&id).unwrap_or_default(),
+                None => m.owned.get(id),
+            },
+        })
+        .collect())
 }

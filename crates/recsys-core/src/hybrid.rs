@@ -645,29 +645,7 @@ pub fn score(cat: &Catalog<'_>, user: &UserInput, o: &HybridOptions, weights: &W
             s.als_max = ivf.top(cat.item_factors, &[], &x, 0, &|_| false, &|d| d).1.max(0.0);
             s.als_by_ivf = true;
         } else if w.als > 0.0 {
-            let mut a = vec![0f32; n];
-            match cat.quantized {
-                Some(q) => {
-                    q.scores(&x, &mut a);
-                    // The scale must not depend on the scan: the exact maximum, found among
-                    // the posts whose approximate score is within 3% of the approximate one
-                    // (int8 rows are off by well under 1%).
-                    let approx_max = max_of(a.iter());
-                    let floor = approx_max - 0.03 * approx_max.abs();
-                    s.als_max = a
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, &v)| v >= floor)
-                        .take(ALS_MAX_POOL)
-                        .map(|(i, _)| dot_dispatch(&cat.item_factors[i * f..(i + 1) * f], &x))
-                        .fold(0f32, f32::max);
-                }
-                None => {
-                    score_all(cat.item_factors, f, &x, &mut a);
-                    s.als_max = max_of(a.iter());
-                }
-            }
-            s.als = a;
+            (s.als, s.als_max) = als_dense(cat, &x);
         }
         s.x = Some(x);
         if w.graph > 0.0 {
@@ -686,16 +664,7 @@ pub fn score(cat: &Catalog<'_>, user: &UserInput, o: &HybridOptions, weights: &W
         if let Some(t) = cat.tfidf {
             s.profile = content_profile(cat, &user.history, o.content_half_life_days, o.profile_terms);
             if !s.profile.is_empty() {
-                let mut rows = vec![0f32; t.docs.rows];
-                t.scores(&s.profile, &mut rows);
-                let mut c = vec![0f32; n];
-                for (d, &v) in rows.iter().enumerate() {
-                    if let Some(i) = cat.to_item[d] {
-                        c[i as usize] = v;
-                    }
-                }
-                s.content_max = max_of(c.iter());
-                s.content = c;
+                (s.content, s.content_max) = content_dense(cat, t, &s.profile);
             }
         }
     }
@@ -729,6 +698,48 @@ pub fn score(cat: &Catalog<'_>, user: &UserInput, o: &HybridOptions, weights: &W
         }
     }
     s
+}
+
+/// Every item's ALS score for user vector `x` (the int8 scan when the catalogue has one, so
+/// approximate then) and the exact maximum.
+fn als_dense(cat: &Catalog<'_>, x: &[f32]) -> (Vec<f32>, f32) {
+    let f = cat.factors;
+    let mut a = vec![0f32; cat.items()];
+    let max = match cat.quantized {
+        Some(q) => {
+            q.scores(x, &mut a);
+            // The scale must not depend on the scan: the exact maximum, found among the posts
+            // whose approximate score is within 3% of the approximate one (int8 rows are off by
+            // well under 1%).
+            let approx_max = max_of(a.iter());
+            let floor = approx_max - 0.03 * approx_max.abs();
+            a.iter()
+                .enumerate()
+                .filter(|(_, &v)| v >= floor)
+                .take(ALS_MAX_POOL)
+                .map(|(i, _)| dot_dispatch(&cat.item_factors[i * f..(i + 1) * f], x))
+                .fold(0f32, f32::max)
+        }
+        None => {
+            score_all(cat.item_factors, f, x, &mut a);
+            max_of(a.iter())
+        }
+    };
+    (a, max)
+}
+
+/// Every item's content score (cosine with the TF-IDF `profile`) and the maximum.
+fn content_dense(cat: &Catalog<'_>, t: &Tfidf, profile: &[(u32, f32)]) -> (Vec<f32>, f32) {
+    let mut rows = vec![0f32; t.docs.rows];
+    t.scores(profile, &mut rows);
+    let mut c = vec![0f32; cat.items()];
+    for (d, &v) in rows.iter().enumerate() {
+        if let Some(i) = cat.to_item[d] {
+            c[i as usize] = v;
+        }
+    }
+    let max = max_of(c.iter());
+    (c, max)
 }
 
 /// Per-item penalty in [0, 1] for the disliked set `d` (see the module doc); empty when no

@@ -46,6 +46,15 @@ impl IdIndex {
     }
 
     pub fn get(&self, id: i64) -> Option<u32> {
+        // Serial ids (most apps' posts and users) sit at position id − first: one probe instead
+        // of a binary search over the whole array (which misses the cache on every step).
+        if let Some(&first) = self.ids.first() {
+            if let Some(k) = id.checked_sub(first).and_then(|k| usize::try_from(k).ok()).filter(|&k| k < self.ids.len()) {
+                if self.ids[k] == id {
+                    return Some(self.values[k]);
+                }
+            }
+        }
         match self.ids.binary_search(&id) {
             Ok(k) => Some(self.values[k]),
             Err(_) => self.extra.get(&id).copied(),
