@@ -10,8 +10,9 @@ CREATE TABLE IF NOT EXISTS interactions (
     user_id bigint NOT NULL, post_id bigint NOT NULL, kind text NOT NULL, value real,
     created_at timestamptz DEFAULT now());
 -- Per-call reads (recsys_train warns when one would scan): the user's history and each
--- followee's newest rows, trending's window, followees' posts.
-CREATE INDEX IF NOT EXISTS interactions_user_time_idx ON interactions (user_id, created_at);
+-- followee's newest rows, trending's window, followees' posts. INCLUDE makes the per-user
+-- reads index-only scans (no heap visit per row once the table is vacuumed).
+CREATE INDEX IF NOT EXISTS interactions_user_time_idx ON interactions (user_id, created_at) INCLUDE (post_id, kind, value);
 CREATE INDEX IF NOT EXISTS interactions_created_idx ON interactions (created_at);
 CREATE TABLE IF NOT EXISTS follows (
     follower_id bigint NOT NULL, followee_id bigint NOT NULL, created_at timestamptz DEFAULT now(),

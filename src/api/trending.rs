@@ -3,7 +3,7 @@ use crate::gucs;
 use crate::options::DEFAULT_MODEL;
 use crate::options::{TableMap, TrainOptions, INTERACTIONS, POSTS};
 use crate::store::serving::{ModelKey, Serving};
-use crate::store::source;
+use crate::store::{filecache, source};
 use pgrx::datum::Interval;
 use pgrx::prelude::*;
 use std::rc::Rc;
@@ -43,18 +43,36 @@ pub fn top(client: &pgrx::spi::SpiClient<'_>, o: &TrainOptions, model: Option<Mo
         if let Some(hit) = CACHE.with(|c| c.borrow().get(&key).filter(|(t, _)| t.elapsed().as_secs() < ttl).map(|(_, v)| v.clone())) {
             return Ok(hit);
         }
+        // Another connection's result (a new connection would otherwise aggregate the window
+        // again); kept here for what is left of its time to live.
+        if let Some((age, rows)) = filecache::get("trending", &key, std::time::Duration::from_secs(ttl)) {
+            let out = Rc::new(rows);
+            remember(key, std::time::Instant::now().checked_sub(age).unwrap_or_else(std::time::Instant::now), out.clone());
+            return Ok(out);
+        }
     }
     let out = Rc::new(query(client, o, w)?);
     if ttl > 0 {
-        CACHE.with(|c| {
-            let mut c = c.borrow_mut();
-            if c.len() >= 256 {
-                c.clear();
-            }
-            c.insert(key, (std::time::Instant::now(), out.clone()));
-        });
+        // Shared only when this transaction has written nothing: then it saw committed rows
+        // only, which every other session may see too.
+        // SAFETY: reads the current transaction's state, on the backend thread.
+        if unsafe { pgrx::pg_sys::GetTopTransactionIdIfAny() } == pgrx::pg_sys::InvalidTransactionId {
+            filecache::put("trending", &key, &out);
+        }
+        remember(key, std::time::Instant::now(), out.clone());
     }
     Ok(out)
+}
+
+/// Keeps a result in this backend's cache.
+fn remember(key: String, at: std::time::Instant, out: Rc<Vec<(i64, f32)>>) {
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() >= 256 {
+            c.clear();
+        }
+        c.insert(key, (at, out));
+    });
 }
 
 /// Everything a trending result depends on: the caller (role, row security, search_path), the
