@@ -14,9 +14,9 @@ use crate::backend::TRENDING as CACHE;
 
 /// The mapping and weights of the served model, or the defaults when none is trained yet:
 /// trending reads interactions directly and needs no trained model.
-fn recipe(client: &pgrx::spi::SpiClient<'_>, name: &str) -> Result<(TrainOptions, Option<ModelKey>)> {
+fn recipe(client: &pgrx::spi::SpiClient<'_>, name: &str) -> Result<(TrainOptions, Option<Rc<Serving>>)> {
     match crate::store::model::current(client, name) {
-        Ok(m) => Ok((m.options.clone(), Some(m.key))),
+        Ok(m) => Ok((m.options.clone(), Some(m))),
         Err(RecsysError::NotTrained) if name == DEFAULT_MODEL => Ok((TrainOptions::default(), None)),
         Err(e) => Err(e),
     }
@@ -35,11 +35,16 @@ pub struct Window<'a> {
 /// also the feed's popularity component. Only posts that exist in the posts table (when one is
 /// mapped) and that the caller may see count.
 pub fn top(client: &pgrx::spi::SpiClient<'_>, o: &TrainOptions, model: Option<ModelKey>, w: &Window<'_>) -> Result<Rc<Vec<(i64, f32)>>> {
+    top_cached(client, o, model, w, true)
+}
+
+/// [`top`], from a cache younger than `recsys.trending_cache_seconds` when `cached`.
+fn top_cached(client: &pgrx::spi::SpiClient<'_>, o: &TrainOptions, model: Option<ModelKey>, w: &Window<'_>, cached: bool) -> Result<Rc<Vec<(i64, f32)>>> {
     // The cache is consulted before anything is resolved: a hit costs no query at all (the
     // mapping comes from the model, whose key is part of the cache key).
     let ttl = gucs::trending_cache_seconds();
     let key = cache_key(o, model, w);
-    if ttl > 0 {
+    if ttl > 0 && cached {
         if let Some(hit) = CACHE.with(|c| c.borrow().get(&key).filter(|(t, _)| t.elapsed().as_secs() < ttl).map(|(_, v)| v.clone())) {
             return Ok(hit);
         }
@@ -242,9 +247,21 @@ fn recsys_trending(
         if since.as_micros() <= 0 {
             return Err(RecsysError::InvalidArgument { message: "since must be a positive interval".into(), hint: "pass since => '7 days'".into() });
         }
-        let (o, model) = recipe(client, model.unwrap_or(DEFAULT_MODEL))?;
+        let (o, served) = recipe(client, model.unwrap_or(DEFAULT_MODEL))?;
         let w = Window { k, offset: offset as usize, category, project_code, since };
-        Ok(top(client, &o, model, &w)?.as_ref().clone())
+        let key = served.as_ref().map(|m| m.key);
+        let rows = top(client, &o, key, &w)?;
+        // A cached page is checked against the posts table now: when a post on it was deleted
+        // or hidden since, the page is computed again (so it is full and current).
+        if let Some(m) = &served {
+            let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
+            if let Some(vis) = crate::store::live::visible(client, m, &ids)? {
+                if ids.iter().any(|id| !vis.contains_key(id)) {
+                    return Ok(top_cached(client, &o, key, &w, false)?.as_ref().clone());
+                }
+            }
+        }
+        Ok(rows.as_ref().clone())
     })
     .or_raise();
     TableIterator::new(rows)

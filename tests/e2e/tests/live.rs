@@ -298,3 +298,33 @@ fn als_only_feed_through_the_partition_equals_the_full_scan() {
     assert_eq!(on, rows(&feed("off", 4, ", include => ARRAY[20001, 2, 3, 4]::bigint[]")));
     assert!(on.iter().any(|x| x.0 == 20001 && x.1.as_str() > "0.00000"), "{on:?}");
 }
+
+/// Issue 12: a trending result is shared with the next connection through
+/// `$PGDATA/pg_recsys/cache` (so a new connection does not aggregate the window again), but
+/// never one computed by a transaction that wrote: its rows may roll back.
+#[test]
+fn trending_is_shared_between_connections_but_never_uncommitted() {
+    let c = Cluster::start("live_trending_cache");
+    let db = "postgres";
+    fixture(&c, db, OPTS);
+    let cache = c.dir.join("pg_recsys/cache");
+    let files = || std::fs::read_dir(&cache).map(|d| d.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("trending_")).count()).unwrap_or(0);
+    let first = ids(&c, db, "SELECT post_id FROM recsys_trending(3)");
+    assert_eq!(files(), 1, "the result is kept for other connections");
+    assert_eq!(ids(&c, db, "SELECT post_id FROM recsys_trending(3)"), first, "a new connection reads it");
+    // A transaction that likes post 38 many times sees its own burst, and shares nothing.
+    std::fs::remove_dir_all(&cache).unwrap();
+    let inside = c.sql(
+        db,
+        "BEGIN; INSERT INTO interactions (user_id, post_id, kind) SELECT u, 38, 'like' FROM generate_series(1, 200) u;
+         SELECT post_id FROM recsys_trending(1); ROLLBACK;",
+    );
+    assert_eq!(inside.trim(), "38");
+    assert_eq!(files(), 0, "nothing computed inside a writing transaction is shared");
+    assert_eq!(ids(&c, db, "SELECT post_id FROM recsys_trending(3)"), first, "after the rollback, the committed ranking");
+    // A cached page whose post was deleted since is computed again (full, current).
+    c.sql(db, &format!("DELETE FROM posts WHERE id = {}", first[0]));
+    let after = ids(&c, db, "SELECT post_id FROM recsys_trending(3)");
+    assert_eq!(after.len(), 3);
+    assert!(!after.contains(&first[0]), "{after:?}");
+}
