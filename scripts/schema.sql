@@ -5,7 +5,8 @@ CREATE TABLE IF NOT EXISTS users (
 CREATE TABLE IF NOT EXISTS posts (
     id bigint PRIMARY KEY, owner_id bigint, title text, description text, tags text[], category text,
     project_code text, mood text, created_at timestamptz DEFAULT now());
-CREATE INDEX IF NOT EXISTS posts_owner_idx ON posts (owner_id);
+-- Followees' newest posts, as index-only scans (owner, newest first, the id included).
+CREATE INDEX IF NOT EXISTS posts_owner_idx ON posts (owner_id, created_at DESC NULLS LAST) INCLUDE (id);
 CREATE TABLE IF NOT EXISTS interactions (
     user_id bigint NOT NULL, post_id bigint NOT NULL, kind text NOT NULL, value real,
     created_at timestamptz DEFAULT now());
