@@ -42,15 +42,21 @@ fn dist2(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
 }
 
-fn nearest(y: &[f32], centroids: &[f32], f: usize) -> u32 {
-    let mut best = (f32::INFINITY, 0u32);
-    for (c, mu) in centroids.chunks_exact(f).enumerate() {
-        let d = dist2(y, mu);
-        if d < best.0 {
-            best = (d, c as u32);
+/// The centroid nearest to `y`: argmin ‖y − μ‖² = argmax y·μ − ‖μ‖²/2 (`half_norms`), so the
+/// scan is one SIMD dot product per centroid.
+fn nearest(y: &[f32], centroids: &[f32], half_norms: &[f32], f: usize) -> u32 {
+    let mut best = (f32::NEG_INFINITY, 0u32);
+    for (c, (mu, h)) in centroids.chunks_exact(f).zip(half_norms).enumerate() {
+        let v = dot_dispatch(y, mu) - h;
+        if v > best.0 {
+            best = (v, c as u32);
         }
     }
     best.1
+}
+
+fn half_norms(centroids: &[f32], f: usize) -> Vec<f32> {
+    centroids.chunks_exact(f).map(|mu| 0.5 * dot_dispatch(mu, mu)).collect()
 }
 
 impl Ivf {
@@ -68,7 +74,8 @@ impl Ivf {
         let sample: Vec<usize> = (0..sample_n).map(|s| (s as u64 * n as u64 / sample_n as u64) as usize).collect();
         let mut centroids: Vec<f32> = (0..clusters).flat_map(|c| row(sample[c * sample_n / clusters]).to_vec()).collect();
         for _ in 0..ROUNDS {
-            let assign: Vec<u32> = pool.install(|| sample.par_iter().map(|&i| nearest(row(i), &centroids, f)).collect());
+            let h = half_norms(&centroids, f);
+            let assign: Vec<u32> = pool.install(|| sample.par_iter().map(|&i| nearest(row(i), &centroids, &h, f)).collect());
             let mut sum = vec![0f64; clusters * f];
             let mut count = vec![0usize; clusters];
             for (&i, &c) in sample.iter().zip(&assign) {
@@ -85,7 +92,8 @@ impl Ivf {
             }
             check()?;
         }
-        let assign: Vec<u32> = pool.install(|| (0..n).into_par_iter().map(|i| nearest(row(i), &centroids, f)).collect());
+        let h = half_norms(&centroids, f);
+        let assign: Vec<u32> = pool.install(|| (0..n).into_par_iter().map(|i| nearest(row(i), &centroids, &h, f)).collect());
         check()?;
         Ok(Some(Ivf::from_assignment(y, f, centroids, &assign)))
     }
