@@ -1,7 +1,7 @@
 //! A cluster-wide cache of small ranked lists, as files under `$PGDATA/pg_recsys/cache/`: what
 //! one backend computed (trending, an aggregate over every interaction of the window) the next
 //! connection reads instead of computing it again. Without it every new connection paid the
-//! aggregation once (330 ms on the first feed call at 1M interactions in the window).
+//! aggregation once (330 ms of the first feed call at 100K posts, 1M interactions ending now).
 //!
 //! A file holds its full key (so a hash collision is a miss, never a wrong answer), the wall
 //! clock time it was computed at, and the (id, score) rows. It is written to a temporary file
