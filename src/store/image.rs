@@ -372,12 +372,7 @@ fn read_content(img: &Arc<Image>, id: i64, n: usize, index: &dyn Fn(&str) -> Res
             }
             let raw: Buf<u32> = img.need("content.to_item")?;
             let to_item: Vec<Option<u32>> = raw.iter().map(|&i| (i != u32::MAX && (i as usize) < n).then_some(i)).collect();
-            let mut from_item = vec![None; n];
-            for (d, i) in to_item.iter().enumerate() {
-                if let Some(i) = i {
-                    from_item[*i as usize] = Some(d as u32);
-                }
-            }
+            let from_item = Content::from_item_of(&to_item, n);
             let dict_list: Vec<String> = serde_json::from_slice(&img.need::<u8>("content.dict")?).map_err(|e| bad(&e.to_string()))?;
             let dict = dict_list.iter().enumerate().skip(1).map(|(i, v)| (v.clone(), i as u32)).collect();
             let attrs: Buf<u32> = img.need("content.attrs")?;

@@ -597,12 +597,7 @@ fn decode_content(id: i64, parts: &Parts, item_index: &IdIndex, n_items: usize) 
             let postings = docs.transpose();
             let index: HashMap<String, u32> = vocab.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
             let to_item: Vec<Option<u32>> = ids.iter().map(|&p| item_index.get(p)).collect();
-            let mut from_item = vec![None; n_items];
-            for (d, i) in to_item.iter().enumerate() {
-                if let Some(i) = i {
-                    from_item[*i as usize] = Some(d as u32);
-                }
-            }
+            let from_item = Content::from_item_of(&to_item, n_items);
             let cindex = IdIndex::positions(&ids);
             let codes: Vec<u32> = decode(opt("attr_codes"), u32::from_le_bytes)?;
             let dict_list: Vec<String> = if opt("attr_dict").is_empty() {

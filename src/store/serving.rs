@@ -137,6 +137,17 @@ pub struct Content {
 }
 
 impl Content {
+    /// Model item → content row, the inverse of `to_item` over `n` items.
+    pub fn from_item_of(to_item: &[Option<u32>], n: usize) -> Vec<Option<u32>> {
+        let mut from_item = vec![None; n];
+        for (d, i) in to_item.iter().enumerate() {
+            if let Some(i) = i {
+                from_item[*i as usize] = Some(d as u32);
+            }
+        }
+        from_item
+    }
+
     /// The attribute codes a filter asks for: None = no filter on that attribute;
     /// Some(None) = a value no post has (the filter matches nothing).
     pub fn filter_codes(&self, wanted: [Option<&str>; 3]) -> [Option<Option<u32>>; 3] {

@@ -487,19 +487,8 @@ pub fn evaluation_world(data: AppData, min_value: Option<f32>) -> Result<World, 
     }
     let n_items = l.item_ids.len();
     let index = IdIndex::positions(&l.item_ids);
-    let mut owner = vec![None; n_items];
-    let mut created = vec![f32::NAN; n_items];
-    let content = posts.map(|p| {
-        let tfidf = Tfidf::fit(&p.tokens);
-        let to_item: Vec<Option<u32>> = p.ids.iter().map(|&id| index.get(id)).collect();
-        for (d, i) in to_item.iter().enumerate() {
-            if let Some(i) = i {
-                owner[*i as usize] = p.owners[d];
-                created[*i as usize] = p.created[d];
-            }
-        }
-        (tfidf, to_item)
-    });
+    let content = posts.as_ref().map(|p| (Tfidf::fit(&p.tokens), p.ids.iter().map(|&id| index.get(id)).collect::<Vec<Option<u32>>>()));
+    let (created, owner) = post_columns(posts.as_ref(), content.as_ref().map_or(&[], |c| c.1.as_slice()), n_items);
     Ok(world(&l.user_ids, n_items, events, &follows, &owner, user_keys.as_ref(), content.as_ref().map(|(t, m)| (t, m)), created))
 }
 
