@@ -72,8 +72,9 @@ fn recsys_recommend(
             let first: &[u32] = s.pop.as_ref().map_or(&[], |p| p.1.as_slice());
             feed.rank_popular(client, &m, cat.popularity, first, seen)?
         } else if s.scores.als_by_ivf {
-            // ALS alone: the exact top-k through the partition, no dense pass.
-            feed.rank_by(client, &m, seen, false, &|mask, size| s.scores.als_top(&cat, &m.item_ids, size, &|i| mask.is_none_or(|mk| mk[i])), &mut evidence)?
+            // The exact top-k through the partition: inner products only where a post's bound
+            // can still reach the page, no dense ALS pass.
+            feed.rank_by(client, &m, seen, false, &|mask, size| s.scores.top_by_ivf(&cat, &m.item_ids, size, mask), &mut evidence)?
         } else {
             let mut fused = Vec::new();
             s.scores.fused(&cat, &mut fused);

@@ -349,6 +349,7 @@ fn read_ivf(img: &Arc<Image>, id: i64, factors: usize, n: usize) -> Result<Optio
         radius: img.need("ivf.radius")?,
         order: img.need("ivf.order")?,
         offsets: img.need("ivf.offsets")?,
+        cluster_of: Default::default(),
     };
     match p.is_consistent(n) {
         true => Ok(Some(p)),

@@ -690,6 +690,7 @@ fn decode_ivf(id: i64, parts: &Parts, f: usize, n_items: usize) -> Result<Option
         radius: decode(opt("ivf_radius"), f32::from_le_bytes)?.into(),
         order: decode(opt("ivf_order"), u32::from_le_bytes)?.into(),
         offsets: decode(opt("ivf_offsets"), u32::from_le_bytes)?.into(),
+        cluster_of: Default::default(),
     };
     if !p.is_consistent(n_items) {
         return Err(RecsysError::Corrupt(format!("model {id}: the post partition has inconsistent sizes")));

@@ -36,6 +36,9 @@ pub struct Ivf {
     /// Item rows grouped by cluster; cluster c holds `order[offsets[c]..offsets[c + 1]]`.
     pub order: crate::buf::Buf<u32>,
     pub offsets: crate::buf::Buf<u32>,
+    /// Per covered row, its cluster (derived from `order` on first use; empty when there are
+    /// more clusters than a u16 holds).
+    pub cluster_of: std::sync::OnceLock<Vec<u16>>,
 }
 
 fn dist2(a: &[f32], b: &[f32]) -> f32 {
@@ -119,7 +122,15 @@ impl Ivf {
             radius[c] = radius[c].max(d);
         }
         radius.iter_mut().for_each(|r| *r = *r * (1.0 + SLACK) + 1e-6);
-        Ivf { f, items: assign.len(), centroids: centroids.into(), radius: radius.into(), order: order.into(), offsets: offsets.into() }
+        Ivf {
+            f,
+            items: assign.len(),
+            centroids: centroids.into(),
+            radius: radius.into(),
+            order: order.into(),
+            offsets: offsets.into(),
+            cluster_of: Default::default(),
+        }
     }
 
     /// Whether the stored arrays fit together (a damaged model is refused, never misread).
@@ -189,6 +200,110 @@ impl Ivf {
             }
         }
         (top.into_sorted(), max)
+    }
+
+    /// Per covered row, its cluster (None when clusters do not fit a u16).
+    fn clusters_of_rows(&self) -> Option<&[u16]> {
+        let v = self.cluster_of.get_or_init(|| {
+            if self.radius.len() > u16::MAX as usize + 1 {
+                return vec![];
+            }
+            let mut of = vec![0u16; self.items];
+            for c in 0..self.radius.len() {
+                for &i in &self.order[self.offsets[c] as usize..self.offsets[c + 1] as usize] {
+                    if let Some(slot) = of.get_mut(i as usize) {
+                        *slot = c as u16;
+                    }
+                }
+            }
+            of
+        });
+        (v.len() == self.items).then_some(v.as_slice())
+    }
+
+    /// Per cluster, the largest `rest` of its members (−∞ when none is allowed).
+    fn cluster_max(&self, rest: &[f32]) -> Vec<f32> {
+        let mut max = vec![f32::NEG_INFINITY; self.radius.len()];
+        match self.clusters_of_rows() {
+            // One pass in row order (the cluster maxima stay in L1), not a gather through `order`.
+            Some(of) => of.iter().zip(rest).for_each(|(&c, &r)| {
+                let m = &mut max[c as usize];
+                *m = if r > *m { r } else { *m };
+            }),
+            None => {
+                for (c, m) in max.iter_mut().enumerate() {
+                    for &i in &self.order[self.offsets[c] as usize..self.offsets[c + 1] as usize] {
+                        *m = m.max(rest.get(i as usize).copied().unwrap_or(f32::NEG_INFINITY));
+                    }
+                }
+            }
+        }
+        max
+    }
+
+    /// The exact top `k` of a fused score: `exact(i, x·y_i)` for each allowed item i, where
+    /// `exact(i, d) <= als(d) + rest[i]`, `als` is non-decreasing and `rest` (one per row) bounds
+    /// everything but the inner product; `rest[i] = −∞` marks an item not allowed. A cluster is
+    /// visited while its bound (`als` of its inner-product bound plus its members' largest
+    /// `rest`) can still reach the k-th best, and a member is scored only when its own bound
+    /// can: the inner product is taken for a few candidates, not the catalogue.
+    #[allow(clippy::too_many_arguments)]
+    pub fn top_fused(
+        &self,
+        y: &[f32],
+        ids: &[i64],
+        x: &[f32],
+        k: usize,
+        als: &dyn Fn(f32) -> f32,
+        rest: &[f32],
+        exact: &dyn Fn(usize, f32) -> f32,
+    ) -> Vec<Scored> {
+        let f = self.f;
+        let n = (y.len() / f).min(rest.len());
+        let row = |i: usize| &y[i * f..(i + 1) * f];
+        let mut top = TopK::new(k);
+        if k == 0 {
+            return vec![];
+        }
+        // f32 sums in a different order differ in the last bits: every bound gets room for it.
+        let up = |b: f32| b + b.abs() * SLACK + 1e-6;
+        let visit = |i: usize, als_bound: f32, top: &mut TopK| {
+            if rest[i] == f32::NEG_INFINITY || up(als_bound + rest[i]) < top.threshold() {
+                return;
+            }
+            let s = exact(i, dot_dispatch(row(i), x));
+            if s >= top.threshold() {
+                top.push(Scored { score: s, id: ids[i], index: i as u32 });
+            }
+        };
+        // Rows appended after the partition was built: scored directly.
+        for i in self.items.min(n)..n {
+            visit(i, f32::INFINITY, &mut top);
+        }
+        let xn = dot_dispatch(x, x).sqrt();
+        let mut bounds: Vec<(f32, f32, u32)> = Vec::with_capacity(self.radius.len());
+        let cluster_max = self.cluster_max(&rest[..n.min(self.items)]);
+        for (c, (mu, r)) in self.centroids.chunks_exact(f).zip(self.radius.iter()).enumerate() {
+            let rest_max = cluster_max[c];
+            if rest_max == f32::NEG_INFINITY {
+                continue;
+            }
+            let a = als(up(dot_dispatch(mu, x) + xn * r));
+            bounds.push((up(a + rest_max), a, c as u32));
+        }
+        bounds.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
+        for (bound, a, c) in bounds {
+            if bound < top.threshold() {
+                break;
+            }
+            let c = c as usize;
+            for &i in &self.order[self.offsets[c] as usize..self.offsets[c + 1] as usize] {
+                if (i as usize) < n {
+                    visit(i as usize, a, &mut top);
+                }
+            }
+        }
+        top.into_sorted()
     }
 }
 
