@@ -402,7 +402,7 @@ impl TrainOptions {
     }
 }
 
-pub const GRAPH_KEYS: &[&str] = &["kind", "neighbours", "ease_edges", "ease_lambda", "ease_max_items", "rp3_alpha", "rp3_beta"];
+pub const GRAPH_KEYS: &[&str] = &["kind", "neighbours", "ease_edges", "ease_lambda", "ease_max_items", "ease_beta", "rp3_alpha", "rp3_beta"];
 
 /// `"graph": {"kind": "auto" | "ease" | "rp3beta" | "off", ...}` (or just the kind as a string).
 fn parse_graph(key: &str, v: &Value, mut g: crate::hybrid::GraphOptions) -> Result<crate::hybrid::GraphOptions> {
@@ -429,6 +429,7 @@ fn parse_graph(key: &str, v: &Value, mut g: crate::hybrid::GraphOptions) -> Resu
             "ease_edges" => g.ease_edges = int_in(&path, x, 0, 1_000_000_000)? as usize,
             "ease_lambda" => g.ease_lambda = num_in(&path, x, 1e-6, 1e9)? as f32,
             "ease_max_items" => g.ease_max_items = int_in(&path, x, 2, 100_000)? as usize,
+            "ease_beta" => g.ease_beta = num_in(&path, x, 0.0, 10.0)? as f32,
             "rp3_alpha" => g.rp3_alpha = num_in(&path, x, 0.0, 10.0)? as f32,
             "rp3_beta" => g.rp3_beta = num_in(&path, x, 0.0, 10.0)? as f32,
             _ => return Err(OptionError::unknown(path, GRAPH_KEYS)),
@@ -505,6 +506,9 @@ mod unit {
         let g = TrainOptions::parse(&json!({"graph": {"ease_edges": 0}})).unwrap().hybrid.graph;
         assert_eq!((g.neighbours, g.ease_edges), (crate::graph::DEFAULT_K, 0));
         assert!(matches!(TrainOptions::parse(&json!({"graph": {"ease_edges": -1}})), Err(OptionError::Type { .. })));
+        let g = TrainOptions::parse(&json!({"graph": {"ease_beta": 0}})).unwrap().hybrid.graph;
+        assert_eq!((g.ease_beta, g.ease_lambda), (0.0, crate::graph::DEFAULT_EASE_LAMBDA));
+        assert_eq!(TrainOptions::default().hybrid.graph.ease_beta, crate::graph::DEFAULT_EASE_BETA);
         assert_eq!(TrainOptions::parse(&json!({"graph": "off"})).unwrap().hybrid.graph.kind, crate::hybrid::GraphKind::Off);
         assert!(matches!(TrainOptions::parse(&json!({"graph": "dense"})), Err(OptionError::Type { .. })));
         assert!(matches!(TrainOptions::parse(&json!({"graph": {"lambda": 3}})), Err(OptionError::Unknown { .. })));

@@ -53,15 +53,17 @@ fn ml100k_ndcg_at_product_defaults() {
     let f = model.factors;
     let (metrics, coverage) = evaluate_ranking(&train, &test, 10, |u, out| score_all(&model.item_factors, f, model.user(u), out));
     eprintln!("ML-100K ALS defaults: ndcg@10 {:.4} p@10 {:.4} coverage {:.3}", metrics.ndcg, metrics.precision, coverage);
-    // implicit tuned (reg 20) measured 0.292; untuned 0.229.
-    assert!(metrics.ndcg >= 0.27, "NDCG@10 {:.4} < 0.27 at defaults", metrics.ndcg);
+    // Measured 0.3211 at reg 30 / alpha 4 (0.2858 at the earlier reg 10 / alpha 1); implicit
+    // tuned (reg 20) measured 0.292, untuned 0.229.
+    assert!(metrics.ndcg >= 0.31, "NDCG@10 {:.4} < 0.31 at defaults", metrics.ndcg);
     assert!(coverage >= 0.2, "catalogue coverage {coverage:.3} collapsed");
 }
 
-/// The hybrid's floor on this split (issue 11): measured 0.3269 with EASE keeping near-dense
-/// rows on this small catalogue (`graph::DEFAULT_EASE_EDGES`; 0.3231 at 100 neighbours a post,
-/// 0.2925 before the item graph; ALS alone 0.2858, EASE alone 0.3228).
-const HYBRID_FLOOR: f64 = 0.325;
+/// The hybrid's floor on this split (issue 11): measured 0.3316 with ALS at reg 30 / alpha 4 and
+/// weight 1.5 and EASE's popularity discount (β 0.2); ALS alone 0.3210, EASE alone 0.3264.
+/// Before: 0.3269 (ALS reg 10 / alpha 1, weight 0.5, plain EASE), 0.3231 at 100 neighbours a
+/// post, 0.2925 before the item graph.
+const HYBRID_FLOOR: f64 = 0.33;
 
 fn ml100k_world() -> recsys_core::world::World {
     let dir = std::env::var("RECSYS_ML100K_DIR").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../.data/ml-100k").to_string());
