@@ -157,14 +157,14 @@ AS 'MODULE_PATHNAME', 'recsys_item_factors_wrapper';
 -- Views, new functions and every function's documentation, as sql/finalize.sql has them.
 COMMENT ON FUNCTION @extschema@.recsys_train(jsonb) IS
 'Trains the recommender on the interactions table and serves the new model once the transaction commits.
-options (jsonb, all optional): factors 64, iterations 15, regularization 10, alpha 1, seed 42, cg_steps 3,
+options (jsonb, all optional): factors 64, iterations 15, regularization 30, alpha 4, seed 42, cg_steps 3,
 threads (default recsys.threads), kind_weights {"view":1,"like":4,"inspire":5,"share":6,"rate":1} (formerly "weights",
 still accepted with a deprecation NOTICE), default_weight 1,
 interactions {"table","user","post","kind","value","time"}, posts/users/follows mappings (tables named posts,
 users, follows are used when they exist; stored schema-qualified; temporary tables are refused); posts "visible":
-an SQL boolean expression over the posts row every served post must satisfy at call time. Hybrid: fusion {"als":0.5,"content":0.3,"social":1.5,"popularity":0.1,
+an SQL boolean expression over the posts row every served post must satisfy at call time. Hybrid: fusion {"als":1.5,"content":0.3,"social":1.5,"popularity":0.1,
 "freshness":0.05,"demographic":0.3,"graph":1}, graph {"kind":"auto"|"ease"|"rp3beta"|"off","neighbours":100,
-"ease_edges":2097152 (EASE keeps max(neighbours, ease_edges / posts) a post),"ease_lambda":400,"ease_max_items":20000,"rp3_alpha":0.6,"rp3_beta":0.5} (auto: EASE when the catalogue has at most
+"ease_edges":2097152 (EASE keeps max(neighbours, ease_edges / posts) a post),"ease_lambda":400,"ease_max_items":20000,"rp3_alpha":0.6,"rp3_beta":0.5,"ease_beta":0.2} (auto: EASE when the catalogue has at most
 ease_max_items posts and its dense solve fits maintenance_work_mem, else RP3beta), mutual_weight 2, degree_damping 0.3, second_hop 0 (off), owner_weight 1,
 social_half_life_days 14, content_half_life_days 30, freshness_half_life_days 7, popularity_half_life_days 7,
 cold_start_threshold 5, tune false (true: pick the fusion weights on a seeded holdout of the training data).
