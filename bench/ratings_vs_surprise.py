@@ -39,7 +39,7 @@ def main():
     ours = subprocess.run(["cargo", "run", "--release", "-q", "-p", "recsys-core", "--example", "explicit_eval", "--", DATA],
                           check=True, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "RECSYS_FOLDS": path})
     r = json.loads(ours.stdout.strip().splitlines()[-1])
-    rows.append(("pg_recsys: biased MF (ALS-WR) + KNNBaseline blend, defaults", r["rmse"], r["mae"], r["seconds"]))
+    rows.append(("pg_recsys: SVD++ by ALS (λ·√n) + KNNBaseline blend, defaults", r["rmse"], r["mae"], r["seconds"]))
 
     reader = Reader(rating_scale=(1, 5))
     algos = [("Surprise BaselineOnly", BaselineOnly), ("Surprise SVD", SVD), ("Surprise KNNBaseline", KNNBaseline)]

@@ -271,6 +271,9 @@ fn put_rating(put: &Put<'_>, (rm, knn): (&ExplicitModel, Option<&Knn>)) -> Resul
     put("rating_meta", &mut b.chunks(CHUNK_BYTES).map(|c| c.to_vec()))?;
     put("rating_item_factors", &mut f32_bytes(&rm.item_factors))?;
     put("rating_item_bias", &mut f32_bytes(&rm.item_bias))?;
+    if !rm.implicit_factors.is_empty() {
+        put("rating_implicit_factors", &mut f32_bytes(&rm.implicit_factors))?;
+    }
     if let Some(k) = knn {
         let mut ptr = vec![0u32];
         let (mut nbr, mut sim) = (vec![], vec![]);
@@ -635,9 +638,12 @@ fn decode_rating(id: i64, parts: &Parts, n_items: usize) -> Result<Option<Rating
             let meta: RatingMeta = serde_json::from_value(v).map_err(|e| RecsysError::Corrupt(e.to_string()))?;
             let item_factors = f32s(opt("rating_item_factors"))?;
             let item_bias = f32s(opt("rating_item_bias"))?;
+            // SVD++'s y_j; absent in models stored before it (plain biased MF).
+            let implicit_factors = f32s(opt("rating_implicit_factors"))?;
             if !(1..=1024).contains(&meta.factors)
                 || item_bias.len() != meta.items
                 || item_factors.len() != product(id, meta.items, meta.factors)?
+                || !(implicit_factors.is_empty() || implicit_factors.len() == item_factors.len())
                 || meta.items > n_items
             {
                 return Err(RecsysError::Corrupt(format!("model {id} rating arrays have inconsistent sizes")));
@@ -649,6 +655,7 @@ fn decode_rating(id: i64, parts: &Parts, n_items: usize) -> Result<Option<Rating
                 item_bias,
                 user_factors: vec![],
                 item_factors,
+                implicit_factors,
                 min: meta.min,
                 max: meta.max,
             };

@@ -1,7 +1,10 @@
-//! Explicit ratings: biased matrix factorisation r̂_ui = μ + b_u + b_i + x_u·y_i fitted by
+//! Explicit ratings: biased matrix factorisation r̂_ui = μ + b_u + b_i + x_u·q_i fitted by
 //! alternating least squares with weighted-λ regularisation (ALS-WR, Zhou et al. 2008: each
-//! row's penalty grows with its number of ratings), biases solved jointly with the factors as
-//! one extra coordinate. f64 Cholesky solves of (f+1)×(f+1) systems, rows in parallel.
+//! row's penalty grows with its number of ratings, here as n^α), biases solved jointly with the
+//! factors as one extra coordinate. f64 Cholesky solves of (f+1)×(f+1) systems, rows in
+//! parallel. With SVD++'s implicit term (Koren 2008 §4) a user's vector is
+//! x_u = p_u + |N(u)|^-½ Σ_{j ∈ N(u)} y_j over the items they rated; the y-step is the exact
+//! least-squares step for all y_j together, by conjugate gradient.
 //!
 //! Optionally blended with an item-based neighbourhood model on baseline residuals
 //! (KNNBaseline, Koren 2010 §2.2): r̂ = (1 − β)·MF + β·KNN.
@@ -15,21 +18,43 @@ use serde::{Deserialize, Serialize};
 pub struct ExplicitOptions {
     pub factors: usize,
     pub iterations: usize,
-    /// λ on the factors, times the row's number of ratings.
+    /// λ on the factors, times n^α (n = the row's number of ratings).
     pub regularization: f32,
-    /// λ on the biases, times the row's number of ratings.
+    /// λ on the biases, times n^α.
     pub bias_regularization: f32,
+    /// α. Models stored before it existed were trained with α = 1.
+    #[serde(default = "one")]
+    pub regularization_exponent: f32,
     /// Share β of the neighbourhood model in the blend (0 = MF only).
     pub knn_weight: f32,
     /// Neighbours used by the neighbourhood model.
     pub knn_k: usize,
+    /// λ_y on SVD++'s implicit factors y_j (times item j's number of ratings); 0 = no
+    /// implicit term (as models stored before it existed).
+    #[serde(default)]
+    pub implicit_regularization: f32,
     pub seed: u64,
+}
+
+fn one() -> f32 {
+    1.0
 }
 
 impl Default for ExplicitOptions {
     fn default() -> Self {
-        // Chosen by 5-fold CV on ML-100K (examples/explicit_eval.rs, BENCHMARKS.md).
-        ExplicitOptions { factors: 32, iterations: 20, regularization: 0.12, bias_regularization: 0.02, knn_weight: 0.4, knn_k: 40, seed: 42 }
+        // Chosen on a held-out fifth of one ML-100K training fold (RECSYS_TUNE=1 in
+        // examples/explicit_eval.rs), then reported on all 5 folds (BENCHMARKS.md).
+        ExplicitOptions {
+            factors: 32,
+            iterations: 10,
+            regularization: 2.0,
+            bias_regularization: 0.9,
+            regularization_exponent: 0.5,
+            knn_weight: 0.25,
+            knn_k: 40,
+            implicit_regularization: 0.5,
+            seed: 42,
+        }
     }
 }
 
@@ -41,20 +66,29 @@ pub struct ExplicitModel {
     pub item_bias: Vec<f32>,
     pub user_factors: Vec<f32>,
     pub item_factors: Vec<f32>,
+    /// SVD++'s implicit item factors y_j (items × factors); empty = plain biased MF. A user's
+    /// vector is then x_u = p_u + |N(u)|^-½ Σ_{j ∈ N(u)} y_j over the items they rated, and
+    /// `user_factors` holds x_u.
+    pub implicit_factors: Vec<f32>,
     pub min: f32,
     pub max: f32,
 }
 
-/// Solves (Σ φφᵀ + n·Λ) z = Σ t·φ for one row: φ = [other's factors; 1], Λ = diag(λ…λ, λ_b).
+/// Solves (Σ φφᵀ + n^α·Λ) z = Σ t·φ for one row: φ = [other's factors; 1], Λ = diag(λ…λ, λ_b),
+/// t = rating − offset − other's bias − other's factors·shift (SVD++: shift = the row's
+/// implicit sum, so z's factor part is the free part p_u of x_u = p_u + shift).
+#[allow(clippy::too_many_arguments)]
 fn solve_row(
     idx: &[u32],
     val: &[f32],
     other_factors: &[f32],
     other_bias: &[f32],
     offset: f32,
+    shift: Option<&[f32]>,
     f: usize,
     lambda: f32,
     lambda_b: f32,
+    alpha: f32,
     out_x: &mut [f32],
     out_b: &mut f32,
 ) {
@@ -64,7 +98,8 @@ fn solve_row(
     let n = idx.len() as f64;
     for (&j, &r) in idx.iter().zip(val) {
         let y = &other_factors[j as usize * f..(j as usize + 1) * f];
-        let t = (r - offset - other_bias[j as usize]) as f64;
+        let s = shift.map_or(0.0, |s| crate::kernels::dot::<false>(y, s));
+        let t = (r - offset - other_bias[j as usize] - s) as f64;
         for p in 0..d {
             let yp = if p < f { y[p] as f64 } else { 1.0 };
             rhs[p] += t * yp;
@@ -75,7 +110,7 @@ fn solve_row(
         }
     }
     for p in 0..d {
-        a[p * d + p] += n.max(1.0) * if p < f { lambda as f64 } else { lambda_b as f64 };
+        a[p * d + p] += n.max(1.0).powf(alpha as f64) * if p < f { lambda as f64 } else { lambda_b as f64 };
         for q in 0..p {
             a[p * d + q] = a[q * d + p];
         }
@@ -87,7 +122,139 @@ fn solve_row(
     *out_b = rhs[f] as f32;
 }
 
-fn half_step(m: &Csr, other_f: &[f32], other_b: &[f32], mu: f32, o: &ExplicitOptions, xs: &mut [f32], bs: &mut [f32], pool: &rayon::ThreadPool) {
+/// The SVD++ implicit sum |N(u)|^-½ Σ_{j ∈ N(u)} y_j of each row of `m` (N(u) = the row's items).
+fn implicit_sums(m: &Csr, y: &[f32], f: usize, pool: &rayon::ThreadPool) -> Vec<f32> {
+    let mut s = vec![0f32; m.rows * f];
+    pool.install(|| {
+        s.par_chunks_mut(f).enumerate().for_each(|(u, s)| {
+            let (idx, _) = m.row(u);
+            implicit_sum(idx, y, f, s);
+        })
+    });
+    s
+}
+
+fn implicit_sum(idx: &[u32], y: &[f32], f: usize, s: &mut [f32]) {
+    s.iter_mut().for_each(|v| *v = 0.0);
+    if idx.is_empty() {
+        return;
+    }
+    for &j in idx {
+        crate::kernels::axpy::<false>(1.0, &y[j as usize * f..(j as usize + 1) * f], s);
+    }
+    let c = 1.0 / (idx.len() as f32).sqrt();
+    s.iter_mut().for_each(|v| *v *= c);
+}
+
+/// The y-step of SVD++ by ALS: with p, q and the biases fixed, the squared error is quadratic in
+/// all y_j together, min Σ_u ‖e_u − Q_u s_u(Y)‖² + λ_y Σ_j n_j ‖y_j‖² (e = the residual without
+/// the implicit term, n_j = item j's ratings); a few conjugate-gradient steps from the current Y.
+#[allow(clippy::too_many_arguments)]
+fn implicit_step(
+    m: &Csr,
+    t: &Csr,
+    p: &[f32],
+    q: &[f32],
+    bu: &[f32],
+    bi: &[f32],
+    mu: f32,
+    f: usize,
+    lambda_y: f32,
+    cg_steps: usize,
+    y: &mut [f32],
+    pool: &rayon::ThreadPool,
+) {
+    let users = m.rows;
+    // Per user: c_u Q_uᵀ Q_u s_u(V) (the data part of H·V, before the scatter to items).
+    let user_part = |v: &[f32], out: &mut [f32]| {
+        out.par_chunks_mut(f).enumerate().for_each(|(u, w)| {
+            let (idx, _) = m.row(u);
+            w.iter_mut().for_each(|x| *x = 0.0);
+            if idx.is_empty() {
+                return;
+            }
+            let mut s = vec![0f32; f];
+            implicit_sum(idx, v, f, &mut s);
+            let c = 1.0 / (idx.len() as f32).sqrt();
+            for &i in idx {
+                let qi = &q[i as usize * f..(i as usize + 1) * f];
+                crate::kernels::axpy::<false>(c * crate::kernels::dot::<false>(qi, &s), qi, w);
+            }
+        })
+    };
+    // Sum per item over its raters, plus the ridge term.
+    let scatter = |w: &[f32], v: &[f32], out: &mut [f32]| {
+        out.par_chunks_mut(f).enumerate().for_each(|(j, o)| {
+            let (us, _) = t.row(j);
+            for (k, x) in o.iter_mut().enumerate() {
+                *x = lambda_y * (us.len().max(1) as f32) * v[j * f + k];
+            }
+            for &u in us {
+                crate::kernels::axpy::<false>(1.0, &w[u as usize * f..(u as usize + 1) * f], o);
+            }
+        })
+    };
+    let dot = |a: &[f32], b: &[f32]| a.par_iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum::<f64>();
+    pool.install(|| {
+        // b = Σ_{u ∋ j} c_u Q_uᵀ e_u.
+        let mut g = vec![0f32; users * f];
+        g.par_chunks_mut(f).enumerate().for_each(|(u, w)| {
+            let (idx, val) = m.row(u);
+            if idx.is_empty() {
+                return;
+            }
+            let c = 1.0 / (idx.len() as f32).sqrt();
+            let pu = &p[u * f..(u + 1) * f];
+            for (&i, &r) in idx.iter().zip(val) {
+                let qi = &q[i as usize * f..(i as usize + 1) * f];
+                let e = r - mu - bu[u] - bi[i as usize] - crate::kernels::dot::<false>(qi, pu);
+                crate::kernels::axpy::<false>(c * e, qi, w);
+            }
+        });
+        let zero = vec![0f32; y.len()];
+        let mut b = vec![0f32; y.len()];
+        scatter(&g, &zero, &mut b);
+        // r = b − H·y
+        let mut w = vec![0f32; users * f];
+        let mut hv = vec![0f32; y.len()];
+        user_part(y, &mut w);
+        scatter(&w, y, &mut hv);
+        let mut r: Vec<f32> = b.iter().zip(&hv).map(|(a, b)| a - b).collect();
+        let mut d = r.clone();
+        let mut rr = dot(&r, &r);
+        for _ in 0..cg_steps {
+            if rr <= 1e-20 {
+                break;
+            }
+            user_part(&d, &mut w);
+            scatter(&w, &d, &mut hv);
+            let dhd = dot(&d, &hv);
+            if dhd <= 0.0 {
+                break;
+            }
+            let alpha = (rr / dhd) as f32;
+            y.par_iter_mut().zip(&d).for_each(|(y, &d)| *y += alpha * d);
+            r.par_iter_mut().zip(&hv).for_each(|(r, &h)| *r -= alpha * h);
+            let rr2 = dot(&r, &r);
+            let beta = (rr2 / rr) as f32;
+            rr = rr2;
+            d.par_iter_mut().zip(&r).for_each(|(d, &r)| *d = r + beta * *d);
+        }
+    });
+}
+
+#[allow(clippy::too_many_arguments)]
+fn half_step(
+    m: &Csr,
+    other_f: &[f32],
+    other_b: &[f32],
+    mu: f32,
+    shifts: Option<&[f32]>,
+    o: &ExplicitOptions,
+    xs: &mut [f32],
+    bs: &mut [f32],
+    pool: &rayon::ThreadPool,
+) {
     let f = o.factors;
     pool.install(|| {
         xs.par_chunks_mut(f).zip(bs.par_iter_mut()).enumerate().for_each(|(u, (x, b))| {
@@ -97,7 +264,8 @@ fn half_step(m: &Csr, other_f: &[f32], other_b: &[f32], mu: f32, o: &ExplicitOpt
                 *b = 0.0;
                 return;
             }
-            solve_row(idx, val, other_f, other_b, mu, f, o.regularization, o.bias_regularization, x, b);
+            let shift = shifts.map(|s| &s[u * f..(u + 1) * f]);
+            solve_row(idx, val, other_f, other_b, mu, shift, f, o.regularization, o.bias_regularization, o.regularization_exponent, x, b);
         })
     });
 }
@@ -145,13 +313,33 @@ pub fn train(
     let mut bu = vec![0f32; ratings.rows];
     let mut bi = vec![0f32; ratings.cols];
     let t = ratings.transpose();
+    let implicit = o.implicit_regularization > 0.0;
+    let mut yim = vec![0f32; if implicit { ratings.cols * f } else { 0 }];
+    let mut z = vec![0f32; if implicit { ratings.rows * f } else { 0 }];
     for _ in 0..o.iterations {
-        half_step(ratings, &y, &bi, mu, o, &mut x, &mut bu, pool);
+        if !implicit {
+            half_step(ratings, &y, &bi, mu, None, o, &mut x, &mut bu, pool);
+            check()?;
+            half_step(&t, &x, &bu, mu, None, o, &mut y, &mut bi, pool);
+            check()?;
+            continue;
+        }
+        let s = implicit_sums(ratings, &yim, f, pool);
+        half_step(ratings, &y, &bi, mu, Some(&s), o, &mut x, &mut bu, pool);
         check()?;
-        half_step(&t, &x, &bu, mu, o, &mut y, &mut bi, pool);
+        z.iter_mut().zip(x.iter().zip(&s)).for_each(|(z, (p, s))| *z = p + s);
+        half_step(&t, &z, &bu, mu, None, o, &mut y, &mut bi, pool);
+        check()?;
+        implicit_step(ratings, &t, &x, &y, &bu, &bi, mu, f, o.implicit_regularization, 8, &mut yim, pool);
         check()?;
     }
-    Ok(ExplicitModel { factors: f, mu, user_bias: bu, item_bias: bi, user_factors: x, item_factors: y, min, max })
+    if implicit {
+        // The users as fold-in sees them: the user half-step with the final y, x_u = p_u + s_u.
+        let s = implicit_sums(ratings, &yim, f, pool);
+        half_step(ratings, &y, &bi, mu, Some(&s), o, &mut x, &mut bu, pool);
+        x.iter_mut().zip(&s).for_each(|(p, s)| *p += s);
+    }
+    Ok(ExplicitModel { factors: f, mu, user_bias: bu, item_bias: bi, user_factors: x, item_factors: y, implicit_factors: yim, min, max })
 }
 
 impl ExplicitModel {
@@ -172,7 +360,8 @@ impl ExplicitModel {
         r.clamp(self.min, self.max)
     }
 
-    /// A user's vector and bias from their ratings now, items fixed (serving-time fold-in).
+    /// A user's vector x_u and bias from their ratings now, items fixed (serving-time fold-in):
+    /// training's user half-step, with the implicit sum over the items rated now.
     pub fn fold_in(&self, ratings: &[(u32, f32)], o: &ExplicitOptions) -> (Vec<f32>, f32) {
         let f = self.factors;
         let mut x = vec![0f32; f];
@@ -182,7 +371,15 @@ impl ExplicitModel {
         }
         let idx: Vec<u32> = ratings.iter().map(|r| r.0).collect();
         let val: Vec<f32> = ratings.iter().map(|r| r.1).collect();
-        solve_row(&idx, &val, &self.item_factors, &self.item_bias, self.mu, f, o.regularization, o.bias_regularization, &mut x, &mut b);
+        let (lambda, lambda_b, alpha) = (o.regularization, o.bias_regularization, o.regularization_exponent);
+        if self.implicit_factors.is_empty() {
+            solve_row(&idx, &val, &self.item_factors, &self.item_bias, self.mu, None, f, lambda, lambda_b, alpha, &mut x, &mut b);
+            return (x, b);
+        }
+        let mut s = vec![0f32; f];
+        implicit_sum(&idx, &self.implicit_factors, f, &mut s);
+        solve_row(&idx, &val, &self.item_factors, &self.item_bias, self.mu, Some(&s), f, lambda, lambda_b, alpha, &mut x, &mut b);
+        x.iter_mut().zip(&s).for_each(|(x, s)| *x += s);
         (x, b)
     }
 
@@ -326,7 +523,7 @@ impl Knn {
 }
 
 /// k-fold RMSE and MAE: every rating is in exactly one test fold (seeded shuffle); returns
-/// per fold (rmse, mae) of the model and of the baseline μ + b_u + b_i.
+/// per fold (rmse, mae) of the model and of the baseline μ + b_u + b_i of [`baselines`].
 pub fn cross_validate(ratings: &Csr, o: &ExplicitOptions, folds: usize, pool: &rayon::ThreadPool) -> Result<Vec<[f64; 4]>, CoreError> {
     let n = ratings.nnz();
     let mut order: Vec<usize> = (0..n).collect();
@@ -362,11 +559,13 @@ pub fn cross_validate_with(ratings: &Csr, fold_of: &[usize], folds: usize, o: &E
         let train = Csr::from_triplets(ratings.rows, ratings.cols, &r, &c, &v);
         let m = train_model(&train, o, pool)?;
         let knn = (o.knn_weight > 0.0).then(|| Knn::fit(&train, o.knn_k, pool));
+        // The baseline is fitted on its own: the model's biases are fitted with its factors.
+        let (bmu, bbu, bbi) = baselines(&train);
         let (mut se, mut ae, mut bse, mut bae) = (0f64, 0f64, 0f64, 0f64);
         for &k in &test {
             let (u, i, truth) = (rows[k] as usize, ratings.indices[k] as usize, ratings.data[k]);
             let p = blend(&m, knn.as_ref(), &train, u, i, o.knn_weight);
-            let b = (m.mu + m.user_bias[u] + m.item_bias[i]).clamp(m.min, m.max);
+            let b = (bmu + bbu[u] + bbi[i]).clamp(m.min, m.max);
             se += ((p - truth) as f64).powi(2);
             ae += (p - truth).abs() as f64;
             bse += ((b - truth) as f64).powi(2);
@@ -429,5 +628,104 @@ mod tests {
         let rs: Vec<(u32, f32)> = idx.iter().copied().zip(val.iter().copied()).collect();
         let (x, b) = model.fold_in(&rs, &o);
         assert!((model.predict_with(&x, b, Some(5)) - model.predict(Some(1), Some(5))).abs() < 0.05);
+    }
+
+    /// A sparse seeded rating matrix: 60 users × 40 items, ratings 1–5 from a rank-2 taste.
+    fn sparse_ratings() -> Csr {
+        let mut rng = Rng::new(3);
+        let (mut r, mut c, mut v) = (vec![], vec![], vec![]);
+        for u in 0..60u32 {
+            for i in 0..40u32 {
+                if rng.next_f64() < 0.3 {
+                    let taste = ((u % 3) as f32 - 1.0) * ((i % 5) as f32 - 2.0) * 0.6 + (i % 4) as f32 * 0.3;
+                    r.push(u);
+                    c.push(i);
+                    v.push((3.0 + taste + rng.normal() as f32 * 0.3).round().clamp(1.0, 5.0));
+                }
+            }
+        }
+        Csr::from_triplets(60, 40, &r, &c, &v)
+    }
+
+    #[test]
+    fn svdpp_fold_in_matches_training_and_follows_new_ratings() {
+        let m = sparse_ratings();
+        let pool = crate::als::pool(2, None).unwrap();
+        let o = ExplicitOptions { factors: 6, ..Default::default() };
+        assert!(o.implicit_regularization > 0.0);
+        let model = train(&m, &o, &pool, &mut || Ok(())).unwrap();
+        assert_eq!(model.implicit_factors.len(), 40 * 6);
+        // Training ends with the user half-step fold-in repeats: the same user, same prediction.
+        for u in [0, 7, 31] {
+            let (idx, val) = m.row(u);
+            let rs: Vec<(u32, f32)> = idx.iter().copied().zip(val.iter().copied()).collect();
+            let (x, b) = model.fold_in(&rs, &o);
+            for i in [0, 9, 17, 39] {
+                let (a, t) = (model.predict_with(&x, b, Some(i)), model.predict(Some(u), Some(i)));
+                assert!((a - t).abs() < 1e-3, "user {u} item {i}: fold-in {a} trained {t}");
+            }
+        }
+        // A new rating moves the next prediction without a retrain (through the bias, the
+        // factors and the implicit sum).
+        let (idx, val) = m.row(0);
+        let mut rs: Vec<(u32, f32)> = idx.iter().copied().zip(val.iter().copied()).collect();
+        let unrated = (0..40u32).find(|i| !idx.contains(i)).unwrap();
+        let before = {
+            let (x, b) = model.fold_in(&rs, &o);
+            model.predict_with(&x, b, Some(3))
+        };
+        rs.push((unrated, 5.0));
+        rs.sort_by_key(|r| r.0);
+        let after = {
+            let (x, b) = model.fold_in(&rs, &o);
+            model.predict_with(&x, b, Some(3))
+        };
+        assert!((after - before).abs() > 1e-4, "{before} -> {after}");
+    }
+
+    #[test]
+    fn the_implicit_step_never_raises_its_objective() {
+        let m = sparse_ratings();
+        let t = m.transpose();
+        let pool = crate::als::pool(2, None).unwrap();
+        let f = 4;
+        let mut rng = Rng::new(9);
+        let mut rand = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.normal() as f32 * 0.3).collect() };
+        let (p, q, mut y) = (rand(60 * f), rand(40 * f), rand(40 * f));
+        let (bu, bi) = (vec![0.1f32; 60], vec![-0.1f32; 40]);
+        let mu = 3.0;
+        let lambda = 0.5;
+        // Σ_u ‖e_u − Q_u s_u‖² + λ Σ_j n_j ‖y_j‖².
+        let objective = |y: &[f32]| -> f64 {
+            let s = implicit_sums(&m, y, f, &pool);
+            let mut l = 0f64;
+            for u in 0..60 {
+                let (idx, val) = m.row(u);
+                for (&i, &r) in idx.iter().zip(val) {
+                    let qi = &q[i as usize * f..(i as usize + 1) * f];
+                    let x: Vec<f32> = (0..f).map(|k| p[u * f + k] + s[u * f + k]).collect();
+                    l += ((r - mu - bu[u] - bi[i as usize] - crate::kernels::dot::<false>(qi, &x)) as f64).powi(2);
+                }
+            }
+            for j in 0..40 {
+                let n = t.row(j).0.len().max(1) as f64;
+                l += lambda as f64 * n * y[j * f..(j + 1) * f].iter().map(|&v| (v as f64).powi(2)).sum::<f64>();
+            }
+            l
+        };
+        let mut last = objective(&y);
+        for _ in 0..3 {
+            implicit_step(&m, &t, &p, &q, &bu, &bi, mu, f, lambda, 8, &mut y, &pool);
+            let now = objective(&y);
+            assert!(now <= last + 1e-6 * last.abs(), "{last} -> {now}");
+            last = now;
+        }
+    }
+
+    #[test]
+    fn options_stored_before_the_implicit_term_keep_their_recipe() {
+        let old = r#"{"factors":32,"iterations":20,"regularization":0.12,"bias_regularization":0.02,"knn_weight":0.4,"knn_k":40,"seed":42}"#;
+        let o: ExplicitOptions = serde_json::from_str(old).unwrap();
+        assert_eq!((o.regularization_exponent, o.implicit_regularization), (1.0, 0.0));
     }
 }
