@@ -168,9 +168,10 @@ an SQL boolean expression over the posts row every served post must satisfy at c
 ease_max_items posts and its dense solve fits maintenance_work_mem, else RP3beta), mutual_weight 2, degree_damping 0.3, second_hop 0 (off), owner_weight 1,
 social_half_life_days 14, content_half_life_days 30, freshness_half_life_days 7, popularity_half_life_days 7,
 cold_start_threshold 5, tune false (true: pick the fusion weights on a seeded holdout of the training data).
-Ratings: feedback "implicit" (default) or "explicit" (adds a biased-MF + KNNBaseline rating model over rows of
-rating_kind "rate", value = rating; recsys_predict then returns ratings), rating {"factors":32,"iterations":20,
-"regularization":0.12,"bias_regularization":0.02,"knn_weight":0.4,"knn_k":40}.
+Ratings: feedback "implicit" (default) or "explicit" (adds an SVD++-style MF + KNNBaseline rating model over rows of
+rating_kind "rate", value = rating; recsys_predict then returns ratings), rating {"factors":32,"iterations":10,
+"regularization":2,"bias_regularization":0.9,"regularization_exponent":0.5 (lambda times n^exponent, n = ratings of the row),
+"implicit_regularization":0.5 (0 = no implicit term),"knn_weight":0.25,"knn_k":40}.
 Row weight = kind_weights[kind] (default_weight for other kinds) * coalesce(value, 1); repeated (user, post) rows are summed.
 Returns a report: model_id, users, posts, interactions, nonzeros, iterations, loss, fusion weights, tuning, seconds per phase.
 Memory budget: maintenance_work_mem. NULL options = {}.';

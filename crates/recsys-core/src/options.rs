@@ -383,6 +383,8 @@ impl TrainOptions {
                             "iterations" => r.iterations = int_in(&path, v, 1, 1000)? as usize,
                             "regularization" => r.regularization = num_in(&path, v, 0.0, 1e6)? as f32,
                             "bias_regularization" => r.bias_regularization = num_in(&path, v, 0.0, 1e6)? as f32,
+                            "regularization_exponent" => r.regularization_exponent = num_in(&path, v, 0.0, 2.0)? as f32,
+                            "implicit_regularization" => r.implicit_regularization = num_in(&path, v, 0.0, 1e6)? as f32,
                             "knn_weight" => r.knn_weight = num_in(&path, v, 0.0, 1.0)? as f32,
                             "knn_k" => r.knn_k = int_in(&path, v, 1, 1000)? as usize,
                             _ => return Err(OptionError::unknown(path, RATING_KEYS)),
@@ -438,7 +440,8 @@ fn parse_graph(key: &str, v: &Value, mut g: crate::hybrid::GraphOptions) -> Resu
     Ok(g)
 }
 
-pub const RATING_KEYS: &[&str] = &["factors", "iterations", "regularization", "bias_regularization", "knn_weight", "knn_k"];
+pub const RATING_KEYS: &[&str] =
+    &["factors", "iterations", "regularization", "bias_regularization", "regularization_exponent", "implicit_regularization", "knn_weight", "knn_k"];
 
 /// A partial object of fusion weights over `base`: {"social": 0.5} changes one weight.
 pub fn parse_weights(key: &str, v: &Value, base: Weights) -> Result<Weights> {
