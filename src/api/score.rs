@@ -26,7 +26,7 @@ pub(super) struct UserScores {
 impl UserScores {
     /// The model's catalogue with the call's popularity.
     pub fn catalog<'a>(&'a self, m: &'a Serving) -> recsys_core::hybrid::Catalog<'a> {
-        let mut c = m.catalog();
+        let mut c = m.catalog(!self.req.input.segments.is_empty());
         if let Some((p, _)) = &self.pop {
             c.popularity = p;
         }

@@ -193,7 +193,7 @@ pub fn write(path: &Path, d: &Data, tables: &Tables) -> std::io::Result<()> {
     s.add("owned.ptr", ptr);
     s.add("owned.items", items);
     s.index("followers", &d.followers);
-    s.own("segments", serde_json::to_vec(&d.segments).map_err(std::io::Error::other)?);
+    s.own("segments", serde_json::to_vec(d.segments.get()).map_err(std::io::Error::other)?);
     if let Some(q) = &d.quantized {
         s.scalar("quantized.f", q.f as u64);
         s.add("quantized.data", &q.data);
@@ -290,7 +290,7 @@ pub fn read(img: &Arc<Image>, id: i64) -> Result<Data> {
     }
     let owned = IdLists::from_written_parts(img.need("owned.ids")?, img.need("owned.ptr")?, img.need("owned.items")?).ok_or_else(|| bad("owned"))?;
     let followers = index("followers")?;
-    let segments: recsys_core::hybrid::Segments = serde_json::from_slice(&img.need::<u8>("segments")?).map_err(|e| bad(&e.to_string()))?;
+    let segments = crate::store::serving::LazySegments::raw(img.need::<u8>("segments")?, n);
     let quantized = match img.get::<u64>("quantized.f")? {
         None => None,
         Some(_) => Some(recsys_core::kernels::QuantizedRows {

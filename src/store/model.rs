@@ -399,8 +399,18 @@ pub fn current(client: &SpiClient<'_>, name: &str) -> Result<Rc<Serving>> {
     // The old version is dropped before the new one is decoded (peak memory: one model).
     CACHE.with(|c| c.borrow_mut().remove(name));
     let model = Rc::new(if crate::gucs::shared_models() { shared(client, &schema, key, options)? } else { load(client, &schema, key, options)? });
-    CACHE.with(|c| c.borrow_mut().insert(name.to_string(), model.clone()));
-    catch_up(client, model)
+    CACHE.with(|c| c.borrow_mut().insert(name.to_string(), model));
+    // The per-call probe (served version and "any post newer than the model?"), planned now
+    // instead of on the next call: when nothing is new, the new-posts read is neither planned
+    // nor run in this connection. The cache holds the only reference, so new posts can be
+    // added in place.
+    match still_current(client, &schema, name)? {
+        Some(m) => Ok(m),
+        None => {
+            let model = CACHE.with(|c| c.borrow().get(name).cloned()).ok_or(RecsysError::NotTrained)?;
+            catch_up(client, model)
+        }
+    }
 }
 
 /// The model from its image, mapped (written first from the stored rows when there is none).
@@ -555,7 +565,7 @@ pub fn decode_parts(client: &SpiClient<'_>, schema: &str, id: i64, options: &Tra
         owned,
         owners: owners.into(),
         followers,
-        segments,
+        segments: crate::store::serving::LazySegments::ready(segments),
         graph,
         ivf,
     };
@@ -751,7 +761,7 @@ pub fn attach_resolved(key: ModelKey, options: TrainOptions, d: Data, rating: Op
     let Tables { interactions: resolved, follows, users, posts } = tables;
     let history_query = source::user_history_query(&resolved);
     let live = posts.as_ref().zip(options.posts.as_ref()).map(|(t, map)| super::live::queries(t, map.visible.as_deref()));
-    let new_posts = posts.as_ref().zip(d.content.as_ref()).map(|(t, c)| crate::store::serving::NewPosts::new(t, &c.ids, &d.item_ids));
+    let new_posts = posts.as_ref().zip(d.content.as_ref()).map(|(t, c)| crate::store::serving::NewPosts::new(t, [&c.index, &d.item_index]));
     let rating = match rating {
         None => None,
         Some((model, knn)) => Some(Rating { model, knn, query: source::user_ratings_query(&resolved, options.rating_kind.as_deref())? }),

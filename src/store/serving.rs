@@ -97,7 +97,10 @@ impl Serving {
         (code != 0).then(|| c.dict_list.get(code as usize).map(|s| s.as_str())).flatten()
     }
 
-    pub fn catalog(&self) -> recsys_core::hybrid::Catalog<'_> {
+    /// The model-wide side of scoring. Without `segments` the demographic lists are left out
+    /// (not parsed): for a user who is in no segment they add nothing.
+    pub fn catalog(&self, segments: bool) -> recsys_core::hybrid::Catalog<'_> {
+        static NONE: std::sync::OnceLock<Segments> = std::sync::OnceLock::new();
         let (tfidf, to_item, from_item): (Option<&Tfidf>, &[Option<u32>], &[Option<u32>]) = match &self.content {
             Some(c) => (Some(&c.tfidf), &c.to_item, &c.from_item),
             None => (None, &[], &[]),
@@ -113,7 +116,7 @@ impl Serving {
             from_item,
             popularity: &self.popularity,
             freshness: &self.freshness,
-            segments: &self.segments,
+            segments: if segments { self.segments.get() } else { NONE.get_or_init(Segments::default) },
             owners: &self.owners,
             graph: self.graph.as_ref(),
             ivf: self.ivf.as_ref().filter(|_| crate::gucs::partition_scan()),
@@ -178,6 +181,39 @@ pub struct ModelKey {
     pub table: u32,
 }
 
+/// The demographic segments, parsed on first use: only a cold user's call reads them, so a new
+/// connection does not parse the lists (JSON in a model image) before a cold user asks.
+pub struct LazySegments {
+    raw: Option<(Buf<u8>, usize)>,
+    parsed: std::sync::OnceLock<Segments>,
+}
+
+impl LazySegments {
+    pub fn ready(s: Segments) -> LazySegments {
+        LazySegments { raw: None, parsed: std::sync::OnceLock::from(s) }
+    }
+
+    /// From an image's JSON over `items` model items (checked when parsed).
+    pub fn raw(json: Buf<u8>, items: usize) -> LazySegments {
+        LazySegments { raw: Some((json, items)), parsed: std::sync::OnceLock::new() }
+    }
+
+    pub fn get(&self) -> &Segments {
+        self.parsed.get_or_init(|| {
+            let Some((json, items)) = &self.raw else { return Segments::default() };
+            match serde_json::from_slice::<Segments>(json) {
+                Ok(s) if s.lists.values().flatten().all(|&(i, v)| (i as usize) < *items && v.is_finite()) => s,
+                // Written by this extension and checked when the image was made: a damaged
+                // image loses the demographic signal, not the call.
+                _ => {
+                    pgrx::warning!("pg_recsys: the model image's demographic segments are damaged; serving without them");
+                    Segments::default()
+                }
+            }
+        })
+    }
+}
+
 /// Everything of a served model that is data: what the stored parts decode to and what a model
 /// image holds. The rest of [`Serving`] (queries, plans) is built from the options at load.
 pub struct Data {
@@ -207,7 +243,7 @@ pub struct Data {
     pub owners: Buf<i64>,
     /// Followers per followed user at training time (degree damping).
     pub followers: IdIndex,
-    pub segments: Segments,
+    pub segments: LazySegments,
     pub graph: Option<recsys_core::graph::ItemGraph>,
     /// The partition of the item factors (exact ALS-only top-k without a full scan).
     pub ivf: Option<recsys_core::ivf::Ivf>,
@@ -247,8 +283,10 @@ pub struct NewPosts {
 }
 
 impl NewPosts {
-    pub fn new(t: &Resolved, content_ids: &[i64], item_ids: &[i64]) -> NewPosts {
-        let trained_max = content_ids.iter().chain(item_ids).copied().max().unwrap_or(i64::MIN);
+    /// `known`: the id indexes of the posts the model knows (their largest ids are read, no
+    /// scan: a new connection opens the model without touching every id).
+    pub fn new(t: &Resolved, known: [&IdIndex; 2]) -> NewPosts {
+        let trained_max = known.iter().filter_map(|x| x.max_id()).max().unwrap_or(i64::MIN);
         NewPosts { query: source::new_posts_query(t), exists: source::new_posts_exist(t), trained_max, read: Cell::new(None) }
     }
 }

@@ -74,6 +74,11 @@ impl IdIndex {
         self.ids.len() + self.extra.len()
     }
 
+    /// The largest id (None when empty): the sorted array's last, or an added one.
+    pub fn max_id(&self) -> Option<i64> {
+        self.ids.last().copied().into_iter().chain(self.extra.keys().copied()).max()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -279,6 +279,26 @@ fn hostile_search_path_does_not_change_results() {
     assert_eq!(report, "2");
 }
 
+/// The extension in its own schema, whose name needs quoting: its tables are found there
+/// (the schema is read from pg_extension, quoted by the server), from a connection whose
+/// search_path does not include it.
+#[test]
+fn extension_in_a_schema_that_needs_quoting() {
+    let c = Cluster::start("ext_schema");
+    c.sql("postgres", "CREATE SCHEMA \"Rec Sys\"; CREATE EXTENSION pg_recsys SCHEMA \"Rec Sys\"");
+    c.sql("postgres", &std::fs::read_to_string(root().join("scripts/schema.sql")).unwrap());
+    c.sql(
+        "postgres",
+        "INSERT INTO posts (id, title) SELECT p, 'post ' || p FROM generate_series(1, 50) p;
+         INSERT INTO interactions (user_id, post_id, kind)
+         SELECT u, p, 'like' FROM generate_series(1, 200) u, generate_series(1, 50) p WHERE (u + p) % 5 = 0",
+    );
+    let id = c.sql("postgres", "SELECT \"Rec Sys\".recsys_train('{\"factors\": 4, \"iterations\": 2}')->>'model_id'");
+    assert_eq!(id, "1");
+    assert_eq!(c.sql("postgres", "SELECT count(*) FROM \"Rec Sys\"._recsys_model"), "1");
+    assert_eq!(c.sql("postgres", "SELECT count(*) FROM \"Rec Sys\".recsys_recommend(3, 5)"), "5");
+}
+
 /// Generates seeded synthetic data with the synth example and loads `tables` into a new cluster
 /// that has the extension and the default schema.
 fn synthetic_cluster(name: &str, args: [&str; 4], tables: &[&str]) -> Cluster {
