@@ -155,7 +155,12 @@ fn statement_timeout_stops_training_and_old_model_serves() {
 }
 
 fn small_fixture(c: &Cluster, db: &str) {
-    c.sql(db, "CREATE EXTENSION pg_recsys");
+    small_fixture_with(c, db, "CREATE EXTENSION pg_recsys");
+}
+
+/// [`small_fixture`] with the extension created by `create`.
+fn small_fixture_with(c: &Cluster, db: &str, create: &str) {
+    c.sql(db, create);
     c.sql(db, &std::fs::read_to_string(root().join("scripts/schema.sql")).unwrap());
     c.sql(
         db,
@@ -285,14 +290,7 @@ fn hostile_search_path_does_not_change_results() {
 #[test]
 fn extension_in_a_schema_that_needs_quoting() {
     let c = Cluster::start("ext_schema");
-    c.sql("postgres", "CREATE SCHEMA \"Rec Sys\"; CREATE EXTENSION pg_recsys SCHEMA \"Rec Sys\"");
-    c.sql("postgres", &std::fs::read_to_string(root().join("scripts/schema.sql")).unwrap());
-    c.sql(
-        "postgres",
-        "INSERT INTO posts (id, title) SELECT p, 'post ' || p FROM generate_series(1, 50) p;
-         INSERT INTO interactions (user_id, post_id, kind)
-         SELECT u, p, 'like' FROM generate_series(1, 200) u, generate_series(1, 50) p WHERE (u + p) % 5 = 0",
-    );
+    small_fixture_with(&c, "postgres", "CREATE SCHEMA \"Rec Sys\"; CREATE EXTENSION pg_recsys SCHEMA \"Rec Sys\"");
     let id = c.sql("postgres", "SELECT \"Rec Sys\".recsys_train('{\"factors\": 4, \"iterations\": 2}')->>'model_id'");
     assert_eq!(id, "1");
     assert_eq!(c.sql("postgres", "SELECT count(*) FROM \"Rec Sys\"._recsys_model"), "1");
