@@ -146,6 +146,82 @@ fn implicit_sum(idx: &[u32], y: &[f32], f: usize, s: &mut [f32]) {
     s.iter_mut().for_each(|v| *v *= c);
 }
 
+/// The y-step's linear system H·Y = B of SVD++ by ALS (see [`implicit_step`]): the rating
+/// matrix by user (`m`) and by item (`t`), the item factors Q and the ridge λ_y.
+struct ImplicitSystem<'a> {
+    m: &'a Csr,
+    t: &'a Csr,
+    q: &'a [f32],
+    f: usize,
+    lambda_y: f32,
+}
+
+impl ImplicitSystem<'_> {
+    fn q(&self, i: u32) -> &[f32] {
+        &self.q[i as usize * self.f..(i as usize + 1) * self.f]
+    }
+
+    /// Per user: c_u Q_uᵀ Q_u s_u(V) (the data part of H·V, before the scatter to items).
+    fn user_part(&self, v: &[f32], out: &mut [f32]) {
+        let f = self.f;
+        out.par_chunks_mut(f).enumerate().for_each(|(u, w)| {
+            let (idx, _) = self.m.row(u);
+            w.iter_mut().for_each(|x| *x = 0.0);
+            if idx.is_empty() {
+                return;
+            }
+            let mut s = vec![0f32; f];
+            implicit_sum(idx, v, f, &mut s);
+            let c = 1.0 / (idx.len() as f32).sqrt();
+            for &i in idx {
+                crate::kernels::axpy::<false>(c * crate::kernels::dot::<false>(self.q(i), &s), self.q(i), w);
+            }
+        })
+    }
+
+    /// Per item: the sum over its raters of `w`, plus the ridge term λ_y·n_j·v_j.
+    fn scatter(&self, w: &[f32], v: &[f32], out: &mut [f32]) {
+        let f = self.f;
+        out.par_chunks_mut(f).enumerate().for_each(|(j, o)| {
+            let (us, _) = self.t.row(j);
+            for (k, x) in o.iter_mut().enumerate() {
+                *x = self.lambda_y * (us.len().max(1) as f32) * v.get(j * f + k).copied().unwrap_or(0.0);
+            }
+            for &u in us {
+                crate::kernels::axpy::<false>(1.0, &w[u as usize * f..(u as usize + 1) * f], o);
+            }
+        })
+    }
+
+    /// out = H·v (`w`: per-user scratch).
+    fn apply(&self, v: &[f32], w: &mut [f32], out: &mut [f32]) {
+        self.user_part(v, w);
+        self.scatter(w, v, out);
+    }
+
+    /// B = Σ_{u ∋ j} c_u Q_uᵀ e_u, e = the residual of the model without the implicit term
+    /// (user factors `p`, biases, mean).
+    fn rhs(&self, p: &[f32], bu: &[f32], bi: &[f32], mu: f32, items: usize) -> Vec<f32> {
+        let f = self.f;
+        let mut g = vec![0f32; self.m.rows * f];
+        g.par_chunks_mut(f).enumerate().for_each(|(u, w)| {
+            let (idx, val) = self.m.row(u);
+            if idx.is_empty() {
+                return;
+            }
+            let c = 1.0 / (idx.len() as f32).sqrt();
+            let pu = &p[u * f..(u + 1) * f];
+            for (&i, &r) in idx.iter().zip(val) {
+                let e = r - mu - bu[u] - bi[i as usize] - crate::kernels::dot::<false>(self.q(i), pu);
+                crate::kernels::axpy::<false>(c * e, self.q(i), w);
+            }
+        });
+        let mut b = vec![0f32; items * f];
+        self.scatter(&g, &[], &mut b);
+        b
+    }
+}
+
 /// The y-step of SVD++ by ALS: with p, q and the biases fixed, the squared error is quadratic in
 /// all y_j together, min Σ_u ‖e_u − Q_u s_u(Y)‖² + λ_y Σ_j n_j ‖y_j‖² (e = the residual without
 /// the implicit term, n_j = item j's ratings); a few conjugate-gradient steps from the current Y.
@@ -164,61 +240,14 @@ fn implicit_step(
     y: &mut [f32],
     pool: &rayon::ThreadPool,
 ) {
-    let users = m.rows;
-    // Per user: c_u Q_uᵀ Q_u s_u(V) (the data part of H·V, before the scatter to items).
-    let user_part = |v: &[f32], out: &mut [f32]| {
-        out.par_chunks_mut(f).enumerate().for_each(|(u, w)| {
-            let (idx, _) = m.row(u);
-            w.iter_mut().for_each(|x| *x = 0.0);
-            if idx.is_empty() {
-                return;
-            }
-            let mut s = vec![0f32; f];
-            implicit_sum(idx, v, f, &mut s);
-            let c = 1.0 / (idx.len() as f32).sqrt();
-            for &i in idx {
-                let qi = &q[i as usize * f..(i as usize + 1) * f];
-                crate::kernels::axpy::<false>(c * crate::kernels::dot::<false>(qi, &s), qi, w);
-            }
-        })
-    };
-    // Sum per item over its raters, plus the ridge term.
-    let scatter = |w: &[f32], v: &[f32], out: &mut [f32]| {
-        out.par_chunks_mut(f).enumerate().for_each(|(j, o)| {
-            let (us, _) = t.row(j);
-            for (k, x) in o.iter_mut().enumerate() {
-                *x = lambda_y * (us.len().max(1) as f32) * v[j * f + k];
-            }
-            for &u in us {
-                crate::kernels::axpy::<false>(1.0, &w[u as usize * f..(u as usize + 1) * f], o);
-            }
-        })
-    };
+    let h = ImplicitSystem { m, t, q, f, lambda_y };
     let dot = |a: &[f32], b: &[f32]| a.par_iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum::<f64>();
     pool.install(|| {
-        // b = Σ_{u ∋ j} c_u Q_uᵀ e_u.
-        let mut g = vec![0f32; users * f];
-        g.par_chunks_mut(f).enumerate().for_each(|(u, w)| {
-            let (idx, val) = m.row(u);
-            if idx.is_empty() {
-                return;
-            }
-            let c = 1.0 / (idx.len() as f32).sqrt();
-            let pu = &p[u * f..(u + 1) * f];
-            for (&i, &r) in idx.iter().zip(val) {
-                let qi = &q[i as usize * f..(i as usize + 1) * f];
-                let e = r - mu - bu[u] - bi[i as usize] - crate::kernels::dot::<false>(qi, pu);
-                crate::kernels::axpy::<false>(c * e, qi, w);
-            }
-        });
-        let zero = vec![0f32; y.len()];
-        let mut b = vec![0f32; y.len()];
-        scatter(&g, &zero, &mut b);
+        let b = h.rhs(p, bu, bi, mu, y.len() / f.max(1));
         // r = b − H·y
-        let mut w = vec![0f32; users * f];
+        let mut w = vec![0f32; m.rows * f];
         let mut hv = vec![0f32; y.len()];
-        user_part(y, &mut w);
-        scatter(&w, y, &mut hv);
+        h.apply(y, &mut w, &mut hv);
         let mut r: Vec<f32> = b.iter().zip(&hv).map(|(a, b)| a - b).collect();
         let mut d = r.clone();
         let mut rr = dot(&r, &r);
@@ -226,8 +255,7 @@ fn implicit_step(
             if rr <= 1e-20 {
                 break;
             }
-            user_part(&d, &mut w);
-            scatter(&w, &d, &mut hv);
+            h.apply(&d, &mut w, &mut hv);
             let dhd = dot(&d, &hv);
             if dhd <= 0.0 {
                 break;
