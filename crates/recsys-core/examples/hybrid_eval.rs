@@ -29,8 +29,8 @@ fn main() {
     if std::env::args().any(|a| a == "--sweep") {
         return sweep(&sets, &pool, &o, &als);
     }
-    println!("| data | users (warm/cold) | ALS alone | content alone | social alone | popularity | hybrid (defaults) | hybrid (tuned) | hybrid / ALS | cold: popularity | cold: demographic | cold: social | cold: hybrid | cold hybrid / popularity | seconds |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| data | users (warm/cold) | ALS alone | graph alone | content alone | social alone | popularity | hybrid (defaults) | hybrid (tuned) | hybrid / ALS | hybrid / best single | cold: popularity | cold: demographic | cold: social | cold: hybrid | cold hybrid / popularity | seconds |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (name, w) in &sets {
         let t = Instant::now();
         let cold = if w.follows.is_empty() && w.key_dict.len() <= 1 { 0.0 } else { 0.2 };
@@ -43,19 +43,25 @@ fn main() {
         let h = e(&Weights::default());
         let ht = e(&tuned);
         let pop = e(&only(&["popularity"]));
+        let g = e(&only(&["graph"]));
+        let social = (!w.follows.is_empty()).then(|| e(&only(&["social"])).warm.ndcg);
+        // Issue 11's bar: the hybrid against the best of the graph, ALS and social alone.
+        let best_single = a.warm.ndcg.max(g.warm.ndcg).max(social.unwrap_or(0.0));
         let c = |x: f64| if cold > 0.0 { format!("{x:.4}") } else { "–".into() };
         let ratio = |x: f64, y: f64| if y > 0.0 { format!("{:.2}×", x / y) } else { "–".into() };
         println!(
-            "| {name} | {}/{} | {:.4} | {:.4} | {} | {:.4} | {:.4} | {:.4} | {} | {} | {} | {} | {} | {} | {:.1} |",
+            "| {name} | {}/{} | {:.4} | {:.4} | {:.4} | {} | {:.4} | {:.4} | {:.4} | {} | {} | {} | {} | {} | {} | {} | {:.1} |",
             p.warm_users,
             p.cold_users,
             a.warm.ndcg,
+            g.warm.ndcg,
             e(&only(&["content"])).warm.ndcg,
-            if w.follows.is_empty() { "–".into() } else { format!("{:.4}", e(&only(&["social"])).warm.ndcg) },
+            social.map_or_else(|| "–".into(), |x| format!("{x:.4}")),
             pop.warm.ndcg,
             h.warm.ndcg,
             ht.warm.ndcg,
             ratio(h.warm.ndcg, a.warm.ndcg),
+            ratio(h.warm.ndcg, best_single),
             c(pop.cold.ndcg),
             c(e(&only(&["demographic"])).cold.ndcg),
             if w.follows.is_empty() { "–".into() } else { c(e(&only(&["social"])).cold.ndcg) },
