@@ -81,7 +81,7 @@ fn recsys_refresh(model: default!(Option<&str>, "'default'")) -> JsonB {
     JsonB(
         Spi::connect_mut(|client| {
             let m = model::current(client, model.unwrap_or(crate::options::DEFAULT_MODEL))?;
-            let schema = store::schema(client)?;
+            let schema = store::schema()?;
             let f = m.factors;
             let (uids, ufs, iids, ifs) = model::read_factors(client, &schema, m.key.id, f, m.interacted_items)?;
             let users = import::Factors { ids: uids, dim: f, data: ufs };
@@ -231,7 +231,7 @@ fn train(client: &mut pgrx::spi::SpiClient<'_>, o: &TrainOptions, imported: Opti
     // One train at a time per database: a second caller waits here, then trains on fresh data.
     client.update("SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('pg_recsys'), 1)", None, &[])?;
     crate::progress::phase("reading");
-    let schema = store::schema(client)?;
+    let schema = store::schema()?;
     let (mut o, tables) = snapshot::resolve(client, o)?;
     // Serving reads these tables on every call: say now which reads would scan.
     let missing = warn_missing_indexes(client, &tables)?;

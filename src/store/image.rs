@@ -342,15 +342,14 @@ fn read_ivf(img: &Arc<Image>, id: i64, factors: usize, n: usize) -> Result<Optio
     if img.get::<u64>("ivf.items")?.is_none() {
         return Ok(None);
     }
-    let p = recsys_core::ivf::Ivf {
-        f: factors,
-        items: img.scalar("ivf.items")? as usize,
-        centroids: img.need("ivf.centroids")?,
-        radius: img.need("ivf.radius")?,
-        order: img.need("ivf.order")?,
-        offsets: img.need("ivf.offsets")?,
-        cluster_of: Default::default(),
-    };
+    let p = recsys_core::ivf::Ivf::from_parts(
+        factors,
+        img.scalar("ivf.items")? as usize,
+        img.need("ivf.centroids")?,
+        img.need("ivf.radius")?,
+        img.need("ivf.order")?,
+        img.need("ivf.offsets")?,
+    );
     match p.is_consistent(n) {
         true => Ok(Some(p)),
         false => Err(RecsysError::Corrupt(format!("model image of {id}: the post partition has inconsistent sizes"))),

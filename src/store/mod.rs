@@ -16,7 +16,7 @@ use crate::backend::SCHEMA;
 
 /// The extension's schema, quoted by the server (safe to splice into SQL text). Cached per
 /// backend under the extension's OID, since it is on every call's path.
-pub fn schema(_client: &SpiClient<'_>) -> Result<String> {
+pub fn schema() -> Result<String> {
     // SAFETY: a catalog lookup on the backend thread inside a transaction.
     let ext = unsafe { pgrx::pg_sys::get_extension_oid(c"pg_recsys".as_ptr(), true) };
     if let Some(s) = SCHEMA.with(|c| c.borrow().as_ref().filter(|(oid, _)| *oid == ext).map(|(_, s)| s.clone())) {

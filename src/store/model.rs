@@ -381,7 +381,7 @@ fn still_current(client: &SpiClient<'_>, schema: &str, name: &str) -> Result<Opt
 
 /// The served version of model `name`, from the cache when it is still the served one.
 pub fn current(client: &SpiClient<'_>, name: &str) -> Result<Rc<Serving>> {
-    let schema = super::schema(client)?;
+    let schema = super::schema()?;
     if let Some(m) = still_current(client, &schema, name)? {
         return Ok(m);
     }
@@ -534,7 +534,7 @@ pub fn decode_parts(client: &SpiClient<'_>, schema: &str, id: i64, options: &Tra
     let newest_day = f32s(opt("newest_day"))?.first().copied().unwrap_or(f32::NAN);
     // Models written before this part existed: every item counts as interacted.
     let interacted_items = decode(opt("interacted_items"), i64::from_le_bytes)?.first().map(|n| *n as usize).unwrap_or(item_ids.len());
-    if interacted_items > item_ids.len() || segments.lists.values().flatten().any(|&(i, v)| i as usize >= item_ids.len() || !v.is_finite()) {
+    if interacted_items > item_ids.len() || !segments.fits(item_ids.len()) {
         return Err(RecsysError::Corrupt(format!("model {id} per-post arrays have inconsistent sizes")));
     }
     let owners: Vec<i64> = decode(opt("item_owner"), i64::from_le_bytes)?;
@@ -700,15 +700,14 @@ fn decode_ivf(id: i64, parts: &Parts, f: usize, n_items: usize) -> Result<Option
     let Some(items) = parts.get("ivf_items") else { return Ok(None) };
     let empty = Vec::new();
     let opt = |name: &str| parts.get(name).unwrap_or(&empty);
-    let p = recsys_core::ivf::Ivf {
+    let p = recsys_core::ivf::Ivf::from_parts(
         f,
-        items: decode(items, i64::from_le_bytes)?.first().map_or(usize::MAX, |&n| n as usize),
-        centroids: decode(opt("ivf_centroids"), f32::from_le_bytes)?.into(),
-        radius: decode(opt("ivf_radius"), f32::from_le_bytes)?.into(),
-        order: decode(opt("ivf_order"), u32::from_le_bytes)?.into(),
-        offsets: decode(opt("ivf_offsets"), u32::from_le_bytes)?.into(),
-        cluster_of: Default::default(),
-    };
+        decode(items, i64::from_le_bytes)?.first().map_or(usize::MAX, |&n| n as usize),
+        decode(opt("ivf_centroids"), f32::from_le_bytes)?.into(),
+        decode(opt("ivf_radius"), f32::from_le_bytes)?.into(),
+        decode(opt("ivf_order"), u32::from_le_bytes)?.into(),
+        decode(opt("ivf_offsets"), u32::from_le_bytes)?.into(),
+    );
     if !p.is_consistent(n_items) {
         return Err(RecsysError::Corrupt(format!("model {id}: the post partition has inconsistent sizes")));
     }

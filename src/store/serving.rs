@@ -202,7 +202,7 @@ impl LazySegments {
         self.parsed.get_or_init(|| {
             let Some((json, items)) = &self.raw else { return Segments::default() };
             match serde_json::from_slice::<Segments>(json) {
-                Ok(s) if s.lists.values().flatten().all(|&(i, v)| (i as usize) < *items && v.is_finite()) => s,
+                Ok(s) if s.fits(*items) => s,
                 // Written by this extension and checked when the image was made: a damaged
                 // image loses the demographic signal, not the call.
                 _ => {

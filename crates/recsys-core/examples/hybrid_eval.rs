@@ -44,9 +44,10 @@ fn main() {
         let ht = e(&tuned);
         let pop = e(&only(&["popularity"]));
         let g = e(&only(&["graph"]));
-        let social = (!w.follows.is_empty()).then(|| e(&only(&["social"])).warm.ndcg);
+        // Social alone, once for both its columns (none without follows).
+        let social = (!w.follows.is_empty()).then(|| e(&only(&["social"])));
         // Issue 11's bar: the hybrid against the best of the graph, ALS and social alone.
-        let best_single = a.warm.ndcg.max(g.warm.ndcg).max(social.unwrap_or(0.0));
+        let best_single = a.warm.ndcg.max(g.warm.ndcg).max(social.as_ref().map_or(0.0, |s| s.warm.ndcg));
         let c = |x: f64| if cold > 0.0 { format!("{x:.4}") } else { "–".into() };
         let ratio = |x: f64, y: f64| if y > 0.0 { format!("{:.2}×", x / y) } else { "–".into() };
         println!(
@@ -56,7 +57,7 @@ fn main() {
             a.warm.ndcg,
             g.warm.ndcg,
             e(&only(&["content"])).warm.ndcg,
-            social.map_or_else(|| "–".into(), |x| format!("{x:.4}")),
+            social.as_ref().map_or_else(|| "–".into(), |s| format!("{:.4}", s.warm.ndcg)),
             pop.warm.ndcg,
             h.warm.ndcg,
             ht.warm.ndcg,
@@ -64,7 +65,7 @@ fn main() {
             ratio(h.warm.ndcg, best_single),
             c(pop.cold.ndcg),
             c(e(&only(&["demographic"])).cold.ndcg),
-            if w.follows.is_empty() { "–".into() } else { c(e(&only(&["social"])).cold.ndcg) },
+            social.as_ref().map_or_else(|| "–".into(), |s| c(s.cold.ndcg)),
             c(h.cold.ndcg),
             if cold > 0.0 { ratio(h.cold.ndcg, pop.cold.ndcg) } else { "–".into() },
             t.elapsed().as_secs_f64()

@@ -303,6 +303,12 @@ pub fn segment_keys(age: Option<f64>, gender: Option<&str>, location: Option<&st
 }
 
 impl Segments {
+    /// Whether every listed post is one of `items` model items and every score finite (a
+    /// stored model's lists are checked with this before they are served).
+    pub fn fits(&self, items: usize) -> bool {
+        self.lists.values().flatten().all(|&(i, v)| (i as usize) < items && v.is_finite())
+    }
+
     /// `keys[u]` are the segment keys of row u of `ui` (users × items), as codes into `dict`
     /// (code 0 = none).
     pub fn build(dict: &[String], keys: &[[u32; 3]], ui: &Csr) -> Segments {
@@ -844,17 +850,16 @@ fn scaled(v: f32, max: f32) -> f32 {
 impl Scores {
     /// The fused score of every item (dense).
     pub fn fused(&self, cat: &Catalog<'_>, out: &mut Vec<f32>) {
-        if self.als_by_ivf && self.als.is_empty() {
+        match (&self.x, self.als_by_ivf && self.als.is_empty()) {
             // Ranking goes through the partition; a dense view (evaluation, tests) scores every
             // item exactly.
-            if let Some(x) = &self.x {
-                let mut exact = Scores { als: vec![0f32; cat.items()], ..self.clone() };
-                score_all(cat.item_factors, cat.factors, x, &mut exact.als);
-                exact.als_by_ivf = false;
-                return exact.fused(cat, out);
+            (Some(x), true) => {
+                let mut als = vec![0f32; cat.items()];
+                score_all(cat.item_factors, cat.factors, x, &mut als);
+                self.sum_into(cat, &als, out);
             }
+            _ => self.sum_into(cat, &self.als, out),
         }
-        self.sum_into(cat, out);
     }
 
     /// Every component's part but the ALS one and the demotion, per item (dense), −∞ where
@@ -879,12 +884,7 @@ impl Scores {
         let (pop, kp) = dense(pop, w.popularity, n, pop);
         let mut out: Vec<f32> =
             pop.iter().zip(fresh).zip(content.iter().zip(graph)).map(|((p, f), (c, g))| kp * p + kf * f + kc * c + kg * g.max(0.0)).collect();
-        for (&i, &v) in &self.social {
-            out[i as usize] += w.social * scaled(v, self.social_max);
-        }
-        for (&i, &v) in &self.demographic {
-            out[i as usize] += w.demographic * scaled(v, self.demographic_max);
-        }
+        self.add_sparse(&mut out);
         if let Some(m) = mask {
             let k = m.len().min(n);
             out[..k].iter_mut().zip(&m[..k]).for_each(|(r, &ok)| *r = if ok { *r } else { f32::NEG_INFINITY });
@@ -893,8 +893,19 @@ impl Scores {
         out
     }
 
-    /// [`Scores::fused`] from dense ALS scores.
-    fn sum_into(&self, cat: &Catalog<'_>, out: &mut Vec<f32>) {
+    /// Adds the social and demographic parts (sparse) to `out`.
+    fn add_sparse(&self, out: &mut [f32]) {
+        let w = &self.weights;
+        for (&i, &v) in &self.social {
+            out[i as usize] += w.social * scaled(v, self.social_max);
+        }
+        for (&i, &v) in &self.demographic {
+            out[i as usize] += w.demographic * scaled(v, self.demographic_max);
+        }
+    }
+
+    /// [`Scores::fused`] with the dense ALS scores `als` (empty = no ALS part).
+    fn sum_into(&self, cat: &Catalog<'_>, als: &[f32], out: &mut Vec<f32>) {
         let n = cat.items();
         out.clear();
         out.resize(n, 0.0);
@@ -905,9 +916,9 @@ impl Scores {
         if w.freshness > 0.0 && cat.freshness.len() == n {
             out.iter_mut().zip(cat.freshness).for_each(|(o, p)| *o += w.freshness * p);
         }
-        if !self.als.is_empty() && self.als_max > 0.0 {
+        if !als.is_empty() && self.als_max > 0.0 {
             let k = w.als / self.als_max;
-            out.iter_mut().zip(&self.als).for_each(|(o, a)| *o += k * a.max(0.0));
+            out.iter_mut().zip(als).for_each(|(o, a)| *o += k * a.max(0.0));
         }
         if !self.content.is_empty() && self.content_max > 0.0 {
             let k = w.content / self.content_max;
@@ -917,12 +928,7 @@ impl Scores {
             let k = w.graph / self.graph_max;
             out.iter_mut().zip(&self.graph).for_each(|(o, g)| *o += k * g.max(0.0));
         }
-        for (&i, &v) in &self.social {
-            out[i as usize] += w.social * scaled(v, self.social_max);
-        }
-        for (&i, &v) in &self.demographic {
-            out[i as usize] += w.demographic * scaled(v, self.demographic_max);
-        }
+        self.add_sparse(out);
         if self.negative.len() == n {
             out.iter_mut().zip(&self.negative).for_each(|(o, p)| *o *= 1.0 - p);
         }
@@ -977,6 +983,17 @@ impl Scores {
         self.weights.als * scaled(dot, self.als_max)
     }
 
+    /// [`Scores::als_score`] without its cap at 1, for the partition's bounds: the same value for
+    /// every item (no inner product exceeds als_max), but a bound above als_max must stay above
+    /// the threshold's scale, or no cluster could ever be skipped.
+    fn als_uncapped(&self, dot: f32) -> f32 {
+        if self.als_max > 0.0 && dot.is_finite() {
+            self.weights.als * (dot.max(0.0) / self.als_max)
+        } else {
+            0.0
+        }
+    }
+
     /// With `als_by_ivf`: the exact best `k` items among those `allowed` by the fused score,
     /// best first, through the partition (inner products for the few items whose bound can
     /// still reach the k-th best); empty otherwise.
@@ -987,10 +1004,8 @@ impl Scores {
         }
         match (self.als_by_ivf, cat.ivf, &self.x) {
             (true, Some(ivf), Some(x)) => {
-                let (w, max) = (self.weights.als, self.als_max);
-                let als = |d: f32| if max > 0.0 && d.is_finite() { w * (d.max(0.0) / max) } else { 0.0 };
                 let rest = self.rest(cat, mask);
-                ivf.top_fused(cat.item_factors, ids, x, k, &als, &rest, &|i, d| self.parts_at(cat, i as u32, Some(d)).total())
+                ivf.top_fused(cat.item_factors, ids, x, k, &|d| self.als_uncapped(d), &rest, &|i, d| self.parts_at(cat, i as u32, Some(d)).total())
             }
             _ => vec![],
         }
@@ -1000,14 +1015,7 @@ impl Scores {
     /// whole fused score when `als_only`), best first; empty otherwise.
     pub fn als_top(&self, cat: &Catalog<'_>, ids: &[i64], k: usize, allowed: &dyn Fn(usize) -> bool) -> Vec<Scored> {
         match (self.als_by_ivf, cat.ivf, &self.x) {
-            (true, Some(ivf), Some(x)) => {
-                // als_score without its cap at 1: the same value for every item (no inner product
-                // exceeds als_max), but a bound above als_max must stay above the threshold's
-                // scale, or no cluster could ever be skipped.
-                let (w, max) = (self.weights.als, self.als_max);
-                let score = |d: f32| if max > 0.0 && d.is_finite() { w * (d.max(0.0) / max) } else { 0.0 };
-                ivf.top(cat.item_factors, ids, x, k, allowed, &score).0
-            }
+            (true, Some(ivf), Some(x)) => ivf.top(cat.item_factors, ids, x, k, allowed, &|d| self.als_uncapped(d)).0,
             _ => vec![],
         }
     }

@@ -36,10 +36,13 @@ pub struct Ivf {
     /// Item rows grouped by cluster; cluster c holds `order[offsets[c]..offsets[c + 1]]`.
     pub order: crate::buf::Buf<u32>,
     pub offsets: crate::buf::Buf<u32>,
-    /// Per covered row, its cluster (derived from `order` on first use; empty when there are
-    /// more clusters than a u16 holds).
-    pub cluster_of: std::sync::OnceLock<Vec<u16>>,
+    /// Per covered row, its cluster (derived from `order` on first use).
+    cluster_of: std::sync::OnceLock<Vec<u16>>,
 }
+
+/// Most clusters a partition may have: a row's cluster is kept as a u16 (training makes at
+/// most 4,096).
+const MAX_CLUSTERS: usize = u16::MAX as usize + 1;
 
 fn dist2(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
@@ -122,21 +125,31 @@ impl Ivf {
             radius[c] = radius[c].max(d);
         }
         radius.iter_mut().for_each(|r| *r = *r * (1.0 + SLACK) + 1e-6);
-        Ivf {
-            f,
-            items: assign.len(),
-            centroids: centroids.into(),
-            radius: radius.into(),
-            order: order.into(),
-            offsets: offsets.into(),
-            cluster_of: Default::default(),
-        }
+        Ivf::from_parts(f, assign.len(), centroids.into(), radius.into(), order.into(), offsets.into())
+    }
+
+    /// A partition from its stored arrays (check them with [`Ivf::is_consistent`]).
+    pub fn from_parts(
+        f: usize,
+        items: usize,
+        centroids: crate::buf::Buf<f32>,
+        radius: crate::buf::Buf<f32>,
+        order: crate::buf::Buf<u32>,
+        offsets: crate::buf::Buf<u32>,
+    ) -> Ivf {
+        Ivf { f, items, centroids, radius, order, offsets, cluster_of: Default::default() }
+    }
+
+    /// The rows of cluster `c`.
+    fn members(&self, c: usize) -> &[u32] {
+        &self.order[self.offsets[c] as usize..self.offsets[c + 1] as usize]
     }
 
     /// Whether the stored arrays fit together (a damaged model is refused, never misread).
     pub fn is_consistent(&self, rows: usize) -> bool {
         let clusters = self.radius.len();
         self.f > 0
+            && clusters <= MAX_CLUSTERS
             && self.centroids.len() == clusters * self.f
             && self.offsets.len() == clusters + 1
             && self.offsets.first() == Some(&0)
@@ -195,49 +208,38 @@ impl Ivf {
                 break;
             }
             let c = c as usize;
-            for &i in &self.order[self.offsets[c] as usize..self.offsets[c + 1] as usize] {
+            for &i in self.members(c) {
                 visit(i as usize, &mut top, &mut max);
             }
         }
         (top.into_sorted(), max)
     }
 
-    /// Per covered row, its cluster (None when clusters do not fit a u16).
-    fn clusters_of_rows(&self) -> Option<&[u16]> {
-        let v = self.cluster_of.get_or_init(|| {
-            if self.radius.len() > u16::MAX as usize + 1 {
-                return vec![];
-            }
+    /// Per covered row, its cluster (at most [`MAX_CLUSTERS`] of them, as
+    /// [`Ivf::is_consistent`] and training ensure).
+    fn clusters_of_rows(&self) -> &[u16] {
+        self.cluster_of.get_or_init(|| {
+            debug_assert!(self.radius.len() <= MAX_CLUSTERS);
             let mut of = vec![0u16; self.items];
             for c in 0..self.radius.len() {
-                for &i in &self.order[self.offsets[c] as usize..self.offsets[c + 1] as usize] {
+                for &i in self.members(c) {
                     if let Some(slot) = of.get_mut(i as usize) {
                         *slot = c as u16;
                     }
                 }
             }
             of
-        });
-        (v.len() == self.items).then_some(v.as_slice())
+        })
     }
 
-    /// Per cluster, the largest `rest` of its members (−∞ when none is allowed).
+    /// Per cluster, the largest `rest` of its members (−∞ when none is allowed): one pass in
+    /// row order (the cluster maxima stay in L1), not a gather through `order`.
     fn cluster_max(&self, rest: &[f32]) -> Vec<f32> {
         let mut max = vec![f32::NEG_INFINITY; self.radius.len()];
-        match self.clusters_of_rows() {
-            // One pass in row order (the cluster maxima stay in L1), not a gather through `order`.
-            Some(of) => of.iter().zip(rest).for_each(|(&c, &r)| {
-                let m = &mut max[c as usize];
-                *m = if r > *m { r } else { *m };
-            }),
-            None => {
-                for (c, m) in max.iter_mut().enumerate() {
-                    for &i in &self.order[self.offsets[c] as usize..self.offsets[c + 1] as usize] {
-                        *m = m.max(rest.get(i as usize).copied().unwrap_or(f32::NEG_INFINITY));
-                    }
-                }
-            }
-        }
+        self.clusters_of_rows().iter().zip(rest).for_each(|(&c, &r)| {
+            let m = &mut max[c as usize];
+            *m = if r > *m { r } else { *m };
+        });
         max
     }
 
@@ -296,8 +298,7 @@ impl Ivf {
             if bound < top.threshold() {
                 break;
             }
-            let c = c as usize;
-            for &i in &self.order[self.offsets[c] as usize..self.offsets[c + 1] as usize] {
+            for &i in self.members(c as usize) {
                 if (i as usize) < n {
                     visit(i as usize, a, &mut top);
                 }
