@@ -512,6 +512,11 @@ mod unit {
         let g = TrainOptions::parse(&json!({"graph": {"ease_beta": 0}})).unwrap().hybrid.graph;
         assert_eq!((g.ease_beta, g.ease_lambda), (0.0, crate::graph::DEFAULT_EASE_LAMBDA));
         assert_eq!(TrainOptions::default().hybrid.graph.ease_beta, crate::graph::DEFAULT_EASE_BETA);
+        let r = TrainOptions::parse(&json!({"rating": {"regularization_exponent": 1, "implicit_regularization": 0}})).unwrap().rating;
+        assert_eq!((r.regularization_exponent, r.implicit_regularization), (1.0, 0.0));
+        for bad in [json!({"regularization_exponent": 2.5}), json!({"implicit_regularization": -1}), json!({"regularization_exponent": "1"})] {
+            assert!(matches!(TrainOptions::parse(&json!({"rating": bad})), Err(OptionError::Type { .. })), "{bad}");
+        }
         assert_eq!(TrainOptions::parse(&json!({"graph": "off"})).unwrap().hybrid.graph.kind, crate::hybrid::GraphKind::Off);
         assert!(matches!(TrainOptions::parse(&json!({"graph": "dense"})), Err(OptionError::Type { .. })));
         assert!(matches!(TrainOptions::parse(&json!({"graph": {"lambda": 3}})), Err(OptionError::Unknown { .. })));
