@@ -205,6 +205,9 @@ pub fn write(path: &Path, d: &Data, tables: &Tables) -> std::io::Result<()> {
         s.add("ivf.radius", &p.radius);
         s.add("ivf.order", &p.order);
         s.add("ivf.offsets", &p.offsets);
+        if let Some(d) = &p.dist {
+            s.add("ivf.dist", d);
+        }
     }
     if let Some(g) = &d.graph {
         s.scalar("graph.items", g.items as u64);
@@ -349,6 +352,7 @@ fn read_ivf(img: &Arc<Image>, id: i64, factors: usize, n: usize) -> Result<Optio
         img.need("ivf.radius")?,
         img.need("ivf.order")?,
         img.need("ivf.offsets")?,
+        img.get("ivf.dist")?,
     );
     match p.is_consistent(n) {
         true => Ok(Some(p)),

@@ -191,6 +191,9 @@ pub fn save(client: &mut SpiClient<'_>, schema: &str, m: &NewModel<'_>, report: 
         put("ivf_radius", &mut f32_bytes(&p.radius))?;
         put("ivf_order", &mut u32_bytes(&p.order))?;
         put("ivf_offsets", &mut u32_bytes(&p.offsets))?;
+        if let Some(d) = &p.dist {
+            put("ivf_dist", &mut f32_bytes(d))?;
+        }
     }
     if !m.freshness.is_empty() {
         put("item_freshness", &mut f32_bytes(m.freshness))?;
@@ -707,6 +710,7 @@ fn decode_ivf(id: i64, parts: &Parts, f: usize, n_items: usize) -> Result<Option
         decode(opt("ivf_radius"), f32::from_le_bytes)?.into(),
         decode(opt("ivf_order"), u32::from_le_bytes)?.into(),
         decode(opt("ivf_offsets"), u32::from_le_bytes)?.into(),
+        parts.get("ivf_dist").map(|d| decode(d, f32::from_le_bytes)).transpose()?.map(Into::into),
     );
     if !p.is_consistent(n_items) {
         return Err(RecsysError::Corrupt(format!("model {id}: the post partition has inconsistent sizes")));
