@@ -19,13 +19,15 @@ pub(super) struct Reasons<'a> {
     m: &'a Serving,
     s: &'a UserScores,
     fold: Option<(FoldIn, Vec<(u32, f32)>)>,
+    /// ALS evidence per item, computed once (a feed row asks for it twice: its title, its text).
+    als: HashMap<u32, Vec<(u32, f32)>>,
     /// Current titles of the evidence posts the caller may see (None: no posts table).
     titles: Option<HashMap<i64, String>>,
 }
 
 impl<'a> Reasons<'a> {
     pub(super) fn new(m: &'a Serving, s: &'a UserScores) -> Reasons<'a> {
-        Reasons { m, s, fold: None, titles: None }
+        Reasons { m, s, fold: None, als: HashMap::new(), titles: None }
     }
 
     /// Reads the titles of the posts that will be named as evidence for `rows`, in one query.
@@ -62,6 +64,9 @@ impl<'a> Reasons<'a> {
 
     /// The history items behind an ALS score, largest contribution first (HKV section 5).
     fn als_evidence(&mut self, item: u32) -> Vec<(u32, f32)> {
+        if let Some(ev) = self.als.get(&item) {
+            return ev.clone();
+        }
         let m = self.m;
         let (fold, items) = self.fold.get_or_insert_with(|| {
             // The scorer already factorised this user's system: reuse it.
@@ -72,6 +77,7 @@ impl<'a> Reasons<'a> {
         });
         let mut ev = fold.evidence(&m.item_factors, items, m.options.als.alpha, item);
         ev.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        self.als.insert(item, ev.clone());
         ev
     }
 

@@ -422,8 +422,6 @@ pub struct FoldIn {
     /// Lower Cholesky factor of A, row-major.
     l: Vec<f64>,
     pub x: Vec<f32>,
-    /// L⁻¹ y_j for the history items, row per item (computed on the first [`FoldIn::evidence`]).
-    whitened: std::sync::OnceLock<Vec<f64>>,
 }
 
 impl FoldIn {
@@ -450,29 +448,19 @@ impl FoldIn {
         }
         cholesky(&mut a, f);
         solve_factored(&a, &mut b, f);
-        FoldIn { f, l: a, x: b.into_iter().map(|v| v as f32).collect(), whitened: std::sync::OnceLock::new() }
+        FoldIn { f, l: a, x: b.into_iter().map(|v| v as f32).collect() }
     }
 
     /// Contribution of each history item (item, c_j · (A⁻¹ y_target)·y_j); they sum to the
-    /// score of `target`. `items` must be the items the fold was built from. With A = L Lᵀ,
-    /// y_targetᵀ A⁻¹ y_j = (L⁻¹ y_target)·(L⁻¹ y_j): the history side is whitened once per fold,
-    /// so a feed's reasons cost one forward substitution per post.
+    /// score of `target`. `items` must be the items the fold was built from. One solve with the
+    /// stored factor per target (A⁻¹ y_target), then one dot product per history item.
     pub fn evidence(&self, item_factors: &[f32], items: &[(u32, f32)], alpha: f32, target: u32) -> Vec<(u32, f32)> {
         let f = self.f;
-        let row = |i: u32| item_factors[i as usize * f..(i as usize + 1) * f].iter().map(|x| *x as f64).collect::<Vec<f64>>();
-        let whitened = self.whitened.get_or_init(|| {
-            items
-                .iter()
-                .flat_map(|&(j, _)| {
-                    let mut w = row(j);
-                    forward_substitute(&self.l, &mut w, f);
-                    w
-                })
-                .collect()
-        });
-        let mut v = row(target);
-        forward_substitute(&self.l, &mut v, f);
-        items.iter().zip(whitened.chunks_exact(f)).map(|(&(j, r), w)| (j, ((1.0 + alpha as f64 * r as f64) * dot_f64(w, &v)) as f32)).collect()
+        let row = |i: u32| &item_factors[i as usize * f..(i as usize + 1) * f];
+        let mut z: Vec<f64> = row(target).iter().map(|x| *x as f64).collect();
+        solve_factored(&self.l, &mut z, f);
+        let z: Vec<f32> = z.into_iter().map(|v| v as f32).collect();
+        items.iter().map(|&(j, r)| (j, (1.0 + alpha * r) * crate::kernels::dot_dispatch(row(j), &z))).collect()
     }
 }
 
@@ -487,14 +475,6 @@ fn dot_f64(a: &[f64], b: &[f64]) -> f64 {
         }
     }
     (s[0] + s[1]) + (s[2] + s[3]) + tail
-}
-
-/// Solves L x = b in place (L lower triangular from [`cholesky`], row-major).
-fn forward_substitute(l: &[f64], b: &mut [f64], n: usize) {
-    for i in 0..n {
-        let s = b[i] - dot_f64(&l[i * n..i * n + i], &b[..i]);
-        b[i] = s / l[i * n + i];
-    }
 }
 
 /// Solves A x = b in place (A symmetric positive definite, n×n, row-major; b becomes x).
@@ -513,18 +493,13 @@ fn cholesky(a: &mut [f64], n: usize) {
 /// `pivot` to its square root, or None to stop: then false.
 pub(crate) fn cholesky_with(a: &mut [f64], n: usize, pivot: impl Fn(f64) -> Option<f64>) -> bool {
     for j in 0..n {
-        let mut d = a[j * n + j];
-        for k in 0..j {
-            d -= a[j * n + k] * a[j * n + k];
-        }
-        let Some(d) = pivot(d) else { return false };
+        let lj = &a[j * n..j * n + j];
+        let Some(d) = pivot(a[j * n + j] - dot_f64(lj, lj)) else { return false };
         a[j * n + j] = d;
         for i in j + 1..n {
-            let mut s = a[i * n + j];
-            for k in 0..j {
-                s -= a[i * n + k] * a[j * n + k];
-            }
-            a[i * n + j] = s / d;
+            let (head, tail) = a.split_at_mut(i * n);
+            let s = tail[j] - dot_f64(&tail[..j], &head[j * n..j * n + j]);
+            tail[j] = s / d;
         }
     }
     true
@@ -533,18 +508,15 @@ pub(crate) fn cholesky_with(a: &mut [f64], n: usize, pivot: impl Fn(f64) -> Opti
 /// Solves L Lᵀ x = b in place, L from [`cholesky`].
 pub(crate) fn solve_factored(a: &[f64], b: &mut [f64], n: usize) {
     for i in 0..n {
-        let mut s = b[i];
-        for k in 0..i {
-            s -= a[i * n + k] * b[k];
-        }
+        let s = b[i] - dot_f64(&a[i * n..i * n + i], &b[..i]);
         b[i] = s / a[i * n + i];
     }
+    // Lᵀ x = y by rows of L (contiguous): once x_i is known, row i's part of every earlier
+    // equation is subtracted.
     for i in (0..n).rev() {
-        let mut s = b[i];
-        for k in i + 1..n {
-            s -= a[k * n + i] * b[k];
-        }
-        b[i] = s / a[i * n + i];
+        let x = b[i] / a[i * n + i];
+        b[i] = x;
+        b[..i].iter_mut().zip(&a[i * n..i * n + i]).for_each(|(bk, l)| *bk -= l * x);
     }
 }
 
