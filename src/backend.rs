@@ -33,4 +33,14 @@ thread_local! {
     /// arguments), for recsys.trending_cache_seconds: a result computed under one role's rights
     /// is never served to another.
     pub static TRENDING: RefCell<HashMap<String, (Instant, Rc<Vec<(i64, f32)>>)>> = RefCell::new(HashMap::new());
+    /// The feed's popularity component built from the last trending result (per model item),
+    /// with that result and the model it was built for: reused while both are the same.
+    pub static FEED_POPULARITY: RefCell<Option<FeedPopularity>> = const { RefCell::new(None) };
+}
+
+/// See [`FEED_POPULARITY`].
+pub struct FeedPopularity {
+    pub rows: Rc<Vec<(i64, f32)>>,
+    pub model: crate::store::serving::ModelKey,
+    pub built: Rc<(Vec<f32>, Vec<u32>)>,
 }

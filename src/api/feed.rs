@@ -5,6 +5,7 @@ use crate::gucs;
 use crate::store::live;
 use crate::store::serving::Serving;
 use pgrx::spi::SpiClient;
+use recsys_core::fasthash::IndexSet;
 use recsys_core::topk::{Scored, TopK};
 use std::collections::{HashMap, HashSet};
 
@@ -109,7 +110,7 @@ impl<'a> Feed<'a> {
     }
 
     /// Whether model item `i` may appear in this feed.
-    fn allowed(&self, m: &Serving, i: usize, seen: Option<&HashSet<i64>>, codes: Option<&[Option<Option<u32>>; 3]>) -> bool {
+    fn allowed(&self, m: &Serving, i: usize, seen: Option<&IndexSet<i64>>, codes: Option<&[Option<Option<u32>>; 3]>) -> bool {
         let id = m.item_ids[i];
         if seen.is_some_and(|x| x.contains(&id))
             || self.exclude.contains(&id)
@@ -127,7 +128,7 @@ impl<'a> Feed<'a> {
 
     /// Which items may appear, as one flag per item (None = all): built once per call, so the
     /// scan tests a byte instead of hashing ids (a filter keeps the threshold low for long).
-    fn mask(&self, m: &Serving, seen: Option<&HashSet<i64>>, codes: Option<&[Option<Option<u32>>; 3]>) -> Option<Vec<bool>> {
+    fn mask(&self, m: &Serving, seen: Option<&IndexSet<i64>>, codes: Option<&[Option<Option<u32>>; 3]>) -> Option<Vec<bool>> {
         let seen_any = seen.is_some_and(|s| !s.is_empty());
         if !seen_any && self.exclude.is_empty() && self.include.is_none() && codes.is_none() && self.live_match.is_none() {
             return None;
@@ -162,7 +163,7 @@ impl<'a> Feed<'a> {
     /// The popularity feed as a walk down the precomputed order: O(page), not O(catalogue).
     /// `pop` is the popularity in force and `first` the posts it ranks (trending now, best
     /// first); the rest of the walk follows the model's popularity order.
-    pub fn rank_popular(&self, client: &SpiClient<'_>, m: &Serving, pop: &[f32], first: &[u32], seen: Option<&HashSet<i64>>) -> Result<Ranked> {
+    pub fn rank_popular(&self, client: &SpiClient<'_>, m: &Serving, pop: &[f32], first: &[u32], seen: Option<&IndexSet<i64>>) -> Result<Ranked> {
         if self.diversity > 0.0 {
             return self.rank(client, m, pop, seen, None, &mut |_| vec![]);
         }
@@ -203,7 +204,7 @@ impl<'a> Feed<'a> {
         client: &SpiClient<'_>,
         m: &Serving,
         scores: &[f32],
-        seen: Option<&HashSet<i64>>,
+        seen: Option<&IndexSet<i64>>,
         exact: Option<&dyn Fn(u32) -> f32>,
         also: &mut dyn FnMut(&[Scored]) -> Vec<i64>,
     ) -> Result<Ranked> {
@@ -233,7 +234,7 @@ impl<'a> Feed<'a> {
         &self,
         client: &SpiClient<'_>,
         m: &Serving,
-        seen: Option<&HashSet<i64>>,
+        seen: Option<&IndexSet<i64>>,
         approx: bool,
         top: &dyn Fn(Option<&[bool]>, usize) -> Vec<Scored>,
         also: &mut dyn FnMut(&[Scored]) -> Vec<i64>,

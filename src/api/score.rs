@@ -20,15 +20,15 @@ pub(super) struct UserScores {
     pub scores: Scores,
     /// The popularity component now (recsys_trending's signal) and its order; None = nothing
     /// trending in the window, the model's popularity stands in.
-    pub pop: Option<(Vec<f32>, Vec<u32>)>,
+    pub pop: Option<std::rc::Rc<(Vec<f32>, Vec<u32>)>>,
 }
 
 impl UserScores {
     /// The model's catalogue with the call's popularity.
     pub fn catalog<'a>(&'a self, m: &'a Serving) -> recsys_core::hybrid::Catalog<'a> {
         let mut c = m.catalog(!self.req.input.segments.is_empty());
-        if let Some((p, _)) = &self.pop {
-            c.popularity = p;
+        if let Some(p) = &self.pop {
+            c.popularity = &p.0;
         }
         c
     }

@@ -5,7 +5,7 @@ use super::score::{score_user, weights_for};
 use crate::error::{OrRaise, RecsysError, Result};
 use crate::options::DEFAULT_MODEL;
 use crate::store::model;
-use crate::store::serving::Serving;
+use crate::store::serving::{Columns, Serving};
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use recsys_core::hybrid::Parts;

@@ -199,7 +199,7 @@ pub const FEED_TRENDING_POSTS: usize = 1000;
 /// scaled to [0, 1], per model item (None when nothing is trending in the window: the caller
 /// falls back to the model's popularity). The same result is cached per backend as
 /// recsys_trending's.
-pub fn feed_popularity(client: &pgrx::spi::SpiClient<'_>, m: &Serving) -> Result<Option<(Vec<f32>, Vec<u32>)>> {
+pub fn feed_popularity(client: &pgrx::spi::SpiClient<'_>, m: &Serving) -> Result<Option<Rc<(Vec<f32>, Vec<u32>)>>> {
     if m.options.interactions.columns.get("time").is_none_or(|c| c.is_none()) {
         return Ok(None);
     }
@@ -214,6 +214,13 @@ pub fn feed_popularity(client: &pgrx::spi::SpiClient<'_>, m: &Serving) -> Result
     if max <= 0.0 {
         return Ok(None);
     }
+    // The same cached result for the same model: the same component (no pass over the catalogue).
+    let reuse = crate::backend::FEED_POPULARITY.with(|c| {
+        c.borrow().as_ref().filter(|p| Rc::ptr_eq(&p.rows, &rows) && p.model == m.key && p.built.0.len() == m.item_ids.len()).map(|p| p.built.clone())
+    });
+    if let Some(built) = reuse {
+        return Ok(Some(built));
+    }
     let mut pop = vec![0f32; m.item_ids.len()];
     let mut order = vec![];
     for &(p, s) in rows.iter() {
@@ -222,7 +229,9 @@ pub fn feed_popularity(client: &pgrx::spi::SpiClient<'_>, m: &Serving) -> Result
             order.push(i);
         }
     }
-    Ok(Some((pop, order)))
+    let built = Rc::new((pop, order));
+    crate::backend::FEED_POPULARITY.with(|c| *c.borrow_mut() = Some(crate::backend::FeedPopularity { rows, model: m.key, built: built.clone() }));
+    Ok(Some(built))
 }
 
 #[pg_extern(stable)]

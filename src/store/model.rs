@@ -6,7 +6,7 @@
 //! the new one visible to every connection; a backend notices through the model id.
 use crate::error::{RecsysError, Result};
 use crate::options::{TrainOptions, FOLLOWS, INTERACTIONS, POSTS, USERS};
-use crate::store::serving::{Content, Data, ModelKey, Rating, RatingParts, Serving, Tables};
+use crate::store::serving::{Columns, Content, Data, ModelKey, Rating, RatingParts, Serving, Tables};
 use crate::store::source;
 use pgrx::spi::SpiClient;
 use pgrx::JsonB;
@@ -360,7 +360,7 @@ fn newest_key_sql(schema: &str) -> String {
     )
 }
 
-fn key_of(r: &pgrx::spi::SpiHeapTupleData<'_>) -> Result<Option<ModelKey>> {
+fn key_of(r: &impl Columns) -> Result<Option<ModelKey>> {
     let (Some(id), created, table) = (r.get::<i64>(1)?, r.get::<i64>(2)?, r.get::<i64>(3)?) else { return Ok(None) };
     Ok(Some(ModelKey { id, created_us: created.unwrap_or(0), table: table.unwrap_or(0) as u32 }))
 }

@@ -3,17 +3,17 @@
 //! demographics, and the followees' latest engagement and posts. Every query was built at model load from names the
 //! server resolved; the user id travels as `$1`/`$3`.
 use crate::error::Result;
-use crate::store::serving::Serving;
+use crate::store::serving::{Columns, Serving};
 use crate::store::source;
 use pgrx::spi::SpiClient;
 use pgrx::{PgBuiltInOids, PgOid};
+use recsys_core::fasthash::{IndexMap, IndexSet};
 use recsys_core::hybrid::{segment_keys, Event, Followee, UserInput, Weights};
-use std::collections::{HashMap, HashSet};
 
 pub struct Request {
     pub input: UserInput,
     /// Every post the user interacted with (known to the model or not).
-    pub seen: HashSet<i64>,
+    pub seen: IndexSet<i64>,
 }
 
 const JSONB: PgOid = PgOid::BuiltIn(PgBuiltInOids::JSONBOID);
@@ -24,7 +24,7 @@ const INT8_ARRAY: PgOid = PgOid::BuiltIn(PgBuiltInOids::INT8ARRAYOID);
 pub fn gather(client: &SpiClient<'_>, m: &Serving, user_id: i64, w: &Weights) -> Result<Request> {
     let o = &m.options.hybrid;
     let (weights, default_weight) = source::weight_args(&m.options);
-    let mut seen = HashSet::new();
+    let mut seen = IndexSet::default();
     let mut unknown = 0usize;
     let rows = m.run(client, "history", &m.history_query, &[JSONB, FLOAT4, INT8], &[weights.into(), default_weight.into(), user_id.into()], |row| {
         let Some(pid) = row.get::<i64>(1)? else { return Ok(None) };
@@ -64,7 +64,7 @@ fn followees(client: &SpiClient<'_>, m: &Serving, q: &str, user_id: i64) -> Resu
     let mut direct: Vec<(i64, bool)> = m.run(client, "followees", q, &[INT8], &[user_id.into()], |row| {
         Ok(row.get::<i64>(1)?.map(|id| (id, row.get::<bool>(2).ok().flatten().unwrap_or(false))))
     })?;
-    let mut dedup = HashSet::new();
+    let mut dedup = IndexSet::default();
     direct.retain(|(id, _)| dedup.insert(*id));
     let mut all: Vec<(i64, bool, bool)> = direct.iter().map(|&(id, mutual)| (id, mutual, false)).collect();
     if let (Some(q2), true) = (&m.second_hop_query, o.second_hop > 0.0) {
@@ -75,7 +75,7 @@ fn followees(client: &SpiClient<'_>, m: &Serving, q: &str, user_id: i64) -> Resu
         return Ok(vec![]);
     }
     let ids: Vec<i64> = all.iter().map(|f| f.0).collect();
-    let mut events: HashMap<i64, Vec<Event>> = HashMap::new();
+    let mut events: IndexMap<i64, Vec<Event>> = IndexMap::default();
     let (weights, default_weight) = source::weight_args(&m.options);
     m.run(
         client,
@@ -95,7 +95,7 @@ fn followees(client: &SpiClient<'_>, m: &Serving, q: &str, user_id: i64) -> Resu
             Ok(None)
         },
     )?;
-    let mut owned: HashMap<i64, Vec<u32>> = HashMap::new();
+    let mut owned: IndexMap<i64, Vec<u32>> = IndexMap::default();
     if let Some(q) = &m.followee_posts_query {
         m.run(client, "followee_posts", q, &[INT8_ARRAY], &[ids.into()], |row| {
             if let (Some(o), Some(p)) = (row.get::<i64>(1)?, row.get::<i64>(2)?) {

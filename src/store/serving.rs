@@ -50,6 +50,45 @@ pub struct Serving {
     pub plans: RefCell<HashMap<&'static str, pgrx::spi::OwnedPreparedStatement>>,
 }
 
+/// One row of a request-time query, read in place from SPI's tuple table: pgrx's row type
+/// first copies every column of every row (with its type) into a vector, a large part of
+/// reading a few hundred rows per call.
+pub struct Row {
+    tuple: pgrx::pg_sys::HeapTuple,
+    desc: pgrx::pg_sys::TupleDesc,
+}
+
+/// Reading column `ordinal` (from 1) of a result row as `T`, checked against the column's type
+/// as pgrx checks it: a [`Row`] or pgrx's own row type.
+pub trait Columns {
+    fn get<T: pgrx::datum::FromDatum + pgrx::datum::IntoDatum>(&self, ordinal: usize) -> std::result::Result<Option<T>, pgrx::spi::SpiError>;
+}
+
+impl Columns for Row {
+    fn get<T: pgrx::datum::FromDatum + pgrx::datum::IntoDatum>(&self, ordinal: usize) -> std::result::Result<Option<T>, pgrx::spi::SpiError> {
+        use pgrx::datum::TryFromDatumError;
+        // SAFETY: `desc` and `tuple` come from SPI's current tuple table (see `Serving::run`);
+        // the ordinal is checked against the descriptor before it is read.
+        unsafe {
+            let natts = usize::try_from((*self.desc).natts).unwrap_or(0);
+            let Some(at) = std::num::NonZeroUsize::new(ordinal).filter(|a| a.get() <= natts) else {
+                return Err(TryFromDatumError::NoSuchAttributeNumber(std::num::NonZeroUsize::MIN.saturating_add(ordinal.saturating_sub(1))).into());
+            };
+            let attno = at.get() as std::ffi::c_int;
+            let oid = pgrx::pg_sys::SPI_gettypeid(self.desc, attno);
+            let mut is_null = false;
+            let datum = pgrx::pg_sys::SPI_getbinval(self.tuple, self.desc, attno, &mut is_null);
+            Ok(T::try_from_datum(datum, is_null, oid)?)
+        }
+    }
+}
+
+impl Columns for pgrx::spi::SpiHeapTupleData<'_> {
+    fn get<T: pgrx::datum::FromDatum + pgrx::datum::IntoDatum>(&self, ordinal: usize) -> std::result::Result<Option<T>, pgrx::spi::SpiError> {
+        pgrx::spi::SpiHeapTupleData::get(self, ordinal)
+    }
+}
+
 impl std::ops::Deref for Serving {
     type Target = Data;
     fn deref(&self) -> &Data {
@@ -64,7 +103,8 @@ impl std::ops::DerefMut for Serving {
 }
 
 impl Serving {
-    /// Runs one of the request-time queries through its kept plan.
+    /// Runs one of the request-time queries through its kept plan; `each` reads the rows in
+    /// place ([`Row`]).
     pub fn run<'c, T>(
         &self,
         client: &pgrx::spi::SpiClient<'c>,
@@ -72,7 +112,7 @@ impl Serving {
         sql: &str,
         types: &[pgrx::PgOid],
         args: &[pgrx::datum::DatumWithOid<'_>],
-        mut each: impl FnMut(&pgrx::spi::SpiHeapTupleData<'_>) -> Result<Option<T>>,
+        mut each: impl FnMut(&Row) -> Result<Option<T>>,
     ) -> Result<Vec<T>> {
         if !self.plans.borrow().contains_key(name) {
             let plan = client.prepare(sql, types)?.keep();
@@ -81,9 +121,19 @@ impl Serving {
         let plans = self.plans.borrow();
         let plan = plans.get(name).ok_or_else(|| RecsysError::Spi(format!("{name} plan missing")))?;
         let mut out = vec![];
-        for row in client.select(plan, None, args)? {
-            if let Some(x) = each(&row)? {
-                out.push(x);
+        let rows = client.select(plan, None, args)?;
+        // SAFETY: `select` just set SPI's current tuple table (rows.len() tuples and their
+        // descriptor); it stays valid while `rows` lives, and no other SPI call runs in `each`.
+        unsafe {
+            let table = pgrx::pg_sys::SPI_tuptable;
+            if table.is_null() || rows.is_empty() {
+                return Ok(out);
+            }
+            let desc = (*table).tupdesc;
+            for &tuple in std::slice::from_raw_parts((*table).vals, rows.len()) {
+                if let Some(x) = each(&Row { tuple, desc })? {
+                    out.push(x);
+                }
             }
         }
         Ok(out)

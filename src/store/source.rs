@@ -536,7 +536,7 @@ pub fn new_posts_exist(t: &Resolved) -> String {
 }
 
 /// One row of [`posts_select`] appended to `out`; returns the bytes it holds (for the budget).
-pub fn push_post_row(row: &pgrx::spi::SpiHeapTupleData<'_>, out: &mut PostText) -> Result<u64> {
+pub fn push_post_row(row: &impl super::serving::Columns, out: &mut PostText) -> Result<u64> {
     let Some(pid) = row.get::<i64>(1)? else { return Ok(0) };
     let title = row.get::<String>(2)?.unwrap_or_default();
     let descr = row.get::<String>(3)?.unwrap_or_default();

@@ -36,6 +36,7 @@
 //! newest event of the set being decayed, so data replayed from the past behaves as if live.
 use crate::als::FoldIn;
 use crate::csr::Csr;
+use crate::fasthash::{IndexMap, IndexSet};
 use crate::kernels::{dot_dispatch, score_all, QuantizedRows};
 use crate::tfidf::Tfidf;
 use crate::topk::Scored;
@@ -414,13 +415,13 @@ pub struct Scores {
     pub content_max: f32,
     /// The user's TF-IDF profile (term, weight), for explanations.
     pub profile: Vec<(u32, f32)>,
-    pub social: HashMap<u32, f32>,
+    pub social: IndexMap<u32, f32>,
     pub social_max: f32,
     /// Direct followees who engaged with the post.
-    pub social_people: HashMap<u32, u32>,
+    pub social_people: IndexMap<u32, u32>,
     /// Posts owned by a direct followee.
-    pub social_owned: HashMap<u32, bool>,
-    pub demographic: HashMap<u32, f32>,
+    pub social_owned: IndexMap<u32, bool>,
+    pub demographic: IndexMap<u32, f32>,
     pub demographic_max: f32,
     /// Dense item-graph scores (empty when no history, no graph or zero weight).
     pub graph: Vec<f32>,
@@ -499,7 +500,7 @@ fn strength(w: f32) -> f32 {
 
 /// The history as (item, summed weight) for the fold-in.
 pub fn fold_in_items(history: &[Event]) -> Vec<(u32, f32)> {
-    let mut sums: HashMap<u32, f32> = HashMap::new();
+    let mut sums: IndexMap<u32, f32> = IndexMap::default();
     for e in history {
         *sums.entry(e.item).or_insert(0.0) += e.weight;
     }
@@ -514,7 +515,7 @@ pub fn disliked_items(history: &[Event]) -> Vec<Event> {
     if !history.iter().any(|e| e.weight < 0.0) {
         return vec![];
     }
-    let mut sums: HashMap<u32, Event> = HashMap::new();
+    let mut sums: IndexMap<u32, Event> = IndexMap::default();
     for e in history {
         let s = sums.entry(e.item).or_insert(Event { item: e.item, weight: 0.0, day: f32::NAN });
         s.weight += e.weight;
@@ -535,16 +536,16 @@ pub fn content_profile(cat: &Catalog<'_>, history: &[Event], half_life: f32, ter
     let Some(t) = cat.tfidf else { return vec![] };
     let now = newest(history);
     // Only a history with negative events can have a post whose views a dislike cancels.
-    let rejected: HashSet<u32> = if history.iter().any(|e| e.weight < 0.0) {
-        let mut sums: HashMap<u32, f32> = HashMap::new();
+    let rejected: IndexSet<u32> = if history.iter().any(|e| e.weight < 0.0) {
+        let mut sums: IndexMap<u32, f32> = IndexMap::default();
         for e in history {
             *sums.entry(e.item).or_insert(0.0) += e.weight;
         }
         sums.into_iter().filter(|(_, w)| *w <= 0.0).map(|(i, _)| i).collect()
     } else {
-        HashSet::new()
+        IndexSet::default()
     };
-    let mut acc: HashMap<u32, f32> = HashMap::new();
+    let mut acc: IndexMap<u32, f32> = IndexMap::default();
     for e in history {
         if rejected.contains(&e.item) {
             continue;
@@ -576,17 +577,17 @@ pub fn social_now(f: &[Followee]) -> f32 {
 }
 
 /// The social component: (scores, direct followees per post, posts owned by a direct followee).
-pub fn social_scores(f: &[Followee], o: &HybridOptions) -> (HashMap<u32, f32>, HashMap<u32, u32>, HashMap<u32, bool>) {
+pub fn social_scores(f: &[Followee], o: &HybridOptions) -> (IndexMap<u32, f32>, IndexMap<u32, u32>, IndexMap<u32, bool>) {
     social_scores_at(f, o, social_now(f))
 }
 
 /// [`social_scores`] with ages measured from `now` (so one followee's share can be computed
 /// alone and still add up to the whole).
-pub fn social_scores_at(f: &[Followee], o: &HybridOptions, now: f32) -> (HashMap<u32, f32>, HashMap<u32, u32>, HashMap<u32, bool>) {
-    let mut acc: HashMap<u32, f32> = HashMap::new();
-    let mut people: HashMap<u32, u32> = HashMap::new();
-    let mut owned: HashMap<u32, bool> = HashMap::new();
-    let mut seen: HashMap<u32, usize> = HashMap::new();
+pub fn social_scores_at(f: &[Followee], o: &HybridOptions, now: f32) -> (IndexMap<u32, f32>, IndexMap<u32, u32>, IndexMap<u32, bool>) {
+    let mut acc: IndexMap<u32, f32> = IndexMap::default();
+    let mut people: IndexMap<u32, u32> = IndexMap::default();
+    let mut owned: IndexMap<u32, bool> = IndexMap::default();
+    let mut seen: IndexMap<u32, usize> = IndexMap::default();
     for (n, fe) in f.iter().enumerate() {
         let tie = if fe.second_hop {
             o.second_hop
@@ -708,7 +709,7 @@ pub fn score(cat: &Catalog<'_>, user: &UserInput, o: &HybridOptions, weights: &W
         s.social_owned = owned;
     }
     if w.demographic > 0.0 {
-        let mut acc: HashMap<u32, f32> = HashMap::new();
+        let mut acc: IndexMap<u32, f32> = IndexMap::default();
         for k in &user.segments {
             if let Some(list) = cat.segments.lists.get(k) {
                 for &(i, v) in list {
@@ -764,12 +765,11 @@ fn als_dense(cat: &Catalog<'_>, x: &[f32]) -> (Vec<f32>, f32) {
 fn content_dense(cat: &Catalog<'_>, t: &Tfidf, profile: &[(u32, f32)]) -> (Vec<f32>, f32) {
     let mut rows = vec![0f32; t.docs.rows];
     t.scores(profile, &mut rows);
-    let mut c = vec![0f32; cat.items()];
-    for (d, &v) in rows.iter().enumerate() {
-        if let Some(i) = cat.to_item[d] {
-            c[i as usize] = v;
-        }
-    }
+    // Gathered in item order (one sequential pass over the items, not a scatter over the
+    // documents into a zeroed array).
+    let n = cat.items();
+    let mut c: Vec<f32> = cat.from_item.iter().take(n).map(|d| d.and_then(|d| rows.get(d as usize).copied()).unwrap_or(0.0)).collect();
+    c.resize(n, 0.0);
     let max = max_slice(&c);
     (c, max)
 }

@@ -10,6 +10,7 @@ pub mod datasets;
 pub mod error;
 pub mod eval;
 pub mod explicit;
+pub mod fasthash;
 pub mod graph;
 pub mod hybrid;
 pub mod ids;

@@ -1,0 +1,82 @@
+"""Backend CPU per recsys_recommend call, one build of the extension against another.
+
+This VM's speed drifts by up to 2x within minutes, so two builds are compared in alternating
+cells: each cell installs one build's shared library (copied next to the installed one, then
+renamed over it: backends that have the old file mapped keep it), opens a new connection,
+makes one call to load the library and the model, then times N calls over spread users (the
+backend's CPU time from /proc/<pid>/stat: the server must run on this machine). Five rounds;
+the median per build and the ratio are printed. The trending cache is held for an hour so that
+a re-aggregation of the trending window does not land in one cell. The build that was
+installed before the run is installed again at the end.
+
+Both builds must use the same SQL (same extension version) and read the deployed model.
+
+Usage: python bench/build_ab.py A.so B.so [--als-only] [--calls N] [--users U] [--rounds R]
+Environment: PGHOST, PGPORT, PGUSER, PGDATABASE (libpq defaults).
+"""
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+
+import psycopg
+
+ALS_ONLY = ', weights => \'{"als": 1, "content": 0, "social": 0, "popularity": 0, "freshness": 0, "demographic": 0, "graph": 0}\''
+
+
+def install(src, dest):
+    tmp = dest + ".ab-tmp"
+    shutil.copyfile(src, tmp)
+    os.chmod(tmp, 0o755)
+    os.replace(tmp, dest)
+
+
+def cell(extra, calls, users):
+    with psycopg.connect(autocommit=True) as conn:
+        cur = conn.cursor()
+        pid = cur.execute("SELECT pg_backend_pid()").fetchone()[0]
+        cur.execute("SET recsys.trending_cache_seconds = 3600")
+        cur.execute(f"SELECT count(*) FROM recsys_recommend(1, 20{extra})")
+
+        def cpu():
+            f = open(f"/proc/{pid}/stat").read().split(")")[1].split()
+            return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+        c0 = cpu()
+        cur.execute(f"DO $$ DECLARE i int; c int; BEGIN FOR i IN 1..{calls} LOOP "
+                    f"SELECT count(*) INTO c FROM recsys_recommend((i * 7919) % {users} + 1, 20{extra}); END LOOP; END $$")
+        return (cpu() - c0) * 1000 / calls
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("a")
+    ap.add_argument("b")
+    ap.add_argument("--als-only", action="store_true")
+    ap.add_argument("--calls", type=int, default=600)
+    ap.add_argument("--users", type=int, default=20000)
+    ap.add_argument("--rounds", type=int, default=5)
+    a = ap.parse_args()
+    libdir = subprocess.run(["pg_config", "--pkglibdir"], check=True, capture_output=True, text=True).stdout.strip()
+    dest = os.path.join(libdir, "pg_recsys.so")
+    saved = dest + ".ab-saved"
+    shutil.copyfile(dest, saved)
+    extra = ALS_ONLY if a.als_only else ""
+    res = {"A": [], "B": []}
+    try:
+        for _ in range(a.rounds):
+            for name, path in (("A", a.a), ("B", a.b)):
+                install(path, dest)
+                res[name].append(cell(extra, a.calls, a.users))
+    finally:
+        install(saved, dest)
+        os.unlink(saved)
+    for name in res:
+        print(f"{name}: cpu ms/call {[round(x, 3) for x in res[name]]}, median {statistics.median(res[name]):.3f}")
+    print(f"B / A (medians): {statistics.median(res['B']) / statistics.median(res['A']):.3f}; "
+          f"per round: {[round(b / a_, 3) for a_, b in zip(res['A'], res['B'])]}")
+
+
+if __name__ == "__main__":
+    main()
