@@ -101,6 +101,37 @@ pub struct Content {
     pub dict: Vec<String>,
 }
 
+impl Content {
+    /// Puts document `order[k]` at position k (rows, postings, ids and codes alike).
+    fn permute(&mut self, order: &[usize]) {
+        self.ids = order.iter().map(|&d| self.ids[d]).collect();
+        self.codes = order.iter().flat_map(|&d| self.codes[d * 3..d * 3 + 3].iter().copied()).collect();
+        self.tfidf.docs = self.tfidf.docs.permute_rows(order);
+        self.tfidf.postings = self.tfidf.docs.transpose();
+    }
+}
+
+impl Posts {
+    /// Puts post `order[k]` at position k.
+    fn permute(&mut self, order: &[usize]) {
+        fn take<T: Default>(v: &mut [T], order: &[usize]) -> Vec<T> {
+            order.iter().map(|&d| std::mem::take(&mut v[d])).collect()
+        }
+        self.ids = take(&mut self.ids, order);
+        self.tokens = take(&mut self.tokens, order);
+        self.attrs = take(&mut self.attrs, order);
+        self.owners = take(&mut self.owners, order);
+        self.created = take(&mut self.created, order);
+    }
+}
+
+/// The documents ordered by their item (documents without one last, in their order).
+fn item_order(to_item: &[Option<u32>]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..to_item.len()).collect();
+    order.sort_by_key(|&d| to_item[d].unwrap_or(u32::MAX));
+    order
+}
+
 /// A trained model, ready to save.
 pub struct Built {
     pub user_ids: Vec<i64>,
@@ -173,12 +204,17 @@ pub fn build(data: AppData, o: &TrainOptions, budget: u64, pool: &rayon::ThreadP
 
     let t_content = Instant::now();
     obs.phase("content");
-    let (content, to_item) = match posts.as_ref() {
-        Some(p) => {
-            let (c, to_item) = add_content(p, &mut item_ids, &mut m, &mut popularity, pool, obs)?;
-            (Some(c), to_item)
+    let (content, to_item, posts) = match posts {
+        Some(mut p) => {
+            let (mut c, to_item) = add_content(&p, &mut item_ids, &mut m, &mut popularity, pool, obs)?;
+            // Documents in item order: a feed's content scores (per document) then map to the
+            // items in one sequential pass instead of a random gather over the catalogue.
+            let order = item_order(&to_item);
+            c.permute(&order);
+            p.permute(&order);
+            (Some(c), order.iter().map(|&d| to_item[d]).collect(), Some(p))
         }
-        None => (None, vec![]),
+        None => (None, vec![], None),
     };
     report["content_posts"] = json!(content.as_ref().map(|c| c.ids.len()));
     report["content_terms"] = json!(content.as_ref().map(|c| c.tfidf.vocab.len()));
@@ -566,6 +602,21 @@ mod tests {
         assert!(b.graph.is_some());
         assert_eq!(b.report["iterations"], json!(3));
         assert_eq!(b.report["placed_by_content"], json!(b.item_ids.len() - n_interacted));
+        // The documents are stored in item order (documents without an item last), each with
+        // the vector it has when the posts are fitted in the order they were read.
+        let c = b.content.as_ref().unwrap();
+        let pos: std::collections::HashMap<i64, usize> = b.item_ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
+        let keys: Vec<usize> = c.ids.iter().map(|id| pos.get(id).copied().unwrap_or(usize::MAX)).collect();
+        assert!(keys.windows(2).all(|w| w[0] < w[1] || w[1] == usize::MAX), "documents in item order");
+        let read = snapshot().posts.unwrap();
+        let fitted = Tfidf::fit(&read.tokens);
+        for (k, id) in c.ids.iter().enumerate() {
+            let d = read.ids.iter().position(|x| x == id).unwrap();
+            assert_eq!(c.tfidf.docs.row(k), fitted.docs.row(d), "post {id}");
+            if let Some(&t) = c.tfidf.docs.row(k).0.first() {
+                assert!(c.tfidf.postings.row(t as usize).0.contains(&(k as u32)), "postings follow the documents");
+            }
+        }
     }
 
     #[test]

@@ -79,6 +79,20 @@ impl Csr {
     }
 
     #[inline]
+    /// The matrix with row `order[k]` at position k (`order` a permutation of the rows).
+    pub fn permute_rows(&self, order: &[usize]) -> Csr {
+        let mut indptr = Vec::with_capacity(self.rows + 1);
+        let (mut indices, mut data) = (Vec::with_capacity(self.indices.len()), Vec::with_capacity(self.data.len()));
+        indptr.push(0);
+        for &r in order {
+            let (c, v) = self.row(r);
+            indices.extend_from_slice(c);
+            data.extend_from_slice(v);
+            indptr.push(indices.len());
+        }
+        Csr { rows: order.len(), cols: self.cols, indptr: indptr.into(), indices: indices.into(), data: data.into() }
+    }
+
     pub fn row(&self, r: usize) -> (&[u32], &[f32]) {
         let (a, b) = (self.indptr[r], self.indptr[r + 1]);
         (&self.indices[a..b], &self.data[a..b])
