@@ -64,21 +64,28 @@ impl<'a> Reasons<'a> {
 
     /// The history items behind an ALS score, largest contribution first (HKV section 5).
     fn als_evidence(&mut self, item: u32) -> Vec<(u32, f32)> {
-        if let Some(ev) = self.als.get(&item) {
-            return ev.clone();
+        self.prepare_als(&[item]);
+        self.als.get(&item).cloned().unwrap_or_default()
+    }
+
+    /// Computes the ALS evidence of `items` not known yet, all in one solve (a feed's page).
+    pub(super) fn prepare_als(&mut self, items: &[u32]) {
+        let todo: Vec<u32> = items.iter().copied().filter(|i| !self.als.contains_key(i)).collect();
+        if todo.is_empty() {
+            return;
         }
         let m = self.m;
-        let (fold, items) = self.fold.get_or_insert_with(|| {
+        let (fold, history) = self.fold.get_or_insert_with(|| {
             // The scorer already factorised this user's system: reuse it.
             self.s.scores.fold.clone().unwrap_or_else(|| {
                 let items = hybrid::fold_in_items(&self.s.req.input.history);
                 (FoldIn::new(&m.item_factors, m.factors, &m.gram, &items, m.options.als.alpha), items)
             })
         });
-        let mut ev = fold.evidence(&m.item_factors, items, m.options.als.alpha, item);
-        ev.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        self.als.insert(item, ev.clone());
-        ev
+        for (item, mut ev) in todo.iter().zip(fold.evidence_many(&m.item_factors, history, m.options.als.alpha, &todo)) {
+            ev.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            self.als.insert(*item, ev);
+        }
     }
 
     /// The history items whose graph edges lead to `item`, positive contributions only,

@@ -65,7 +65,10 @@ fn recsys_recommend(
         // The reasons' evidence posts are looked up with each chunk's visibility check (one
         // statement for both).
         let mut evidence = |chunk: &[recsys_core::topk::Scored]| -> Vec<i64> {
-            chunk.iter().filter_map(|c| reasons.evidence_post(c.index, &s.scores.parts(&cat, c.index))).collect()
+            let parts: Vec<Parts> = chunk.iter().map(|c| s.scores.parts(&cat, c.index)).collect();
+            let als: Vec<u32> = chunk.iter().zip(&parts).filter(|(_, p)| p.leading() == Some("als")).map(|(c, _)| c.index).collect();
+            reasons.prepare_als(&als);
+            chunk.iter().zip(&parts).filter_map(|(c, p)| reasons.evidence_post(c.index, p)).collect()
         };
         let top = if !personal && !fresh && s.scores.weights.popularity > 0.0 {
             // Nothing personal and no freshness: the popularity order, walked (O(page)).

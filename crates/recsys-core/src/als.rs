@@ -452,15 +452,60 @@ impl FoldIn {
     }
 
     /// Contribution of each history item (item, c_j · (A⁻¹ y_target)·y_j); they sum to the
-    /// score of `target`. `items` must be the items the fold was built from. One solve with the
-    /// stored factor per target (A⁻¹ y_target), then one dot product per history item.
+    /// score of `target`. `items` must be the items the fold was built from.
     pub fn evidence(&self, item_factors: &[f32], items: &[(u32, f32)], alpha: f32, target: u32) -> Vec<(u32, f32)> {
-        let f = self.f;
+        self.evidence_many(item_factors, items, alpha, &[target]).pop().unwrap_or_default()
+    }
+
+    /// [`FoldIn::evidence`] for several targets: A⁻¹ y_target for all of them in one pair of
+    /// triangular solves (the targets side by side, so the inner loops run across them), then
+    /// one f32 dot product per history item and target.
+    pub fn evidence_many(&self, item_factors: &[f32], items: &[(u32, f32)], alpha: f32, targets: &[u32]) -> Vec<Vec<(u32, f32)>> {
+        let (f, t) = (self.f, targets.len());
         let row = |i: u32| &item_factors[i as usize * f..(i as usize + 1) * f];
-        let mut z: Vec<f64> = row(target).iter().map(|x| *x as f64).collect();
-        solve_factored(&self.l, &mut z, f);
+        // z: f rows × t columns, row-major; column c starts as y_targets[c].
+        let mut z = vec![0f64; f * t];
+        for (c, &target) in targets.iter().enumerate() {
+            for (p, &v) in row(target).iter().enumerate() {
+                z[p * t + c] = v as f64;
+            }
+        }
+        let l = &self.l;
+        // L z' = z, then Lᵀ x = z', each step an axpy across the targets.
+        for i in 0..f {
+            let (done, rest) = z.split_at_mut(i * t);
+            let zi = &mut rest[..t];
+            for k in 0..i {
+                let lik = l[i * f + k];
+                zi.iter_mut().zip(&done[k * t..(k + 1) * t]).for_each(|(a, b)| *a -= lik * b);
+            }
+            let d = l[i * f + i];
+            zi.iter_mut().for_each(|a| *a /= d);
+        }
+        for i in (0..f).rev() {
+            let d = l[i * f + i];
+            let (head, rest) = z.split_at_mut(i * t);
+            let zi = &mut rest[..t];
+            zi.iter_mut().for_each(|a| *a /= d);
+            for k in 0..i {
+                let lik = l[i * f + k];
+                head[k * t..(k + 1) * t].iter_mut().zip(zi.iter()).for_each(|(a, b)| *a -= lik * b);
+            }
+        }
+        // Per history item, its products with every target at once (an axpy across the
+        // targets per factor: the loops run over contiguous memory and vectorise).
         let z: Vec<f32> = z.into_iter().map(|v| v as f32).collect();
-        items.iter().map(|&(j, r)| (j, (1.0 + alpha * r) * crate::kernels::dot_dispatch(row(j), &z))).collect()
+        let mut out: Vec<Vec<(u32, f32)>> = (0..t).map(|_| Vec::with_capacity(items.len())).collect();
+        let mut acc = vec![0f32; t];
+        for &(j, r) in items {
+            acc.iter_mut().for_each(|a| *a = 0.0);
+            for (p, &y) in row(j).iter().enumerate() {
+                acc.iter_mut().zip(&z[p * t..(p + 1) * t]).for_each(|(a, b)| *a += y * b);
+            }
+            let c_j = 1.0 + alpha * r;
+            out.iter_mut().zip(&acc).for_each(|(o, a)| o.push((j, c_j * a)));
+        }
+        out
     }
 }
 
@@ -627,8 +672,12 @@ mod tests {
         }
         // The evidence of each history item sums to the score (HKV section 5).
         let fi = FoldIn::new(&model.item_factors, 8, &g, &items, opts.alpha);
-        for target in [0u32, 7, 59] {
+        let targets = [0u32, 7, 59];
+        let many = fi.evidence_many(&model.item_factors, &items, opts.alpha, &targets);
+        for (c, &target) in targets.iter().enumerate() {
             let ev = fi.evidence(&model.item_factors, &items, opts.alpha, target);
+            // Several targets solved side by side give each target's own evidence.
+            assert_eq!(many[c], ev);
             let total: f32 = ev.iter().map(|e| e.1).sum();
             let score = crate::kernels::dot::<false>(&model.item_factors[target as usize * 8..(target as usize + 1) * 8], &fi.x);
             assert!((total - score).abs() < 1e-4 * score.abs().max(1.0), "{total} vs {score}");
