@@ -121,6 +121,9 @@ fn decode<const W: usize, T>(b: &[u8], f: fn([u8; W]) -> T) -> Result<Vec<T>> {
 /// The stored model layout this build writes; loading refuses any other (a newer build's model,
 /// or a crafted row), so a mismatch is an ERROR naming the fix, not a misread.
 pub const MODEL_FORMAT: i64 = 2;
+/// Format 2 plus the rating model's implicit (SVD++) term: a build that reads only format 2
+/// would ignore that part and serve other ratings, so explicit models with it are marked 3.
+pub const RATING_IMPLICIT_FORMAT: i64 = 3;
 /// Models written before the format part existed (same layout minus the part).
 const LEGACY_FORMAT: i64 = 1;
 
@@ -161,7 +164,11 @@ pub fn save(client: &mut SpiClient<'_>, schema: &str, m: &NewModel<'_>, report: 
         }
         Ok(())
     };
-    put("format", &mut i64_bytes(&[MODEL_FORMAT]))?;
+    let format = match m.rating {
+        Some((rm, _)) if !rm.implicit_factors.is_empty() => RATING_IMPLICIT_FORMAT,
+        _ => MODEL_FORMAT,
+    };
+    put("format", &mut i64_bytes(&[format]))?;
     put("user_ids", &mut i64_bytes(m.user_ids))?;
     put("item_ids", &mut i64_bytes(m.item_ids))?;
     put("user_factors", &mut f32_bytes(m.user_factors))?;
@@ -504,8 +511,10 @@ pub fn decode_parts(client: &SpiClient<'_>, schema: &str, id: i64, options: &Tra
             _ => return Err(RecsysError::Corrupt(format!("model {id}: the format part must hold one value"))),
         },
     };
-    if format != MODEL_FORMAT && format != LEGACY_FORMAT {
-        return Err(RecsysError::Corrupt(format!("model {id} has storage format {format}; this build reads {LEGACY_FORMAT} and {MODEL_FORMAT}")));
+    if ![LEGACY_FORMAT, MODEL_FORMAT, RATING_IMPLICIT_FORMAT].contains(&format) {
+        return Err(RecsysError::Corrupt(format!(
+            "model {id} has storage format {format}; this build reads {LEGACY_FORMAT}, {MODEL_FORMAT} and {RATING_IMPLICIT_FORMAT}"
+        )));
     }
     check_stored_options(id, options)?;
     let item_ids: Vec<i64> = decode(take("item_ids")?, i64::from_le_bytes)?;

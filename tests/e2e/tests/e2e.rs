@@ -61,6 +61,11 @@ fn ml100k_train_recommend_similar() {
     assert_eq!(get("folds"), 5.0);
     assert!(get("rmse") < 0.915 && get("rmse") < get("baseline rmse") - 0.02, "{rmse}");
     c.sql("postgres", r#"SELECT recsys_train('{"feedback": "explicit"}')"#);
+    // The rating model's implicit term is a part a format-2 reader would ignore: the model is
+    // marked format 3, so such a build refuses it instead of serving other ratings.
+    let format = c
+        .sql("postgres", "SELECT encode(d.data, 'hex') FROM _recsys_model_data d WHERE d.part = 'format' AND d.model_id = (SELECT max(id) FROM _recsys_model)");
+    assert_eq!(format, "0300000000000000");
     // Predictions are ratings in the observed range; a 5-star fan of Star Wars gets a high one
     // for Return of the Jedi; an unknown user gets the post's bias; an unknown post the user's.
     let p: f64 = c

@@ -1,0 +1,49 @@
+"""What the first recsys_recommend call of a new connection costs beyond the next one.
+
+Per new connection (one at a time): `LOAD 'pg_recsys'` timed alone (the library load, which
+`shared_preload_libraries` moves to server start), then the first call, then a call for the
+next user id. Prints the medians. Run against a cluster with a trained model, e.g. the one
+bench/memory.sh builds (kept running) or any app database.
+
+Usage: python bench/first_call.py [CONNECTIONS] [--als-only] [--first-user N]
+Environment: PGHOST, PGPORT, PGUSER, PGDATABASE (libpq defaults).
+"""
+import argparse
+import statistics
+import time
+
+import psycopg
+
+ALS_ONLY = ', weights => \'{"als": 1, "content": 0, "social": 0, "popularity": 0, "freshness": 0, "demographic": 0, "graph": 0}\''
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("connections", type=int, nargs="?", default=30)
+    ap.add_argument("--als-only", action="store_true")
+    ap.add_argument("--first-user", type=int, default=10000)
+    a = ap.parse_args()
+    extra = ALS_ONLY if a.als_only else ""
+    r = {"load": [], "first": [], "second": []}
+
+    def timed(key, cur, sql):
+        t = time.perf_counter()
+        cur.execute(sql)
+        cur.fetchall() if cur.description else None
+        r[key].append((time.perf_counter() - t) * 1000)
+
+    for k in range(a.connections):
+        u = a.first_user + k * 37
+        with psycopg.connect(autocommit=True) as c:
+            cur = c.cursor()
+            cur.execute("SELECT 1")
+            timed("load", cur, "LOAD 'pg_recsys'")
+            timed("first", cur, f"SELECT count(*) FROM recsys_recommend({u}, 20{extra})")
+            timed("second", cur, f"SELECT count(*) FROM recsys_recommend({u + 1}, 20{extra})")
+    med = {k: statistics.median(v) for k, v in r.items()}
+    print(f"LOAD p50 {med['load']:.2f} ms, first call p50 {med['first']:.2f} ms, next call p50 {med['second']:.2f} ms, "
+          f"first - next {med['first'] - med['second']:.2f} ms ({a.connections} connections{', ALS only' if a.als_only else ''})")
+
+
+if __name__ == "__main__":
+    main()
