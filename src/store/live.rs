@@ -4,7 +4,8 @@
 //! and which posts match a feed filter now. A model is a ranking; what may be shown is
 //! decided here, on every call.
 use crate::error::Result;
-use crate::store::serving::{Columns, LiveQueries, Serving};
+use crate::store::serving::{LiveQueries, Serving};
+use crate::store::source::Columns;
 use crate::store::source::Resolved;
 use pgrx::{PgBuiltInOids, PgOid};
 use std::collections::{HashMap, HashSet};

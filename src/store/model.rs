@@ -6,8 +6,9 @@
 //! the new one visible to every connection; a backend notices through the model id.
 use crate::error::{RecsysError, Result};
 use crate::options::{TrainOptions, FOLLOWS, INTERACTIONS, POSTS, USERS};
-use crate::store::serving::{Columns, Content, Data, ModelKey, Rating, RatingParts, Serving, Tables};
+use crate::store::serving::{Content, Data, ModelKey, Rating, RatingParts, Serving, Tables};
 use crate::store::source;
+use crate::store::source::Columns;
 use pgrx::spi::SpiClient;
 use pgrx::JsonB;
 use recsys_core::csr::Csr;

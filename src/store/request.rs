@@ -3,8 +3,9 @@
 //! demographics, and the followees' latest engagement and posts. Every query was built at model load from names the
 //! server resolved; the user id travels as `$1`/`$3`.
 use crate::error::Result;
-use crate::store::serving::{Columns, Serving};
+use crate::store::serving::Serving;
 use crate::store::source;
+use crate::store::source::Columns;
 use pgrx::spi::SpiClient;
 use pgrx::{PgBuiltInOids, PgOid};
 use recsys_core::fasthash::{IndexMap, IndexSet};

@@ -50,45 +50,6 @@ pub struct Serving {
     pub plans: RefCell<HashMap<&'static str, pgrx::spi::OwnedPreparedStatement>>,
 }
 
-/// One row of a request-time query, read in place from SPI's tuple table: pgrx's row type
-/// first copies every column of every row (with its type) into a vector, a large part of
-/// reading a few hundred rows per call.
-pub struct Row {
-    tuple: pgrx::pg_sys::HeapTuple,
-    desc: pgrx::pg_sys::TupleDesc,
-}
-
-/// Reading column `ordinal` (from 1) of a result row as `T`, checked against the column's type
-/// as pgrx checks it: a [`Row`] or pgrx's own row type.
-pub trait Columns {
-    fn get<T: pgrx::datum::FromDatum + pgrx::datum::IntoDatum>(&self, ordinal: usize) -> std::result::Result<Option<T>, pgrx::spi::SpiError>;
-}
-
-impl Columns for Row {
-    fn get<T: pgrx::datum::FromDatum + pgrx::datum::IntoDatum>(&self, ordinal: usize) -> std::result::Result<Option<T>, pgrx::spi::SpiError> {
-        use pgrx::datum::TryFromDatumError;
-        // SAFETY: `desc` and `tuple` come from SPI's current tuple table (see `Serving::run`);
-        // the ordinal is checked against the descriptor before it is read.
-        unsafe {
-            let natts = usize::try_from((*self.desc).natts).unwrap_or(0);
-            let Some(at) = std::num::NonZeroUsize::new(ordinal).filter(|a| a.get() <= natts) else {
-                return Err(TryFromDatumError::NoSuchAttributeNumber(std::num::NonZeroUsize::MIN.saturating_add(ordinal.saturating_sub(1))).into());
-            };
-            let attno = at.get() as std::ffi::c_int;
-            let oid = pgrx::pg_sys::SPI_gettypeid(self.desc, attno);
-            let mut is_null = false;
-            let datum = pgrx::pg_sys::SPI_getbinval(self.tuple, self.desc, attno, &mut is_null);
-            Ok(T::try_from_datum(datum, is_null, oid)?)
-        }
-    }
-}
-
-impl Columns for pgrx::spi::SpiHeapTupleData<'_> {
-    fn get<T: pgrx::datum::FromDatum + pgrx::datum::IntoDatum>(&self, ordinal: usize) -> std::result::Result<Option<T>, pgrx::spi::SpiError> {
-        pgrx::spi::SpiHeapTupleData::get(self, ordinal)
-    }
-}
-
 impl std::ops::Deref for Serving {
     type Target = Data;
     fn deref(&self) -> &Data {
@@ -112,7 +73,7 @@ impl Serving {
         sql: &str,
         types: &[pgrx::PgOid],
         args: &[pgrx::datum::DatumWithOid<'_>],
-        mut each: impl FnMut(&Row) -> Result<Option<T>>,
+        mut each: impl FnMut(&super::source::Row) -> Result<Option<T>>,
     ) -> Result<Vec<T>> {
         if !self.plans.borrow().contains_key(name) {
             let plan = client.prepare(sql, types)?.keep();
@@ -131,7 +92,7 @@ impl Serving {
             }
             let desc = (*table).tupdesc;
             for &tuple in std::slice::from_raw_parts((*table).vals, rows.len()) {
-                if let Some(x) = each(&Row { tuple, desc })? {
+                if let Some(x) = each(&super::source::Row::new(tuple, desc))? {
                     out.push(x);
                 }
             }

@@ -536,7 +536,7 @@ pub fn new_posts_exist(t: &Resolved) -> String {
 }
 
 /// One row of [`posts_select`] appended to `out`; returns the bytes it holds (for the budget).
-pub fn push_post_row(row: &impl super::serving::Columns, out: &mut PostText) -> Result<u64> {
+pub fn push_post_row(row: &impl Columns, out: &mut PostText) -> Result<u64> {
     let Some(pid) = row.get::<i64>(1)? else { return Ok(0) };
     let title = row.get::<String>(2)?.unwrap_or_default();
     let descr = row.get::<String>(3)?.unwrap_or_default();
@@ -634,6 +634,52 @@ pub fn missing_indexes(client: &SpiClient<'_>, reads: &[(&Resolved, &'static str
         }
     }
     Ok(out)
+}
+
+/// One row of a request-time query, read in place from SPI's tuple table: pgrx's row type
+/// first copies every column of every row (with its type) into a vector, a large part of
+/// reading a few hundred rows per call.
+pub struct Row {
+    tuple: pgrx::pg_sys::HeapTuple,
+    desc: pgrx::pg_sys::TupleDesc,
+}
+
+impl Row {
+    /// A row of SPI's current tuple table and its descriptor (see `Serving::run`).
+    pub(super) fn new(tuple: pgrx::pg_sys::HeapTuple, desc: pgrx::pg_sys::TupleDesc) -> Row {
+        Row { tuple, desc }
+    }
+}
+
+/// Reading column `ordinal` (from 1) of a result row as `T`, checked against the column's type
+/// as pgrx checks it: a [`Row`] or pgrx's own row type.
+pub trait Columns {
+    fn get<T: pgrx::datum::FromDatum + pgrx::datum::IntoDatum>(&self, ordinal: usize) -> std::result::Result<Option<T>, pgrx::spi::SpiError>;
+}
+
+impl Columns for Row {
+    fn get<T: pgrx::datum::FromDatum + pgrx::datum::IntoDatum>(&self, ordinal: usize) -> std::result::Result<Option<T>, pgrx::spi::SpiError> {
+        use pgrx::datum::TryFromDatumError;
+        // SAFETY: `desc` and `tuple` come from SPI's current tuple table (see `Serving::run`);
+        // the ordinal is checked against the descriptor before it is read.
+        unsafe {
+            let natts = usize::try_from((*self.desc).natts).unwrap_or(0);
+            let Some(at) = std::num::NonZeroUsize::new(ordinal).filter(|a| a.get() <= natts) else {
+                return Err(TryFromDatumError::NoSuchAttributeNumber(std::num::NonZeroUsize::MIN.saturating_add(ordinal.saturating_sub(1))).into());
+            };
+            let attno = at.get() as std::ffi::c_int;
+            let oid = pgrx::pg_sys::SPI_gettypeid(self.desc, attno);
+            let mut is_null = false;
+            let datum = pgrx::pg_sys::SPI_getbinval(self.tuple, self.desc, attno, &mut is_null);
+            Ok(T::try_from_datum(datum, is_null, oid)?)
+        }
+    }
+}
+
+impl Columns for pgrx::spi::SpiHeapTupleData<'_> {
+    fn get<T: pgrx::datum::FromDatum + pgrx::datum::IntoDatum>(&self, ordinal: usize) -> std::result::Result<Option<T>, pgrx::spi::SpiError> {
+        pgrx::spi::SpiHeapTupleData::get(self, ordinal)
+    }
 }
 
 #[cfg(test)]
