@@ -65,7 +65,7 @@ impl std::ops::DerefMut for Serving {
 
 impl Serving {
     /// Runs one of the request-time queries through its kept plan; `each` reads the rows in
-    /// place ([`Row`]).
+    /// place ([`super::source::Row`]).
     pub fn run<'c, T>(
         &self,
         client: &pgrx::spi::SpiClient<'c>,

@@ -78,7 +78,6 @@ impl Csr {
         self.indices.len()
     }
 
-    #[inline]
     /// The matrix with row `order[k]` at position k (`order` a permutation of the rows).
     pub fn permute_rows(&self, order: &[usize]) -> Csr {
         let mut indptr = Vec::with_capacity(self.rows + 1);
@@ -93,6 +92,7 @@ impl Csr {
         Csr { rows: order.len(), cols: self.cols, indptr: indptr.into(), indices: indices.into(), data: data.into() }
     }
 
+    #[inline]
     pub fn row(&self, r: usize) -> (&[u32], &[f32]) {
         let (a, b) = (self.indptr[r], self.indptr[r + 1]);
         (&self.indices[a..b], &self.data[a..b])

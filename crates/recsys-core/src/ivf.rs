@@ -38,8 +38,8 @@ pub struct Ivf {
     /// Item rows grouped by cluster; cluster c holds `order[offsets[c]..offsets[c + 1]]`.
     pub order: crate::buf::Buf<u32>,
     pub offsets: crate::buf::Buf<u32>,
-    /// Per position of `order`: that member's distance from its centroid (with slack). None for a partition stored before it was kept: every member then
-    /// gets its cluster's radius.
+    /// Per position of `order`: that member's distance from its centroid (with slack). None
+    /// for a partition stored before it was kept: every member then gets its cluster's radius.
     pub dist: Option<crate::buf::Buf<f32>>,
     /// Per covered row, its cluster (derived from `order` on first use).
     cluster_of: std::sync::OnceLock<Vec<u16>>,
@@ -372,7 +372,7 @@ mod tests {
         let ivf = Ivf::build(&y, f, &pool, &mut || Ok(())).unwrap().expect("above MIN_ITEMS");
         assert!(ivf.is_consistent(n));
         // A partition stored before members kept their own distance: the cluster radius serves.
-        let old = without_distances(&ivf);
+        let old = with_distances(&ivf, None);
         assert!(old.is_consistent(n));
         // Rows appended after the partition (posts placed at serve time) are still found.
         let mut rng = Rng::new(9);
@@ -397,9 +397,10 @@ mod tests {
         }
     }
 
-    fn without_distances(p: &Ivf) -> Ivf {
+    /// A copy of `p` with the member distances `dist` (None: as stored before they were kept).
+    fn with_distances(p: &Ivf, dist: Option<Vec<f32>>) -> Ivf {
         let b = |v: &[f32]| v.to_vec().into();
-        Ivf::from_parts(p.f, p.items, b(&p.centroids), b(&p.radius), p.order.to_vec().into(), p.offsets.to_vec().into(), None)
+        Ivf::from_parts(p.f, p.items, b(&p.centroids), b(&p.radius), p.order.to_vec().into(), p.offsets.to_vec().into(), dist.map(Into::into))
     }
 
     #[test]
@@ -421,17 +422,7 @@ mod tests {
         let inside = (0..ivf.radius.len()).flat_map(|c| ivf.span(c).map(move |p| (c, p))).filter(|&(c, p)| d[p] < 0.8 * ivf.radius[c]).count();
         assert!(inside > n / 2, "{inside} of {n} members well inside their radius");
         // Distances that do not cover every member: refused.
-        let bad = d[1..].to_vec();
-        let damaged = Ivf::from_parts(
-            f,
-            n,
-            ivf.centroids.to_vec().into(),
-            ivf.radius.to_vec().into(),
-            ivf.order.to_vec().into(),
-            ivf.offsets.to_vec().into(),
-            Some(bad.into()),
-        );
-        assert!(!damaged.is_consistent(n));
+        assert!(!with_distances(&ivf, Some(d[1..].to_vec())).is_consistent(n));
     }
 
     #[test]
