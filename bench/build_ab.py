@@ -9,9 +9,14 @@ the median per build and the ratio are printed. The trending cache is held for a
 a re-aggregation of the trending window does not land in one cell. The build that was
 installed before the run is installed again at the end.
 
+With --first N a cell is instead N new connections, one after another, each timing its first
+call (wall clock from the client, after a `SELECT 1`; the library load is part of it unless
+the server preloads the library, which this script's swapping cannot work with); the cell's
+figure is their median.
+
 Both builds must use the same SQL (same extension version) and read the deployed model.
 
-Usage: python bench/build_ab.py A.so B.so [--als-only] [--calls N] [--users U] [--rounds R]
+Usage: python bench/build_ab.py A.so B.so [--als-only] [--calls N] [--users U] [--rounds R] [--first N]
 Environment: PGHOST, PGPORT, PGUSER, PGDATABASE (libpq defaults).
 """
 import argparse
@@ -19,6 +24,7 @@ import os
 import shutil
 import statistics
 import subprocess
+import time
 
 import psycopg
 
@@ -49,6 +55,19 @@ def cell(extra, calls, users):
         return (cpu() - c0) * 1000 / calls
 
 
+def first_cell(extra, connections, users):
+    out = []
+    for k in range(connections):
+        with psycopg.connect(autocommit=True) as conn:
+            cur = conn.cursor()
+            cur.execute("SELECT 1")
+            t = time.perf_counter()
+            cur.execute(f"SELECT count(*) FROM recsys_recommend({(k * 7919) % users + 1}, 20{extra})")
+            cur.fetchall()
+            out.append((time.perf_counter() - t) * 1000)
+    return statistics.median(out)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("a")
@@ -57,6 +76,7 @@ def main():
     ap.add_argument("--calls", type=int, default=600)
     ap.add_argument("--users", type=int, default=20000)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--first", type=int, default=0)
     a = ap.parse_args()
     libdir = subprocess.run(["pg_config", "--pkglibdir"], check=True, capture_output=True, text=True).stdout.strip()
     dest = os.path.join(libdir, "pg_recsys.so")
@@ -68,12 +88,12 @@ def main():
         for _ in range(a.rounds):
             for name, path in (("A", a.a), ("B", a.b)):
                 install(path, dest)
-                res[name].append(cell(extra, a.calls, a.users))
+                res[name].append(first_cell(extra, a.first, a.users) if a.first else cell(extra, a.calls, a.users))
     finally:
         install(saved, dest)
         os.unlink(saved)
     for name in res:
-        print(f"{name}: cpu ms/call {[round(x, 3) for x in res[name]]}, median {statistics.median(res[name]):.3f}")
+        print(f"{name}: {'first call ms' if a.first else 'cpu ms/call'} {[round(x, 3) for x in res[name]]}, median {statistics.median(res[name]):.3f}")
     print(f"B / A (medians): {statistics.median(res['B']) / statistics.median(res['A']):.3f}; "
           f"per round: {[round(b / a_, 3) for a_, b in zip(res['A'], res['B'])]}")
 

@@ -5,7 +5,8 @@
 bench_cluster() {
   local dir="$1" data="$2"
   bash "$ROOT/scripts/pgcluster.sh" stop "$dir"; rm -rf "$dir"
-  bash "$ROOT/scripts/pgcluster.sh" start "$dir" "$PGPORT"
+  # The library preloaded, as the README recommends: a new connection does not load it.
+  bash "$ROOT/scripts/pgcluster.sh" start "$dir" "$PGPORT" shared_preload_libraries=pg_recsys
   # shellcheck disable=SC2064  # the directory is fixed now, on purpose
   trap "bash '$ROOT/scripts/pgcluster.sh' stop '$dir'" EXIT
   P=(psql -X -q -v ON_ERROR_STOP=1 -d postgres)

@@ -13,7 +13,7 @@ bash "$ROOT/scripts/install_ext.sh"
 if [ "$(id -u)" -eq 0 ] && ! runuser -u postgres -- test -x "$ROOT"; then DIR="/tmp/pg_recsys-demo/pgdata"; fi
 bash "$ROOT/scripts/pgcluster.sh" stop "$DIR"
 rm -rf "$DIR"
-bash "$ROOT/scripts/pgcluster.sh" start "$DIR" "$PORT"
+bash "$ROOT/scripts/pgcluster.sh" start "$DIR" "$PORT" shared_preload_libraries=pg_recsys
 trap 'bash "$ROOT/scripts/pgcluster.sh" stop "$DIR"' EXIT
 PSQL=(psql -X -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PORT" -U postgres -d postgres)
 echo "demo: cluster on port $PORT in $DIR; loading MovieLens 100K"

@@ -491,6 +491,25 @@ fn hot_standby_serves_the_replayed_model() {
     assert!(err.contains("25006") && err.contains("recsys_train cannot run on a hot standby"), "{err}");
 }
 
+/// `shared_preload_libraries = 'pg_recsys'` (what the demo and the benchmarks run with): the
+/// library is loaded once at server start, so a new connection knows the settings before its
+/// first call (and checks them: a value out of range is refused at once, not accepted as a
+/// placeholder), trains and serves as without it, and a retrain is served to new connections.
+#[test]
+fn preloaded_library_serves_from_the_first_statement() {
+    let c = Cluster::start_with("preload", &["shared_preload_libraries=pg_recsys"]);
+    // A new connection that has called nothing of the extension sees its settings defined.
+    assert_eq!(c.sql("postgres", "SELECT setting || ' ' || min_val FROM pg_settings WHERE name = 'recsys.max_k'"), "1000 1");
+    let err = c.sql_err("postgres", "ALTER SYSTEM SET recsys.max_k = 0");
+    assert!(err.contains("22023") && err.contains("0 is outside the valid range for parameter \"recsys.max_k\""), "{err}");
+    small_fixture(&c, "postgres");
+    c.sql("postgres", "SELECT recsys_train('{\"factors\": 4, \"iterations\": 2}')");
+    assert_eq!(c.sql("postgres", "SELECT count(*) FROM recsys_recommend(3, 5)"), "5");
+    c.sql("postgres", "SELECT recsys_train('{\"factors\": 6, \"iterations\": 2}')");
+    assert_eq!(c.sql("postgres", "SELECT count(*) FROM recsys_recommend(3, 5)"), "5");
+    assert_eq!(c.sql("postgres", "SELECT version FROM recsys_models WHERE deployed"), "2");
+}
+
 /// Scheduled retraining with pg_cron (Debian's postgresql-15-cron, 1.4: minute granularity):
 /// the README's recipe trains a new model from a cron job, and the next recommend serves it.
 #[test]
