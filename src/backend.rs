@@ -28,7 +28,7 @@ thread_local! {
     /// The served version of each model name this backend has used.
     pub static MODELS: RefCell<HashMap<String, Rc<Serving>>> = RefCell::new(HashMap::new());
     /// The served-version query, prepared once per backend (and per extension schema).
-    pub static LATEST: RefCell<Option<(String, pgrx::spi::OwnedPreparedStatement)>> = const { RefCell::new(None) };
+    pub static LATEST: RefCell<Option<(String, crate::store::plan::KeptPlan)>> = const { RefCell::new(None) };
     /// Recent trending results by (role, row security, search_path, model, table, weights,
     /// arguments), for recsys.trending_cache_seconds: a result computed under one role's rights
     /// is never served to another.

@@ -4,6 +4,7 @@ pub mod image;
 pub mod live;
 pub mod model;
 pub mod new_posts;
+pub mod plan;
 pub mod request;
 pub mod serving;
 pub mod snapshot;

@@ -345,16 +345,13 @@ use crate::backend::{LATEST, MODELS as CACHE};
 fn newest_key(client: &SpiClient<'_>, schema: &str, name: &str) -> Result<Option<ModelKey>> {
     let fresh = LATEST.with(|l| l.borrow().as_ref().is_none_or(|(s, _)| s != schema));
     if fresh {
-        let plan = client.prepare(newest_key_sql(schema).as_str(), &[pgrx::PgOid::BuiltIn(pgrx::PgBuiltInOids::TEXTOID)])?.keep();
+        let plan = super::plan::KeptPlan::prepare(client, &newest_key_sql(schema), &[pgrx::PgOid::BuiltIn(pgrx::PgBuiltInOids::TEXTOID)])?;
         LATEST.with(|l| *l.borrow_mut() = Some((schema.to_string(), plan)));
     }
     LATEST.with(|l| -> Result<Option<ModelKey>> {
         let l = l.borrow();
         let (_, plan) = l.as_ref().ok_or_else(|| RecsysError::Spi("model-id plan missing".into()))?;
-        match client.select(plan, Some(1), &[name.into()])?.next() {
-            Some(r) => key_of(&r),
-            None => Ok(None),
-        }
+        Ok(plan.select(client, &[name.into()], |r| key_of(r).map(Some))?.into_iter().next().flatten())
     })
 }
 

@@ -47,7 +47,7 @@ pub struct Serving {
     pub rating: Option<Rating>,
     pub demographics_query: Option<String>,
     /// Their plans, prepared on first use.
-    pub plans: RefCell<HashMap<&'static str, pgrx::spi::OwnedPreparedStatement>>,
+    pub plans: RefCell<HashMap<&'static str, super::plan::KeptPlan>>,
 }
 
 impl std::ops::Deref for Serving {
@@ -73,31 +73,15 @@ impl Serving {
         sql: &str,
         types: &[pgrx::PgOid],
         args: &[pgrx::datum::DatumWithOid<'_>],
-        mut each: impl FnMut(&super::source::Row) -> Result<Option<T>>,
+        each: impl FnMut(&super::source::Row) -> Result<Option<T>>,
     ) -> Result<Vec<T>> {
         if !self.plans.borrow().contains_key(name) {
-            let plan = client.prepare(sql, types)?.keep();
+            let plan = super::plan::KeptPlan::prepare(client, sql, types)?;
             self.plans.borrow_mut().insert(name, plan);
         }
         let plans = self.plans.borrow();
         let plan = plans.get(name).ok_or_else(|| RecsysError::Spi(format!("{name} plan missing")))?;
-        let mut out = vec![];
-        let rows = client.select(plan, None, args)?;
-        // SAFETY: `select` just set SPI's current tuple table (rows.len() tuples and their
-        // descriptor); it stays valid while `rows` lives, and no other SPI call runs in `each`.
-        unsafe {
-            let table = pgrx::pg_sys::SPI_tuptable;
-            if table.is_null() || rows.is_empty() {
-                return Ok(out);
-            }
-            let desc = (*table).tupdesc;
-            for &tuple in std::slice::from_raw_parts((*table).vals, rows.len()) {
-                if let Some(x) = each(&super::source::Row::new(tuple, desc))? {
-                    out.push(x);
-                }
-            }
-        }
-        Ok(out)
+        plan.select(client, args, each)
     }
 
     /// The category of an item's post, if known.

@@ -146,6 +146,29 @@ fn exclude_paging_is_stable() {
     assert!(!offset2.contains(&all[5]), "{offset2:?}");
 }
 
+/// A transaction that writes sees its own writes at once: the kept per-call statements run on
+/// the transaction's latest state (a like inserted a statement ago removes that post from the
+/// next page), and after a rollback the committed state serves again.
+#[test]
+fn a_writing_transaction_sees_its_own_likes() {
+    let c = Cluster::start("live_own_writes");
+    let db = "postgres";
+    fixture(&c, db, OPTS);
+    let committed = ids(&c, db, "SELECT post_id FROM recsys_recommend(1, 3)");
+    let both = ids(
+        &c,
+        db,
+        "BEGIN; SELECT post_id FROM recsys_recommend(1, 3);
+         INSERT INTO interactions (user_id, post_id, kind) SELECT 1, post_id, 'like' FROM recsys_recommend(1, 1);
+         SELECT post_id FROM recsys_recommend(1, 3); ROLLBACK;",
+    );
+    assert_eq!(both.len(), 6, "{both:?}");
+    assert_eq!(both[..3], committed[..], "before the write, the committed page");
+    assert!(!both[3..].contains(&committed[0]), "the post liked inside the transaction is seen: {both:?}");
+    assert_eq!(both[3..5], committed[1..3], "the rest of the page moves up: {both:?}");
+    assert_eq!(ids(&c, db, "SELECT post_id FROM recsys_recommend(1, 3)"), committed, "after the rollback");
+}
+
 /// Item 6 (and item 3's batch form): recsys_refresh rebuilds all but the factors, in one call:
 /// a post created after training is then placed by content and served; no ALS runs.
 #[test]
