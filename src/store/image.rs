@@ -208,6 +208,12 @@ pub fn write(path: &Path, d: &Data, tables: &Tables) -> std::io::Result<()> {
         if let Some(d) = &p.dist {
             s.add("ivf.dist", d);
         }
+        // The members' rows in cluster order (a second copy of the post factors, shared like
+        // the rest of the image): a walk reads each visited cluster as one contiguous run.
+        match &p.rows {
+            Some(r) => s.add("ivf.rows", r),
+            None => s.own("ivf.rows", as_bytes(&p.member_rows(&d.item_factors)).to_vec()),
+        }
     }
     if let Some(g) = &d.graph {
         s.scalar("graph.items", g.items as u64);
@@ -354,6 +360,10 @@ fn read_ivf(img: &Arc<Image>, id: i64, factors: usize, n: usize) -> Result<Optio
         img.need("ivf.offsets")?,
         img.get("ivf.dist")?,
     );
+    let p = match img.get::<f32>("ivf.rows")? {
+        Some(rows) => p.with_rows(rows),
+        None => p,
+    };
     match p.is_consistent(n) {
         true => Ok(Some(p)),
         false => Err(RecsysError::Corrupt(format!("model image of {id}: the post partition has inconsistent sizes"))),

@@ -1,7 +1,9 @@
 //! How much of the catalogue an ALS-only call reads through the partition, on a real model's
 //! factors: the share of posts in the clusters whose bound reaches the final 20th score (what
 //! any exact walk must visit), the share of them whose own bound does (what is read), and the
-//! time of one exact top-20 walk.
+//! time of one exact top-20 walk: reading the members' rows through the matrix and from the
+//! partition's own copy in cluster order, each with warm caches and with the CPU caches
+//! flushed before every walk (as in a serving call, which finds little of the model cached).
 //!
 //! `cargo run --release -p recsys-core --example ivf_profile -- ITEMS.bin USERS.bin FACTORS`
 //! where the files hold little-endian f32 rows, e.g. a trained model's parts:
@@ -37,6 +39,27 @@ fn main() {
         thresholds.push(top.last().map_or(f32::NEG_INFINITY, |s| s.score));
     }
     let per_walk = t.elapsed().as_secs_f64() * 1000.0 / users.len() as f64;
+    let copied = Ivf::build(&y, f, &pool, &mut || Ok(())).expect("build").expect("at least 10,000 posts");
+    let copied = {
+        let rows = copied.member_rows(&y);
+        copied.with_rows(rows.into())
+    };
+    // 64 MB written between walks: more than the last-level cache.
+    let mut flush = vec![1u8; 64 << 20];
+    let mut walks = |p: &Ivf, cold: bool| {
+        let mut total = 0f64;
+        for &uu in &users {
+            if cold {
+                flush.iter_mut().for_each(|b| *b = b.wrapping_add(1));
+            }
+            let x = &u[uu * f..(uu + 1) * f];
+            let t = Instant::now();
+            std::hint::black_box(p.top(&y, &ids, x, k, &|_| true, &|d| d));
+            total += t.elapsed().as_secs_f64();
+        }
+        total * 1000.0 / users.len() as f64
+    };
+    let times: Vec<f64> = [(&ivf, false), (&copied, false), (&ivf, true), (&copied, true)].iter().map(|&(p, cold)| walks(p, cold)).collect();
     for (&uu, &t20) in users.iter().zip(&thresholds) {
         let x = &u[uu * f..(uu + 1) * f];
         let xn = dot_dispatch(x, x).sqrt();
@@ -56,5 +79,9 @@ fn main() {
         users.len(),
         pct(in_visited),
         pct(read)
+    );
+    println!(
+        "walk, rows through the matrix / copied in cluster order: warm {:.4} / {:.4} ms, caches flushed {:.4} / {:.4} ms",
+        times[0], times[1], times[2], times[3]
     );
 }

@@ -1519,7 +1519,13 @@ mod tests {
         let y: Vec<f32> = (0..n).flat_map(|i| topics[i % 30].iter().map(|v| 0.3 * (v + 0.5 * rng.normal() as f32)).collect::<Vec<f32>>()).collect();
         let pool = crate::als::pool(2, None).unwrap();
         // The last 50 rows came after the partition was built (posts placed after training).
-        let ivf = crate::ivf::Ivf::build(&y[..(n - 50) * f], f, &pool, &mut || Ok(())).unwrap().expect("above MIN_ITEMS");
+        let build = || crate::ivf::Ivf::build(&y[..(n - 50) * f], f, &pool, &mut || Ok(())).unwrap().expect("above MIN_ITEMS");
+        // Odd cases walk a partition that reads its members' rows from its own copy.
+        let (plain, copied) = (build(), build());
+        let copied = {
+            let rows = copied.member_rows(&y);
+            copied.with_rows(rows.into())
+        };
         let gram = crate::als::gram(&y, f, 0.1, &pool);
         // Interactions (for the graph), posts' words (content), priors, owners, segments.
         let (mut r, mut c) = (vec![], vec![]);
@@ -1577,9 +1583,10 @@ mod tests {
             let segs = if case % 4 == 1 { vec!["age:18-24".to_string()] } else { vec![] };
             let user = UserInput { history: if case % 4 == 1 { history[..2].to_vec() } else { history }, followees, segments: segs, ..Default::default() };
             let weights = if case % 5 == 4 { Weights { content: 0.0, graph: 0.0, ..Weights::default() } } else { Weights::default() };
+            let ivf = if case % 2 == 0 { &plain } else { &copied };
             cat.ivf = None;
             let dense = score(&cat, &user, &o, &weights);
-            cat.ivf = Some(&ivf);
+            cat.ivf = Some(ivf);
             let part = score(&cat, &user, &o, &weights);
             assert!(part.als_by_ivf && part.als.is_empty() && !dense.als.is_empty());
             assert!((part.als_max - dense.als_max).abs() <= 1e-5 * dense.als_max.abs());
@@ -1594,7 +1601,7 @@ mod tests {
                 want.iter_mut().for_each(|c| c.score = dense.parts(&cat, c.index).total());
                 want.sort_by(rank_order);
                 want.truncate(20);
-                cat.ivf = Some(&ivf);
+                cat.ivf = Some(ivf);
                 let mask: Vec<bool> = (0..n).map(allowed).collect();
                 let got = part.top_by_ivf(&cat, &ids, 20, Some(&mask));
                 assert_eq!(got.len(), 20);

@@ -41,6 +41,12 @@ pub struct Ivf {
     /// Per position of `order`: that member's distance from its centroid (with slack). None
     /// for a partition stored before it was kept: every member then gets its cluster's radius.
     pub dist: Option<crate::buf::Buf<f32>>,
+    /// Per position of `order`: a copy of that member's row (positions × f), so that a walk
+    /// reads each visited cluster's rows as one contiguous run instead of rows scattered over
+    /// the whole matrix. A serving call finds little of the model in the CPU caches (the rest
+    /// of the call and other backends evict it), and contiguous rows are what the hardware
+    /// prefetcher streams. None: the rows are read through `order` (the same values).
+    pub rows: Option<crate::buf::Buf<f32>>,
     /// Per covered row, its cluster (derived from `order` on first use).
     cluster_of: std::sync::OnceLock<Vec<u16>>,
 }
@@ -144,7 +150,30 @@ impl Ivf {
         offsets: crate::buf::Buf<u32>,
         dist: Option<crate::buf::Buf<f32>>,
     ) -> Ivf {
-        Ivf { f, items, centroids, radius, order, offsets, dist, cluster_of: Default::default() }
+        Ivf { f, items, centroids, radius, order, offsets, dist, rows: None, cluster_of: Default::default() }
+    }
+
+    /// The partition reading its members' rows from `rows` (as [`Ivf::member_rows`] gathers
+    /// them from the matrix it partitions; [`Ivf::is_consistent`] checks the length).
+    pub fn with_rows(mut self, rows: crate::buf::Buf<f32>) -> Ivf {
+        self.rows = Some(rows);
+        self
+    }
+
+    /// The covered rows of `y` in `order`: what [`Ivf::with_rows`] takes.
+    pub fn member_rows(&self, y: &[f32]) -> Vec<f32> {
+        let f = self.f;
+        self.order.iter().flat_map(|&i| &y[i as usize * f..(i as usize + 1) * f]).copied().collect()
+    }
+
+    /// The row at position `p` of `order`, which is item `i = order[p]` of `y`.
+    #[inline]
+    fn member<'a>(&'a self, y: &'a [f32], p: usize, i: usize) -> &'a [f32] {
+        let f = self.f;
+        match &self.rows {
+            Some(r) => &r[p * f..(p + 1) * f],
+            None => &y[i * f..(i + 1) * f],
+        }
     }
 
     /// Cluster `c`'s positions in `order`.
@@ -177,10 +206,16 @@ impl Ivf {
             && self.items <= rows
             && self.order.iter().all(|&i| (i as usize) < self.items)
             && self.dist.as_ref().is_none_or(|d| d.len() == self.items)
+            && self.rows.as_ref().is_none_or(|r| r.len() == self.items * self.f)
     }
 
     pub fn bytes(&self) -> usize {
-        self.centroids.bytes() + self.radius.bytes() + self.order.bytes() + self.offsets.bytes() + self.dist.as_ref().map_or(0, |d| d.bytes())
+        self.centroids.bytes()
+            + self.radius.bytes()
+            + self.order.bytes()
+            + self.offsets.bytes()
+            + self.dist.as_ref().map_or(0, |d| d.bytes())
+            + self.rows.as_ref().map_or(0, |r| r.bytes())
     }
 
     /// The exact best `k` rows of `y` (all rows, also those beyond [`Ivf::items`]) by
@@ -193,8 +228,8 @@ impl Ivf {
         let row = |i: usize| &y[i * f..(i + 1) * f];
         let mut top = TopK::new(k);
         let mut max = f32::NEG_INFINITY;
-        let visit = |i: usize, top: &mut TopK, max: &mut f32| {
-            let d = dot_dispatch(row(i), x);
+        let visit = |i: usize, r: &[f32], top: &mut TopK, max: &mut f32| {
+            let d = dot_dispatch(r, x);
             *max = max.max(d);
             if allowed(i) {
                 let s = score(d);
@@ -205,7 +240,7 @@ impl Ivf {
         };
         // Rows appended after the partition was built: scanned directly.
         for i in self.items.min(n)..n {
-            visit(i, &mut top, &mut max);
+            visit(i, row(i), &mut top, &mut max);
         }
         let xn = dot_dispatch(x, x).sqrt();
         let up = |b: f32| b + b.abs() * SLACK + 1e-6;
@@ -231,7 +266,8 @@ impl Ivf {
             let c = c as usize;
             for p in self.span(c) {
                 if !hopeless(up(xm + xn * self.member_radius(c, p)), &top, max) {
-                    visit(self.order[p] as usize, &mut top, &mut max);
+                    let i = self.order[p] as usize;
+                    visit(i, self.member(y, p, i), &mut top, &mut max);
                 }
             }
         }
@@ -292,18 +328,18 @@ impl Ivf {
         }
         // f32 sums in a different order differ in the last bits: every bound gets room for it.
         let up = |b: f32| b + b.abs() * SLACK + 1e-6;
-        let visit = |i: usize, als_bound: f32, top: &mut TopK| {
+        let visit = |i: usize, r: &[f32], als_bound: f32, top: &mut TopK| {
             if rest[i] == f32::NEG_INFINITY || up(als_bound + rest[i]) < top.threshold() {
                 return;
             }
-            let s = exact(i, dot_dispatch(row(i), x));
+            let s = exact(i, dot_dispatch(r, x));
             if s >= top.threshold() {
                 top.push(Scored { score: s, id: ids[i], index: i as u32 });
             }
         };
         // Rows appended after the partition was built: scored directly.
         for i in self.items.min(n)..n {
-            visit(i, f32::INFINITY, &mut top);
+            visit(i, row(i), f32::INFINITY, &mut top);
         }
         let xn = dot_dispatch(x, x).sqrt();
         let mut bounds: Vec<(f32, f32, u32)> = Vec::with_capacity(self.radius.len());
@@ -325,7 +361,7 @@ impl Ivf {
             for p in self.span(c) {
                 let i = self.order[p] as usize;
                 if i < n && rest[i] != f32::NEG_INFINITY {
-                    visit(i, als(up(xm + xn * self.member_radius(c, p))), &mut top);
+                    visit(i, self.member(y, p, i), als(up(xm + xn * self.member_radius(c, p))), &mut top);
                 }
             }
         }
@@ -374,6 +410,9 @@ mod tests {
         // A partition stored before members kept their own distance: the cluster radius serves.
         let old = with_distances(&ivf, None);
         assert!(old.is_consistent(n));
+        // Members' rows copied in cluster order: read instead of the matrix.
+        let copied = with_distances(&ivf, ivf.dist.as_ref().map(|d| d.to_vec())).with_rows(ivf.member_rows(&y).into());
+        assert!(copied.is_consistent(n));
         // Rows appended after the partition (posts placed at serve time) are still found.
         let mut rng = Rng::new(9);
         let extra: Vec<f32> = (0..50 * f).map(|_| 3.0 * rng.normal() as f32).collect();
@@ -388,7 +427,7 @@ mod tests {
             let all = |_: usize| true;
             for (mask, score) in [(&allowed as &dyn Fn(usize) -> bool, &clip as &dyn Fn(f32) -> f32), (&all, &plain)] {
                 let want = brute(&y, f, &ids, &x, k, mask, score);
-                for p in [&ivf, &old] {
+                for p in [&ivf, &old, &copied] {
                     let got = p.top(&y, &ids, &x, k, mask, score);
                     assert_eq!(got.0, want.0, "trial {trial}");
                     assert_eq!(got.1, want.1, "trial {trial}");
@@ -421,8 +460,16 @@ mod tests {
         // Some members are strictly inside their cluster's radius (else the distances prune nothing).
         let inside = (0..ivf.radius.len()).flat_map(|c| ivf.span(c).map(move |p| (c, p))).filter(|&(c, p)| d[p] < 0.8 * ivf.radius[c]).count();
         assert!(inside > n / 2, "{inside} of {n} members well inside their radius");
-        // Distances that do not cover every member: refused.
+        // Distances or copied rows that do not cover every member: refused.
         assert!(!with_distances(&ivf, Some(d[1..].to_vec())).is_consistent(n));
+        let rows = ivf.member_rows(&y);
+        assert_eq!(rows.len(), n * f);
+        assert!(!with_distances(&ivf, None).with_rows(rows[f..].to_vec().into()).is_consistent(n));
+        // The copy holds member p's row at position p.
+        for p in [0, n / 2, n - 1] {
+            let i = ivf.order[p] as usize;
+            assert_eq!(&rows[p * f..(p + 1) * f], &y[i * f..(i + 1) * f]);
+        }
     }
 
     #[test]
