@@ -661,16 +661,18 @@ impl Columns for Row {
     fn get<T: pgrx::datum::FromDatum + pgrx::datum::IntoDatum>(&self, ordinal: usize) -> std::result::Result<Option<T>, pgrx::spi::SpiError> {
         use pgrx::datum::TryFromDatumError;
         // SAFETY: `desc` and `tuple` come from SPI's current tuple table (see `Serving::run`);
-        // the ordinal is checked against the descriptor before it is read.
+        // the ordinal is checked against the descriptor before it is read. What SPI_gettypeid
+        // and SPI_getbinval do, without two guarded calls into the server per value: the
+        // column's type from the descriptor, the value by pgrx's port of heap_getattr (which
+        // reads a cached offset in place, and calls the server only for the rest).
         unsafe {
             let natts = usize::try_from((*self.desc).natts).unwrap_or(0);
             let Some(at) = std::num::NonZeroUsize::new(ordinal).filter(|a| a.get() <= natts) else {
                 return Err(TryFromDatumError::NoSuchAttributeNumber(std::num::NonZeroUsize::MIN.saturating_add(ordinal.saturating_sub(1))).into());
             };
-            let attno = at.get() as std::ffi::c_int;
-            let oid = pgrx::pg_sys::SPI_gettypeid(self.desc, attno);
+            let oid = (*self.desc).attrs.as_slice(natts)[at.get() - 1].atttypid;
             let mut is_null = false;
-            let datum = pgrx::pg_sys::SPI_getbinval(self.tuple, self.desc, attno, &mut is_null);
+            let datum = pgrx::pg_sys::heap_getattr(self.tuple, at.get() as std::ffi::c_int, self.desc, &mut is_null);
             Ok(T::try_from_datum(datum, is_null, oid)?)
         }
     }
