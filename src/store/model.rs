@@ -341,17 +341,29 @@ pub const QUANTIZE_MIN_ITEMS: usize = 20_000;
 
 use crate::backend::{LATEST, MODELS as CACHE};
 
-/// The served version of model `name`: the one deployed last.
-fn newest_key(client: &SpiClient<'_>, schema: &str, name: &str) -> Result<Option<ModelKey>> {
+/// The served version of model `name` (the one deployed last) and, unless this backend holds
+/// that version already, its stored options: read together, so a new connection's first call
+/// runs one statement fewer.
+fn newest_key(client: &SpiClient<'_>, schema: &str, name: &str) -> Result<Option<(ModelKey, Option<JsonB>)>> {
     let fresh = LATEST.with(|l| l.borrow().as_ref().is_none_or(|(s, _)| s != schema));
     if fresh {
-        let plan = super::plan::KeptPlan::prepare(client, &newest_key_sql(schema), &[pgrx::PgOid::BuiltIn(pgrx::PgBuiltInOids::TEXTOID)])?;
+        let sql = format!(
+            "SELECT k.id, k.created_us, k.table_oid, m.options FROM ({}) k JOIN {schema}._recsys_model m ON m.id OPERATOR(pg_catalog.=) k.id",
+            newest_key_sql(schema)
+        );
+        let plan = super::plan::KeptPlan::prepare(client, &sql, &[pgrx::PgOid::BuiltIn(pgrx::PgBuiltInOids::TEXTOID)])?;
         LATEST.with(|l| *l.borrow_mut() = Some((schema.to_string(), plan)));
     }
-    LATEST.with(|l| -> Result<Option<ModelKey>> {
+    LATEST.with(|l| -> Result<Option<(ModelKey, Option<JsonB>)>> {
         let l = l.borrow();
         let (_, plan) = l.as_ref().ok_or_else(|| RecsysError::Spi("model-id plan missing".into()))?;
-        Ok(plan.select(client, &[name.into()], |r| key_of(r).map(Some))?.into_iter().next().flatten())
+        // The options are parsed only when this backend does not hold that version already.
+        let cached = |k: &ModelKey| CACHE.with(|c| c.borrow().get(name).is_some_and(|m| m.key == *k));
+        let rows = plan.select(client, &[name.into()], |r| Ok(key_of(r)?.map(|k| (k, if cached(&k) { Ok(None) } else { r.get::<JsonB>(4) }))))?;
+        match rows.into_iter().next() {
+            Some((key, options)) => Ok(Some((key, options?))),
+            None => Ok(None),
+        }
     })
 }
 
@@ -394,15 +406,14 @@ pub fn current(client: &SpiClient<'_>, name: &str) -> Result<Rc<Serving>> {
         return Ok(m);
     }
     // Only the key on the hot path; the options are read on a cache miss.
-    let Some(key) = newest_key(client, &schema, name)? else {
+    let Some((key, options)) = newest_key(client, &schema, name)? else {
         return Err(if name == crate::options::DEFAULT_MODEL { RecsysError::NotTrained } else { RecsysError::UnknownModel(name.to_string()) });
     };
     if let Some(hit) = CACHE.with(|c| c.borrow().get(name).filter(|m| m.key == key).cloned()) {
         return catch_up(client, hit);
     }
     let id = key.id;
-    let options =
-        super::one::<JsonB>(client, &format!("SELECT options FROM {schema}._recsys_model WHERE id = $1"), &[id.into()])?.ok_or(RecsysError::NotTrained)?.0;
+    let options = options.ok_or(RecsysError::NotTrained)?.0;
     let options: TrainOptions = serde_json::from_value(options).map_err(|e| RecsysError::Corrupt(format!("options of model {id}: {e}")))?;
     // The old version is dropped before the new one is decoded (peak memory: one model).
     CACHE.with(|c| c.borrow_mut().remove(name));
