@@ -5,7 +5,12 @@ Per new connection (one at a time): `LOAD 'pg_recsys'` timed alone (the library 
 next user id. Prints the medians. Run against a cluster with a trained model, e.g. the one
 bench/memory.sh builds (kept running) or any app database.
 
-Usage: python bench/first_call.py [CONNECTIONS] [--als-only] [--first-user N]
+With --calls N each connection makes N calls (for users a few ids apart) after the LOAD, and
+the p50 of each call's position is printed too: how the 2nd, 3rd, ... call of a connection
+compare with a warm one (PostgreSQL plans a kept statement afresh for its first five runs
+unless it is planned generically).
+
+Usage: python bench/first_call.py [CONNECTIONS] [--als-only] [--first-user N] [--calls N]
 Environment: PGHOST, PGPORT, PGUSER, PGDATABASE (libpq defaults).
 """
 import argparse
@@ -22,9 +27,11 @@ def main():
     ap.add_argument("connections", type=int, nargs="?", default=30)
     ap.add_argument("--als-only", action="store_true")
     ap.add_argument("--first-user", type=int, default=10000)
+    ap.add_argument("--calls", type=int, default=2)
     a = ap.parse_args()
     extra = ALS_ONLY if a.als_only else ""
-    r = {"load": [], "first": [], "second": []}
+    r = {"load": [], "first": [], "second": [], "later": []}
+    by_position = [[] for _ in range(max(a.calls, 2))]
 
     def timed(key, cur, sql):
         t = time.perf_counter()
@@ -40,9 +47,17 @@ def main():
             timed("load", cur, "LOAD 'pg_recsys'")
             timed("first", cur, f"SELECT count(*) FROM recsys_recommend({u}, 20{extra})")
             timed("second", cur, f"SELECT count(*) FROM recsys_recommend({u + 1}, 20{extra})")
-    med = {k: statistics.median(v) for k, v in r.items()}
+            for j in range(2, a.calls):
+                timed("later", cur, f"SELECT count(*) FROM recsys_recommend({u + j}, 20{extra})")
+            by_position[0].append(r["first"][-1])
+            by_position[1].append(r["second"][-1])
+            for j in range(2, a.calls):
+                by_position[j].append(r["later"][j - a.calls])
+    med = {k: statistics.median(v) for k, v in r.items() if v}
     print(f"LOAD p50 {med['load']:.2f} ms, first call p50 {med['first']:.2f} ms, next call p50 {med['second']:.2f} ms, "
           f"first - next {med['first'] - med['second']:.2f} ms ({a.connections} connections{', ALS only' if a.als_only else ''})")
+    if a.calls > 2:
+        print("p50 ms by call position:", [round(statistics.median(p), 2) for p in by_position])
 
 
 if __name__ == "__main__":

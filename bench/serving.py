@@ -7,7 +7,9 @@ m / ef_construction; ef_search 40, its default, and 100), at several client coun
 Run by bench/serving.sh, which starts the cluster, loads the data and trains. Prints markdown
 tables: QPS and p50/p99 latency in ms from pgbench's per-transaction log; the HNSW build time and
 recall@20 against the exact top-20 (200 sampled users); ALS-only recsys_recommend QPS over
-pgvector HNSW / exact QPS per client count (issue 12 goal: >= 1x HNSW, >= 10x exact).
+pgvector HNSW / exact QPS per client count (issue 12 goal: >= 1x HNSW, >= 10x exact); then the
+ALS-only and HNSW cells again, alternated in pairs, whose median ratio is the one the goal is
+judged by (cells minutes apart compare different speeds of this VM).
 Usage: python bench/serving.py POSTS SECONDS CLIENTS... (environment: PGHOST, PGPORT, PGUSER)
 """
 import base64
@@ -24,6 +26,7 @@ POSTS, SECS = int(sys.argv[1]), int(sys.argv[2])
 CLIENTS = [int(c) for c in sys.argv[3:]] or [1, 2, 8, 16]
 USERS = POSTS // 5
 SAMPLE = 200  # users for recall@20
+PAIRS = 3  # alternated ALS-only / HNSW cell pairs per client count
 
 
 def psql(sql, *extra):
@@ -133,8 +136,21 @@ def main():
     for c in CLIENTS:
         a, h, e, hy = res[(ALS, c)], res[(HNSW, c)], res[(EXACT, c)], res[(HYBRID, c)]
         print(f"| {c} | {a[0] / h[0]:.2f}× | {a[0] / e[0]:.1f}× | {a[1]:.2f} | {h[1]:.2f} | {e[1]:.2f} | {hy[1]:.2f} |")
-    ok = all(res[(ALS, c)][0] >= res[(HNSW, c)][0] and res[(ALS, c)][0] >= 10 * res[(EXACT, c)][0] for c in CLIENTS)
-    print(f"\nGoal (issue 12: ALS-only >= 1× HNSW and >= 10× exact at every client count): {'met' if ok else 'not met'}.")
+    # The headline pair again, alternated: this VM's speed drifts within minutes, so cells run
+    # minutes apart (as in the tables above) compare different machines.
+    print(f"\nHead to head, alternated ({PAIRS} pairs of {SECS} s cells per client count, ALS-only first in each pair):\n")
+    print("| clients | ALS-only / HNSW (ef 40) QPS per pair | median | ALS-only p50 ms (median) | HNSW p50 ms (median) |")
+    print("|---|---|---|---|---|")
+    head = {}
+    for c in CLIENTS:
+        pairs = [(run(RECSYS[ALS], c, SECS), run(KNN, c, SECS)) for _ in range(PAIRS)]
+        ratios = [a[0] / h[0] for a, h in pairs]
+        head[c] = statistics.median(ratios)
+        print(f"| {c} | {', '.join(f'{r:.2f}×' for r in ratios)} | {head[c]:.2f}× | "
+              f"{statistics.median(a[1] for a, _ in pairs):.2f} | {statistics.median(h[1] for _, h in pairs):.2f} |", flush=True)
+    ok = all(head[c] >= 1 and res[(ALS, c)][0] >= 10 * res[(EXACT, c)][0] for c in CLIENTS)
+    print(f"\nGoal (issue 12: ALS-only >= 1× HNSW (alternated median) and >= 10× exact at every client count): "
+          f"{'met' if ok else 'not met'}.")
 
 
 main()
