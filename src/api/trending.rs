@@ -55,18 +55,65 @@ fn top_cached(client: &pgrx::spi::SpiClient<'_>, o: &TrainOptions, model: Option
             remember(key, std::time::Instant::now().checked_sub(age).unwrap_or_else(std::time::Instant::now), out.clone());
             return Ok(out);
         }
+        // Expired. One connection at a time aggregates the window again; while it does, the
+        // others serve the previous result (up to STALE_FACTOR times the time to live old), or
+        // when there is none wait up to WAIT for the refreshed one, instead of all aggregating
+        // at once. A transaction that has written aggregates its own view and shares nothing,
+        // so it neither takes nor waits for the refresh.
+        if shareable() && !refresh_lock(client)? {
+            if let Some((_, rows)) = filecache::get("trending", &key, std::time::Duration::from_secs(ttl.saturating_mul(STALE_FACTOR))) {
+                // Not remembered: the next call looks for the refreshed result again.
+                return Ok(Rc::new(rows));
+            }
+            let t0 = std::time::Instant::now();
+            while t0.elapsed() < WAIT {
+                // SAFETY: sleeps the backend thread; interrupts are checked right after.
+                unsafe { pgrx::pg_sys::pg_usleep(5_000) };
+                pgrx::check_for_interrupts!();
+                if let Some((age, rows)) = filecache::get("trending", &key, std::time::Duration::from_secs(ttl)) {
+                    let out = Rc::new(rows);
+                    remember(key, std::time::Instant::now().checked_sub(age).unwrap_or_else(std::time::Instant::now), out.clone());
+                    return Ok(out);
+                }
+                // The refresher's transaction ended without a result (error, cancel): this
+                // connection refreshes.
+                if refresh_lock(client)? {
+                    break;
+                }
+            }
+        }
     }
     let out = Rc::new(query(client, o, w)?);
     if ttl > 0 {
         // Shared only when this transaction has written nothing: then it saw committed rows
         // only, which every other session may see too.
-        // SAFETY: reads the current transaction's state, on the backend thread.
-        if unsafe { pgrx::pg_sys::GetTopTransactionIdIfAny() } == pgrx::pg_sys::InvalidTransactionId {
+        if shareable() {
             filecache::put("trending", &key, &out);
         }
         remember(key, std::time::Instant::now(), out.clone());
     }
     Ok(out)
+}
+
+/// How much older than `recsys.trending_cache_seconds` a result may be when it is served while
+/// another connection refreshes it.
+const STALE_FACTOR: u64 = 10;
+/// How long a call with no result to serve waits for another connection's refresh before it
+/// aggregates the window itself (the refresher's lock lasts until its transaction ends, which
+/// may be long after its result was written).
+const WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Whether this transaction has written nothing (its results may be shared).
+fn shareable() -> bool {
+    // SAFETY: reads the current transaction's state, on the backend thread.
+    unsafe { pgrx::pg_sys::GetTopTransactionIdIfAny() == pgrx::pg_sys::InvalidTransactionId }
+}
+
+/// Takes the cluster's trending-refresh lock for this transaction if no other holds it: the
+/// transaction-level advisory lock (hashtext('pg_recsys trending'), 0), released at commit or
+/// rollback, so an error or a cancel cannot leave it held.
+fn refresh_lock(client: &pgrx::spi::SpiClient<'_>) -> Result<bool> {
+    Ok(crate::store::one::<bool>(client, "SELECT pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('pg_recsys trending'), 0)", &[])?.unwrap_or(false))
 }
 
 /// Keeps a result in this backend's cache.

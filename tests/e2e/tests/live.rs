@@ -169,6 +169,31 @@ fn a_writing_transaction_sees_its_own_likes() {
     assert_eq!(ids(&c, db, "SELECT post_id FROM recsys_recommend(1, 3)"), committed, "after the rollback");
 }
 
+/// When a shared trending result expires under load, one connection aggregates the window
+/// again (it holds the transaction-level advisory lock (hashtext('pg_recsys trending'), 0))
+/// while the others serve the previous result; once the lock is free the next call refreshes.
+#[test]
+fn an_expired_trending_result_is_refreshed_by_one_connection() {
+    let c = Cluster::start("live_trending_refresh");
+    let db = "postgres";
+    fixture(&c, db, OPTS);
+    let ttl = "SET recsys.trending_cache_seconds = 1; ";
+    let before = ids(&c, db, &format!("{ttl}SELECT post_id FROM recsys_trending(1)"));
+    // A burst on another post, committed: the next aggregation ranks it first.
+    let burst = if before[0] == 38 { 37 } else { 38 };
+    c.sql(db, &format!("INSERT INTO interactions (user_id, post_id, kind) SELECT u, {burst}, 'like' FROM generate_series(1, 200) u"));
+    std::thread::sleep(std::time::Duration::from_millis(1300));
+    std::thread::scope(|s| {
+        // Another connection is refreshing (holds the lock) for 3 s.
+        let holder = s.spawn(|| c.sql(db, "BEGIN; SELECT pg_advisory_xact_lock(hashtext('pg_recsys trending'), 0); SELECT pg_sleep(3); COMMIT;"));
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        let during = ids(&c, db, &format!("{ttl}SELECT post_id FROM recsys_trending(1)"));
+        assert_eq!(during, before, "the previous result is served while another connection refreshes");
+        holder.join().unwrap();
+    });
+    assert_eq!(ids(&c, db, &format!("{ttl}SELECT post_id FROM recsys_trending(1)")), vec![burst], "refreshed once the lock is free");
+}
+
 /// Item 6 (and item 3's batch form): recsys_refresh rebuilds all but the factors, in one call:
 /// a post created after training is then placed by content and served; no ALS runs.
 #[test]
