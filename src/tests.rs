@@ -112,3 +112,47 @@ fn a_panic_is_an_error_and_the_backend_lives_on() {
     let report = Spi::get_one::<pgrx::JsonB>("SELECT recsys_train('{\"factors\": 4, \"iterations\": 2}')").unwrap().unwrap().0;
     assert_eq!(report["users"], 60);
 }
+
+/// The request path computes an interaction's weight and day in Rust from the raw columns
+/// (source::event_weight, source::epoch_day); training computes them in SQL (weight_expr,
+/// day_expr). Both must give the same bits, or a user's fold-in would differ from training's.
+#[pg_test]
+fn request_weight_and_day_equal_the_training_sql() {
+    use crate::store::source::{epoch_day, event_weight};
+    let o = crate::options::TrainOptions::parse(&serde_json::json!({"kind_weights": {"like": 0.1, "view": 3.3333, "inspire": 0.001, "share": 7}, "default_weight": 0.7}))
+        .unwrap();
+    let weights = serde_json::to_value(&o.weights).unwrap();
+    for kind in [Some("like"), Some("view"), Some("inspire"), Some("share"), Some("unknown"), None] {
+        for value in [None, Some(0.3f32), Some(2.5), Some(-1.75), Some(1e-7)] {
+            let sql: f64 = Spi::get_one_with_args(
+                "SELECT COALESCE(($1::pg_catalog.jsonb OPERATOR(pg_catalog.->>) ($3::text)::pg_catalog.text)::pg_catalog.float8, $2::pg_catalog.float8) \
+                   OPERATOR(pg_catalog.*) COALESCE(($4::real)::pg_catalog.float8, 1::pg_catalog.float8)",
+                &[pgrx::JsonB(weights.clone()).into(), o.default_weight.into(), kind.into(), value.into()],
+            )
+            .unwrap()
+            .unwrap();
+            let rust = event_weight(&o, kind, value.map(|v| v as f64));
+            assert_eq!(sql.to_bits(), rust.to_bits(), "{kind:?} {value:?}: {sql} vs {rust}");
+        }
+    }
+    for t in [
+        "2026-03-01 12:34:56.789123+00",
+        "1970-01-01 00:00:00+00",
+        "1969-12-31 23:59:59.999999+00",
+        "2000-01-01 00:00:00.000001+00",
+        "0001-01-01 00:00:00+00",
+        "4713-11-24 00:00:00+00 BC",
+        "294276-12-31 23:59:59.999999+00",
+        "infinity",
+        "-infinity",
+    ] {
+        let (raw, sql) = Spi::get_two_with_args::<pgrx::datum::TimestampWithTimeZone, f32>(
+            "SELECT $1::timestamptz, (pg_catalog.date_part('epoch', ($1::timestamptz)::pg_catalog.timestamptz) OPERATOR(pg_catalog./) 86400::pg_catalog.float8)::pg_catalog.float4",
+            &[t.into()],
+        )
+        .unwrap();
+        let (raw, sql) = (raw.unwrap().into_inner(), sql.unwrap());
+        assert_eq!(sql.to_bits(), epoch_day(Some(raw)).to_bits(), "{t}: {sql} vs {}", epoch_day(Some(raw)));
+    }
+    assert!(epoch_day(None).is_nan());
+}

@@ -17,22 +17,17 @@ pub struct Request {
     pub seen: IndexSet<i64>,
 }
 
-const JSONB: PgOid = PgOid::BuiltIn(PgBuiltInOids::JSONBOID);
-const FLOAT4: PgOid = PgOid::BuiltIn(PgBuiltInOids::FLOAT4OID);
 const INT8: PgOid = PgOid::BuiltIn(PgBuiltInOids::INT8OID);
 const INT8_ARRAY: PgOid = PgOid::BuiltIn(PgBuiltInOids::INT8ARRAYOID);
 
 pub fn gather(client: &SpiClient<'_>, m: &Serving, user_id: i64, w: &Weights) -> Result<Request> {
     let o = &m.options.hybrid;
-    let (weights, default_weight) = source::weight_args(&m.options);
     let mut seen = IndexSet::default();
     let mut unknown = 0usize;
-    let rows = m.run(client, "history", &m.history_query, &[JSONB, FLOAT4, INT8], &[weights.into(), default_weight.into(), user_id.into()], |row| {
+    let rows = m.run(client, "history", &m.history_query, &[INT8], &[user_id.into()], |row| {
         let Some(pid) = row.get::<i64>(1)? else { return Ok(None) };
         seen.insert(pid);
-        let (Some(weight), Some(day)) = (source::finite_weight(row.get::<f64>(2)?), source::finite_day(Some(row.get::<f32>(3)?.unwrap_or(f32::NAN)))) else {
-            return Ok(None);
-        };
+        let Some((weight, day)) = weight_and_day(m, row, 2)? else { return Ok(None) };
         match m.item_index.get(pid) {
             Some(item) => Ok(Some(Event { item, weight, day })),
             None => {
@@ -58,6 +53,15 @@ pub fn gather(client: &SpiClient<'_>, m: &Serving, user_id: i64, w: &Weights) ->
     Ok(Request { input, seen })
 }
 
+/// An event row's weight and day from its kind, value and time columns (at `at`, `at + 1`,
+/// `at + 2`); None (skip the row) unless the weight is a finite float4 and the time not
+/// infinite, as the training read does.
+fn weight_and_day(m: &Serving, row: &source::Row, at: usize) -> Result<Option<(f32, f32)>> {
+    let w = source::event_weight(&m.options, row.get::<&str>(at)?, row.get::<f64>(at + 1)?);
+    let t = row.get::<pgrx::datum::TimestampWithTimeZone>(at + 2)?.map(|t| t.into_inner());
+    Ok(source::finite_weight(Some(w)).zip(source::finite_day(Some(source::epoch_day(t)))))
+}
+
 /// The user's followees now (direct, mutual flags, and the second hop when on), each with their
 /// latest engagement and their posts: one statement each for all of them.
 fn followees(client: &SpiClient<'_>, m: &Serving, q: &str, user_id: i64) -> Result<Vec<Followee>> {
@@ -77,25 +81,14 @@ fn followees(client: &SpiClient<'_>, m: &Serving, q: &str, user_id: i64) -> Resu
     }
     let ids: Vec<i64> = all.iter().map(|f| f.0).collect();
     let mut events: IndexMap<i64, Vec<Event>> = IndexMap::default();
-    let (weights, default_weight) = source::weight_args(&m.options);
-    m.run(
-        client,
-        "followee_events",
-        &m.followee_events_query,
-        &[JSONB, FLOAT4, INT8_ARRAY],
-        &[weights.into(), default_weight.into(), ids.clone().into()],
-        |row| {
-            let (Some(u), Some(p)) = (row.get::<i64>(1)?, row.get::<i64>(2)?) else { return Ok(None::<()>) };
-            let (Some(weight), Some(day)) = (source::finite_weight(row.get::<f64>(3)?), source::finite_day(Some(row.get::<f32>(4)?.unwrap_or(f32::NAN))))
-            else {
-                return Ok(None);
-            };
-            if let Some(item) = m.item_index.get(p) {
-                events.entry(u).or_default().push(Event { item, weight, day });
-            }
-            Ok(None)
-        },
-    )?;
+    m.run(client, "followee_events", &m.followee_events_query, &[INT8_ARRAY], &[ids.clone().into()], |row| {
+        let (Some(u), Some(p)) = (row.get::<i64>(1)?, row.get::<i64>(2)?) else { return Ok(None::<()>) };
+        let Some((weight, day)) = weight_and_day(m, row, 3)? else { return Ok(None) };
+        if let Some(item) = m.item_index.get(p) {
+            events.entry(u).or_default().push(Event { item, weight, day });
+        }
+        Ok(None)
+    })?;
     let mut owned: IndexMap<i64, Vec<u32>> = IndexMap::default();
     if let Some(q) = &m.followee_posts_query {
         m.run(client, "followee_posts", q, &[INT8_ARRAY], &[ids.into()], |row| {

@@ -292,31 +292,65 @@ pub fn read_interactions(client: &SpiClient<'_>, t: &Resolved, o: &TrainOptions,
     Ok(l)
 }
 
-/// The fold-in query for one user: (post id, weight, day) rows. `$3` is the user id.
+/// The raw parts of an interaction's weight and time as request-time SELECT columns: kind as
+/// text, value as float8, time as timestamptz (NULL when the table has no such column). The
+/// request path computes weight and day from them with [`event_weight`] and [`epoch_day`]
+/// (exactly as [`weight_expr`] and [`day_expr`] do in SQL for training), instead of a jsonb
+/// lookup, a numeric-to-text-to-float8 conversion and a unit-string parse per row.
+fn event_columns(t: &Resolved, alias: &str) -> String {
+    let k = t.col("kind").map(|k| format!("({alias}{k})::pg_catalog.text")).unwrap_or_else(|| "NULL::pg_catalog.text".into());
+    let v = t.col("value").map(|v| format!("({alias}{v})::pg_catalog.float8")).unwrap_or_else(|| "NULL::pg_catalog.float8".into());
+    let c = t.col("time").map(|c| format!("({alias}{c})::pg_catalog.timestamptz")).unwrap_or_else(|| "NULL::pg_catalog.timestamptz".into());
+    format!("{k} AS k, {v} AS v, {c} AS t")
+}
+
+/// [`weight_expr`] in Rust: weights(kind) (the default weight when the kind is NULL or not in
+/// the map) × coalesce(value, 1), in float8 as the SQL computes it (the map's float4 weights
+/// widened exactly, as they arrive through jsonb).
+pub fn event_weight(o: &TrainOptions, kind: Option<&str>, value: Option<f64>) -> f64 {
+    let w = kind.and_then(|k| o.weights.get(k)).map_or(o.default_weight as f64, |w| *w as f64);
+    w * value.unwrap_or(1.0)
+}
+
+/// [`day_expr`] in Rust: `(date_part('epoch', t) / 86400)::float4` for a timestamptz in
+/// microseconds since 2000-01-01, the same operations in the same order as PostgreSQL 15's
+/// timestamptz_part (±infinity for the infinite timestamps); NaN without a time.
+pub fn epoch_day(t: Option<i64>) -> f32 {
+    /// 1970-01-01 in microseconds since 2000-01-01 (SetEpochTimestamp).
+    const EPOCH: i64 = -946_684_800_000_000;
+    let Some(t) = t else { return f32::NAN };
+    let secs = match t {
+        i64::MAX => f64::INFINITY,
+        i64::MIN => f64::NEG_INFINITY,
+        t if t < i64::MAX + EPOCH => (t - EPOCH) as f64 / 1_000_000.0,
+        t => (t as f64 - EPOCH as f64) / 1_000_000.0,
+    };
+    (secs / 86400.0) as f32
+}
+
+/// The fold-in query for one user: (post id, kind, value, time) rows. `$1` is the user id.
 pub fn user_history_query(t: &Resolved) -> String {
     let (u, p) = (t.col("user").unwrap_or("NULL"), t.col("post").unwrap_or("NULL"));
     format!(
-        "SELECT ({p})::pg_catalog.int8, {w}, {d} FROM {tbl} WHERE {u} OPERATOR(pg_catalog.=) $3::pg_catalog.int8 AND ({p}) IS NOT NULL",
-        w = weight_expr(t),
-        d = day_expr(t, ""),
+        "SELECT ({p})::pg_catalog.int8, {e} FROM {tbl} WHERE {u} OPERATOR(pg_catalog.=) $1::pg_catalog.int8 AND ({p}) IS NOT NULL",
+        e = event_columns(t, ""),
         tbl = t.table
     )
 }
 
-/// The latest `limit` timed engagements of each of `$3::int8[]` users: (user, post, weight, day)
-/// rows; `$1`/`$2` as in [`weight_expr`]. One index scan per followee with an index on
-/// (user column, time column) — documented in the README.
+/// The latest `limit` timed engagements of each of `$1::int8[]` users: (user, post, kind,
+/// value, time) rows. One index scan per followee with an index on (user column, time
+/// column) — documented in the README.
 pub fn followee_events_query(t: &Resolved, limit: usize) -> String {
     let (u, p) = (t.col("user").unwrap_or("NULL"), t.col("post").unwrap_or("NULL"));
     // Rows with a time only, newest first: with `IS NOT NULL` an index on (user, time) returns
     // them in order, scanned backwards (`DESC NULLS LAST` would sort every row of the followee).
     let order = t.col("time").map(|c| format!("AND {c} IS NOT NULL ORDER BY {c} DESC")).unwrap_or_default();
     format!(
-        "SELECT rf_.id, x_.p, x_.w, x_.d FROM pg_catalog.unnest($3::pg_catalog.int8[]) AS rf_(id) \
-         CROSS JOIN LATERAL (SELECT ({p})::pg_catalog.int8 AS p, {w} AS w, {d} AS d FROM {tbl} \
+        "SELECT rf_.id, x_.p, x_.k, x_.v, x_.t FROM pg_catalog.unnest($1::pg_catalog.int8[]) AS rf_(id) \
+         CROSS JOIN LATERAL (SELECT ({p})::pg_catalog.int8 AS p, {e} FROM {tbl} \
            WHERE {u} OPERATOR(pg_catalog.=) rf_.id AND ({p}) IS NOT NULL {order} LIMIT {limit}) x_",
-        w = weight_expr(t),
-        d = day_expr(t, ""),
+        e = event_columns(t, ""),
         tbl = t.table
     )
 }
