@@ -386,14 +386,24 @@ fn read_content(img: &Arc<Image>, id: i64, n: usize, index: &dyn Fn(&str) -> Res
             }
             let raw: Buf<u32> = img.need("content.to_item")?;
             let to_item: Vec<Option<u32>> = raw.iter().map(|&i| (i != u32::MAX && (i as usize) < n).then_some(i)).collect();
-            let from_item = Content::from_item_of(&to_item, n);
+            let (from_item, item_order) = Content::from_item_of(&to_item, n);
             let dict_list: Vec<String> = serde_json::from_slice(&img.need::<u8>("content.dict")?).map_err(|e| bad(&e.to_string()))?;
             let dict = dict_list.iter().enumerate().skip(1).map(|(i, v)| (v.clone(), i as u32)).collect();
             let attrs: Buf<u32> = img.need("content.attrs")?;
             if to_item.len() != ids.len() || attrs.len() != ids.len() * 3 {
                 return Err(bad("content arrays have inconsistent sizes"));
             }
-            Some(Content { index: index("content.index")?, ids, tfidf: Tfidf { vocab, idf, docs, postings }, to_item, from_item, attrs, dict, dict_list })
+            Some(Content {
+                index: index("content.index")?,
+                ids,
+                tfidf: Tfidf { vocab, idf, docs, postings },
+                to_item,
+                from_item,
+                item_order,
+                attrs,
+                dict,
+                dict_list,
+            })
         }
     })
 }

@@ -631,7 +631,7 @@ fn decode_content(id: i64, parts: &Parts, item_index: &IdIndex, n_items: usize) 
             let postings = docs.transpose();
             let index: HashMap<String, u32> = vocab.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
             let to_item: Vec<Option<u32>> = ids.iter().map(|&p| item_index.get(p)).collect();
-            let from_item = Content::from_item_of(&to_item, n_items);
+            let (from_item, item_order) = Content::from_item_of(&to_item, n_items);
             let cindex = IdIndex::positions(&ids);
             let codes: Vec<u32> = decode(opt("attr_codes"), u32::from_le_bytes)?;
             let dict_list: Vec<String> = if opt("attr_dict").is_empty() {
@@ -650,6 +650,7 @@ fn decode_content(id: i64, parts: &Parts, item_index: &IdIndex, n_items: usize) 
                 tfidf: Tfidf { vocab: recsys_core::tfidf::Vocab::Owned { terms: vocab, index }, idf: idf.into(), docs, postings },
                 to_item,
                 from_item,
+                item_order,
                 attrs: attrs.into(),
                 dict,
                 dict_list,

@@ -121,6 +121,7 @@ impl Serving {
             let pid = c.ids[d];
             let item = data.item_ids.len() as u32;
             c.to_item[d] = Some(item);
+            c.item_order &= d as u32 == item;
             c.from_item.push(Some(d as u32));
             data.item_ids.push(pid);
             data.item_index.insert(pid, item);

@@ -96,9 +96,9 @@ impl Serving {
     /// (not parsed): for a user who is in no segment they add nothing.
     pub fn catalog(&self, segments: bool) -> recsys_core::hybrid::Catalog<'_> {
         static NONE: std::sync::OnceLock<Segments> = std::sync::OnceLock::new();
-        let (tfidf, to_item, from_item): (Option<&Tfidf>, &[Option<u32>], &[Option<u32>]) = match &self.content {
-            Some(c) => (Some(&c.tfidf), &c.to_item, &c.from_item),
-            None => (None, &[], &[]),
+        let (tfidf, to_item, from_item, content_in_item_order): (Option<&Tfidf>, &[Option<u32>], &[Option<u32>], bool) = match &self.content {
+            Some(c) => (Some(&c.tfidf), &c.to_item, &c.from_item, c.item_order),
+            None => (None, &[], &[], false),
         };
         recsys_core::hybrid::Catalog {
             factors: self.factors,
@@ -109,6 +109,7 @@ impl Serving {
             tfidf,
             to_item,
             from_item,
+            content_in_item_order,
             popularity: &self.popularity,
             freshness: &self.freshness,
             segments: if segments { self.segments.get() } else { NONE.get_or_init(Segments::default) },
@@ -128,6 +129,9 @@ pub struct Content {
     pub to_item: Vec<Option<u32>>,
     /// ALS item index → content row, when the post is in the posts table.
     pub from_item: Vec<Option<u32>>,
+    /// `from_item[i] == Some(i)` for every item (training stores the documents in item order;
+    /// posts placed later keep it only when their document is the next one).
+    pub item_order: bool,
     /// Per content row: category, project_code, mood as codes into `dict` (0 = NULL), three a row.
     pub attrs: Buf<u32>,
     pub dict: HashMap<String, u32>,
@@ -135,15 +139,17 @@ pub struct Content {
 }
 
 impl Content {
-    /// Model item → content row, the inverse of `to_item` over `n` items.
-    pub fn from_item_of(to_item: &[Option<u32>], n: usize) -> Vec<Option<u32>> {
+    /// Model item → content row, the inverse of `to_item` over `n` items, and whether it is
+    /// the identity (see [`Content::item_order`]).
+    pub fn from_item_of(to_item: &[Option<u32>], n: usize) -> (Vec<Option<u32>>, bool) {
         let mut from_item = vec![None; n];
         for (d, i) in to_item.iter().enumerate() {
             if let Some(i) = i {
                 from_item[*i as usize] = Some(d as u32);
             }
         }
-        from_item
+        let identity = from_item.iter().enumerate().all(|(i, d)| *d == Some(i as u32));
+        (from_item, identity)
     }
 
     /// The attribute codes a filter asks for: None = no filter on that attribute;

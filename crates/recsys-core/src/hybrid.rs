@@ -371,6 +371,9 @@ pub struct Catalog<'a> {
     pub to_item: &'a [Option<u32>],
     /// Model item → content row.
     pub from_item: &'a [Option<u32>],
+    /// `from_item[i] == Some(i)` for every item (the documents stored in item order, as
+    /// training stores them): content scores are then accumulated in item order directly.
+    pub content_in_item_order: bool,
     /// Per item, in [0, 1].
     pub popularity: &'a [f32],
     /// Per item, in [0, 1]; empty = unknown creation times.
@@ -763,11 +766,20 @@ fn als_dense(cat: &Catalog<'_>, x: &[f32]) -> (Vec<f32>, f32) {
 
 /// Every item's content score (cosine with the TF-IDF `profile`) and the maximum.
 fn content_dense(cat: &Catalog<'_>, t: &Tfidf, profile: &[(u32, f32)]) -> (Vec<f32>, f32) {
+    let n = cat.items();
+    if cat.content_in_item_order {
+        // Document i is item i: accumulated in place (the documents of posts without factors,
+        // after the items, are dropped; items without a document score 0).
+        let mut c = vec![0f32; t.docs.rows.max(n)];
+        t.accumulate(profile, &mut c);
+        c.truncate(n);
+        let max = max_slice(&c);
+        return (c, max);
+    }
     let mut rows = vec![0f32; t.docs.rows];
     t.scores(profile, &mut rows);
     // Gathered in item order (one sequential pass over the items, not a scatter over the
     // documents into a zeroed array).
-    let n = cat.items();
     let mut c: Vec<f32> = cat.from_item.iter().take(n).map(|d| d.and_then(|d| rows.get(d as usize).copied()).unwrap_or(0.0)).collect();
     c.resize(n, 0.0);
     let max = max_slice(&c);
@@ -1229,6 +1241,7 @@ mod tests {
             tfidf: None,
             to_item: &[],
             from_item: &[],
+            content_in_item_order: false,
             popularity: &pop,
             freshness: &[],
             segments: &seg,
@@ -1276,6 +1289,9 @@ mod tests {
         map: Vec<Option<u32>>,
         seg: Segments,
         q: QuantizedRows,
+        /// Whether the catalogues built from it say the documents are in item order (they are:
+        /// `map` is the identity); tests flip it to run the gathering path too.
+        in_order: bool,
     }
 
     const F: usize = 4;
@@ -1315,7 +1331,7 @@ mod tests {
         let pool = crate::als::pool(1, None).unwrap();
         let gram = crate::als::gram(&y, F, 0.1, &pool);
         let q = QuantizedRows::new(&y, F);
-        Planted { gram, pop, owners, tfidf: Tfidf::fit(&docs), map: (0..N as u32).map(Some).collect(), seg: Segments::default(), q, y }
+        Planted { gram, pop, owners, tfidf: Tfidf::fit(&docs), map: (0..N as u32).map(Some).collect(), seg: Segments::default(), q, y, in_order: true }
     }
 
     impl Planted {
@@ -1329,6 +1345,7 @@ mod tests {
                 tfidf: Some(&self.tfidf),
                 to_item: &self.map,
                 from_item: &self.map,
+                content_in_item_order: self.in_order,
                 popularity: &self.pop,
                 freshness: &[],
                 segments: &self.seg,
@@ -1363,6 +1380,23 @@ mod tests {
 
     fn travel(v: &[u32]) -> usize {
         v.iter().filter(|&&i| topic(i as usize) == 0).count()
+    }
+
+    /// Documents stored in item order are accumulated in place; the gathering path (any
+    /// order) gives the same scores and maximum, and so the same fused ranking.
+    #[test]
+    fn content_in_item_order_equals_the_gathered_scores() {
+        let mut pl = planted();
+        let history: Vec<Event> = (30..34).map(|i| ev(i, 4.0, 1.0 + i as f32)).collect();
+        let user = UserInput { history, ..Default::default() };
+        let w = Weights::default();
+        let o = HybridOptions::default();
+        let fast = score(&pl.cat(false), &user, &o, &w);
+        pl.in_order = false;
+        let gathered = score(&pl.cat(false), &user, &o, &w);
+        assert!(fast.content_max > 0.0 && fast.content.iter().filter(|v| **v > 0.0).count() > 3);
+        assert_eq!(fast.content, gathered.content);
+        assert_eq!(fast.content_max.to_bits(), gathered.content_max.to_bits());
     }
 
     #[test]
@@ -1556,6 +1590,7 @@ mod tests {
             tfidf: Some(&tfidf),
             to_item: &map,
             from_item: &map,
+            content_in_item_order: true,
             popularity: &popularity,
             freshness: &freshness,
             segments: &segments,
