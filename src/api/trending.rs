@@ -49,10 +49,8 @@ fn top_cached(client: &pgrx::spi::SpiClient<'_>, o: &TrainOptions, model: Option
             return Ok(hit);
         }
         // Another connection's result (a new connection would otherwise aggregate the window
-        // again); kept here for what is left of its time to live.
-        if let Some((age, rows)) = filecache::get("trending", &key, std::time::Duration::from_secs(ttl)) {
-            let out = Rc::new(rows);
-            remember(key, std::time::Instant::now().checked_sub(age).unwrap_or_else(std::time::Instant::now), out.clone());
+        // again).
+        if let Some(out) = shared_result(&key, ttl) {
             return Ok(out);
         }
         // Expired. One connection at a time aggregates the window again; while it does, the
@@ -70,9 +68,7 @@ fn top_cached(client: &pgrx::spi::SpiClient<'_>, o: &TrainOptions, model: Option
                 // SAFETY: sleeps the backend thread; interrupts are checked right after.
                 unsafe { pgrx::pg_sys::pg_usleep(5_000) };
                 pgrx::check_for_interrupts!();
-                if let Some((age, rows)) = filecache::get("trending", &key, std::time::Duration::from_secs(ttl)) {
-                    let out = Rc::new(rows);
-                    remember(key, std::time::Instant::now().checked_sub(age).unwrap_or_else(std::time::Instant::now), out.clone());
+                if let Some(out) = shared_result(&key, ttl) {
                     return Ok(out);
                 }
                 // The refresher's transaction ended without a result (error, cancel): this
@@ -114,6 +110,15 @@ fn shareable() -> bool {
 /// rollback, so an error or a cancel cannot leave it held.
 fn refresh_lock(client: &pgrx::spi::SpiClient<'_>) -> Result<bool> {
     Ok(crate::store::one::<bool>(client, "SELECT pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('pg_recsys trending'), 0)", &[])?.unwrap_or(false))
+}
+
+/// Another connection's result for `key` younger than `ttl` seconds, kept in this backend's
+/// cache for what is left of its time to live.
+fn shared_result(key: &str, ttl: u64) -> Option<Rc<Vec<(i64, f32)>>> {
+    let (age, rows) = filecache::get("trending", key, std::time::Duration::from_secs(ttl))?;
+    let out = Rc::new(rows);
+    remember(key.to_string(), std::time::Instant::now().checked_sub(age).unwrap_or_else(std::time::Instant::now), out.clone());
+    Some(out)
 }
 
 /// Keeps a result in this backend's cache.

@@ -148,7 +148,7 @@ impl Content {
                 from_item[*i as usize] = Some(d as u32);
             }
         }
-        let identity = from_item.iter().enumerate().all(|(i, d)| *d == Some(i as u32));
+        let identity = recsys_core::hybrid::in_item_order(&from_item);
         (from_item, identity)
     }
 

@@ -297,10 +297,10 @@ pub fn read_interactions(client: &SpiClient<'_>, t: &Resolved, o: &TrainOptions,
 /// request path computes weight and day from them with [`event_weight`] and [`epoch_day`]
 /// (exactly as [`weight_expr`] and [`day_expr`] do in SQL for training), instead of a jsonb
 /// lookup, a numeric-to-text-to-float8 conversion and a unit-string parse per row.
-fn event_columns(t: &Resolved, alias: &str) -> String {
-    let k = t.col("kind").map(|k| format!("({alias}{k})::pg_catalog.text")).unwrap_or_else(|| "NULL::pg_catalog.text".into());
-    let v = t.col("value").map(|v| format!("({alias}{v})::pg_catalog.float8")).unwrap_or_else(|| "NULL::pg_catalog.float8".into());
-    let c = t.col("time").map(|c| format!("({alias}{c})::pg_catalog.timestamptz")).unwrap_or_else(|| "NULL::pg_catalog.timestamptz".into());
+fn event_columns(t: &Resolved) -> String {
+    let k = t.col("kind").map(|k| format!("({k})::pg_catalog.text")).unwrap_or_else(|| "NULL::pg_catalog.text".into());
+    let v = t.col("value").map(|v| format!("({v})::pg_catalog.float8")).unwrap_or_else(|| "NULL::pg_catalog.float8".into());
+    let c = t.col("time").map(|c| format!("({c})::pg_catalog.timestamptz")).unwrap_or_else(|| "NULL::pg_catalog.timestamptz".into());
     format!("{k} AS k, {v} AS v, {c} AS t")
 }
 
@@ -333,7 +333,7 @@ pub fn user_history_query(t: &Resolved) -> String {
     let (u, p) = (t.col("user").unwrap_or("NULL"), t.col("post").unwrap_or("NULL"));
     format!(
         "SELECT ({p})::pg_catalog.int8, {e} FROM {tbl} WHERE {u} OPERATOR(pg_catalog.=) $1::pg_catalog.int8 AND ({p}) IS NOT NULL",
-        e = event_columns(t, ""),
+        e = event_columns(t),
         tbl = t.table
     )
 }
@@ -350,7 +350,7 @@ pub fn followee_events_query(t: &Resolved, limit: usize) -> String {
         "SELECT rf_.id, x_.p, x_.k, x_.v, x_.t FROM pg_catalog.unnest($1::pg_catalog.int8[]) AS rf_(id) \
          CROSS JOIN LATERAL (SELECT ({p})::pg_catalog.int8 AS p, {e} FROM {tbl} \
            WHERE {u} OPERATOR(pg_catalog.=) rf_.id AND ({p}) IS NOT NULL {order} LIMIT {limit}) x_",
-        e = event_columns(t, ""),
+        e = event_columns(t),
         tbl = t.table
     )
 }
@@ -679,7 +679,7 @@ pub struct Row {
 }
 
 impl Row {
-    /// A row of SPI's current tuple table and its descriptor (see `Serving::run`).
+    /// A row of SPI's current tuple table and its descriptor (see `KeptPlan::select`).
     pub(super) fn new(tuple: pgrx::pg_sys::HeapTuple, desc: pgrx::pg_sys::TupleDesc) -> Row {
         Row { tuple, desc }
     }
@@ -694,7 +694,7 @@ pub trait Columns {
 impl Columns for Row {
     fn get<T: pgrx::datum::FromDatum + pgrx::datum::IntoDatum>(&self, ordinal: usize) -> std::result::Result<Option<T>, pgrx::spi::SpiError> {
         use pgrx::datum::TryFromDatumError;
-        // SAFETY: `desc` and `tuple` come from SPI's current tuple table (see `Serving::run`);
+        // SAFETY: `desc` and `tuple` come from SPI's current tuple table (see `KeptPlan::select`);
         // the ordinal is checked against the descriptor before it is read. What SPI_gettypeid
         // and SPI_getbinval do, without two guarded calls into the server per value: the
         // column's type from the descriptor, the value by pgrx's port of heap_getattr (which

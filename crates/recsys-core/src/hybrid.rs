@@ -394,6 +394,12 @@ impl Catalog<'_> {
     }
 }
 
+/// Whether a model item → content row map is the identity (what
+/// [`Catalog::content_in_item_order`] says).
+pub fn in_item_order(from_item: &[Option<u32>]) -> bool {
+    from_item.iter().enumerate().all(|(i, d)| *d == Some(i as u32))
+}
+
 /// Per-user component scores, before weighting.
 #[derive(Clone, Debug, Default)]
 pub struct Scores {

@@ -242,7 +242,7 @@ pub fn prepare_with(
         tfidf: w.tfidf.as_ref(),
         to_item: &w.to_item,
         from_item: &from_item,
-        content_in_item_order: from_item.iter().enumerate().all(|(i, d)| *d == Some(i as u32)),
+        content_in_item_order: hybrid::in_item_order(&from_item),
         popularity: &popularity,
         freshness: &freshness,
         segments: &segments,
