@@ -426,29 +426,14 @@ pub struct FoldIn {
 
 impl FoldIn {
     pub fn new(item_factors: &[f32], f: usize, gram_reg: &[f32], items: &[(u32, f32)], alpha: f32) -> FoldIn {
-        let mut a: Vec<f64> = gram_reg.iter().map(|v| *v as f64).collect();
-        let mut b = vec![0f64; f];
-        for &(i, r) in items {
-            let yi = &item_factors[i as usize * f..(i as usize + 1) * f];
-            let extra = (alpha * r) as f64;
-            let c = 1.0 + extra;
-            for p in 0..f {
-                let yp = yi[p] as f64;
-                b[p] += c * yp;
-                let e = extra * yp;
-                for q in p..f {
-                    a[p * f + q] += e * yi[q] as f64;
-                }
+        #[cfg(target_arch = "x86_64")]
+        {
+            if crate::kernels::has_avx2_fma() {
+                // SAFETY: the CPU supports the enabled features (checked above).
+                return unsafe { fold_in_avx2(item_factors, f, gram_reg, items, alpha) };
             }
         }
-        for p in 0..f {
-            for q in 0..p {
-                a[p * f + q] = a[q * f + p];
-            }
-        }
-        cholesky(&mut a, f);
-        solve_factored(&a, &mut b, f);
-        FoldIn { f, l: a, x: b.into_iter().map(|v| v as f32).collect() }
+        fold_in_impl::<false>(item_factors, f, gram_reg, items, alpha)
     }
 
     /// Contribution of each history item (item, c_j · (A⁻¹ y_target)·y_j); they sum to the
@@ -461,62 +446,200 @@ impl FoldIn {
     /// triangular solves (the targets side by side, so the inner loops run across them), then
     /// one f32 dot product per history item and target.
     pub fn evidence_many(&self, item_factors: &[f32], items: &[(u32, f32)], alpha: f32, targets: &[u32]) -> Vec<Vec<(u32, f32)>> {
-        let (f, t) = (self.f, targets.len());
-        let row = |i: u32| &item_factors[i as usize * f..(i as usize + 1) * f];
-        // z: f rows × t columns, row-major; column c starts as y_targets[c].
-        let mut z = vec![0f64; f * t];
-        for (c, &target) in targets.iter().enumerate() {
-            for (p, &v) in row(target).iter().enumerate() {
-                z[p * t + c] = v as f64;
+        #[cfg(target_arch = "x86_64")]
+        {
+            if crate::kernels::has_avx2_fma() {
+                // SAFETY: the CPU supports the enabled features (checked above).
+                return unsafe { evidence_avx2(self, item_factors, items, alpha, targets) };
             }
         }
-        let l = &self.l;
-        // L z' = z, then Lᵀ x = z', each step an axpy across the targets.
-        for i in 0..f {
-            let (done, rest) = z.split_at_mut(i * t);
-            let zi = &mut rest[..t];
-            for k in 0..i {
-                let lik = l[i * f + k];
-                zi.iter_mut().zip(&done[k * t..(k + 1) * t]).for_each(|(a, b)| *a -= lik * b);
+        evidence_impl::<false>(self, item_factors, items, alpha, targets)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn fold_in_avx2(item_factors: &[f32], f: usize, gram_reg: &[f32], items: &[(u32, f32)], alpha: f32) -> FoldIn {
+    fold_in_impl::<true>(item_factors, f, gram_reg, items, alpha)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn evidence_avx2(fold: &FoldIn, item_factors: &[f32], items: &[(u32, f32)], alpha: f32, targets: &[u32]) -> Vec<Vec<(u32, f32)>> {
+    evidence_impl::<true>(fold, item_factors, items, alpha, targets)
+}
+
+#[inline(always)]
+fn madd64<const FMA: bool>(a: f64, b: f64, c: f64) -> f64 {
+    if FMA {
+        a.mul_add(b, c)
+    } else {
+        a * b + c
+    }
+}
+
+/// [`FoldIn::new`]: A = YᵀY + λI + Σ αr_j y_j y_jᵀ, accumulated four history items at a time
+/// (each row of A is loaded and stored once per four items, not once per item) over the upper
+/// triangle from each row's aligned start, factored; then x = A⁻¹ Σ c_j y_j.
+#[inline(always)]
+fn fold_in_impl<const FMA: bool>(item_factors: &[f32], f: usize, gram_reg: &[f32], items: &[(u32, f32)], alpha: f32) -> FoldIn {
+    let mut a: Vec<f64> = gram_reg.iter().map(|v| *v as f64).collect();
+    let mut b = vec![0f64; f];
+    // Four history rows as f64, and their weights αr_j.
+    let mut y = vec![0f64; 4 * f];
+    for block in items.chunks(4) {
+        let mut e = [0f64; 4];
+        for (k, &(i, r)) in block.iter().enumerate() {
+            let yi = &item_factors[i as usize * f..(i as usize + 1) * f];
+            y[k * f..(k + 1) * f].iter_mut().zip(yi).for_each(|(d, s)| *d = *s as f64);
+            e[k] = (alpha * r) as f64;
+            let c = 1.0 + e[k];
+            b.iter_mut().zip(&y[k * f..(k + 1) * f]).for_each(|(bp, yp)| *bp = madd64::<FMA>(c, *yp, *bp));
+        }
+        // A short block: the missing rows weigh nothing.
+        let (y0, rest) = y.split_at(f);
+        let (y1, rest) = rest.split_at(f);
+        let (y2, y3) = rest.split_at(f);
+        for p in 0..f {
+            let (e0, e1, e2, e3) = (e[0] * y0[p], e[1] * y1[p], e[2] * y2[p], e[3] * y3[p]);
+            let q0 = p & !3;
+            let row = &mut a[p * f + q0..(p + 1) * f];
+            let ys = y0[q0..].iter().zip(&y1[q0..]).zip(y2[q0..].iter().zip(&y3[q0..]));
+            for (v, ((a0, a1), (a2, a3))) in row.iter_mut().zip(ys) {
+                *v = madd64::<FMA>(e0, *a0, madd64::<FMA>(e1, *a1, madd64::<FMA>(e2, *a2, madd64::<FMA>(e3, *a3, *v))));
             }
-            let d = l[i * f + i];
-            zi.iter_mut().for_each(|a| *a /= d);
+        }
+    }
+    cholesky_rows::<FMA>(&mut a, f);
+    solve_factored_impl::<FMA>(&a, &mut b, f);
+    FoldIn { f, l: a, x: b.into_iter().map(|v| v as f32).collect() }
+}
+
+/// [`FoldIn::evidence_many`]: A⁻¹ y_target for all targets in one pair of triangular solves
+/// (the targets side by side, so the inner loops run across them), then one product per
+/// history item and target.
+#[inline(always)]
+fn evidence_impl<const FMA: bool>(fold: &FoldIn, item_factors: &[f32], items: &[(u32, f32)], alpha: f32, targets: &[u32]) -> Vec<Vec<(u32, f32)>> {
+    let (f, t) = (fold.f, targets.len());
+    let row = |i: u32| &item_factors[i as usize * f..(i as usize + 1) * f];
+    let l = &fold.l;
+    let inv: Vec<f64> = (0..f).map(|i| 1.0 / l[i * f + i]).collect();
+    // The targets four at a time (one group: f rows of four, a register wide), each group
+    // solved on its own with the running sums held in registers.
+    let mut z = vec![[0f64; 4]; t.div_ceil(4) * f];
+    for (c, &target) in targets.iter().enumerate() {
+        for (p, &v) in row(target).iter().enumerate() {
+            z[(c / 4) * f + p][c % 4] = v as f64;
+        }
+    }
+    for zg in z.chunks_exact_mut(f) {
+        // L z' = z, then Lᵀ x = z' (x_i = (z'_i − Σ_{k>i} L_ki x_k) / L_ii).
+        for i in 0..f {
+            let acc = sum4::<FMA>(zg[i], 0, i, |k| -l[i * f + k], |k| zg[k]);
+            zg[i] = acc.map(|v| v * inv[i]);
         }
         for i in (0..f).rev() {
-            let d = l[i * f + i];
-            let (head, rest) = z.split_at_mut(i * t);
-            let zi = &mut rest[..t];
-            zi.iter_mut().for_each(|a| *a /= d);
-            for k in 0..i {
-                let lik = l[i * f + k];
-                head[k * t..(k + 1) * t].iter_mut().zip(zi.iter()).for_each(|(a, b)| *a -= lik * b);
+            let acc = sum4::<FMA>(zg[i], i + 1, f, |k| -l[k * f + i], |k| zg[k]);
+            zg[i] = acc.map(|v| v * inv[i]);
+        }
+    }
+    // Per history item, its products with eight targets at a time (f32, in registers).
+    let mut zf = vec![[0f32; 8]; t.div_ceil(8) * f];
+    for c in 0..t {
+        for p in 0..f {
+            zf[(c / 8) * f + p][c % 8] = z[(c / 4) * f + p][c % 4] as f32;
+        }
+    }
+    let mut out: Vec<Vec<(u32, f32)>> = (0..t).map(|_| Vec::with_capacity(items.len())).collect();
+    for &(j, r) in items {
+        let yj = row(j);
+        let c_j = 1.0 + alpha * r;
+        for (g, zg) in zf.chunks_exact(f).enumerate() {
+            // Two independent running sums (even and odd factors), so the adds do not all
+            // wait on each other.
+            let (mut a0, mut a1) = ([0f32; 8], [0f32; 8]);
+            for (y2, z2) in yj.chunks_exact(2).zip(zg.chunks_exact(2)) {
+                for m in 0..8 {
+                    a0[m] = crate::kernels::madd::<FMA>(y2[0], z2[0][m], a0[m]);
+                    a1[m] = crate::kernels::madd::<FMA>(y2[1], z2[1][m], a1[m]);
+                }
+            }
+            if f % 2 == 1 {
+                for m in 0..8 {
+                    a0[m] = crate::kernels::madd::<FMA>(yj[f - 1], zg[f - 1][m], a0[m]);
+                }
+            }
+            for m in 0..8.min(t - g * 8) {
+                out[g * 8 + m].push((j, c_j * (a0[m] + a1[m])));
             }
         }
-        // Per history item, its products with every target at once (an axpy across the
-        // targets per factor: the loops run over contiguous memory and vectorise).
-        let z: Vec<f32> = z.into_iter().map(|v| v as f32).collect();
-        let mut out: Vec<Vec<(u32, f32)>> = (0..t).map(|_| Vec::with_capacity(items.len())).collect();
-        let mut acc = vec![0f32; t];
-        for &(j, r) in items {
-            acc.iter_mut().for_each(|a| *a = 0.0);
-            for (p, &y) in row(j).iter().enumerate() {
-                acc.iter_mut().zip(&z[p * t..(p + 1) * t]).for_each(|(a, b)| *a += y * b);
-            }
-            let c_j = 1.0 + alpha * r;
-            out.iter_mut().zip(&acc).for_each(|(o, a)| o.push((j, c_j * a)));
+    }
+    out
+}
+
+/// start + Σ_{k in from..to} w(k)·v(k), four lanes wide, in four independent running sums
+/// (unrolled by hand: an array indexed by k % 4 would live in memory, not in registers).
+#[inline(always)]
+fn sum4<const FMA: bool>(start: [f64; 4], from: usize, to: usize, w: impl Fn(usize) -> f64, v: impl Fn(usize) -> [f64; 4]) -> [f64; 4] {
+    #[inline(always)]
+    fn step<const FMA: bool>(a: &mut [f64; 4], w: f64, v: [f64; 4]) {
+        for m in 0..4 {
+            a[m] = madd64::<FMA>(w, v[m], a[m]);
         }
-        out
+    }
+    let (mut a0, mut a1, mut a2, mut a3) = (start, [0f64; 4], [0f64; 4], [0f64; 4]);
+    let mut k = from;
+    while k + 4 <= to {
+        step::<FMA>(&mut a0, w(k), v(k));
+        step::<FMA>(&mut a1, w(k + 1), v(k + 1));
+        step::<FMA>(&mut a2, w(k + 2), v(k + 2));
+        step::<FMA>(&mut a3, w(k + 3), v(k + 3));
+        k += 4;
+    }
+    while k < to {
+        step::<FMA>(&mut a0, w(k), v(k));
+        k += 1;
+    }
+    std::array::from_fn(|m| (a0[m] + a1[m]) + (a2[m] + a3[m]))
+}
+
+/// In-place Cholesky factor of a symmetric positive (semi)definite A (row-major; only the upper
+/// triangle is read), right-looking: each step scales row j and subtracts it from the rows
+/// below (contiguous axpys that vectorise, instead of one short dot product per entry). The
+/// lower factor L ends in the lower triangle (and Lᵀ in the upper). Same pivot floor as
+/// [`cholesky`].
+#[inline(always)]
+fn cholesky_rows<const FMA: bool>(a: &mut [f64], n: usize) {
+    for j in 0..n {
+        let (head, tail) = a.split_at_mut((j + 1) * n);
+        let rj = &mut head[j * n..];
+        let d = rj[j];
+        let d = if d > 1e-12 { d.sqrt() } else { 1e-6 };
+        rj[j] = d;
+        let inv = 1.0 / d;
+        rj[j + 1..].iter_mut().for_each(|v| *v *= inv);
+        let rj = &head[j * n..];
+        for (i, ri) in (j + 1..n).zip(tail.chunks_exact_mut(n)) {
+            let s = -rj[i];
+            ri[i..].iter_mut().zip(&rj[i..]).for_each(|(x, y)| *x = madd64::<FMA>(s, *y, *x));
+        }
+    }
+    for p in 0..n {
+        for q in 0..p {
+            a[p * n + q] = a[q * n + p];
+        }
     }
 }
 
 /// a · b with four running sums (independent chains: several times faster than one).
-fn dot_f64(a: &[f64], b: &[f64]) -> f64 {
+#[inline(always)]
+fn dot_f64_impl<const FMA: bool>(a: &[f64], b: &[f64]) -> f64 {
     let mut s = [0f64; 4];
     let (ca, cb) = (a.chunks_exact(4), b.chunks_exact(4));
     let tail: f64 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
     for (x, y) in ca.zip(cb) {
         for k in 0..4 {
-            s[k] += x[k] * y[k];
+            s[k] = madd64::<FMA>(x[k], y[k], s[k]);
         }
     }
     (s[0] + s[1]) + (s[2] + s[3]) + tail
@@ -537,13 +660,18 @@ fn cholesky(a: &mut [f64], n: usize) {
 /// In-place lower Cholesky factor, each pivot (the remaining diagonal value) mapped through
 /// `pivot` to its square root, or None to stop: then false.
 pub(crate) fn cholesky_with(a: &mut [f64], n: usize, pivot: impl Fn(f64) -> Option<f64>) -> bool {
+    cholesky_impl::<false>(a, n, pivot)
+}
+
+#[inline(always)]
+fn cholesky_impl<const FMA: bool>(a: &mut [f64], n: usize, pivot: impl Fn(f64) -> Option<f64>) -> bool {
     for j in 0..n {
         let lj = &a[j * n..j * n + j];
-        let Some(d) = pivot(a[j * n + j] - dot_f64(lj, lj)) else { return false };
+        let Some(d) = pivot(a[j * n + j] - dot_f64_impl::<FMA>(lj, lj)) else { return false };
         a[j * n + j] = d;
         for i in j + 1..n {
             let (head, tail) = a.split_at_mut(i * n);
-            let s = tail[j] - dot_f64(&tail[..j], &head[j * n..j * n + j]);
+            let s = tail[j] - dot_f64_impl::<FMA>(&tail[..j], &head[j * n..j * n + j]);
             tail[j] = s / d;
         }
     }
@@ -552,8 +680,13 @@ pub(crate) fn cholesky_with(a: &mut [f64], n: usize, pivot: impl Fn(f64) -> Opti
 
 /// Solves L Lᵀ x = b in place, L from [`cholesky`].
 pub(crate) fn solve_factored(a: &[f64], b: &mut [f64], n: usize) {
+    solve_factored_impl::<false>(a, b, n)
+}
+
+#[inline(always)]
+fn solve_factored_impl<const FMA: bool>(a: &[f64], b: &mut [f64], n: usize) {
     for i in 0..n {
-        let s = b[i] - dot_f64(&a[i * n..i * n + i], &b[..i]);
+        let s = b[i] - dot_f64_impl::<FMA>(&a[i * n..i * n + i], &b[..i]);
         b[i] = s / a[i * n + i];
     }
     // Lᵀ x = y by rows of L (contiguous): once x_i is known, row i's part of every earlier
@@ -561,7 +694,7 @@ pub(crate) fn solve_factored(a: &[f64], b: &mut [f64], n: usize) {
     for i in (0..n).rev() {
         let x = b[i] / a[i * n + i];
         b[i] = x;
-        b[..i].iter_mut().zip(&a[i * n..i * n + i]).for_each(|(bk, l)| *bk -= l * x);
+        b[..i].iter_mut().zip(&a[i * n..i * n + i]).for_each(|(bk, l)| *bk = madd64::<FMA>(-l, x, *bk));
     }
 }
 
@@ -681,6 +814,75 @@ mod tests {
             let total: f32 = ev.iter().map(|e| e.1).sum();
             let score = crate::kernels::dot::<false>(&model.item_factors[target as usize * 8..(target as usize + 1) * 8], &fi.x);
             assert!((total - score).abs() < 1e-4 * score.abs().max(1.0), "{total} vs {score}");
+        }
+    }
+
+    /// The fold-in's blocked kernels (four history rows, four or eight targets at a time, the
+    /// row-wise factorisation), portable and AVX2, against plain Gaussian elimination in f64,
+    /// for sizes that leave every kind of partial block.
+    #[test]
+    fn fold_in_kernels_match_a_plain_solve() {
+        let mut rng = Rng::new(11);
+        for f in [1usize, 3, 7, 8, 13, 64] {
+            let items = 40;
+            let y: Vec<f32> = (0..items * f).map(|_| rng.next_f32() - 0.5).collect();
+            let g = gram(&y, f, 0.3, &pool(1, None).unwrap());
+            for n in [0usize, 1, 3, 4, 5, 9, 17] {
+                let hist: Vec<(u32, f32)> = (0..n).map(|k| (((k * 7 + f) % items) as u32, 1.0 + (k % 3) as f32)).collect();
+                let alpha = 2.0;
+                // A x = b by elimination with partial pivoting.
+                let mut a: Vec<f64> = g.iter().map(|v| *v as f64).collect();
+                let mut b = vec![0f64; f];
+                for &(i, r) in &hist {
+                    let yi = &y[i as usize * f..(i as usize + 1) * f];
+                    for p in 0..f {
+                        b[p] += (1.0 + (alpha * r) as f64) * yi[p] as f64;
+                        for q in 0..f {
+                            a[p * f + q] += (alpha * r) as f64 * yi[p] as f64 * yi[q] as f64;
+                        }
+                    }
+                }
+                for c in 0..f {
+                    let piv = (c..f).max_by(|&i, &j| a[i * f + c].abs().total_cmp(&a[j * f + c].abs())).unwrap();
+                    for q in 0..f {
+                        a.swap(c * f + q, piv * f + q);
+                    }
+                    b.swap(c, piv);
+                    for r in c + 1..f {
+                        let m = a[r * f + c] / a[c * f + c];
+                        for q in c..f {
+                            a[r * f + q] -= m * a[c * f + q];
+                        }
+                        b[r] -= m * b[c];
+                    }
+                }
+                for c in (0..f).rev() {
+                    let s: f64 = (c + 1..f).map(|q| a[c * f + q] * b[q]).sum();
+                    b[c] = (b[c] - s) / a[c * f + c];
+                }
+                let targets: Vec<u32> = (0..13).map(|k| ((k * 3 + 1) % items) as u32).collect();
+                let mut kernels: Vec<(FoldIn, Vec<Vec<(u32, f32)>>)> = vec![];
+                let portable = fold_in_impl::<false>(&y, f, &g, &hist, alpha);
+                let ev = evidence_impl::<false>(&portable, &y, &hist, alpha, &targets);
+                kernels.push((portable, ev));
+                if crate::kernels::has_avx2_fma() {
+                    let fast = FoldIn::new(&y, f, &g, &hist, alpha);
+                    let ev = fast.evidence_many(&y, &hist, alpha, &targets);
+                    kernels.push((fast, ev));
+                }
+                for (fold, ev) in &kernels {
+                    for (x, want) in fold.x.iter().zip(&b) {
+                        assert!((*x as f64 - want).abs() < 1e-4 * want.abs().max(1.0), "f {f} n {n}: {:?} vs {b:?}", fold.x);
+                    }
+                    assert_eq!(ev.len(), targets.len());
+                    for (e, &t) in ev.iter().zip(&targets) {
+                        assert_eq!(e.iter().map(|x| x.0).collect::<Vec<_>>(), hist.iter().map(|h| h.0).collect::<Vec<_>>());
+                        let total: f64 = e.iter().map(|x| x.1 as f64).sum();
+                        let score: f64 = y[t as usize * f..(t as usize + 1) * f].iter().zip(&b).map(|(a, b)| *a as f64 * b).sum();
+                        assert!((total - score).abs() < 1e-4 * score.abs().max(1.0), "f {f} n {n} target {t}: {total} vs {score}");
+                    }
+                }
+            }
         }
     }
 
