@@ -420,6 +420,9 @@ pub struct Scores {
     pub als_by_ivf: bool,
     /// ALS is the only component in force (no other has weight and something to say).
     pub als_only: bool,
+    /// With `als_by_ivf`: the user vector against the partition's centroids, shared by the
+    /// walk for `als_max` and the walk for the page.
+    pub probe: Option<crate::ivf::Probe>,
     pub content: Vec<f32>,
     pub content_max: f32,
     /// The user's TF-IDF profile (term, weight), for explanations.
@@ -683,7 +686,9 @@ pub fn score(cat: &Catalog<'_>, user: &UserInput, o: &HybridOptions, weights: &W
         let x = fi.x.clone();
         if let (true, Some(ivf)) = (w.als > 0.0, cat.ivf) {
             // The maximum over all items, exact, from the partition (no dense scores).
-            s.als_max = ivf.top(cat.item_factors, &[], &x, 0, &|_| false, &|d| d).1.max(0.0);
+            let probe = ivf.probe(&x);
+            s.als_max = ivf.top_probed(&probe, cat.item_factors, &[], &x, 0, &|_| false, &|d| d).1.max(0.0);
+            s.probe = Some(probe);
             s.als_by_ivf = true;
             s.als_only = als_alone(cat, user, o, &w);
         } else if w.als > 0.0 {
@@ -1023,7 +1028,8 @@ impl Scores {
         match (self.als_by_ivf, cat.ivf, &self.x) {
             (true, Some(ivf), Some(x)) => {
                 let rest = self.rest(cat, mask);
-                ivf.top_fused(cat.item_factors, ids, x, k, &|d| self.als_uncapped(d), &rest, &|i, d| self.parts_at(cat, i as u32, Some(d)).total())
+                let probe = self.probe_of(ivf, x);
+                ivf.top_fused(&probe, cat.item_factors, ids, x, k, &|d| self.als_uncapped(d), &rest, &|i, d| self.parts_at(cat, i as u32, Some(d)).total())
             }
             _ => vec![],
         }
@@ -1033,8 +1039,16 @@ impl Scores {
     /// whole fused score when `als_only`), best first; empty otherwise.
     pub fn als_top(&self, cat: &Catalog<'_>, ids: &[i64], k: usize, allowed: &dyn Fn(usize) -> bool) -> Vec<Scored> {
         match (self.als_by_ivf, cat.ivf, &self.x) {
-            (true, Some(ivf), Some(x)) => ivf.top(cat.item_factors, ids, x, k, allowed, &|d| self.als_uncapped(d)).0,
+            (true, Some(ivf), Some(x)) => ivf.top_probed(&self.probe_of(ivf, x), cat.item_factors, ids, x, k, allowed, &|d| self.als_uncapped(d)).0,
             _ => vec![],
+        }
+    }
+
+    /// The probe [`score`] kept, or a new one.
+    fn probe_of(&self, ivf: &crate::ivf::Ivf, x: &[f32]) -> std::borrow::Cow<'_, crate::ivf::Probe> {
+        match &self.probe {
+            Some(p) => std::borrow::Cow::Borrowed(p),
+            None => std::borrow::Cow::Owned(ivf.probe(x)),
         }
     }
 

@@ -55,6 +55,23 @@ pub struct Ivf {
 /// most 4,096).
 const MAX_CLUSTERS: usize = u16::MAX as usize + 1;
 
+/// A user vector against the partition's centroids, from [`Ivf::probe`].
+#[derive(Clone, Debug)]
+pub struct Probe {
+    /// ‖x‖.
+    xn: f32,
+    /// Per cluster, x·μ.
+    xm: Vec<f32>,
+    /// The non-empty clusters with their bound on x·y, largest first.
+    order: Vec<(f32, u32)>,
+}
+
+/// An inner-product bound raised by room for f32 rounding (sums in another order differ in
+/// the last bits).
+fn bound_up(b: f32) -> f32 {
+    b + b.abs() * SLACK + 1e-6
+}
+
 fn dist2(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
 }
@@ -223,6 +240,34 @@ impl Ivf {
     /// x·y over all rows, allowed or not. `score` must be non-decreasing (it maps the inner
     /// product to the ranked score, e.g. a clipped scale).
     pub fn top(&self, y: &[f32], ids: &[i64], x: &[f32], k: usize, allowed: &dyn Fn(usize) -> bool, score: &dyn Fn(f32) -> f32) -> (Vec<Scored>, f32) {
+        self.top_probed(&self.probe(x), y, ids, x, k, allowed, score)
+    }
+
+    /// What every walk for the user vector `x` starts from: its inner product with each
+    /// centroid, and the non-empty clusters ordered by their bound on x·y. A call that walks
+    /// the partition more than once (the maximum, then the page) computes it once.
+    pub fn probe(&self, x: &[f32]) -> Probe {
+        let f = self.f;
+        let xn = dot_dispatch(x, x).sqrt();
+        let xm: Vec<f32> = self.centroids.chunks_exact(f).map(|mu| dot_dispatch(mu, x)).collect();
+        let mut order: Vec<(f32, u32)> =
+            (0..self.radius.len()).filter(|&c| self.offsets[c] < self.offsets[c + 1]).map(|c| (bound_up(xm[c] + xn * self.radius[c]), c as u32)).collect();
+        order.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
+        Probe { xn, xm, order }
+    }
+
+    /// [`Ivf::top`] from a [`Ivf::probe`] of the same `x`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn top_probed(
+        &self,
+        probe: &Probe,
+        y: &[f32],
+        ids: &[i64],
+        x: &[f32],
+        k: usize,
+        allowed: &dyn Fn(usize) -> bool,
+        score: &dyn Fn(f32) -> f32,
+    ) -> (Vec<Scored>, f32) {
         let f = self.f;
         let n = y.len() / f;
         let row = |i: usize| &y[i * f..(i + 1) * f];
@@ -242,30 +287,18 @@ impl Ivf {
         for i in self.items.min(n)..n {
             visit(i, row(i), &mut top, &mut max);
         }
-        let xn = dot_dispatch(x, x).sqrt();
-        let up = |b: f32| b + b.abs() * SLACK + 1e-6;
+        let xn = probe.xn;
         // Every member of a cluster scores at most its bound: nothing below it can enter the
         // top k or raise the maximum any more.
         let hopeless = |bound: f32, top: &TopK, max: f32| bound < max && (k == 0 || score(bound) < top.threshold());
-        let mut bounds: Vec<(f32, f32, u32)> = self
-            .centroids
-            .chunks_exact(f)
-            .zip(self.radius.iter())
-            .enumerate()
-            .filter(|(c, _)| self.offsets[*c] < self.offsets[*c + 1])
-            .map(|(c, (mu, r))| {
-                let xm = dot_dispatch(mu, x);
-                (up(xm + xn * r), xm, c as u32)
-            })
-            .collect();
-        bounds.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
-        for (bound, xm, c) in bounds {
+        for &(bound, c) in &probe.order {
             if hopeless(bound, &top, max) {
                 break;
             }
             let c = c as usize;
+            let xm = probe.xm[c];
             for p in self.span(c) {
-                if !hopeless(up(xm + xn * self.member_radius(c, p)), &top, max) {
+                if !hopeless(bound_up(xm + xn * self.member_radius(c, p)), &top, max) {
                     let i = self.order[p] as usize;
                     visit(i, self.member(y, p, i), &mut top, &mut max);
                 }
@@ -311,6 +344,7 @@ impl Ivf {
     #[allow(clippy::too_many_arguments)]
     pub fn top_fused(
         &self,
+        probe: &Probe,
         y: &[f32],
         ids: &[i64],
         x: &[f32],
@@ -327,7 +361,7 @@ impl Ivf {
             return vec![];
         }
         // f32 sums in a different order differ in the last bits: every bound gets room for it.
-        let up = |b: f32| b + b.abs() * SLACK + 1e-6;
+        let up = bound_up;
         let visit = |i: usize, r: &[f32], als_bound: f32, top: &mut TopK| {
             if rest[i] == f32::NEG_INFINITY || up(als_bound + rest[i]) < top.threshold() {
                 return;
@@ -341,15 +375,15 @@ impl Ivf {
         for i in self.items.min(n)..n {
             visit(i, row(i), f32::INFINITY, &mut top);
         }
-        let xn = dot_dispatch(x, x).sqrt();
+        let xn = probe.xn;
         let mut bounds: Vec<(f32, f32, u32)> = Vec::with_capacity(self.radius.len());
         let cluster_max = self.cluster_max(&rest[..n.min(self.items)]);
-        for (c, (mu, r)) in self.centroids.chunks_exact(f).zip(self.radius.iter()).enumerate() {
+        for (c, r) in self.radius.iter().enumerate() {
             let rest_max = cluster_max[c];
             if rest_max == f32::NEG_INFINITY {
                 continue;
             }
-            let xm = dot_dispatch(mu, x);
+            let xm = probe.xm[c];
             bounds.push((up(als(up(xm + xn * r)) + rest_max), xm, c as u32));
         }
         bounds.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
