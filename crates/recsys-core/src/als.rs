@@ -604,25 +604,52 @@ fn sum4<const FMA: bool>(start: [f64; 4], from: usize, to: usize, w: impl Fn(usi
 }
 
 /// In-place Cholesky factor of a symmetric positive (semi)definite A (row-major; only the upper
-/// triangle is read), right-looking: each step scales row j and subtracts it from the rows
-/// below (contiguous axpys that vectorise, instead of one short dot product per entry). The
-/// lower factor L ends in the lower triangle (and Lᵀ in the upper). Same pivot floor as
+/// triangle is read), right-looking four rows at a time: the four rows are factored among
+/// themselves, then subtracted from every row below in one pass (contiguous runs that
+/// vectorise, each lower row loaded and stored once per four, not once per row). The lower
+/// factor L ends in the lower triangle (and Lᵀ in the upper). Same pivot floor as
 /// [`cholesky`].
 #[inline(always)]
 fn cholesky_rows<const FMA: bool>(a: &mut [f64], n: usize) {
-    for j in 0..n {
-        let (head, tail) = a.split_at_mut((j + 1) * n);
-        let rj = &mut head[j * n..];
-        let d = rj[j];
-        let d = if d > 1e-12 { d.sqrt() } else { 1e-6 };
-        rj[j] = d;
-        let inv = 1.0 / d;
-        rj[j + 1..].iter_mut().for_each(|v| *v *= inv);
-        let rj = &head[j * n..];
-        for (i, ri) in (j + 1..n).zip(tail.chunks_exact_mut(n)) {
-            let s = -rj[i];
-            ri[i..].iter_mut().zip(&rj[i..]).for_each(|(x, y)| *x = madd64::<FMA>(s, *y, *x));
+    let mut j0 = 0;
+    while j0 < n {
+        let jb = 4.min(n - j0);
+        let (head, tail) = a.split_at_mut((j0 + jb) * n);
+        let panel = &mut head[j0 * n..];
+        // The panel's rows among themselves.
+        for j in 0..jb {
+            let (done, rest) = panel.split_at_mut((j + 1) * n);
+            let rj = &mut done[j * n..];
+            let c = j0 + j;
+            let d = rj[c];
+            let d = if d > 1e-12 { d.sqrt() } else { 1e-6 };
+            rj[c] = d;
+            let inv = 1.0 / d;
+            rj[c + 1..].iter_mut().for_each(|v| *v *= inv);
+            for (i, ri) in (c + 1..j0 + jb).zip(rest.chunks_exact_mut(n)) {
+                let s = -rj[i];
+                ri[i..].iter_mut().zip(&rj[i..]).for_each(|(x, y)| *x = madd64::<FMA>(s, *y, *x));
+            }
         }
+        // Every row below, minus the panel's four rows at once.
+        let panel = &head[j0 * n..];
+        for (i, ri) in (j0 + jb..n).zip(tail.chunks_exact_mut(n)) {
+            if jb == 4 {
+                let (r0, r1, r2, r3) = (&panel[i..n], &panel[n + i..2 * n], &panel[2 * n + i..3 * n], &panel[3 * n + i..4 * n]);
+                let (s0, s1, s2, s3) = (-r0[0], -r1[0], -r2[0], -r3[0]);
+                let rows = r0.iter().zip(r1).zip(r2.iter().zip(r3));
+                for (x, ((y0, y1), (y2, y3))) in ri[i..].iter_mut().zip(rows) {
+                    *x = madd64::<FMA>(s0, *y0, madd64::<FMA>(s1, *y1, madd64::<FMA>(s2, *y2, madd64::<FMA>(s3, *y3, *x))));
+                }
+            } else {
+                for m in 0..jb {
+                    let rm = &panel[m * n + i..(m + 1) * n];
+                    let s = -rm[0];
+                    ri[i..].iter_mut().zip(rm).for_each(|(x, y)| *x = madd64::<FMA>(s, *y, *x));
+                }
+            }
+        }
+        j0 += jb;
     }
     for p in 0..n {
         for q in 0..p {
