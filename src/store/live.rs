@@ -7,10 +7,11 @@ use crate::error::Result;
 use crate::store::serving::{LiveQueries, Serving};
 use crate::store::source::Columns;
 use crate::store::source::Resolved;
-use pgrx::{PgBuiltInOids, PgOid};
+use pgrx::{pg_sys, PgBuiltInOids, PgOid};
 use std::collections::{HashMap, HashSet};
 
 const INT8_ARRAY: PgOid = PgOid::BuiltIn(PgBuiltInOids::INT8ARRAYOID);
+const TID_ARRAY: PgOid = PgOid::BuiltIn(PgBuiltInOids::TIDARRAYOID);
 const TEXT: PgOid = PgOid::BuiltIn(PgBuiltInOids::TEXTOID);
 
 /// Plan names for [`LiveQueries::filters`] (the plan cache is keyed by static names).
@@ -26,7 +27,21 @@ pub fn queries(t: &Resolved, pred: Option<&str>) -> LiveQueries {
     let id = t.col("id").unwrap_or("NULL");
     let title = t.col("title").map(|c| format!("({c})::pg_catalog.text")).unwrap_or_else(|| "NULL::pg_catalog.text".into());
     let vis = visible_clause(pred);
-    let check = format!("SELECT ({id})::pg_catalog.int8, {title} FROM {tbl} WHERE {id} OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.int8[]){vis}", tbl = t.table);
+    // A plain table's check also returns where each row is, for the next call's hints.
+    let check = if t.heap {
+        format!("SELECT ctid, ({id})::pg_catalog.int8, {title} FROM {tbl} WHERE {id} OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.int8[]){vis}", tbl = t.table)
+    } else {
+        format!("SELECT ({id})::pg_catalog.int8, {title} FROM {tbl} WHERE {id} OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.int8[]){vis}", tbl = t.table)
+    };
+    // Rows whose place is known, fetched by it (a TID scan: no index descent per post), then
+    // the others by id; both under the same predicate, row-level security and snapshot.
+    let check_tids = t.heap.then(|| {
+        format!(
+            "SELECT ctid, ({id})::pg_catalog.int8, {title} FROM {tbl} WHERE ctid OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.tid[]){vis} \
+             UNION ALL SELECT ctid, ({id})::pg_catalog.int8, {title} FROM {tbl} WHERE {id} OPERATOR(pg_catalog.=) ANY ($2::pg_catalog.int8[]){vis}",
+            tbl = t.table
+        )
+    });
     let roles = ["category", "project_code", "mood"];
     let filters = std::array::from_fn(|mask: usize| {
         let mut conds = vec![];
@@ -39,7 +54,7 @@ pub fn queries(t: &Resolved, pred: Option<&str>) -> LiveQueries {
         let cond = if conds.is_empty() { "true".to_string() } else { conds.join(" AND ") };
         Some(format!("SELECT ({id})::pg_catalog.int8 FROM {tbl} WHERE {cond}{vis}", tbl = t.table))
     });
-    LiveQueries { check, filters }
+    LiveQueries { check, check_tids, filters }
 }
 
 /// Which of `ids` the caller may be shown now, with their current titles (None: no posts
@@ -49,10 +64,69 @@ pub fn visible(client: &pgrx::spi::SpiClient<'_>, m: &Serving, ids: &[i64]) -> R
     if ids.is_empty() {
         return Ok(Some(HashMap::new()));
     }
+    if let Some(sql) = &q.check_tids {
+        return visible_by_place(client, m, &q.check, sql, ids).map(Some);
+    }
     let rows = m.run(client, "live_check", &q.check, &[INT8_ARRAY], &[ids.to_vec().into()], |row| {
         Ok(row.get::<i64>(1)?.map(|id| (id, row.get::<String>(2).ok().flatten().unwrap_or_default())))
     })?;
     Ok(Some(rows.into_iter().collect()))
+}
+
+/// [`visible`] for a plain table: by the hints where there are some (`by_place`, one statement
+/// with the rest by id), by id (`by_id`) where there are none; hints learned from every row.
+fn visible_by_place(client: &pgrx::spi::SpiClient<'_>, m: &Serving, by_id_sql: &str, by_place_sql: &str, ids: &[i64]) -> Result<HashMap<i64, String>> {
+    let mut out = HashMap::with_capacity(ids.len());
+    let (mut hinted, mut by_id): (Vec<(i64, pg_sys::ItemPointerData)>, Vec<i64>) = (vec![], vec![]);
+    {
+        let tids = m.tids.borrow();
+        for &id in ids {
+            match tids.at.get(&id).filter(|_| tids.in_use()) {
+                Some(t) => hinted.push((id, *t)),
+                None => by_id.push(id),
+            }
+        }
+    }
+    let mut learned: Vec<(i64, pg_sys::ItemPointerData)> = vec![];
+    let wanted: recsys_core::fasthash::IndexSet<i64> = ids.iter().copied().collect();
+    let mut read = |client: &pgrx::spi::SpiClient<'_>, hinted: Vec<pg_sys::ItemPointerData>, by_id: Vec<i64>, out: &mut HashMap<i64, String>| -> Result<()> {
+        let each = |row: &super::source::Row| {
+            if let (Some(tid), Some(id)) = (row.get::<pg_sys::ItemPointerData>(1)?, row.get::<i64>(2)?) {
+                // A place may now hold another post: true news of where that one is, but not
+                // an answer about the posts asked for.
+                if wanted.contains(&id) {
+                    out.insert(id, row.get::<String>(3).ok().flatten().unwrap_or_default());
+                }
+                learned.push((id, tid));
+            }
+            Ok(None::<()>)
+        };
+        if hinted.is_empty() {
+            m.run(client, "live_check", by_id_sql, &[INT8_ARRAY], &[by_id.into()], each)?;
+        } else {
+            m.run(client, "live_check_tids", by_place_sql, &[TID_ARRAY, INT8_ARRAY], &[hinted.into(), by_id.into()], each)?;
+        }
+        Ok(())
+    };
+    read(client, hinted.iter().map(|h| h.1).collect(), by_id, &mut out)?;
+    // Hints that found nothing: looked up by id.
+    let stale: Vec<i64> = hinted.iter().map(|h| h.0).filter(|id| !out.contains_key(id)).collect();
+    if !stale.is_empty() {
+        read(client, vec![], stale.clone(), &mut out)?;
+    }
+    let mut tids = m.tids.borrow_mut();
+    if !hinted.is_empty() {
+        tids.calls = tids.calls.saturating_add(1);
+        tids.rechecks += u32::from(!stale.is_empty());
+    }
+    for id in &stale {
+        tids.at.remove(id);
+    }
+    if tids.at.len() + learned.len() > crate::store::serving::MAX_TIDS {
+        tids.at.clear();
+    }
+    tids.at.extend(learned);
+    Ok(out)
 }
 
 /// Post ids that match the given filters now (and are visible), or None when no filter is

@@ -807,6 +807,7 @@ pub fn attach_resolved(key: ModelKey, options: TrainOptions, d: Data, rating: Op
         rating,
         demographics_query,
         plans: RefCell::new(HashMap::new()),
+        tids: RefCell::default(),
     })
 }
 

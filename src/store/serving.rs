@@ -48,6 +48,8 @@ pub struct Serving {
     pub demographics_query: Option<String>,
     /// Their plans, prepared on first use.
     pub plans: RefCell<HashMap<&'static str, super::plan::KeptPlan>>,
+    /// Where this connection last found posts (see [`Tids`]).
+    pub tids: RefCell<Tids>,
 }
 
 impl std::ops::Deref for Serving {
@@ -262,10 +264,40 @@ pub struct Tables {
     pub posts: Option<source::Resolved>,
 }
 
+/// Where this connection last found posts: post id → the ctid of the row version it read.
+///
+/// A place is only a hint. The check reads the row there under the call's snapshot, predicate
+/// and row-level security, like any other row: what comes back is a visible post with its
+/// title now, whichever post that is. A hinted post that does not come back (updated, deleted,
+/// hidden, the table rewritten) is looked up by id in a second statement, and its hint is
+/// replaced or dropped. So the answer is the id lookup's answer; the hint saves the index
+/// descent. When more than a quarter of the calls need the second statement (e.g. posts rows
+/// updated all the time), the connection stops using hints for this model version.
+#[derive(Default)]
+pub struct Tids {
+    pub(crate) at: recsys_core::fasthash::IndexMap<i64, pgrx::pg_sys::ItemPointerData>,
+    pub(crate) calls: u32,
+    pub(crate) rechecks: u32,
+}
+
+/// Hints kept per connection and model version (about 32 bytes each): a bound on private
+/// memory; the map starts over when full.
+pub(crate) const MAX_TIDS: usize = 16_384;
+
+impl Tids {
+    pub(crate) fn in_use(&self) -> bool {
+        self.calls < 64 || u64::from(self.rechecks) * 4 <= u64::from(self.calls)
+    }
+}
+
 /// The call-time queries over the posts table, built at model load from server-quoted names.
 pub struct LiveQueries {
     /// (id, title) of the visible posts among `$1::int8[]`.
     pub check: String,
+    /// (ctid, id, title) of the visible rows at `$1::tid[]` and of the visible posts among
+    /// `$2::int8[]` (None unless the posts table is a plain table; `check` then returns the
+    /// ctid first too).
+    pub check_tids: Option<String>,
     /// Visible post ids matching the feed filters: one statement per combination of the three
     /// filters (bit 0 category, 1 project_code, 2 mood), each `$n` a text; index-friendly.
     pub filters: [Option<String>; 8],

@@ -16,6 +16,10 @@ pub struct Resolved {
     pub cols: BTreeMap<String, String>,
     /// role → type name (pg_type.typname).
     pub types: BTreeMap<String, String>,
+    /// A plain table (relkind `r`), whose rows a TID scan can fetch by ctid. False for views,
+    /// partitioned and foreign tables, and in images written before this was kept.
+    #[serde(default)]
+    pub heap: bool,
 }
 
 impl Resolved {
@@ -90,20 +94,22 @@ pub fn resolve(client: &SpiClient<'_>, role_name: &'static str, map: &TableMap, 
     }
     // Schema-qualified whatever the search_path: the name is stored with the model and read
     // by every session, whose search_path may differ from the trainer's.
-    let found = super::first_row::<String, bool, i64>(
+    // (name, relpersistence and relkind as two letters, oid)
+    let found = super::first_row::<String, String, i64>(
         client,
         "SELECT pg_catalog.quote_ident(n.nspname::pg_catalog.text) OPERATOR(pg_catalog.||) '.' \
                 OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname::pg_catalog.text), \
-                c.relpersistence OPERATOR(pg_catalog.=) 't'::pg_catalog.\"char\", c.oid::pg_catalog.int8 \
+                c.relpersistence::pg_catalog.text OPERATOR(pg_catalog.||) c.relkind::pg_catalog.text, c.oid::pg_catalog.int8 \
          FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
          WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1::pg_catalog.text)::pg_catalog.oid \
            AND c.relkind OPERATOR(pg_catalog.=) ANY ('{r,v,m,p,f}'::pg_catalog.\"char\"[])",
         &[map.table.as_str().into()],
     )?;
-    let Some((Some(table), temp, Some(oid))) = found else {
+    let Some((Some(table), Some(kind), Some(oid))) = found else {
         return Err(RecsysError::UndefinedTable { role: role_name, name: map.table.clone() });
     };
-    if temp == Some(true) {
+    let (temp, heap) = (kind.starts_with('t'), kind.ends_with('r'));
+    if temp {
         return Err(RecsysError::InvalidArgument {
             message: format!("table {table} of option \"{role_name}.table\" is a temporary table"),
             hint: "a model is served to every session, and a temporary table is visible in one: map a regular table".into(),
@@ -144,7 +150,7 @@ pub fn resolve(client: &SpiClient<'_>, role_name: &'static str, map: &TableMap, 
             _ => {} // an optional default column the app does not have: not used
         }
     }
-    Ok(Resolved { table, cols, types })
+    Ok(Resolved { table, cols, types, heap })
 }
 
 /// The planner's row estimate, for the memory pre-check (None when unknown, e.g. a view).

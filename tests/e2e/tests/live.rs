@@ -169,6 +169,97 @@ fn a_writing_transaction_sees_its_own_likes() {
     assert_eq!(ids(&c, db, "SELECT post_id FROM recsys_recommend(1, 3)"), committed, "after the rollback");
 }
 
+/// Runs `script` in one session (psql, autocommit, stops at the first error); returns stdout
+/// and stderr, and panics on an error.
+fn session(c: &Cluster, db: &str, script: &str) -> (String, String) {
+    let (ok, out, err) = session_status(c, db, script);
+    assert!(ok, "session failed: {script}\n{err}");
+    (out, err)
+}
+
+/// [`session`] that may fail: (succeeded, stdout, stderr).
+fn session_status(c: &Cluster, db: &str, script: &str) -> (bool, String, String) {
+    use std::io::Write;
+    let mut child = c
+        .psql_cmd(db)
+        .args(["-v", "ON_ERROR_STOP=1", "-A", "-t", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("psql");
+    child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).trim_end().to_string(), String::from_utf8_lossy(&out.stderr).to_string())
+}
+
+/// A connection remembers where it found each post (its row's ctid) and fetches it there on
+/// the next call, by a TID scan instead of an index descent. Whatever happens to the rows in
+/// between (every title edited, so every row moves; deleted, hidden by the `visible`
+/// predicate, the table rewritten so that old places hold other posts, a deleted post
+/// inserted again), that connection serves exactly what a new connection serves: the posts
+/// visible now, with their titles now.
+#[test]
+fn posts_found_by_their_place_are_the_rows_the_table_has_now() {
+    let c = Cluster::start("live_places");
+    let db = "postgres";
+    fixture(&c, db, r#"{"factors": 8, "iterations": 8, "regularization": 0.1, "posts": {"visible": "deleted_at IS NULL"}}"#);
+    let page = "SELECT post_id || ' ' || reason FROM recsys_recommend(1, 8);";
+    let top = ids(&c, db, "SELECT post_id FROM recsys_recommend(1, 8)");
+    let (gone, hidden) = (top[0], top[1]);
+    // The second call of a connection fetches the posts where the first found them: in its
+    // plans (auto_explain, nested statements), the check's by-place branch returned rows (a
+    // TID scan on a real table; this 40-row table is read whole).
+    let (_, plans) = session(
+        &c,
+        db,
+        "LOAD 'auto_explain'; SET auto_explain.log_min_duration = 0; SET auto_explain.log_nested_statements = on;
+         SET auto_explain.log_analyze = on; SET auto_explain.log_timing = off;
+         SELECT count(*) FROM recsys_recommend(1, 8);
+         SET client_min_messages = log;
+         SELECT count(*) FROM recsys_recommend(1, 8);",
+    );
+    let mut lines = plans.lines().skip_while(|l| !(l.contains("SELECT ctid") && l.contains("tid[]")));
+    assert!(lines.next().is_some(), "no check by place in the second call:\n{plans}");
+    let by_place = lines.find(|l| l.contains(" on posts ")).unwrap_or_default();
+    assert!(by_place.contains("rows=") && !by_place.contains("rows=0 "), "the check by place found nothing: {by_place}\n{plans}");
+    for (what, change) in [
+        ("every title edited", "UPDATE posts SET title = title || ' (edited)';".to_string()),
+        ("deleted and hidden", format!("DELETE FROM posts WHERE id = {gone}; UPDATE posts SET deleted_at = now() WHERE id = {hidden};")),
+        ("table rewritten", "VACUUM FULL posts;".to_string()),
+        (
+            "deleted post back",
+            format!(
+                "INSERT INTO posts (id, owner_id, title, tags, category, project_code, mood) VALUES ({gone}, 100, 'back again', ARRAY['t0'], 'dance', 'P01', 'calm');"
+            ),
+        ),
+        ("hidden post shown", format!("UPDATE posts SET deleted_at = NULL WHERE id = {hidden};")),
+    ] {
+        // Learn the places, change the table, call again: the same connection.
+        let (out, _) = session(&c, db, &format!("{page}\n\\echo ---\n{change}\n{page}"));
+        let after = out.split("---").nth(1).unwrap().trim().to_string();
+        let fresh = c.sql(db, page);
+        assert_eq!(after, fresh, "{what}: a connection with known places serves what a new one serves");
+        assert_eq!(after.lines().count(), 8, "{what}: {after}");
+        match what {
+            "every title edited" => assert!(after.contains("(edited)"), "{after}"),
+            "deleted and hidden" => assert!(!after.lines().any(|l| l.starts_with(&format!("{gone} ")) || l.starts_with(&format!("{hidden} "))), "{after}"),
+            "hidden post shown" => assert!(after.lines().any(|l| l.starts_with(&format!("{hidden} "))), "{after}"),
+            _ => {}
+        }
+    }
+    // A deleted post whose old place now holds another post (the table rewritten): the
+    // connection that knew its place no longer finds it either.
+    let post = top[2];
+    let (ok, _, err) = session_status(
+        &c,
+        db,
+        &format!("SELECT count(*) FROM recsys_similar({post}, 3);\nDELETE FROM posts WHERE id = {post};\nVACUUM FULL posts;\nSELECT count(*) FROM recsys_similar({post}, 3);"),
+    );
+    assert!(!ok && err.contains(&post.to_string()), "{err}");
+    assert!(!c.sql(db, &format!("SELECT count(*) FROM posts WHERE id = {post}")).starts_with('1'));
+}
+
 /// When a shared trending result expires under load, one connection aggregates the window
 /// again (it holds the transaction-level advisory lock (hashtext('pg_recsys trending'), 0))
 /// while the others serve the previous result; once the lock is free the next call refreshes.
