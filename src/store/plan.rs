@@ -9,6 +9,7 @@
 //! take cursor options, so this is the small part of it the serving path needs.
 use crate::error::{RecsysError, Result};
 use crate::store::source::Row;
+use pgrx::pg_guard;
 use pgrx::pg_sys;
 use pgrx::spi::SpiClient;
 
@@ -39,59 +40,117 @@ impl KeptPlan {
         }
     }
 
-    /// Runs the plan with `args` (as many as it has parameters); the rows are in
-    /// `SPI_tuptable` until the next SPI call. Returns their number. Read-only (the
-    /// transaction's snapshot, no command-counter bump) unless this transaction has written,
-    /// in which case its own writes are seen, as pgrx's `select` does.
-    pub fn run(&self, _client: &SpiClient<'_>, args: &[pgrx::datum::DatumWithOid<'_>]) -> Result<usize> {
+    /// Runs the plan with `args` (as many as it has parameters) and calls `each` on every row
+    /// as the executor produces it, read in place from its result slot ([`Row`]); keeps what
+    /// `each` returns. No result tuple is formed, copied or stored (SPI's tuple table is not
+    /// used). Read-only (the transaction's snapshot, no command-counter bump) unless this
+    /// transaction has written, in which case its own writes are seen, as pgrx's `select` does.
+    pub fn select<T>(
+        &self,
+        _client: &SpiClient<'_>,
+        args: &[pgrx::datum::DatumWithOid<'_>],
+        mut each: impl FnMut(&Row) -> Result<Option<T>>,
+    ) -> Result<Vec<T>> {
         // SAFETY: the plan is kept and valid; reading its parameter count has no side effect.
         let expected = unsafe { pg_sys::SPI_getargcount(self.0) } as usize;
         if expected != args.len() {
             return Err(RecsysError::Spi(format!("kept plan takes {expected} arguments, got {}", args.len())));
         }
-        let (mut values, nulls): (Vec<pg_sys::Datum>, Vec<std::ffi::c_char>) = args
-            .iter()
-            .map(|a| match a.datum() {
-                Some(d) => (d.sans_lifetime(), b' ' as std::ffi::c_char),
-                None => (pg_sys::Datum::from(0usize), b'n' as std::ffi::c_char),
-            })
-            .unzip();
-        // SAFETY: on the backend thread inside an SPI connection; the arrays match the plan's
-        // parameter count (checked above) and outlive the call.
-        let status = unsafe {
-            pg_sys::SPI_tuptable = std::ptr::null_mut();
-            let read_only = pg_sys::GetCurrentTransactionIdIfAny() == pg_sys::InvalidTransactionId;
-            pg_sys::SPI_execute_plan(self.0, values.as_mut_ptr(), nulls.as_ptr(), read_only, 0)
+        let mut out = vec![];
+        let mut on_row = |row: &Row| -> Result<()> {
+            if let Some(x) = each(row)? {
+                out.push(x);
+            }
+            Ok(())
         };
+        let on_row: &mut dyn FnMut(&Row) -> Result<()> = &mut on_row;
+        // SAFETY: only the lifetime is erased: the receiver holding this pointer lives on this
+        // stack frame and is used only by the execution below, which ends before `on_row` does.
+        let on_row: *mut (dyn FnMut(&Row) -> Result<()> + 'static) = unsafe { std::mem::transmute(on_row) };
+        let mut receiver = Receiver {
+            dest: pg_sys::DestReceiver {
+                receiveSlot: Some(receive_slot),
+                rStartup: Some(startup),
+                rShutdown: Some(shutdown),
+                rDestroy: Some(shutdown),
+                // As PL/pgSQL's RETURN QUERY passes its receiver (SPI then reports a SELECT).
+                mydest: pg_sys::CommandDest::DestTuplestore,
+            },
+            on_row,
+            error: None,
+        };
+        // SAFETY: on the backend thread inside an SPI connection. The parameter list is
+        // allocated in the current (SPI procedure) memory context and filled for exactly the
+        // plan's parameter count (checked above); the datums it points to live in `args`,
+        // which outlives the call. The receiver outlives the execution. An ERROR unwinds
+        // through pgrx's guard.
+        let status = unsafe {
+            let params = pg_sys::makeParamList(expected as i32);
+            for (i, a) in args.iter().enumerate() {
+                let p = &mut *(*params).params.as_mut_ptr().add(i);
+                match a.datum() {
+                    Some(d) => (p.value, p.isnull) = (d.sans_lifetime(), false),
+                    None => (p.value, p.isnull) = (pg_sys::Datum::from(0usize), true),
+                }
+                p.pflags = pg_sys::PARAM_FLAG_CONST as u16;
+                p.ptype = pg_sys::SPI_getargtypeid(self.0, i as i32);
+            }
+            let options = pg_sys::SPIExecuteOptions {
+                params,
+                read_only: pg_sys::GetCurrentTransactionIdIfAny() == pg_sys::InvalidTransactionId,
+                allow_nonatomic: false,
+                must_return_tuples: true,
+                tcount: 0,
+                dest: &mut receiver.dest,
+                owner: std::ptr::null_mut(),
+            };
+            pg_sys::SPI_execute_plan_extended(self.0, &options)
+        };
+        if let Some(e) = receiver.error.take() {
+            return Err(e);
+        }
         if status != pg_sys::SPI_OK_SELECT as i32 {
             return Err(RecsysError::Spi(format!("kept plan returned SPI status {status}")));
-        }
-        // SAFETY: set by the execution above.
-        Ok(unsafe { pg_sys::SPI_processed } as usize)
-    }
-
-    /// Runs the plan and calls `each` on every row, read in place from SPI's tuple table
-    /// ([`Row`]); keeps what it returns.
-    pub fn select<T>(&self, client: &SpiClient<'_>, args: &[pgrx::datum::DatumWithOid<'_>], mut each: impl FnMut(&Row) -> Result<Option<T>>) -> Result<Vec<T>> {
-        let rows = self.run(client, args)?;
-        let mut out = vec![];
-        // SAFETY: `run` just set SPI's current tuple table (`rows` tuples and their
-        // descriptor); it stays valid until the next SPI call, and none runs in `each`.
-        unsafe {
-            let table = pg_sys::SPI_tuptable;
-            if table.is_null() || rows == 0 {
-                return Ok(out);
-            }
-            let desc = (*table).tupdesc;
-            for &tuple in std::slice::from_raw_parts((*table).vals, rows.min((*table).numvals as usize)) {
-                if let Some(x) = each(&Row::new(tuple, desc))? {
-                    out.push(x);
-                }
-            }
         }
         Ok(out)
     }
 }
+
+/// A destination for a kept plan's rows that hands each result slot to a Rust closure.
+#[repr(C)]
+struct Receiver {
+    /// First, so that a `*mut DestReceiver` is a `*mut Receiver`.
+    dest: pg_sys::DestReceiver,
+    on_row: *mut dyn FnMut(&Row) -> Result<()>,
+    /// The first error `on_row` returned (the execution stops there).
+    error: Option<RecsysError>,
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn receive_slot(slot: *mut pg_sys::TupleTableSlot, dest: *mut pg_sys::DestReceiver) -> bool {
+    // SAFETY: `dest` is the `Receiver` that `select` passed (its first field), alive for the
+    // execution; the slot is the executor's current result row.
+    let r = unsafe { &mut *(dest as *mut Receiver) };
+    if r.error.is_some() {
+        return false;
+    }
+    // SAFETY: deforms the slot's columns into its value arrays, which `Row` reads.
+    unsafe { pg_sys::slot_getallattrs(slot) };
+    // SAFETY: `on_row` points to `select`'s closure, alive for the execution.
+    match unsafe { (*r.on_row)(&Row::new(slot)) } {
+        Ok(()) => true,
+        Err(e) => {
+            r.error = Some(e);
+            false
+        }
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn startup(_dest: *mut pg_sys::DestReceiver, _operation: std::ffi::c_int, _typeinfo: pg_sys::TupleDesc) {}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn shutdown(_dest: *mut pg_sys::DestReceiver) {}
 
 impl Drop for KeptPlan {
     fn drop(&mut self) {

@@ -676,18 +676,18 @@ pub fn missing_indexes(client: &SpiClient<'_>, reads: &[(&Resolved, &'static str
     Ok(out)
 }
 
-/// One row of a request-time query, read in place from SPI's tuple table: pgrx's row type
-/// first copies every column of every row (with its type) into a vector, a large part of
-/// reading a few hundred rows per call.
+/// One row of a request-time query, read in place from the executor's result slot as the
+/// row is produced (see `KeptPlan::select`): no result tuple is formed or copied, and each
+/// column is an array read. pgrx's row type first copies every column of every row (with its
+/// type) into a vector.
 pub struct Row {
-    tuple: pgrx::pg_sys::HeapTuple,
-    desc: pgrx::pg_sys::TupleDesc,
+    slot: *mut pgrx::pg_sys::TupleTableSlot,
 }
 
 impl Row {
-    /// A row of SPI's current tuple table and its descriptor (see `KeptPlan::select`).
-    pub(super) fn new(tuple: pgrx::pg_sys::HeapTuple, desc: pgrx::pg_sys::TupleDesc) -> Row {
-        Row { tuple, desc }
+    /// A result slot with all its columns deformed (see `KeptPlan::select`).
+    pub(super) fn new(slot: *mut pgrx::pg_sys::TupleTableSlot) -> Row {
+        Row { slot }
     }
 }
 
@@ -700,19 +700,21 @@ pub trait Columns {
 impl Columns for Row {
     fn get<T: pgrx::datum::FromDatum + pgrx::datum::IntoDatum>(&self, ordinal: usize) -> std::result::Result<Option<T>, pgrx::spi::SpiError> {
         use pgrx::datum::TryFromDatumError;
-        // SAFETY: `desc` and `tuple` come from SPI's current tuple table (see `KeptPlan::select`);
-        // the ordinal is checked against the descriptor before it is read. What SPI_gettypeid
-        // and SPI_getbinval do, without two guarded calls into the server per value: the
-        // column's type from the descriptor, the value by pgrx's port of heap_getattr (which
-        // reads a cached offset in place, and calls the server only for the rest).
+        // SAFETY: the slot is the executor's current result row with every column deformed
+        // (`slot_getallattrs`), valid for the duration of the receiver callback that made this
+        // Row; the ordinal is checked against the slot's descriptor before any array read.
+        // The type comes from the descriptor, and pgrx checks it against T.
         unsafe {
-            let natts = usize::try_from((*self.desc).natts).unwrap_or(0);
+            let slot = self.slot;
+            let desc = (*slot).tts_tupleDescriptor;
+            let natts = usize::try_from((*desc).natts).unwrap_or(0).min(usize::try_from((*slot).tts_nvalid).unwrap_or(0));
             let Some(at) = std::num::NonZeroUsize::new(ordinal).filter(|a| a.get() <= natts) else {
                 return Err(TryFromDatumError::NoSuchAttributeNumber(std::num::NonZeroUsize::MIN.saturating_add(ordinal.saturating_sub(1))).into());
             };
-            let oid = (*self.desc).attrs.as_slice(natts)[at.get() - 1].atttypid;
-            let mut is_null = false;
-            let datum = pgrx::pg_sys::heap_getattr(self.tuple, at.get() as std::ffi::c_int, self.desc, &mut is_null);
+            let i = at.get() - 1;
+            let oid = (*desc).attrs.as_slice(natts)[i].atttypid;
+            let datum = *(*slot).tts_values.add(i);
+            let is_null = *(*slot).tts_isnull.add(i);
             Ok(T::try_from_datum(datum, is_null, oid)?)
         }
     }
