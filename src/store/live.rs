@@ -73,8 +73,8 @@ pub fn visible(client: &pgrx::spi::SpiClient<'_>, m: &Serving, ids: &[i64]) -> R
     Ok(Some(rows.into_iter().collect()))
 }
 
-/// [`visible`] for a plain table: by the hints where there are some (`by_place`, one statement
-/// with the rest by id), by id (`by_id`) where there are none; hints learned from every row.
+/// [`visible`] for a plain table: with hints, `by_place_sql` (the hinted posts by place, the
+/// rest by id, one statement); without, `by_id_sql`. Hints are learned from every row read.
 fn visible_by_place(client: &pgrx::spi::SpiClient<'_>, m: &Serving, by_id_sql: &str, by_place_sql: &str, ids: &[i64]) -> Result<HashMap<i64, String>> {
     let mut out = HashMap::with_capacity(ids.len());
     let (mut hinted, mut by_id): (Vec<(i64, pg_sys::ItemPointerData)>, Vec<i64>) = (vec![], vec![]);
