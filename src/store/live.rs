@@ -27,21 +27,17 @@ pub fn queries(t: &Resolved, pred: Option<&str>) -> LiveQueries {
     let id = t.col("id").unwrap_or("NULL");
     let title = t.col("title").map(|c| format!("({c})::pg_catalog.text")).unwrap_or_else(|| "NULL::pg_catalog.text".into());
     let vis = visible_clause(pred);
+    // Every statement here: the columns of the posts that meet a condition and the predicate.
+    let select = |cols: &str, cond: &str| format!("SELECT {cols} FROM {tbl} WHERE {cond}{vis}", tbl = t.table);
+    let cols = format!("({id})::pg_catalog.int8, {title}");
+    let by_id = |param: &str| format!("{id} OPERATOR(pg_catalog.=) ANY ({param}::pg_catalog.int8[])");
     // A plain table's check also returns where each row is, for the next call's hints.
-    let check = if t.heap {
-        format!("SELECT ctid, ({id})::pg_catalog.int8, {title} FROM {tbl} WHERE {id} OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.int8[]){vis}", tbl = t.table)
-    } else {
-        format!("SELECT ({id})::pg_catalog.int8, {title} FROM {tbl} WHERE {id} OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.int8[]){vis}", tbl = t.table)
-    };
+    let located = format!("ctid, {cols}");
+    let check = select(if t.heap { &located } else { &cols }, &by_id("$1"));
     // Rows whose place is known, fetched by it (a TID scan: no index descent per post), then
     // the others by id; both under the same predicate, row-level security and snapshot.
-    let check_tids = t.heap.then(|| {
-        format!(
-            "SELECT ctid, ({id})::pg_catalog.int8, {title} FROM {tbl} WHERE ctid OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.tid[]){vis} \
-             UNION ALL SELECT ctid, ({id})::pg_catalog.int8, {title} FROM {tbl} WHERE {id} OPERATOR(pg_catalog.=) ANY ($2::pg_catalog.int8[]){vis}",
-            tbl = t.table
-        )
-    });
+    let check_tids =
+        t.heap.then(|| format!("{} UNION ALL {}", select(&located, "ctid OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.tid[])"), select(&located, &by_id("$2"))));
     let roles = ["category", "project_code", "mood"];
     let filters = std::array::from_fn(|mask: usize| {
         let mut conds = vec![];
@@ -52,7 +48,7 @@ pub fn queries(t: &Resolved, pred: Option<&str>) -> LiveQueries {
             }
         }
         let cond = if conds.is_empty() { "true".to_string() } else { conds.join(" AND ") };
-        Some(format!("SELECT ({id})::pg_catalog.int8 FROM {tbl} WHERE {cond}{vis}", tbl = t.table))
+        Some(select(&format!("({id})::pg_catalog.int8"), &cond))
     });
     LiveQueries { check, check_tids, filters }
 }

@@ -607,8 +607,8 @@ fn sum4<const FMA: bool>(start: [f64; 4], from: usize, to: usize, w: impl Fn(usi
 /// triangle is read), right-looking four rows at a time: the four rows are factored among
 /// themselves, then subtracted from every row below in one pass (contiguous runs that
 /// vectorise, each lower row loaded and stored once per four, not once per row). The lower
-/// factor L ends in the lower triangle (and Lᵀ in the upper). Same pivot floor as
-/// [`cholesky`].
+/// factor L ends in the lower triangle (and Lᵀ in the upper). Pivots as [`cholesky`]'s
+/// ([`floored_sqrt`]).
 #[inline(always)]
 fn cholesky_rows<const FMA: bool>(a: &mut [f64], n: usize) {
     let mut j0 = 0;
@@ -621,8 +621,7 @@ fn cholesky_rows<const FMA: bool>(a: &mut [f64], n: usize) {
             let (done, rest) = panel.split_at_mut((j + 1) * n);
             let rj = &mut done[j * n..];
             let c = j0 + j;
-            let d = rj[c];
-            let d = if d > 1e-12 { d.sqrt() } else { 1e-6 };
+            let d = floored_sqrt(rj[c]);
             rj[c] = d;
             let inv = 1.0 / d;
             rj[c + 1..].iter_mut().for_each(|v| *v *= inv);
@@ -678,27 +677,32 @@ pub fn solve_spd(a: &mut [f64], b: &mut [f64], n: usize) {
     solve_factored(a, b, n);
 }
 
-/// In-place lower Cholesky factor of a symmetric positive (semi)definite A; a tiny pivot floor
-/// keeps a singular A (λ = 0, no data) from producing NaN.
+/// In-place lower Cholesky factor of a symmetric positive (semi)definite A, with
+/// [`floored_sqrt`] pivots.
 fn cholesky(a: &mut [f64], n: usize) {
-    cholesky_with(a, n, |d| Some(if d > 1e-12 { d.sqrt() } else { 1e-6 }));
+    cholesky_with(a, n, |d| Some(floored_sqrt(d)));
+}
+
+/// A pivot's square root, with a tiny floor that keeps a singular A (λ = 0, no data) from
+/// producing NaN.
+fn floored_sqrt(d: f64) -> f64 {
+    if d > 1e-12 {
+        d.sqrt()
+    } else {
+        1e-6
+    }
 }
 
 /// In-place lower Cholesky factor, each pivot (the remaining diagonal value) mapped through
 /// `pivot` to its square root, or None to stop: then false.
 pub(crate) fn cholesky_with(a: &mut [f64], n: usize, pivot: impl Fn(f64) -> Option<f64>) -> bool {
-    cholesky_impl::<false>(a, n, pivot)
-}
-
-#[inline(always)]
-fn cholesky_impl<const FMA: bool>(a: &mut [f64], n: usize, pivot: impl Fn(f64) -> Option<f64>) -> bool {
     for j in 0..n {
         let lj = &a[j * n..j * n + j];
-        let Some(d) = pivot(a[j * n + j] - dot_f64_impl::<FMA>(lj, lj)) else { return false };
+        let Some(d) = pivot(a[j * n + j] - dot_f64_impl::<false>(lj, lj)) else { return false };
         a[j * n + j] = d;
         for i in j + 1..n {
             let (head, tail) = a.split_at_mut(i * n);
-            let s = tail[j] - dot_f64_impl::<FMA>(&tail[..j], &head[j * n..j * n + j]);
+            let s = tail[j] - dot_f64_impl::<false>(&tail[..j], &head[j * n..j * n + j]);
             tail[j] = s / d;
         }
     }

@@ -361,9 +361,8 @@ impl Ivf {
             return vec![];
         }
         // f32 sums in a different order differ in the last bits: every bound gets room for it.
-        let up = bound_up;
         let visit = |i: usize, r: &[f32], als_bound: f32, top: &mut TopK| {
-            if rest[i] == f32::NEG_INFINITY || up(als_bound + rest[i]) < top.threshold() {
+            if rest[i] == f32::NEG_INFINITY || bound_up(als_bound + rest[i]) < top.threshold() {
                 return;
             }
             let s = exact(i, dot_dispatch(r, x));
@@ -376,26 +375,26 @@ impl Ivf {
             visit(i, row(i), f32::INFINITY, &mut top);
         }
         let xn = probe.xn;
-        let mut bounds: Vec<(f32, f32, u32)> = Vec::with_capacity(self.radius.len());
+        let mut bounds: Vec<(f32, u32)> = Vec::with_capacity(self.radius.len());
         let cluster_max = self.cluster_max(&rest[..n.min(self.items)]);
         for (c, r) in self.radius.iter().enumerate() {
             let rest_max = cluster_max[c];
             if rest_max == f32::NEG_INFINITY {
                 continue;
             }
-            let xm = probe.xm[c];
-            bounds.push((up(als(up(xm + xn * r)) + rest_max), xm, c as u32));
+            bounds.push((bound_up(als(bound_up(probe.xm[c] + xn * r)) + rest_max), c as u32));
         }
         bounds.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
-        for (bound, xm, c) in bounds {
+        for (bound, c) in bounds {
             if bound < top.threshold() {
                 break;
             }
             let c = c as usize;
+            let xm = probe.xm[c];
             for p in self.span(c) {
                 let i = self.order[p] as usize;
                 if i < n && rest[i] != f32::NEG_INFINITY {
-                    visit(i, self.member(y, p, i), als(up(xm + xn * self.member_radius(c, p))), &mut top);
+                    visit(i, self.member(y, p, i), als(bound_up(xm + xn * self.member_radius(c, p))), &mut top);
                 }
             }
         }
