@@ -6,7 +6,11 @@ again: the second call; their difference is what opening the model and planning 
 per-call queries costs a new connection) (1 connection at a time, and 20 cold
 connections at once), and the backend's private memory after the call (Private_Clean +
 Private_Dirty of /proc/<pid>/smaps_rollup: what the backend holds that no other process shares;
-needs the server on this machine and permission to read it, e.g. root) and its PSS.
+needs the server on this machine and permission to read it, e.g. root) and its PSS. Then the
+same for the pgvector alternative over the same factors (bench/pgvec.py: the served post factors
+and the asked users' trained factors in vector columns, an HNSW index, ORDER BY v <#> user
+LIMIT 20): what a first query costs a new connection when the database does the nearest
+neighbours and nothing else.
 
 Run by bench/memory.sh, which makes the data and trains. Environment: PGHOST, PGPORT, PGUSER.
 Usage: python bench/memory.py USERS
@@ -18,6 +22,8 @@ import threading
 import time
 
 import psycopg
+
+from pgvec import KNN, hnsw, tables
 
 USERS = int(sys.argv[1])
 DSN = f"host={os.environ['PGHOST']} port={os.environ['PGPORT']} user={os.environ['PGUSER']} dbname=postgres"
@@ -33,16 +39,20 @@ def smaps(pid):
     return out
 
 
-def one(shared, user, results, hold=None):
+RECOMMEND = "SELECT count(*) FROM recsys_recommend(%s, 20)"
+PGVECTOR = KNN.replace(":uid", "%s")
+
+
+def one(setting, user, results, hold=None, query=RECOMMEND):
     t0 = time.perf_counter()
     with psycopg.connect(DSN, autocommit=True) as c:
-        c.execute(f"SET recsys.shared_models = {'on' if shared else 'off'}")
+        c.execute(setting)
         pid = c.execute("SELECT pg_backend_pid()").fetchone()[0]
         t1 = time.perf_counter()
-        c.execute("SELECT count(*) FROM recsys_recommend(%s, 20)", (user,)).fetchone()
+        c.execute(query, (user,)).fetchone()
         first = (time.perf_counter() - t1) * 1000
         t2 = time.perf_counter()
-        c.execute("SELECT count(*) FROM recsys_recommend(%s, 20)", (user,)).fetchone()
+        c.execute(query, (user,)).fetchone()
         second = (time.perf_counter() - t2) * 1000
         m = smaps(pid)
         if hold:
@@ -59,16 +69,25 @@ def row(label, res):
 
 print("| serving | connections | first call p50 ms | first call p99 ms | same call again p50 ms | private MB per backend (p50) | PSS MB per backend (p50) |")
 print("|---|---|---|---|---|---|---|")
-for shared in (True, False):
-    label = "shared image (recsys.shared_models = on)" if shared else "private copy (off)"
+def block(label, setting, users, query=RECOMMEND):
     # Warm: the image exists (written by an earlier backend) and the OS has the files cached.
-    one(shared, USERS // 2, [])
+    one(setting, users[0], [], query=query)
     seq = []
-    for k in range(10):
-        one(shared, USERS // 2 + 37 * k, seq)
+    for u in users[1:11]:
+        one(setting, u, seq, query=query)
     row(label + ", one at a time", seq)
     par, hold = [], threading.Barrier(20)
-    ts = [threading.Thread(target=one, args=(shared, USERS // 2 + 1000 + 53 * k, par, hold)) for k in range(20)]
+    ts = [threading.Thread(target=one, args=(setting, u, par, hold, query)) for u in users[11:31]]
     [t.start() for t in ts]
     [t.join() for t in ts]
     row(label + ", 20 at once", par)
+
+
+USERS_ASKED = [USERS // 2] + [USERS // 2 + 37 * k for k in range(10)] + [USERS // 2 + 1000 + 53 * k for k in range(20)]
+block("shared image (recsys.shared_models = on)", "SET recsys.shared_models = on", USERS_ASKED)
+block("private copy (off)", "SET recsys.shared_models = off", USERS_ASKED)
+# The alternative over the same factors: the served post factors and these users' trained
+# factors in vector columns, an HNSW index, the KNN query of bench/serving.py.
+tables(USERS_ASKED)
+hnsw()
+block("pgvector HNSW (ef_search 40), same factors", "SET hnsw.ef_search = 40", USERS_ASKED, PGVECTOR)

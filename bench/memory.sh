@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Per-backend serving memory and first-call latency, shared image vs private copy (issue 12).
+# Per-backend serving memory and first-call latency, shared image vs private copy vs pgvector HNSW over
+# the same factors (issue 12). Needs pgvector installed (scripts/setup.sh builds it).
 #   bash bench/memory.sh [USERS POSTS INTERACTIONS]     (default 200000 20000 2000000)
 # Seeded synthetic data (seed 3), default train options with maintenance_work_mem = 4GB, a
 # throwaway cluster on port 54344 (max_connections 100). Prints a markdown table.

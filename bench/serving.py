@@ -15,15 +15,15 @@ hybrid calls at 2 clients (not reported): a fresh cluster's shared buffers start
 first cell would otherwise time reading the indexes in.
 Usage: python bench/serving.py POSTS SECONDS CLIENTS... (environment: PGHOST, PGPORT, PGUSER)
 """
-import base64
 import glob
 import os
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
 import time
+
+from pgvec import KNN, hnsw, psql, tables
 
 POSTS, SECS = int(sys.argv[1]), int(sys.argv[2])
 CLIENTS = [int(c) for c in sys.argv[3:]] or [1, 2, 8, 16]
@@ -32,40 +32,7 @@ SAMPLE = 200  # users for recall@20
 PAIRS = 3  # alternated ALS-only / HNSW cell pairs per client count
 WARM = 5  # seconds of hybrid calls before the first timed cell
 
-
-def psql(sql, *extra):
-    return subprocess.run(["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", "postgres", *extra, "-c", sql],
-                          check=True, capture_output=True, text=True).stdout
-
-
-def part(name, fmt, size):
-    rows = psql(f"SELECT encode(data, 'base64') FROM _recsys_model_data WHERE model_id = (SELECT max(id) FROM _recsys_model) "
-                f"AND part = '{name}' ORDER BY chunk").split()
-    raw = b"".join(base64.b64decode(r) for r in rows)
-    return struct.unpack(f"<{len(raw) // size}{fmt}", raw)
-
-
-def pgvector_tables():
-    """item_vec from the served post factors, user_vec from the newest model's trained user factors."""
-    f = int(psql("SELECT factors FROM _recsys_model ORDER BY id DESC LIMIT 1"))
-    psql("CREATE EXTENSION IF NOT EXISTS vector")
-    psql(f"DROP TABLE IF EXISTS item_vec, user_vec, bench_exact; "
-         f"CREATE TABLE item_vec (id bigint PRIMARY KEY, v vector({f})); "
-         f"CREATE TABLE user_vec (id bigint PRIMARY KEY, v vector({f}))")
-    psql("INSERT INTO item_vec SELECT post_id, factors::vector FROM recsys_item_factors()")
-    ids, vals = part("user_ids", "q", 8), part("user_factors", "f", 4)
-    tmp = tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False)
-    for k, i in enumerate(ids):  # %.9g round-trips a float32 exactly
-        tmp.write(f'{i},"[{",".join(f"{x:.9g}" for x in vals[k * f:(k + 1) * f])}]"\n')
-    tmp.close()
-    psql(f"\\copy user_vec FROM '{tmp.name}' WITH (FORMAT csv)")
-    os.unlink(tmp.name)
-    psql("VACUUM ANALYZE item_vec", "-c", "VACUUM ANALYZE user_vec")
-    return f, int(psql("SELECT count(*) FROM item_vec")), len(ids)
-
-
 ALS_ONLY = '{"als": 1, "content": 0, "social": 0, "popularity": 0, "freshness": 0, "demographic": 0, "graph": 0}'
-KNN = "SELECT count(*) FROM (SELECT i.id FROM item_vec i ORDER BY i.v <#> (SELECT v FROM user_vec WHERE id = :uid) LIMIT 20) s;"
 HYBRID, ALS = "recsys_recommend(k=20)", "recsys_recommend(k=20), ALS only"
 EXACT, HNSW, HNSW100 = "pgvector exact (no index)", "pgvector HNSW, ef_search 40", "pgvector HNSW, ef_search 100"
 RECSYS = {
@@ -104,7 +71,7 @@ def recall(ef):
 
 
 def main():
-    f, items, users = pgvector_tables()
+    f, items, users = tables()
     ver = psql("SELECT extversion FROM pg_extension WHERE extname = 'vector'").strip()
     print(f"\nServing, synthetic catalogue of {POSTS:,} posts ({USERS:,} users), {SECS} s per cell, 2 cores shared by server "
           f"and pgbench; pgvector {ver} over the "
@@ -126,10 +93,8 @@ def main():
     psql(f"CREATE TABLE bench_exact AS SELECT e.uid, {TOP} AS ids FROM "
          f"(SELECT id AS uid FROM user_vec ORDER BY md5(id::text) LIMIT {SAMPLE}) e")
     t0 = time.monotonic()
-    psql("SET maintenance_work_mem = '1GB'; CREATE INDEX item_vec_hnsw ON item_vec USING hnsw (v vector_ip_ops)")
+    hnsw()
     build = time.monotonic() - t0
-    plan = psql(f"EXPLAIN {KNN.replace(':uid', '1')}")
-    assert "item_vec_hnsw" in plan, plan
     row(HNSW, KNN)
     row(HNSW100, KNN, "-c hnsw.ef_search=100")
     r40, r100 = recall(40), recall(100)

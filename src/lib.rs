@@ -19,6 +19,7 @@ pgrx::extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     gucs::init();
+    backend::register_destructors();
 }
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -314,7 +314,7 @@ impl Explanation<'_> {
                 .input
                 .segments
                 .iter()
-                .filter(|k| m.segments.get().lists.get(*k).is_some_and(|l| l.iter().any(|x| x.0 == item)))
+                .filter(|k| self.s.segments.lists.get(*k).is_some_and(|l| l.iter().any(|x| x.0 == item)))
                 .map(|k| k.as_str())
                 .collect();
             self.out.push(("demographic".into(), format!("popular in your segments: {}", segs.join(", ")), None, None, p.demographic));

@@ -21,12 +21,14 @@ pub(super) struct UserScores {
     /// The popularity component now (recsys_trending's signal) and its order; None = nothing
     /// trending in the window, the model's popularity stands in.
     pub pop: Option<std::rc::Rc<(Vec<f32>, Vec<u32>)>>,
+    /// The model's demographic lists of the user's segments.
+    pub segments: recsys_core::hybrid::Segments,
 }
 
 impl UserScores {
     /// The model's catalogue with the call's popularity.
     pub fn catalog<'a>(&'a self, m: &'a Serving) -> recsys_core::hybrid::Catalog<'a> {
-        let mut c = m.catalog(!self.req.input.segments.is_empty());
+        let mut c = m.catalog(&self.segments);
         if let Some(p) = &self.pop {
             c.popularity = &p.0;
         }
@@ -37,7 +39,8 @@ impl UserScores {
 pub(super) fn score_user(client: &pgrx::spi::SpiClient<'_>, m: &Serving, user_id: i64, w: &Weights) -> Result<UserScores> {
     let req = request::gather(client, m, user_id, w)?;
     let pop = if w.popularity > 0.0 { super::trending::feed_popularity(client, m)? } else { None };
-    let mut s = UserScores { req, scores: Scores::default(), pop };
+    let segments = m.segments.of(&req.input.segments);
+    let mut s = UserScores { req, scores: Scores::default(), pop, segments };
     s.scores = hybrid::score(&s.catalog(m), &s.req.input, &m.options.hybrid, w);
     Ok(s)
 }

@@ -193,7 +193,12 @@ pub fn write(path: &Path, d: &Data, tables: &Tables) -> std::io::Result<()> {
     s.add("owned.ptr", ptr);
     s.add("owned.items", items);
     s.index("followers", &d.followers);
-    s.own("segments", serde_json::to_vec(d.segments.get()).map_err(std::io::Error::other)?);
+    // Packed, so a connection reads only its users' lists (images before this held one JSON
+    // section, "segments", still read).
+    let (index, items, scores) = d.segments.all().pack();
+    s.own("segments.index", serde_json::to_vec(&index).map_err(std::io::Error::other)?);
+    s.own("segments.items", as_bytes(&items).to_vec());
+    s.own("segments.scores", as_bytes(&scores).to_vec());
     if let Some(q) = &d.quantized {
         s.scalar("quantized.f", q.f as u64);
         s.add("quantized.data", &q.data);
@@ -299,7 +304,11 @@ pub fn read(img: &Arc<Image>, id: i64) -> Result<Data> {
     }
     let owned = IdLists::from_written_parts(img.need("owned.ids")?, img.need("owned.ptr")?, img.need("owned.items")?).ok_or_else(|| bad("owned"))?;
     let followers = index("followers")?;
-    let segments = crate::store::serving::LazySegments::raw(img.need::<u8>("segments")?, n);
+    use crate::store::serving::{LazySegments, PackedSegments};
+    let segments = match img.get::<u8>("segments.index")? {
+        Some(index) => LazySegments::packed(PackedSegments::new(index, img.need("segments.items")?, img.need("segments.scores")?, n)),
+        None => LazySegments::raw(img.need::<u8>("segments")?, n),
+    };
     let quantized = match img.get::<u64>("quantized.f")? {
         None => None,
         Some(_) => Some(recsys_core::kernels::QuantizedRows {

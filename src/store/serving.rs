@@ -94,10 +94,9 @@ impl Serving {
         (code != 0).then(|| c.dict_list.get(code as usize).map(|s| s.as_str())).flatten()
     }
 
-    /// The model-wide side of scoring. Without `segments` the demographic lists are left out
-    /// (not parsed): for a user who is in no segment they add nothing.
-    pub fn catalog(&self, segments: bool) -> recsys_core::hybrid::Catalog<'_> {
-        static NONE: std::sync::OnceLock<Segments> = std::sync::OnceLock::new();
+    /// The model-wide side of scoring, with the demographic lists of `segments` (one user's:
+    /// [`LazySegments::of`]).
+    pub fn catalog<'a>(&'a self, segments: &'a Segments) -> recsys_core::hybrid::Catalog<'a> {
         let (tfidf, to_item, from_item, content_in_item_order): (Option<&Tfidf>, &[Option<u32>], &[Option<u32>], bool) = match &self.content {
             Some(c) => (Some(&c.tfidf), &c.to_item, &c.from_item, c.item_order),
             None => (None, &[], &[], false),
@@ -114,7 +113,7 @@ impl Serving {
             content_in_item_order,
             popularity: &self.popularity,
             freshness: &self.freshness,
-            segments: if segments { self.segments.get() } else { NONE.get_or_init(Segments::default) },
+            segments,
             owners: &self.owners,
             graph: self.graph.as_ref(),
             ivf: self.ivf.as_ref().filter(|_| crate::gucs::partition_scan()),
@@ -184,34 +183,97 @@ pub struct ModelKey {
     pub table: u32,
 }
 
-/// The demographic segments, parsed on first use: only a cold user's call reads them, so a new
-/// connection does not parse the lists (JSON in a model image) before a cold user asks.
+/// The demographic segments. A call reads only the lists of its user's keys: from an image's
+/// packed arrays those are copied out per call (nothing else parsed, nothing kept per
+/// connection); a decoded model or an image written before the packed form holds them parsed.
 pub struct LazySegments {
-    raw: Option<(Buf<u8>, usize)>,
+    /// Parsed: a decoded model's lists, or an older image's JSON on first use.
     parsed: std::sync::OnceLock<Segments>,
+    json: Option<(Buf<u8>, usize)>,
+    packed: Option<PackedSegments>,
+}
+
+/// [`Segments::pack`]'s arrays in an image: the key index (JSON, parsed on first use) and the
+/// posts and scores, borrowed from the mapping.
+pub struct PackedSegments {
+    pub index: Buf<u8>,
+    pub items: Buf<u32>,
+    pub scores: Buf<f32>,
+    /// Model items (every listed post must be one).
+    pub n: usize,
+    parsed: std::sync::OnceLock<Option<Vec<(String, u32, u32)>>>,
+}
+
+impl PackedSegments {
+    pub fn new(index: Buf<u8>, items: Buf<u32>, scores: Buf<f32>, n: usize) -> PackedSegments {
+        PackedSegments { index, items, scores, n, parsed: std::sync::OnceLock::new() }
+    }
+}
+
+fn damaged() -> Segments {
+    // Written by this extension and checked when the image was made: a damaged image loses
+    // the demographic signal, not the call.
+    pgrx::warning!("pg_recsys: the model image's demographic segments are damaged; serving without them");
+    Segments::default()
 }
 
 impl LazySegments {
     pub fn ready(s: Segments) -> LazySegments {
-        LazySegments { raw: None, parsed: std::sync::OnceLock::from(s) }
+        LazySegments { parsed: std::sync::OnceLock::from(s), json: None, packed: None }
     }
 
-    /// From an image's JSON over `items` model items (checked when parsed).
+    /// From an older image's JSON over `items` model items (checked when parsed).
     pub fn raw(json: Buf<u8>, items: usize) -> LazySegments {
-        LazySegments { raw: Some((json, items)), parsed: std::sync::OnceLock::new() }
+        LazySegments { parsed: std::sync::OnceLock::new(), json: Some((json, items)), packed: None }
     }
 
-    pub fn get(&self) -> &Segments {
+    pub fn packed(p: PackedSegments) -> LazySegments {
+        LazySegments { parsed: std::sync::OnceLock::new(), json: None, packed: Some(p) }
+    }
+
+    /// Every list (to write an image; the decoded model holds them parsed already).
+    pub fn all(&self) -> std::borrow::Cow<'_, Segments> {
+        match &self.packed {
+            Some(p) => {
+                let keys: Vec<String> = self.keys(p).iter().map(|k| k.0.clone()).collect();
+                std::borrow::Cow::Owned(self.of(&keys))
+            }
+            None => std::borrow::Cow::Borrowed(self.parsed()),
+        }
+    }
+
+    /// The lists of `keys` (a user's segments), no other.
+    pub fn of(&self, keys: &[String]) -> Segments {
+        if keys.is_empty() {
+            return Segments::default();
+        }
+        match &self.packed {
+            Some(p) => Segments::unpack(self.keys(p), &p.items, &p.scores, keys, p.n).unwrap_or_else(damaged),
+            None => {
+                let all = self.parsed();
+                Segments { lists: keys.iter().filter_map(|k| all.lists.get(k).map(|l| (k.clone(), l.clone()))).collect() }
+            }
+        }
+    }
+
+    fn keys<'a>(&self, p: &'a PackedSegments) -> &'a [(String, u32, u32)] {
+        let parse = || serde_json::from_slice::<Vec<(String, u32, u32)>>(&p.index).ok().filter(|k| k.windows(2).all(|w| w[0].0 < w[1].0));
+        let index = p.parsed.get_or_init(|| {
+            let k = parse();
+            if k.is_none() {
+                damaged();
+            }
+            k
+        });
+        index.as_deref().unwrap_or(&[])
+    }
+
+    fn parsed(&self) -> &Segments {
         self.parsed.get_or_init(|| {
-            let Some((json, items)) = &self.raw else { return Segments::default() };
+            let Some((json, items)) = &self.json else { return Segments::default() };
             match serde_json::from_slice::<Segments>(json) {
                 Ok(s) if s.fits(*items) => s,
-                // Written by this extension and checked when the image was made: a damaged
-                // image loses the demographic signal, not the call.
-                _ => {
-                    pgrx::warning!("pg_recsys: the model image's demographic segments are damaged; serving without them");
-                    Segments::default()
-                }
+                _ => damaged(),
             }
         })
     }

@@ -310,6 +310,38 @@ impl Segments {
         self.lists.values().flatten().all(|&(i, v)| (i as usize) < items && v.is_finite())
     }
 
+    /// The lists as flat arrays: (key, start, length) sorted by key, then every list's posts and
+    /// scores one after another. A reader takes the lists of one user's keys from these
+    /// ([`Segments::unpack`]) without parsing the others.
+    pub fn pack(&self) -> (Vec<(String, u32, u32)>, Vec<u32>, Vec<f32>) {
+        let mut keys: Vec<&String> = self.lists.keys().collect();
+        keys.sort();
+        let (mut index, mut items, mut scores) = (Vec::with_capacity(keys.len()), vec![], vec![]);
+        for k in keys {
+            let l = &self.lists[k];
+            index.push((k.clone(), items.len() as u32, l.len() as u32));
+            items.extend(l.iter().map(|x| x.0));
+            scores.extend(l.iter().map(|x| x.1));
+        }
+        (index, items, scores)
+    }
+
+    /// The lists of `wanted` keys out of [`Segments::pack`]'s arrays (`index` as it wrote it,
+    /// sorted by key), checked against `n` model items as [`Segments::fits`] does. None when
+    /// the arrays do not hold what the index says (a damaged store).
+    pub fn unpack(index: &[(String, u32, u32)], items: &[u32], scores: &[f32], wanted: &[String], n: usize) -> Option<Segments> {
+        let mut lists = HashMap::new();
+        for k in wanted {
+            let Ok(at) = index.binary_search_by(|e| e.0.as_str().cmp(k)) else { continue };
+            let (_, start, len) = &index[at];
+            let range = *start as usize..(*start as usize).checked_add(*len as usize)?;
+            let l: Vec<(u32, f32)> = items.get(range.clone())?.iter().copied().zip(scores.get(range)?.iter().copied()).collect();
+            lists.insert(k.clone(), l);
+        }
+        let s = Segments { lists };
+        s.fits(n).then_some(s)
+    }
+
     /// `keys[u]` are the segment keys of row u of `ui` (users × items), as codes into `dict`
     /// (code 0 = none).
     pub fn build(dict: &[String], keys: &[[u32; 3]], ui: &Csr) -> Segments {
@@ -1278,6 +1310,28 @@ mod tests {
         let a = &s.lists["a"];
         assert_eq!(a[0].0, 0, "segment-specific item first: {a:?}");
         assert!(a.iter().all(|x| x.0 != 1));
+    }
+
+    #[test]
+    fn packed_segments_give_back_the_lists_asked_for() {
+        let mut s = Segments::default();
+        s.lists.insert("gender:f".into(), vec![(3, 0.5), (1, 0.25)]);
+        s.lists.insert("age:18-24".into(), vec![(0, 1.0)]);
+        s.lists.insert("location:oslo".into(), vec![]);
+        let (index, items, scores) = s.pack();
+        assert!(index.windows(2).all(|w| w[0].0 < w[1].0), "sorted for the binary search: {index:?}");
+        let want = |k: &[&str]| k.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let got = Segments::unpack(&index, &items, &scores, &want(&["gender:f", "age:18-24", "location:oslo", "gender:x"]), 4).unwrap();
+        assert_eq!(got, s, "every list asked for, no other, unknown keys skipped");
+        let one = Segments::unpack(&index, &items, &scores, &want(&["gender:f"]), 4).unwrap();
+        assert_eq!(one.lists.len(), 1);
+        assert_eq!(one.lists["gender:f"], s.lists["gender:f"]);
+        assert!(Segments::unpack(&index, &items, &scores, &[], 4).unwrap().lists.is_empty());
+        // A post beyond the model, a short array, a non-finite score: refused, not served.
+        assert!(Segments::unpack(&index, &items, &scores, &want(&["gender:f"]), 3).is_none());
+        assert!(Segments::unpack(&index, &items[..2], &scores, &want(&["gender:f"]), 4).is_none());
+        let nan: Vec<f32> = scores.iter().map(|_| f32::NAN).collect();
+        assert!(Segments::unpack(&index, &items, &nan, &want(&["age:18-24"]), 4).is_none());
     }
 
     #[test]
