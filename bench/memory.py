@@ -1,10 +1,10 @@
 """Per-backend memory and first-call latency of serving (issue 12): for recsys.shared_models on
 (the mapped image) and off (each backend decodes its own copy), new connections that make one
-recsys_recommend call each, for users from the middle of the id range (typical histories; the
-synthetic ids at the start are the power-law head): the first call's latency (the same call
-again: the second call; their difference is what opening the model and planning the
-per-call queries costs a new connection) (1 connection at a time, and 20 cold
-connections at once), and the backend's private memory after the call (Private_Clean +
+recsys_recommend call each (the full hybrid; then with ALS-only weights), for users from the
+middle of the id range (typical histories; the synthetic ids at the start are the power-law
+head): the first call's latency (the same call again: the second call; their difference is what
+opening the model and planning the per-call queries costs a new connection) (1 connection at a
+time, and 20 cold connections at once), and the backend's private memory after the call (Private_Clean +
 Private_Dirty of /proc/<pid>/smaps_rollup: what the backend holds that no other process shares;
 needs the server on this machine and permission to read it, e.g. root) and its PSS. Then the
 same for the pgvector alternative over the same factors (bench/pgvec.py: the served post factors
@@ -86,6 +86,8 @@ def block(label, setting, users, query=RECOMMEND):
 USERS_ASKED = [USERS // 2] + [USERS // 2 + 37 * k for k in range(10)] + [USERS // 2 + 1000 + 53 * k for k in range(20)]
 block("shared image (recsys.shared_models = on)", "SET recsys.shared_models = on", USERS_ASKED)
 block("private copy (off)", "SET recsys.shared_models = off", USERS_ASKED)
+ALS_ONLY = '{"als": 1, "content": 0, "social": 0, "popularity": 0, "freshness": 0, "demographic": 0, "graph": 0}'
+block("shared image, ALS only (weights)", "SET recsys.shared_models = on", USERS_ASKED, f"SELECT count(*) FROM recsys_recommend(%s, 20, weights => '{ALS_ONLY}')")
 # The alternative over the same factors: the served post factors and these users' trained
 # factors in vector columns, an HNSW index, the KNN query of bench/serving.py.
 tables(USERS_ASKED)
