@@ -7,6 +7,8 @@ CREATE TABLE IF NOT EXISTS posts (
     project_code text, mood text, created_at timestamptz DEFAULT now());
 -- Followees' newest posts, as index-only scans (owner, newest first, the id included).
 CREATE INDEX IF NOT EXISTS posts_owner_idx ON posts (owner_id, created_at DESC NULLS LAST) INCLUDE (id);
+-- Category-filtered feeds read the category's post ids now, on every call (index-only scans).
+CREATE INDEX IF NOT EXISTS posts_category_idx ON posts (category) INCLUDE (id);
 CREATE TABLE IF NOT EXISTS interactions (
     user_id bigint NOT NULL, post_id bigint NOT NULL, kind text NOT NULL, value real,
     created_at timestamptz DEFAULT now());

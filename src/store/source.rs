@@ -644,6 +644,9 @@ pub fn per_call_reads<'a>(
         if p.col("owner").is_some() {
             out.push((p, "owner", vec!["owner"], "every call reads the followees' newest posts by owner"));
         }
+        if p.col("category").is_some() {
+            out.push((p, "category", vec!["category", "id"], "a feed filtered by category reads that category's posts as they are now"));
+        }
     }
     out
 }

@@ -44,6 +44,12 @@ fn missing_indexes_are_warned_with_the_statement() {
     // A partial index does not serve every user's read.
     c.sql(db, "DROP INDEX interactions_user_id_created_at_idx; CREATE INDEX ON public.interactions (user_id) WHERE kind = 'like'");
     assert!(c.sql(db, train).contains("CREATE INDEX ON public.interactions (user_id, created_at)"));
+    // A category feed reads the category's posts: warned once posts is large enough to scan.
+    c.sql(db, "DROP INDEX posts_category_idx; INSERT INTO posts (id, title, category) SELECT p, repeat('words ', 8), 'c' || p % 10 FROM generate_series(1000, 21000) p; ANALYZE posts");
+    let with_posts = c.sql(db, train);
+    assert!(with_posts.contains("CREATE INDEX ON public.posts (category, id)"), "{with_posts}");
+    c.sql(db, "CREATE INDEX ON public.posts (category, id)");
+    assert!(!c.sql(db, train).contains("ON public.posts"));
 }
 
 /// Item 4: another session sees a running train in recsys_progress: waiting for the lock held
