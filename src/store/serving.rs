@@ -196,17 +196,43 @@ pub struct LazySegments {
 /// [`Segments::pack`]'s arrays in an image: the key index (JSON, parsed on first use) and the
 /// posts and scores, borrowed from the mapping.
 pub struct PackedSegments {
-    pub index: Buf<u8>,
-    pub items: Buf<u32>,
-    pub scores: Buf<f32>,
+    index: Buf<u8>,
+    items: Buf<u32>,
+    scores: Buf<f32>,
     /// Model items (every listed post must be one).
-    pub n: usize,
+    n: usize,
     parsed: std::sync::OnceLock<Option<Vec<(String, u32, u32)>>>,
+    /// A damaged list has been reported (once per connection, not once per call).
+    warned: std::sync::atomic::AtomicBool,
 }
 
 impl PackedSegments {
     pub fn new(index: Buf<u8>, items: Buf<u32>, scores: Buf<f32>, n: usize) -> PackedSegments {
-        PackedSegments { index, items, scores, n, parsed: std::sync::OnceLock::new() }
+        PackedSegments { index, items, scores, n, parsed: std::sync::OnceLock::new(), warned: std::sync::atomic::AtomicBool::new(false) }
+    }
+
+    /// The key index, parsed on first use (empty, reported, when damaged).
+    fn keys(&self) -> &[(String, u32, u32)] {
+        let index = self.parsed.get_or_init(|| {
+            let k = serde_json::from_slice::<Vec<(String, u32, u32)>>(&self.index).ok().filter(|k| k.windows(2).all(|w| w[0].0 < w[1].0));
+            if k.is_none() {
+                damaged();
+                self.warned.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            k
+        });
+        index.as_deref().unwrap_or(&[])
+    }
+
+    /// The lists of `keys`; none when the arrays do not hold what the index says.
+    fn of(&self, keys: &[String]) -> Segments {
+        Segments::unpack(self.keys(), &self.items, &self.scores, keys, self.n).unwrap_or_else(|| {
+            if self.warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                Segments::default()
+            } else {
+                damaged()
+            }
+        })
     }
 }
 
@@ -235,8 +261,8 @@ impl LazySegments {
     pub fn all(&self) -> std::borrow::Cow<'_, Segments> {
         match &self.packed {
             Some(p) => {
-                let keys: Vec<String> = self.keys(p).iter().map(|k| k.0.clone()).collect();
-                std::borrow::Cow::Owned(self.of(&keys))
+                let keys: Vec<String> = p.keys().iter().map(|k| k.0.clone()).collect();
+                std::borrow::Cow::Owned(p.of(&keys))
             }
             None => std::borrow::Cow::Borrowed(self.parsed()),
         }
@@ -248,24 +274,12 @@ impl LazySegments {
             return Segments::default();
         }
         match &self.packed {
-            Some(p) => Segments::unpack(self.keys(p), &p.items, &p.scores, keys, p.n).unwrap_or_else(damaged),
+            Some(p) => p.of(keys),
             None => {
                 let all = self.parsed();
                 Segments { lists: keys.iter().filter_map(|k| all.lists.get(k).map(|l| (k.clone(), l.clone()))).collect() }
             }
         }
-    }
-
-    fn keys<'a>(&self, p: &'a PackedSegments) -> &'a [(String, u32, u32)] {
-        let parse = || serde_json::from_slice::<Vec<(String, u32, u32)>>(&p.index).ok().filter(|k| k.windows(2).all(|w| w[0].0 < w[1].0));
-        let index = p.parsed.get_or_init(|| {
-            let k = parse();
-            if k.is_none() {
-                damaged();
-            }
-            k
-        });
-        index.as_deref().unwrap_or(&[])
     }
 
     fn parsed(&self) -> &Segments {

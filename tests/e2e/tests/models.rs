@@ -154,8 +154,16 @@ fn model_images_serve_exactly_the_stored_model() {
     let c = Cluster::start("models_image");
     let db = "postgres";
     fixture(&c, db);
+    // Demographics, so the image holds segment lists; user 5000 has none of the history.
+    c.sql(
+        db,
+        "INSERT INTO users (id, age, gender, location) SELECT u, 18 + u % 40, (ARRAY['f','m'])[1 + u % 2], (ARRAY['oslo','lima','pune'])[1 + u % 3]
+         FROM generate_series(1, 3000) u;
+         INSERT INTO users (id, age, gender, location) VALUES (5000, 30, 'f', 'lima');",
+    );
     c.sql(db, r#"SELECT recsys_train('{"factors": 8, "iterations": 4}')"#);
     let calls = "SELECT post_id, round(score::numeric, 5), reason FROM recsys_recommend(7, 8);
+                 SELECT post_id, round(score::numeric, 5), round(popularity::numeric, 5), reason FROM recsys_recommend(5000, 8);
                  SELECT post_id, round(score::numeric, 5), reason FROM recsys_recommend(2999, 8, diversity => 0.3);
                  SELECT post_id, round(score::numeric, 5) FROM recsys_similar(3, 5);
                  SELECT post_id, round(score::numeric, 5) FROM recsys_search('food dance', 5);
@@ -173,6 +181,7 @@ fn model_images_serve_exactly_the_stored_model() {
     let private = c.sql(db, &format!("SET recsys.shared_models = off; {calls}"));
     assert_eq!(shared, private, "the image serves exactly the decoded model");
     assert!(shared.lines().count() > 30, "{shared}");
+    assert!(shared.contains("popular with people like you"), "the cold user is served from its segments' lists: {shared}");
     // A damaged image: a WARNING, rebuilt from the rows, same answers.
     let img = images.join(&files()[0]);
     std::fs::write(&img, b"not an image at all").unwrap();
