@@ -39,7 +39,8 @@ impl UserScores {
 pub(super) fn score_user(client: &pgrx::spi::SpiClient<'_>, m: &Serving, user_id: i64, w: &Weights) -> Result<UserScores> {
     let req = request::gather(client, m, user_id, w)?;
     let pop = if w.popularity > 0.0 { super::trending::feed_popularity(client, m)? } else { None };
-    let segments = m.segments.of(&req.input.segments);
+    // Only the demographic component reads the lists (hybrid::score, the explanation).
+    let segments = if w.demographic > 0.0 { m.segments.of(&req.input.segments) } else { Default::default() };
     let mut s = UserScores { req, scores: Scores::default(), pop, segments };
     s.scores = hybrid::score(&s.catalog(m), &s.req.input, &m.options.hybrid, w);
     Ok(s)

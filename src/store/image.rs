@@ -306,7 +306,7 @@ pub fn read(img: &Arc<Image>, id: i64) -> Result<Data> {
     let followers = index("followers")?;
     use crate::store::serving::{LazySegments, PackedSegments};
     let segments = match img.get::<u8>("segments.index")? {
-        Some(index) => LazySegments::packed(PackedSegments::new(index, img.need("segments.items")?, img.need("segments.scores")?, n)),
+        Some(index) => LazySegments::Packed(PackedSegments::new(index, img.need("segments.items")?, img.need("segments.scores")?, n)),
         None => LazySegments::raw(img.need::<u8>("segments")?, n),
     };
     let quantized = match img.get::<u64>("quantized.f")? {

@@ -586,7 +586,7 @@ pub fn decode_parts(client: &SpiClient<'_>, schema: &str, id: i64, options: &Tra
         owned,
         owners: owners.into(),
         followers,
-        segments: crate::store::serving::LazySegments::ready(segments),
+        segments: crate::store::serving::LazySegments::Ready(segments),
         graph,
         ivf,
     };

@@ -186,11 +186,16 @@ pub struct ModelKey {
 /// The demographic segments. A call reads only the lists of its user's keys: from an image's
 /// packed arrays those are copied out per call (nothing else parsed, nothing kept per
 /// connection); a decoded model or an image written before the packed form holds them parsed.
-pub struct LazySegments {
-    /// Parsed: a decoded model's lists, or an older image's JSON on first use.
-    parsed: std::sync::OnceLock<Segments>,
-    json: Option<(Buf<u8>, usize)>,
-    packed: Option<PackedSegments>,
+pub enum LazySegments {
+    /// A decoded model's lists.
+    Ready(Segments),
+    /// An older image's JSON over `items` model items, parsed (and checked) on first use.
+    Json {
+        json: Buf<u8>,
+        items: usize,
+        parsed: std::sync::OnceLock<Segments>,
+    },
+    Packed(PackedSegments),
 }
 
 /// [`Segments::pack`]'s arrays in an image: the key index (JSON, parsed on first use) and the
@@ -244,27 +249,19 @@ fn damaged() -> Segments {
 }
 
 impl LazySegments {
-    pub fn ready(s: Segments) -> LazySegments {
-        LazySegments { parsed: std::sync::OnceLock::from(s), json: None, packed: None }
-    }
-
     /// From an older image's JSON over `items` model items (checked when parsed).
     pub fn raw(json: Buf<u8>, items: usize) -> LazySegments {
-        LazySegments { parsed: std::sync::OnceLock::new(), json: Some((json, items)), packed: None }
-    }
-
-    pub fn packed(p: PackedSegments) -> LazySegments {
-        LazySegments { parsed: std::sync::OnceLock::new(), json: None, packed: Some(p) }
+        LazySegments::Json { json, items, parsed: std::sync::OnceLock::new() }
     }
 
     /// Every list (to write an image; the decoded model holds them parsed already).
     pub fn all(&self) -> std::borrow::Cow<'_, Segments> {
-        match &self.packed {
-            Some(p) => {
+        match self.whole() {
+            Ok(all) => std::borrow::Cow::Borrowed(all),
+            Err(p) => {
                 let keys: Vec<String> = p.keys().iter().map(|k| k.0.clone()).collect();
                 std::borrow::Cow::Owned(p.of(&keys))
             }
-            None => std::borrow::Cow::Borrowed(self.parsed()),
         }
     }
 
@@ -273,23 +270,23 @@ impl LazySegments {
         if keys.is_empty() {
             return Segments::default();
         }
-        match &self.packed {
-            Some(p) => p.of(keys),
-            None => {
-                let all = self.parsed();
-                Segments { lists: keys.iter().filter_map(|k| all.lists.get(k).map(|l| (k.clone(), l.clone()))).collect() }
-            }
+        match self.whole() {
+            Ok(all) => Segments { lists: keys.iter().filter_map(|k| all.lists.get(k).map(|l| (k.clone(), l.clone()))).collect() },
+            Err(p) => p.of(keys),
         }
     }
 
-    fn parsed(&self) -> &Segments {
-        self.parsed.get_or_init(|| {
-            let Some((json, items)) = &self.json else { return Segments::default() };
-            match serde_json::from_slice::<Segments>(json) {
+    /// Every list, parsed (an older image's JSON on first use); a packed image is never parsed
+    /// whole: its arrays instead.
+    fn whole(&self) -> std::result::Result<&Segments, &PackedSegments> {
+        match self {
+            LazySegments::Ready(s) => Ok(s),
+            LazySegments::Json { json, items, parsed } => Ok(parsed.get_or_init(|| match serde_json::from_slice::<Segments>(json) {
                 Ok(s) if s.fits(*items) => s,
                 _ => damaged(),
-            }
-        })
+            })),
+            LazySegments::Packed(p) => Err(p),
+        }
     }
 }
 
