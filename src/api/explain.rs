@@ -14,12 +14,19 @@ use recsys_core::hybrid::{self, Catalog, Parts};
 use recsys_core::tfidf::Tfidf;
 use std::collections::HashMap;
 
+/// Evidence order: largest contribution first, then the lower item index.
+fn evidence_order(a: &(u32, f32), b: &(u32, f32)) -> std::cmp::Ordering {
+    b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
+}
+
 /// A short reason for one recommended post: its largest contribution, in words.
 pub(super) struct Reasons<'a> {
     m: &'a Serving,
     s: &'a UserScores,
     fold: Option<(FoldIn, Vec<(u32, f32)>)>,
-    /// ALS evidence per item, computed once (a feed row asks for it twice: its title, its text).
+    /// ALS evidence per item, in history order, computed once (a feed row asks for it twice:
+    /// its title, its text). A feed row names only the largest contribution, so nothing is
+    /// sorted until an explanation asks for the order.
     als: HashMap<u32, Vec<(u32, f32)>>,
     /// Current titles of the evidence posts the caller may see (None: no posts table).
     titles: Option<HashMap<i64, String>>,
@@ -40,7 +47,7 @@ impl<'a> Reasons<'a> {
     /// The post the reason of item `i` (contributions `p`) names, if any.
     pub(super) fn evidence_post(&mut self, i: u32, p: &Parts) -> Option<i64> {
         let first = match p.leading() {
-            Some("als") => self.als_evidence(i).first().map(|e| e.0),
+            Some("als") => self.als_first(i).map(|e| e.0),
             Some("graph") => self.graph_evidence(i).first().map(|e| e.0),
             _ => None,
         };
@@ -65,7 +72,17 @@ impl<'a> Reasons<'a> {
     /// The history items behind an ALS score, largest contribution first (HKV section 5).
     fn als_evidence(&mut self, item: u32) -> Vec<(u32, f32)> {
         self.prepare_als(&[item]);
-        self.als.get(&item).cloned().unwrap_or_default()
+        let mut ev = self.als.get(&item).cloned().unwrap_or_default();
+        ev.sort_by(evidence_order);
+        ev
+    }
+
+    /// The first of [`Reasons::als_evidence`] without ordering (or copying) the rest: one pass
+    /// over the history instead of a sort, which for a user with tens of thousands of posts was
+    /// most of a feed's reasons.
+    fn als_first(&mut self, item: u32) -> Option<(u32, f32)> {
+        self.prepare_als(&[item]);
+        self.als.get(&item)?.iter().copied().reduce(|best, e| if evidence_order(&e, &best).is_lt() { e } else { best })
     }
 
     /// Computes the ALS evidence of `items` not known yet, all in one solve (a feed's page).
@@ -82,8 +99,7 @@ impl<'a> Reasons<'a> {
                 (FoldIn::new(&m.item_factors, m.factors, &m.gram, &items, m.options.als.alpha), items)
             })
         });
-        for (item, mut ev) in todo.iter().zip(fold.evidence_many(&m.item_factors, history, m.options.als.alpha, &todo)) {
-            ev.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        for (item, ev) in todo.iter().zip(fold.evidence_many(&m.item_factors, history, m.options.als.alpha, &todo)) {
             self.als.insert(*item, ev);
         }
     }
@@ -107,7 +123,7 @@ impl<'a> Reasons<'a> {
     pub(super) fn text(&mut self, item: u32, p: &Parts) -> String {
         let m = self.m;
         match p.leading() {
-            Some("als") => match self.als_evidence(item).first().and_then(|&(j, _)| self.name(j)) {
+            Some("als") => match self.als_first(item).and_then(|(j, _)| self.name(j)) {
                 Some(name) => format!("because you liked {name}"),
                 None => "picked for you".into(),
             },

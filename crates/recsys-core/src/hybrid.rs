@@ -538,12 +538,29 @@ fn newest(events: &[Event]) -> f32 {
     events.iter().map(|e| e.day).filter(|d| d.is_finite()).fold(f32::NEG_INFINITY, f32::max)
 }
 
+/// [`fold_in_items`] sums in an array when the items span at most this many times the events.
+const DENSE_SUM_SPAN: usize = 8;
+
 fn strength(w: f32) -> f32 {
     (1.0 + w.max(0.0)).ln()
 }
 
-/// The history as (item, summed weight) for the fold-in.
+/// The history as (item, summed weight) for the fold-in, sorted by item.
 pub fn fold_in_items(history: &[Event]) -> Vec<(u32, f32)> {
+    // A long history over a small range of items (a heavy user: tens of thousands of events)
+    // is summed in an array indexed by item, which comes out in item order; a short one in a
+    // map, then sorted. Either way each item's weights are added in history order: the same
+    // sums.
+    let span = history.iter().map(|e| e.item as usize + 1).max().unwrap_or(0);
+    if span <= history.len().saturating_mul(DENSE_SUM_SPAN) {
+        let mut sums = vec![0f32; span];
+        let mut seen = vec![false; span];
+        for e in history {
+            sums[e.item as usize] += e.weight;
+            seen[e.item as usize] = true;
+        }
+        return (0..span as u32).filter(|&i| seen[i as usize]).map(|i| (i, sums[i as usize])).filter(|(_, w)| *w > 0.0 && w.is_finite()).collect();
+    }
     let mut sums: IndexMap<u32, f32> = IndexMap::default();
     for e in history {
         *sums.entry(e.item).or_insert(0.0) += e.weight;
@@ -1259,6 +1276,30 @@ mod tests {
             assert_eq!(max_slice_impl(&v), want, "n {n}");
         }
         assert_eq!(max_slice(&[-1.0, -2.0]), 0.0);
+    }
+
+    #[test]
+    fn fold_in_sums_are_the_same_summed_in_an_array_or_a_map() {
+        // A heavy user (many events over few items: the array) and a light one (few events
+        // over many items: the map), against sums kept in a BTreeMap in history order.
+        let mut rng = crate::rng::Rng::new(17);
+        for (events, span) in [(5000usize, 300u64), (40, 100_000), (3, 50), (2000, 16_000)] {
+            let history: Vec<Event> = (0..events)
+                .map(|_| {
+                    let w = if rng.below(10) == 0 { -1.5 } else { rng.next_f32() * 3.0 };
+                    ev(rng.below(span) as u32, w, 0.0)
+                })
+                .collect();
+            let mut want: std::collections::BTreeMap<u32, f32> = Default::default();
+            for e in &history {
+                *want.entry(e.item).or_insert(0.0) += e.weight;
+            }
+            let want: Vec<(u32, f32)> = want.into_iter().filter(|(_, w)| *w > 0.0 && w.is_finite()).collect();
+            let got = fold_in_items(&history);
+            assert_eq!(got.len(), want.len(), "{events} events over {span} items");
+            assert!(got.iter().zip(&want).all(|(a, b)| a.0 == b.0 && a.1.to_bits() == b.1.to_bits()), "{events} events over {span} items");
+        }
+        assert!(fold_in_items(&[]).is_empty());
     }
 
     fn ev(item: u32, weight: f32, day: f32) -> Event {
