@@ -126,7 +126,7 @@ pub fn similar(client: &pgrx::spi::SpiClient<'_>, m: &Serving, post_id: i64, fee
         let mut cs = vec![0f32; c.ids.len()];
         c.tfidf.scores(&qdoc, &mut cs);
         for (row, &v) in cs.iter().enumerate() {
-            if let Some(i) = c.to_item[row] {
+            if let Some(i) = c.to_item.get(row) {
                 cont[i as usize] = beta * v;
             }
         }
@@ -155,7 +155,7 @@ pub fn similar(client: &pgrx::spi::SpiClient<'_>, m: &Serving, post_id: i64, fee
 /// The term that contributes most to the content cosine between `qdoc` and item `i`.
 fn shared_term(m: &Serving, qdoc: &[(u32, f32)], i: u32) -> Option<String> {
     let c = m.content.as_ref()?;
-    let row = c.from_item.get(i as usize).copied().flatten()?;
+    let row = c.from_item.get(i as usize)?;
     let (ts, vs) = c.tfidf.docs.row(row as usize);
     qdoc.iter()
         .filter_map(|&(t, qv)| ts.binary_search(&t).ok().map(|k| (t, qv * vs[k])))

@@ -115,7 +115,7 @@ impl<'a> Reasons<'a> {
 
     fn term(&self, item: u32) -> Option<String> {
         let c = self.m.content.as_ref()?;
-        let row = c.from_item.get(item as usize).copied().flatten()?;
+        let row = c.from_item.get(item as usize)?;
         let t = self.s.scores.best_term(&c.tfidf, row as usize)?;
         Some(term_text(c.tfidf.vocab.term(t)))
     }
@@ -302,7 +302,7 @@ impl Explanation<'_> {
     fn content(&mut self) {
         let sc = &self.s.scores;
         let (Some(c), true) = (self.m.content.as_ref(), sc.content_max > 0.0) else { return };
-        let Some(row) = c.from_item[self.item as usize] else { return };
+        let Some(row) = c.from_item.get(self.item as usize) else { return };
         let terms = shared_terms(&c.tfidf, &sc.profile, row as usize);
         let k = sc.weights.content / sc.content_max;
         for &(t, v) in terms.iter().take(EXPLAIN_TOP) {

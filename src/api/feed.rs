@@ -121,7 +121,7 @@ impl<'a> Feed<'a> {
         }
         match (codes, m.content.as_ref()) {
             (None, _) => true,
-            (Some(codes), Some(c)) => c.from_item[i].is_some_and(|row| c.matches(row as usize, codes)),
+            (Some(codes), Some(c)) => c.from_item.get(i).is_some_and(|row| c.matches(row as usize, codes)),
             (Some(_), None) => false,
         }
     }
@@ -148,7 +148,7 @@ impl<'a> Feed<'a> {
         }
         if let Some(codes) = codes {
             match m.content.as_ref() {
-                Some(c) => mask.iter_mut().zip(&c.from_item).for_each(|(ok, row)| *ok = *ok && row.is_some_and(|r| c.matches(r as usize, codes))),
+                Some(c) => mask.iter_mut().zip(c.from_item.iter()).for_each(|(ok, row)| *ok = *ok && row.is_some_and(|r| c.matches(r as usize, codes))),
                 None => mask.iter_mut().for_each(|ok| *ok = false),
             }
         }

@@ -16,7 +16,7 @@
 use crate::error::{RecsysError, Result};
 use crate::store::serving::{Content, Data, ModelKey, Tables};
 use recsys_core::buf::{as_bytes, Buf, Plain};
-use recsys_core::ids::{IdIndex, IdLists};
+use recsys_core::ids::{IdIndex, IdLists, RowMap};
 use recsys_core::tfidf::{Tfidf, Vocab};
 use std::collections::HashMap;
 use std::io::Write;
@@ -394,25 +394,15 @@ fn read_content(img: &Arc<Image>, id: i64, n: usize, index: &dyn Fn(&str) -> Res
                 return Err(bad("content arrays have inconsistent sizes"));
             }
             let raw: Buf<u32> = img.need("content.to_item")?;
-            let to_item: Vec<Option<u32>> = raw.iter().map(|&i| (i != u32::MAX && (i as usize) < n).then_some(i)).collect();
-            let (from_item, item_order) = Content::from_item_of(&to_item, n);
+            let to_item = RowMap::collect(raw.iter().map(|&i| (i != u32::MAX && (i as usize) < n).then_some(i)));
+            let from_item = to_item.inverse(n);
             let dict_list: Vec<String> = serde_json::from_slice(&img.need::<u8>("content.dict")?).map_err(|e| bad(&e.to_string()))?;
             let dict = dict_list.iter().enumerate().skip(1).map(|(i, v)| (v.clone(), i as u32)).collect();
             let attrs: Buf<u32> = img.need("content.attrs")?;
             if to_item.len() != ids.len() || attrs.len() != ids.len() * 3 {
                 return Err(bad("content arrays have inconsistent sizes"));
             }
-            Some(Content {
-                index: index("content.index")?,
-                ids,
-                tfidf: Tfidf { vocab, idf, docs, postings },
-                to_item,
-                from_item,
-                item_order,
-                attrs,
-                dict,
-                dict_list,
-            })
+            Some(Content { index: index("content.index")?, ids, tfidf: Tfidf { vocab, idf, docs, postings }, to_item, from_item, attrs, dict, dict_list })
         }
     })
 }

@@ -14,7 +14,7 @@ use pgrx::JsonB;
 use recsys_core::csr::Csr;
 use recsys_core::explicit::{ExplicitModel, Knn};
 use recsys_core::hybrid::Segments;
-use recsys_core::ids::{IdIndex, IdLists};
+use recsys_core::ids::{IdIndex, IdLists, RowMap};
 use recsys_core::tfidf::Tfidf;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -630,8 +630,8 @@ fn decode_content(id: i64, parts: &Parts, item_index: &IdIndex, n_items: usize) 
             let docs = Csr { rows: ids.len(), cols: vocab.len(), indptr: indptr.into(), indices: terms.into(), data: values.into() };
             let postings = docs.transpose();
             let index: HashMap<String, u32> = vocab.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
-            let to_item: Vec<Option<u32>> = ids.iter().map(|&p| item_index.get(p)).collect();
-            let (from_item, item_order) = Content::from_item_of(&to_item, n_items);
+            let to_item = RowMap::collect(ids.iter().map(|&p| item_index.get(p)));
+            let from_item = to_item.inverse(n_items);
             let cindex = IdIndex::positions(&ids);
             let codes: Vec<u32> = decode(opt("attr_codes"), u32::from_le_bytes)?;
             let dict_list: Vec<String> = if opt("attr_dict").is_empty() {
@@ -650,7 +650,6 @@ fn decode_content(id: i64, parts: &Parts, item_index: &IdIndex, n_items: usize) 
                 tfidf: Tfidf { vocab: recsys_core::tfidf::Vocab::Owned { terms: vocab, index }, idf: idf.into(), docs, postings },
                 to_item,
                 from_item,
-                item_order,
                 attrs: attrs.into(),
                 dict,
                 dict_list,

@@ -120,8 +120,7 @@ impl Serving {
             let k = text_of[&d];
             let pid = c.ids[d];
             let item = data.item_ids.len() as u32;
-            c.to_item[d] = Some(item);
-            c.item_order &= d as u32 == item;
+            c.to_item.set(d, Some(item));
             c.from_item.push(Some(d as u32));
             data.item_ids.push(pid);
             data.item_index.insert(pid, item);

@@ -7,7 +7,7 @@ use crate::store::source::{self, Resolved};
 use recsys_core::buf::Buf;
 use recsys_core::explicit::{ExplicitModel, Knn};
 use recsys_core::hybrid::Segments;
-use recsys_core::ids::{IdIndex, IdLists};
+use recsys_core::ids::{IdIndex, IdLists, RowMap};
 use recsys_core::tfidf::Tfidf;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -89,7 +89,7 @@ impl Serving {
     /// The category of an item's post, if known.
     pub fn category(&self, item: u32) -> Option<&str> {
         let c = self.content.as_ref()?;
-        let row = c.from_item.get(item as usize).copied().flatten()?;
+        let row = c.from_item.get(item as usize)?;
         let code = c.attr(row as usize)[0];
         (code != 0).then(|| c.dict_list.get(code as usize).map(|s| s.as_str())).flatten()
     }
@@ -97,9 +97,10 @@ impl Serving {
     /// The model-wide side of scoring, with the demographic lists of `segments` (one user's:
     /// [`LazySegments::of`]).
     pub fn catalog<'a>(&'a self, segments: &'a Segments) -> recsys_core::hybrid::Catalog<'a> {
-        let (tfidf, to_item, from_item, content_in_item_order): (Option<&Tfidf>, &[Option<u32>], &[Option<u32>], bool) = match &self.content {
-            Some(c) => (Some(&c.tfidf), &c.to_item, &c.from_item, c.item_order),
-            None => (None, &[], &[], false),
+        static NONE: RowMap = RowMap::Prefix { mapped: 0, len: 0 };
+        let (tfidf, to_item, from_item): (Option<&Tfidf>, &RowMap, &RowMap) = match &self.content {
+            Some(c) => (Some(&c.tfidf), &c.to_item, &c.from_item),
+            None => (None, &NONE, &NONE),
         };
         recsys_core::hybrid::Catalog {
             factors: self.factors,
@@ -110,7 +111,7 @@ impl Serving {
             tfidf,
             to_item,
             from_item,
-            content_in_item_order,
+            content_in_item_order: self.content.is_some() && from_item.is_identity(),
             popularity: &self.popularity,
             freshness: &self.freshness,
             segments,
@@ -126,13 +127,12 @@ pub struct Content {
     pub ids: Buf<i64>,
     pub index: IdIndex,
     pub tfidf: Tfidf,
-    /// Content row → ALS item index, when the post has factors.
-    pub to_item: Vec<Option<u32>>,
-    /// ALS item index → content row, when the post is in the posts table.
-    pub from_item: Vec<Option<u32>>,
-    /// `from_item[i] == Some(i)` for every item (training stores the documents in item order;
-    /// posts placed later keep it only when their document is the next one).
-    pub item_order: bool,
+    /// Content row → ALS item index, when the post has factors. Training stores the documents
+    /// in item order, so this is a prefix of the identity (no table) unless posts placed later
+    /// broke the order.
+    pub to_item: RowMap,
+    /// ALS item index → content row, when the post is in the posts table (its inverse).
+    pub from_item: RowMap,
     /// Per content row: category, project_code, mood as codes into `dict` (0 = NULL), three a row.
     pub attrs: Buf<u32>,
     pub dict: HashMap<String, u32>,
@@ -140,19 +140,6 @@ pub struct Content {
 }
 
 impl Content {
-    /// Model item → content row, the inverse of `to_item` over `n` items, and whether it is
-    /// the identity (see [`Content::item_order`]).
-    pub fn from_item_of(to_item: &[Option<u32>], n: usize) -> (Vec<Option<u32>>, bool) {
-        let mut from_item = vec![None; n];
-        for (d, i) in to_item.iter().enumerate() {
-            if let Some(i) = i {
-                from_item[*i as usize] = Some(d as u32);
-            }
-        }
-        let identity = recsys_core::hybrid::in_item_order(&from_item);
-        (from_item, identity)
-    }
-
     /// The attribute codes a filter asks for: None = no filter on that attribute;
     /// Some(None) = a value no post has (the filter matches nothing).
     pub fn filter_codes(&self, wanted: [Option<&str>; 3]) -> [Option<Option<u32>>; 3] {

@@ -37,6 +37,7 @@
 use crate::als::FoldIn;
 use crate::csr::Csr;
 use crate::fasthash::{IndexMap, IndexSet};
+use crate::ids::RowMap;
 use crate::kernels::{dot_dispatch, score_all, QuantizedRows};
 use crate::tfidf::Tfidf;
 use crate::topk::Scored;
@@ -400,9 +401,9 @@ pub struct Catalog<'a> {
     pub quantized: Option<&'a QuantizedRows>,
     pub tfidf: Option<&'a Tfidf>,
     /// Content row → model item.
-    pub to_item: &'a [Option<u32>],
+    pub to_item: &'a RowMap,
     /// Model item → content row.
-    pub from_item: &'a [Option<u32>],
+    pub from_item: &'a RowMap,
     /// `from_item[i] == Some(i)` for every item (the documents stored in item order, as
     /// training stores them): content scores are then accumulated in item order directly.
     pub content_in_item_order: bool,
@@ -424,12 +425,6 @@ impl Catalog<'_> {
     pub fn items(&self) -> usize {
         self.popularity.len()
     }
-}
-
-/// Whether a model item → content row map is the identity (what
-/// [`Catalog::content_in_item_order`] says).
-pub fn in_item_order(from_item: &[Option<u32>]) -> bool {
-    from_item.iter().enumerate().all(|(i, d)| *d == Some(i as u32))
 }
 
 /// Per-user component scores, before weighting.
@@ -611,12 +606,12 @@ pub fn content_profile(cat: &Catalog<'_>, history: &[Event], half_life: f32, ter
         if rejected.contains(&e.item) {
             continue;
         }
-        let Some(Some(row)) = cat.from_item.get(e.item as usize) else { continue };
+        let Some(row) = cat.from_item.get(e.item as usize) else { continue };
         let w = strength(e.weight) * decay(now - e.day, half_life);
         if w <= 0.0 {
             continue;
         }
-        let (ts, vs) = t.docs.row(*row as usize);
+        let (ts, vs) = t.docs.row(row as usize);
         for (&term, &v) in ts.iter().zip(vs) {
             *acc.entry(term).or_insert(0.0) += w * v;
         }
@@ -891,7 +886,7 @@ fn penalties(cat: &Catalog<'_>, d: &[Event], o: &HybridOptions) -> Vec<f32> {
         if !profile.is_empty() {
             let mut rows = vec![0f32; t.docs.rows];
             t.scores(&profile, &mut rows);
-            let of_item = |(r, v): (usize, &f32)| cat.to_item.get(r).copied().flatten().filter(|&i| (i as usize) < n).map(|i| (i as usize, *v));
+            let of_item = |(r, v): (usize, &f32)| cat.to_item.get(r).filter(|&i| (i as usize) < n).map(|i| (i as usize, *v));
             let max = rows.iter().enumerate().filter_map(of_item).fold(0f32, |m, (_, v)| if v.is_finite() { m.max(v) } else { m });
             for (i, v) in rows.iter().enumerate().filter_map(of_item) {
                 pen[i] = pen[i].max(scaled(v, max));
@@ -1053,7 +1048,7 @@ impl Scores {
                 0.0
             }
         };
-        let row = |j: usize| cat.tfidf.zip(cat.from_item.get(j).copied().flatten()).map(|(t, r)| t.docs.row(r as usize));
+        let row = |j: usize| cat.tfidf.zip(cat.from_item.get(j)).map(|(t, r)| t.docs.row(r as usize));
         let (yi, ri) = (factors(iu), row(iu));
         let mut best: Option<(u32, f32)> = None;
         for e in &self.disliked {
@@ -1385,6 +1380,7 @@ mod tests {
         };
         let pop = vec![1.0, 0.5, 0.0];
         let seg = Segments { lists: [("gender:x".to_string(), vec![(2u32, 3.0f32)])].into_iter().collect() };
+        let none = RowMap::default();
         let cat = Catalog {
             factors: f,
             item_factors: &y,
@@ -1392,8 +1388,8 @@ mod tests {
             alpha: 1.0,
             quantized: None,
             tfidf: None,
-            to_item: &[],
-            from_item: &[],
+            to_item: &none,
+            from_item: &none,
             content_in_item_order: false,
             popularity: &pop,
             freshness: &[],
@@ -1439,7 +1435,7 @@ mod tests {
         pop: Vec<f32>,
         owners: Vec<i64>,
         tfidf: Tfidf,
-        map: Vec<Option<u32>>,
+        map: RowMap,
         seg: Segments,
         q: QuantizedRows,
         /// Whether the catalogues built from it say the documents are in item order (they are:
@@ -1484,7 +1480,17 @@ mod tests {
         let pool = crate::als::pool(1, None).unwrap();
         let gram = crate::als::gram(&y, F, 0.1, &pool);
         let q = QuantizedRows::new(&y, F);
-        Planted { gram, pop, owners, tfidf: Tfidf::fit(&docs), map: (0..N as u32).map(Some).collect(), seg: Segments::default(), q, y, in_order: true }
+        Planted {
+            gram,
+            pop,
+            owners,
+            tfidf: Tfidf::fit(&docs),
+            map: RowMap::new((0..N as u32).map(Some).collect()),
+            seg: Segments::default(),
+            q,
+            y,
+            in_order: true,
+        }
     }
 
     impl Planted {
@@ -1727,7 +1733,7 @@ mod tests {
         let graph = crate::graph::rp3beta(&ui, 0.8, 0.3, 50, &pool, &mut || Ok(())).unwrap();
         let docs: Vec<Vec<String>> = (0..n).map(|i| vec![format!("t{}", i % 30), format!("w{}", i % 97), format!("v{}", i % 13)]).collect();
         let tfidf = Tfidf::fit(&docs);
-        let map: Vec<Option<u32>> = (0..n as u32).map(Some).collect();
+        let map = RowMap::new((0..n as u32).map(Some).collect());
         let popularity: Vec<f32> = (0..n).map(|_| (rng.below(1000) as f32 / 1000.0).powi(4)).collect();
         let freshness: Vec<f32> = (0..n).map(|_| rng.below(1000) as f32 / 1000.0).collect();
         let owners: Vec<i64> = (0..n as i64).map(|i| i % 500).collect();

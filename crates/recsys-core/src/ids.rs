@@ -157,6 +157,141 @@ impl IdLists {
     }
 }
 
+/// A map between two index spaces (content row ↔ model item). Training stores the documents
+/// in item order, so the map is almost always the identity over a prefix (row i is item i, the
+/// rest have none): that form is kept as two numbers instead of a table of one entry per post
+/// in every backend. Any other map is a table.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RowMap {
+    /// i ↦ i for i < `mapped`, nothing for `mapped` ≤ i < `len`.
+    Prefix {
+        mapped: usize,
+        len: usize,
+    },
+    Table(Vec<Option<u32>>),
+}
+
+impl Default for RowMap {
+    fn default() -> RowMap {
+        RowMap::Prefix { mapped: 0, len: 0 }
+    }
+}
+
+impl RowMap {
+    /// The map `table` (entry i: where i goes), as a prefix when it is one.
+    pub fn new(table: Vec<Option<u32>>) -> RowMap {
+        Self::collect(table)
+    }
+
+    /// [`RowMap::new`] from the entries in order, without a table when they form a prefix (a
+    /// model opened from its image reads them from the mapped section).
+    pub fn collect(entries: impl IntoIterator<Item = Option<u32>>) -> RowMap {
+        let mut entries = entries.into_iter();
+        let (mut mapped, mut len) = (0usize, 0usize);
+        while let Some(x) = entries.next() {
+            let fits = if len == mapped { x.is_none() || x == Some(len as u32) } else { x.is_none() };
+            if !fits {
+                let mut t: Vec<Option<u32>> = RowMap::Prefix { mapped, len }.iter().collect();
+                t.push(x);
+                t.extend(entries);
+                return RowMap::Table(t);
+            }
+            if x.is_some() {
+                mapped += 1;
+            }
+            len += 1;
+        }
+        RowMap::Prefix { mapped, len }
+    }
+
+    /// The inverse of `self` over `n` targets (where each target comes from; a target reached
+    /// twice keeps the last source, targets ≥ `n` are dropped).
+    pub fn inverse(&self, n: usize) -> RowMap {
+        match self {
+            RowMap::Prefix { mapped, .. } => RowMap::Prefix { mapped: (*mapped).min(n), len: n },
+            RowMap::Table(t) => {
+                let mut inv = vec![None; n];
+                for (d, i) in t.iter().enumerate() {
+                    if let Some(slot) = i.and_then(|i| inv.get_mut(i as usize)) {
+                        *slot = Some(d as u32);
+                    }
+                }
+                RowMap::new(inv)
+            }
+        }
+    }
+
+    pub fn get(&self, i: usize) -> Option<u32> {
+        match self {
+            RowMap::Prefix { mapped, .. } => (i < *mapped).then_some(i as u32),
+            RowMap::Table(t) => t.get(i).copied().flatten(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            RowMap::Prefix { len, .. } => *len,
+            RowMap::Table(t) => t.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every entry i ↦ Some(i) (and at least one entry, or none at all).
+    pub fn is_identity(&self) -> bool {
+        matches!(self, RowMap::Prefix { mapped, len } if mapped == len)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = Option<u32>> + '_ {
+        (0..self.len()).map(|i| self.get(i))
+    }
+
+    /// Appends an entry.
+    pub fn push(&mut self, x: Option<u32>) {
+        match self {
+            RowMap::Prefix { len, .. } if x.is_none() => *len += 1,
+            RowMap::Prefix { mapped, len } if *mapped == *len && x == Some(*len as u32) => {
+                *mapped += 1;
+                *len += 1;
+            }
+            _ => self.table_mut().push(x),
+        }
+    }
+
+    /// Sets entry `i` (< len).
+    pub fn set(&mut self, i: usize, x: Option<u32>) {
+        if self.get(i) == x {
+            return;
+        }
+        match self {
+            // The first unmapped entry becoming itself extends the prefix.
+            RowMap::Prefix { mapped, len } if i == *mapped && i < *len && x == Some(i as u32) => *mapped += 1,
+            _ => self.table_mut()[i] = x,
+        }
+    }
+
+    /// The map as a table (made one first if it was a prefix).
+    pub fn table_mut(&mut self) -> &mut Vec<Option<u32>> {
+        if let RowMap::Prefix { .. } = self {
+            *self = RowMap::Table(self.iter().collect());
+        }
+        match self {
+            RowMap::Table(t) => t,
+            RowMap::Prefix { .. } => unreachable!("made a table above"),
+        }
+    }
+
+    /// Bytes held (a prefix: none per entry).
+    pub fn bytes(&self) -> usize {
+        match self {
+            RowMap::Prefix { .. } => 0,
+            RowMap::Table(t) => t.len() * std::mem::size_of::<Option<u32>>(),
+        }
+    }
+}
+
 /// Dictionary encoding of text values: code 0 is "no value" (NULL), the others in first-seen
 /// order; the list of values by code goes with the model.
 #[derive(Clone, Debug)]
@@ -197,6 +332,35 @@ impl Dict {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn row_maps_keep_a_prefix_as_two_numbers_and_agree_with_the_table() {
+        let prefix = vec![Some(0), Some(1), Some(2), None, None];
+        let m = RowMap::new(prefix.clone());
+        assert_eq!(m, RowMap::Prefix { mapped: 3, len: 5 });
+        assert_eq!(m.iter().collect::<Vec<_>>(), prefix);
+        assert_eq!((m.bytes(), m.is_identity(), m.get(2), m.get(3), m.get(9)), (0, false, Some(2), None, None));
+        assert_eq!(m.inverse(3), RowMap::Prefix { mapped: 3, len: 3 });
+        assert!(m.inverse(3).is_identity());
+        // Not a prefix: a table, and its inverse.
+        let t = RowMap::new(vec![Some(1), Some(0), None, Some(3)]);
+        assert!(matches!(t, RowMap::Table(_)));
+        assert_eq!(t.inverse(5).iter().collect::<Vec<_>>(), vec![Some(1), Some(0), None, Some(3), None]);
+        assert_eq!(RowMap::new(vec![None, Some(1)]).iter().collect::<Vec<_>>(), vec![None, Some(1)]);
+        assert_eq!(RowMap::new(vec![Some(0), Some(2)]).iter().collect::<Vec<_>>(), vec![Some(0), Some(2)]);
+        assert_eq!(RowMap::new(vec![]), RowMap::Prefix { mapped: 0, len: 0 });
+        // Posts added after training: in order they stay a prefix, out of order a table.
+        let mut m = RowMap::new(vec![Some(0), Some(1)]);
+        m.push(None);
+        m.set(2, Some(2));
+        m.push(Some(3));
+        assert_eq!(m, RowMap::Prefix { mapped: 4, len: 4 });
+        m.push(None);
+        m.push(None);
+        m.set(5, Some(4));
+        assert_eq!(m.iter().collect::<Vec<_>>(), vec![Some(0), Some(1), Some(2), Some(3), None, Some(4)]);
+        assert!(matches!(m, RowMap::Table(_)) && m.bytes() > 0);
+    }
 
     #[test]
     fn index_and_lists_round_trip_through_parts() {

@@ -7,6 +7,7 @@
 //! "street dance" gives `#street dance`, `street` and `dance`.
 use crate::buf::Buf;
 use crate::csr::Csr;
+use crate::ids::RowMap;
 use std::collections::HashMap;
 
 pub const STOP_WORDS: &[&str] = &[
@@ -304,14 +305,16 @@ pub const PLACEMENT_NEIGHBOURS: usize = 10;
 pub fn place_by_content(t: &Tfidf, to_item: &[Option<u32>], item_factors: &[f32], f: usize, m: usize) -> Vec<(usize, Vec<f32>)> {
     use rayon::prelude::*;
     let cold: Vec<usize> = (0..t.docs.rows).filter(|&d| to_item[d].is_none()).collect();
-    cold.par_iter().map_init(|| Placer::new(t.docs.rows), |p, &d| p.place(t, to_item, item_factors, f, m, d).map(|v| (d, v))).flatten().collect()
+    let item_of = |e: usize| to_item.get(e).copied().flatten();
+    cold.par_iter().map_init(|| Placer::new(t.docs.rows), |p, &d| p.place(t, &item_of, item_factors, f, m, d).map(|v| (d, v))).flatten().collect()
 }
 
 /// [`place_by_content`] for the given documents only, on the calling thread (posts created
 /// after training, placed at serving time: a handful per call).
-pub fn place_docs(t: &Tfidf, to_item: &[Option<u32>], item_factors: &[f32], f: usize, m: usize, docs: &[usize]) -> Vec<(usize, Vec<f32>)> {
+pub fn place_docs(t: &Tfidf, to_item: &RowMap, item_factors: &[f32], f: usize, m: usize, docs: &[usize]) -> Vec<(usize, Vec<f32>)> {
     let mut p = Placer::new(t.docs.rows);
-    docs.iter().filter_map(|&d| p.place(t, to_item, item_factors, f, m, d).map(|v| (d, v))).collect()
+    let item_of = |e: usize| to_item.get(e);
+    docs.iter().filter_map(|&d| p.place(t, &item_of, item_factors, f, m, d).map(|v| (d, v))).collect()
 }
 
 /// Scratch for placing one document: similarities accumulated through the postings, only the
@@ -326,7 +329,8 @@ impl Placer {
         Placer { scores: vec![0f32; rows], touched: vec![] }
     }
 
-    fn place(&mut self, t: &Tfidf, to_item: &[Option<u32>], item_factors: &[f32], f: usize, m: usize, d: usize) -> Option<Vec<f32>> {
+    /// `item_of(e)`: the ALS row of document e, if any.
+    fn place(&mut self, t: &Tfidf, item_of: &dyn Fn(usize) -> Option<u32>, item_factors: &[f32], f: usize, m: usize, d: usize) -> Option<Vec<f32>> {
         use crate::topk::{Scored, TopK};
         let (terms, weights) = t.docs.row(d);
         for (&term, &w) in terms.iter().zip(weights) {
@@ -343,7 +347,7 @@ impl Placer {
         for &e in &self.touched {
             let s = std::mem::take(&mut self.scores[e as usize]);
             let e = e as usize;
-            if s > 0.0 && e != d && to_item.get(e).is_some_and(|i| i.is_some()) && s >= top.threshold() {
+            if s > 0.0 && e != d && item_of(e).is_some() && s >= top.threshold() {
                 top.push(Scored { score: s, id: e as i64, index: e as u32 });
             }
         }
@@ -355,7 +359,7 @@ impl Placer {
         }
         let mut v = vec![0f32; f];
         for s in &top {
-            let i = to_item[s.index as usize].unwrap_or(0) as usize;
+            let i = item_of(s.index as usize).unwrap_or(0) as usize;
             crate::kernels::axpy::<false>(s.score / total, &item_factors[i * f..(i + 1) * f], &mut v);
         }
         Some(v)
@@ -384,6 +388,6 @@ mod placement_tests {
         assert_eq!(*d, 4);
         assert!(v[0] > 0.8 && v[1] < 0.2, "{v:?}");
         // Placing the one document on the calling thread gives the same factors.
-        assert_eq!(place_docs(&t, &to_item, &factors, f, 3, &[4, 5]), placed);
+        assert_eq!(place_docs(&t, &crate::ids::RowMap::new(to_item), &factors, f, 3, &[4, 5]), placed);
     }
 }

@@ -6,6 +6,7 @@ use crate::als::{self, AlsOptions, NoProgress, Progress};
 use crate::csr::Csr;
 use crate::eval::{popularity as popularity_counts, rank, Metrics, Ranked};
 use crate::hybrid::{self, Catalog, Event, Followee, HybridOptions, Segments, UserInput, Weights};
+use crate::ids::RowMap;
 use crate::rng::Rng;
 use crate::split::{self, Holdout};
 use crate::tfidf::Tfidf;
@@ -90,22 +91,18 @@ impl World {
         &self.events[self.ev_ptr[u]..self.ev_ptr[u + 1]]
     }
 
-    /// Model item -> content row, and each post's creator as the extension passes them (the
-    /// user index as the id, as for followees; `i64::MIN` = unknown).
-    fn item_maps(&self) -> (Vec<Option<u32>>, Vec<i64>) {
-        let mut from_item = vec![None; self.n_items];
-        for (d, i) in self.to_item.iter().enumerate() {
-            if let Some(i) = i {
-                from_item[*i as usize] = Some(d as u32);
-            }
-        }
+    /// Content row -> model item and its inverse, and each post's creator as the extension
+    /// passes them (the user index as the id, as for followees; `i64::MIN` = unknown).
+    fn item_maps(&self) -> (RowMap, RowMap, Vec<i64>) {
+        let to_item = RowMap::new(self.to_item.clone());
+        let from_item = to_item.inverse(self.n_items);
         let mut owners = vec![i64::MIN; self.n_items];
         for u in 0..self.n_users {
             for &i in &self.owned[self.own_ptr[u]..self.own_ptr[u + 1]] {
                 owners[i as usize] = u as i64;
             }
         }
-        (from_item, owners)
+        (to_item, from_item, owners)
     }
 }
 
@@ -232,7 +229,7 @@ pub fn prepare_with(
     let popularity = hybrid::trending(w.n_items, train.1.iter().map(|e| (e.item, e.day)), o.popularity_half_life_days);
     let freshness = hybrid::freshness(&w.created_day, o.freshness_half_life_days);
     let segments = Segments::build(&w.key_dict, &w.keys, &ui);
-    let (from_item, owners) = w.item_maps();
+    let (to_item, from_item, owners) = w.item_maps();
     let cat = Catalog {
         factors: m.factors,
         item_factors: &m.item_factors,
@@ -240,9 +237,9 @@ pub fn prepare_with(
         alpha: quiet.alpha,
         quantized: None,
         tfidf: w.tfidf.as_ref(),
-        to_item: &w.to_item,
+        to_item: &to_item,
         from_item: &from_item,
-        content_in_item_order: hybrid::in_item_order(&from_item),
+        content_in_item_order: from_item.is_identity(),
         popularity: &popularity,
         freshness: &freshness,
         segments: &segments,
