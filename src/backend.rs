@@ -53,3 +53,32 @@ pub struct FeedPopularity {
 pub fn register_destructors() {
     SCHEMA.with(|_| ());
 }
+
+/// glibc's malloc thresholds for a backend that serves recommendations, set once, when it
+/// first opens a model.
+///
+/// A call's per-post arrays (content scores, the fused remainder of the partition walk: 4
+/// bytes a post, 400 KB each at 100K posts) are above glibc's initial mmap threshold (128 KB),
+/// so each was mapped, faulted in page by page and unmapped on every call. glibc raises its
+/// thresholds by itself only after freeing a large mapped block, so this depended on what the
+/// backend had done before (a heavy user's call, say). Fixed thresholds make every serving
+/// backend reuse that memory: blocks under [`MMAP_THRESHOLD`] come from the heap, whose top is
+/// returned to the kernel once more than [`TRIM_THRESHOLD`] of it is free. A backend keeps
+/// about its per-call peak allocated. Backends that never serve are not touched.
+pub fn serving_malloc() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: mallopt only changes the allocator's tuning parameters (under its own lock);
+        // no pointer is involved.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD);
+        }
+    });
+}
+
+/// See [`serving_malloc`]: 8 MB (a call's arrays at 1M posts are 4 MB each).
+const MMAP_THRESHOLD: i32 = 8 << 20;
+/// See [`serving_malloc`].
+const TRIM_THRESHOLD: i32 = 32 << 20;

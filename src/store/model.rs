@@ -415,6 +415,7 @@ pub fn current(client: &SpiClient<'_>, name: &str) -> Result<Rc<Serving>> {
     let id = key.id;
     let options = options.ok_or(RecsysError::NotTrained)?.0;
     let options: TrainOptions = serde_json::from_value(options).map_err(|e| RecsysError::Corrupt(format!("options of model {id}: {e}")))?;
+    crate::backend::serving_malloc();
     // The old version is dropped before the new one is decoded (peak memory: one model).
     CACHE.with(|c| c.borrow_mut().remove(name));
     let model = Rc::new(if crate::gucs::shared_models() { shared(client, &schema, key, options)? } else { load(client, &schema, key, options)? });
