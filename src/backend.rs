@@ -55,7 +55,7 @@ pub fn register_destructors() {
 }
 
 /// glibc's malloc thresholds for a backend that serves recommendations, set once, when it
-/// first opens a model.
+/// first opens a model image (`recsys.shared_models`, the default).
 ///
 /// A call's per-post arrays (content scores, the fused remainder of the partition walk: 4
 /// bytes a post, 400 KB each at 100K posts) are above glibc's initial mmap threshold (128 KB),

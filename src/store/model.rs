@@ -415,10 +415,16 @@ pub fn current(client: &SpiClient<'_>, name: &str) -> Result<Rc<Serving>> {
     let id = key.id;
     let options = options.ok_or(RecsysError::NotTrained)?.0;
     let options: TrainOptions = serde_json::from_value(options).map_err(|e| RecsysError::Corrupt(format!("options of model {id}: {e}")))?;
-    crate::backend::serving_malloc();
     // The old version is dropped before the new one is decoded (peak memory: one model).
     CACHE.with(|c| c.borrow_mut().remove(name));
-    let model = Rc::new(if crate::gucs::shared_models() { shared(client, &schema, key, options)? } else { load(client, &schema, key, options)? });
+    let model = Rc::new(if crate::gucs::shared_models() {
+        // Not for a private copy: its decode's temporaries, reused from the heap between the
+        // model's own arrays, would stay allocated as holes (+22 MB per backend at 200K x 20K).
+        crate::backend::serving_malloc();
+        shared(client, &schema, key, options)?
+    } else {
+        load(client, &schema, key, options)?
+    });
     CACHE.with(|c| c.borrow_mut().insert(name.to_string(), model));
     // The per-call probe (served version and "any post newer than the model?"), planned now
     // instead of on the next call: when nothing is new, the new-posts read is neither planned
