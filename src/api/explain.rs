@@ -151,10 +151,14 @@ impl<'a> Reasons<'a> {
             }
             Some("freshness") => "new post".into(),
             Some("demographic") => "popular with people like you".into(),
-            _ => match m.category(item) {
+            // Popularity (the trending signal).
+            Some(_) => match m.category(item) {
                 Some(c) => format!("trending in {c}"),
                 None => "trending now".into(),
             },
+            // Nothing contributes (a score of 0): e.g. ALS alone for a user without history.
+            // Not "trending": the post is there for want of anything better, not for its views.
+            None => "no signal for you yet".into(),
         }
     }
 }

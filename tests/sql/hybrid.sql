@@ -61,6 +61,9 @@ FROM recsys_recommend(100, 5, weights => '{"social": 0, "popularity": 0, "freshn
 -- A user the app has never seen: trending (popularity + freshness), with a reason.
 SELECT count(*) AS n, bool_and(reason LIKE 'trending in %' OR reason = 'new post') AS trending_reason, bool_and(als + graph + content + social = 0) AS priors_only
 FROM recsys_recommend(999999, 5);
+-- The same user under ALS alone: nothing scores, and the reason does not claim a trend.
+SELECT count(*) AS n, bool_and(score = 0) AS all_zero, min(reason) = max(reason) AS one_reason, min(reason) AS reason
+FROM recsys_recommend(999999, 5, weights => '{"als": 1, "content": 0, "social": 0, "popularity": 0, "freshness": 0, "demographic": 0, "graph": 0}');
 
 -- predict = the fused score recommend gives; explain adds up to it.
 SELECT round(recsys_predict(5, r.post_id)::numeric, 5) = round(r.score::numeric, 5) AS predict_matches
