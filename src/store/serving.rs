@@ -111,7 +111,6 @@ impl Serving {
             tfidf,
             to_item,
             from_item,
-            content_in_item_order: self.content.is_some() && from_item.is_identity(),
             popularity: &self.popularity,
             freshness: &self.freshness,
             segments,

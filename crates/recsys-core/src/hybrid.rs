@@ -404,9 +404,6 @@ pub struct Catalog<'a> {
     pub to_item: &'a RowMap,
     /// Model item → content row.
     pub from_item: &'a RowMap,
-    /// `from_item[i] == Some(i)` for every item (the documents stored in item order, as
-    /// training stores them): content scores are then accumulated in item order directly.
-    pub content_in_item_order: bool,
     /// Per item, in [0, 1].
     pub popularity: &'a [f32],
     /// Per item, in [0, 1]; empty = unknown creation times.
@@ -424,6 +421,12 @@ pub struct Catalog<'a> {
 impl Catalog<'_> {
     pub fn items(&self) -> usize {
         self.popularity.len()
+    }
+
+    /// Document i is item i for every item (the documents stored in item order, as training
+    /// stores them): content scores are then accumulated in item order directly.
+    pub fn content_in_item_order(&self) -> bool {
+        self.from_item.is_identity()
     }
 }
 
@@ -548,13 +551,12 @@ pub fn fold_in_items(history: &[Event]) -> Vec<(u32, f32)> {
     // sums.
     let span = history.iter().map(|e| e.item as usize + 1).max().unwrap_or(0);
     if span <= history.len().saturating_mul(DENSE_SUM_SPAN) {
+        // Items not in the history sum to 0 and are dropped with the non-positive sums.
         let mut sums = vec![0f32; span];
-        let mut seen = vec![false; span];
         for e in history {
             sums[e.item as usize] += e.weight;
-            seen[e.item as usize] = true;
         }
-        return (0..span as u32).filter(|&i| seen[i as usize]).map(|i| (i, sums[i as usize])).filter(|(_, w)| *w > 0.0 && w.is_finite()).collect();
+        return (0..span as u32).zip(sums).filter(|(_, w)| *w > 0.0 && w.is_finite()).collect();
     }
     let mut sums: IndexMap<u32, f32> = IndexMap::default();
     for e in history {
@@ -841,7 +843,7 @@ fn als_dense(cat: &Catalog<'_>, x: &[f32]) -> (Vec<f32>, f32) {
 /// Every item's content score (cosine with the TF-IDF `profile`) and the maximum.
 fn content_dense(cat: &Catalog<'_>, t: &Tfidf, profile: &[(u32, f32)]) -> (Vec<f32>, f32) {
     let n = cat.items();
-    if cat.content_in_item_order {
+    if cat.content_in_item_order() {
         // Document i is item i: accumulated in place (the documents of posts without factors,
         // after the items, are dropped; items without a document score 0).
         let mut c = vec![0f32; t.docs.rows.max(n)];
@@ -1390,7 +1392,6 @@ mod tests {
             tfidf: None,
             to_item: &none,
             from_item: &none,
-            content_in_item_order: false,
             popularity: &pop,
             freshness: &[],
             segments: &seg,
@@ -1438,9 +1439,6 @@ mod tests {
         map: RowMap,
         seg: Segments,
         q: QuantizedRows,
-        /// Whether the catalogues built from it say the documents are in item order (they are:
-        /// `map` is the identity); tests flip it to run the gathering path too.
-        in_order: bool,
     }
 
     const F: usize = 4;
@@ -1480,17 +1478,7 @@ mod tests {
         let pool = crate::als::pool(1, None).unwrap();
         let gram = crate::als::gram(&y, F, 0.1, &pool);
         let q = QuantizedRows::new(&y, F);
-        Planted {
-            gram,
-            pop,
-            owners,
-            tfidf: Tfidf::fit(&docs),
-            map: RowMap::new((0..N as u32).map(Some).collect()),
-            seg: Segments::default(),
-            q,
-            y,
-            in_order: true,
-        }
+        Planted { gram, pop, owners, tfidf: Tfidf::fit(&docs), map: RowMap::new((0..N as u32).map(Some).collect()), seg: Segments::default(), q, y }
     }
 
     impl Planted {
@@ -1504,7 +1492,6 @@ mod tests {
                 tfidf: Some(&self.tfidf),
                 to_item: &self.map,
                 from_item: &self.map,
-                content_in_item_order: self.in_order,
                 popularity: &self.pop,
                 freshness: &[],
                 segments: &self.seg,
@@ -1550,8 +1537,11 @@ mod tests {
         let user = UserInput { history, ..Default::default() };
         let w = Weights::default();
         let o = HybridOptions::default();
+        assert!(pl.cat(false).content_in_item_order());
         let fast = score(&pl.cat(false), &user, &o, &w);
-        pl.in_order = false;
+        // The same identity as a table: not known to be in item order, so gathered.
+        pl.map = RowMap::Table(pl.map.iter().collect());
+        assert!(!pl.cat(false).content_in_item_order());
         let gathered = score(&pl.cat(false), &user, &o, &w);
         assert!(fast.content_max > 0.0 && fast.content.iter().filter(|v| **v > 0.0).count() > 3);
         assert_eq!(fast.content, gathered.content);
@@ -1749,7 +1739,6 @@ mod tests {
             tfidf: Some(&tfidf),
             to_item: &map,
             from_item: &map,
-            content_in_item_order: true,
             popularity: &popularity,
             freshness: &freshness,
             segments: &segments,

@@ -239,7 +239,9 @@ impl RowMap {
         self.len() == 0
     }
 
-    /// Every entry i ↦ Some(i) (and at least one entry, or none at all).
+    /// Every entry i ↦ Some(i), known from the form: a prefix with every entry mapped
+    /// ([`RowMap::new`] and [`RowMap::collect`] make any identity one; a table built by hand
+    /// is never taken for one).
     pub fn is_identity(&self) -> bool {
         matches!(self, RowMap::Prefix { mapped, len } if mapped == len)
     }
@@ -273,21 +275,13 @@ impl RowMap {
     }
 
     /// The map as a table (made one first if it was a prefix).
-    pub fn table_mut(&mut self) -> &mut Vec<Option<u32>> {
+    fn table_mut(&mut self) -> &mut Vec<Option<u32>> {
         if let RowMap::Prefix { .. } = self {
             *self = RowMap::Table(self.iter().collect());
         }
         match self {
             RowMap::Table(t) => t,
             RowMap::Prefix { .. } => unreachable!("made a table above"),
-        }
-    }
-
-    /// Bytes held (a prefix: none per entry).
-    pub fn bytes(&self) -> usize {
-        match self {
-            RowMap::Prefix { .. } => 0,
-            RowMap::Table(t) => t.len() * std::mem::size_of::<Option<u32>>(),
         }
     }
 }
@@ -339,7 +333,7 @@ mod tests {
         let m = RowMap::new(prefix.clone());
         assert_eq!(m, RowMap::Prefix { mapped: 3, len: 5 });
         assert_eq!(m.iter().collect::<Vec<_>>(), prefix);
-        assert_eq!((m.bytes(), m.is_identity(), m.get(2), m.get(3), m.get(9)), (0, false, Some(2), None, None));
+        assert_eq!((m.is_identity(), m.get(2), m.get(3), m.get(9)), (false, Some(2), None, None));
         assert_eq!(m.inverse(3), RowMap::Prefix { mapped: 3, len: 3 });
         assert!(m.inverse(3).is_identity());
         // Not a prefix: a table, and its inverse.
@@ -359,7 +353,7 @@ mod tests {
         m.push(None);
         m.set(5, Some(4));
         assert_eq!(m.iter().collect::<Vec<_>>(), vec![Some(0), Some(1), Some(2), Some(3), None, Some(4)]);
-        assert!(matches!(m, RowMap::Table(_)) && m.bytes() > 0);
+        assert!(matches!(m, RowMap::Table(_)));
     }
 
     #[test]

@@ -94,7 +94,7 @@ impl World {
     /// Content row -> model item and its inverse, and each post's creator as the extension
     /// passes them (the user index as the id, as for followees; `i64::MIN` = unknown).
     fn item_maps(&self) -> (RowMap, RowMap, Vec<i64>) {
-        let to_item = RowMap::new(self.to_item.clone());
+        let to_item = RowMap::collect(self.to_item.iter().copied());
         let from_item = to_item.inverse(self.n_items);
         let mut owners = vec![i64::MIN; self.n_items];
         for u in 0..self.n_users {
@@ -239,7 +239,6 @@ pub fn prepare_with(
         tfidf: w.tfidf.as_ref(),
         to_item: &to_item,
         from_item: &from_item,
-        content_in_item_order: from_item.is_identity(),
         popularity: &popularity,
         freshness: &freshness,
         segments: &segments,
