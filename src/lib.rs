@@ -20,6 +20,7 @@ pgrx::extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 pub extern "C-unwind" fn _PG_init() {
     gucs::init();
     backend::register_destructors();
+    backend::detect_cpu_features();
 }
 
 #[cfg(any(test, feature = "pg_test"))]

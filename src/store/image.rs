@@ -144,6 +144,10 @@ impl<'a> Sections<'a> {
         let (ids, values) = ix.parts();
         self.add(&format!("{name}.ids"), ids);
         self.add(&format!("{name}.values"), values);
+        // Absent in older images: their indexes read `values` at every lookup.
+        if ix.is_identity() {
+            self.scalar(&format!("{name}.identity"), 1);
+        }
     }
     fn csr(&mut self, name: &str, m: &'a recsys_core::csr::Csr) {
         self.scalar(&format!("{name}.rows"), m.rows as u64);
@@ -157,6 +161,12 @@ impl<'a> Sections<'a> {
         self.add("content.ids", &c.ids);
         self.index("content.index", &c.index);
         self.own("content.to_item", as_bytes(&c.to_item.iter().map(|x| x.unwrap_or(u32::MAX)).collect::<Vec<u32>>()).to_vec());
+        // The map's compact form, so that a reader need not scan the table to find it (older
+        // images: scanned).
+        if let RowMap::Prefix { mapped, len } = &c.to_item {
+            self.scalar("content.to_item.prefix", *mapped as u64);
+            debug_assert_eq!(*len, c.ids.len());
+        }
         self.add("content.attrs", &c.attrs);
         self.own("content.dict", serde_json::to_vec(&c.dict_list).map_err(std::io::Error::other)?);
         let (blob, offsets, sorted) = c.tfidf.vocab.pack();
@@ -219,6 +229,9 @@ pub fn write(path: &Path, d: &Data, tables: &Tables) -> std::io::Result<()> {
             Some(r) => s.add("ivf.rows", r),
             None => s.own("ivf.rows", as_bytes(&p.member_rows(&d.item_factors)).to_vec()),
         }
+        // Each covered post's cluster, derived once here rather than by every backend on its
+        // first call (absent in older images: derived then).
+        s.add("ivf.clusters", p.clusters_of_rows());
     }
     if let Some(g) = &d.graph {
         s.scalar("graph.items", g.items as u64);
@@ -281,7 +294,8 @@ pub fn read(img: &Arc<Image>, id: i64) -> Result<Data> {
     let item_ids: Buf<i64> = img.need("item_ids")?;
     let n = item_ids.len();
     let index = |name: &str| -> Result<IdIndex> {
-        IdIndex::from_written_parts(img.need(&format!("{name}.ids"))?, img.need(&format!("{name}.values"))?).ok_or_else(|| bad(name))
+        let identity = img.get::<u64>(&format!("{name}.identity"))?.is_some_and(|v| v.first() == Some(&1));
+        IdIndex::from_written_parts(img.need(&format!("{name}.ids"))?, img.need(&format!("{name}.values"))?, identity).ok_or_else(|| bad(name))
     };
     let item_index = index("item_index")?;
     let item_factors: Buf<f32> = img.need("item_factors")?;
@@ -373,7 +387,11 @@ fn read_ivf(img: &Arc<Image>, id: i64, factors: usize, n: usize) -> Result<Optio
         Some(rows) => p.with_rows(rows),
         None => p,
     };
-    match p.is_consistent(n) {
+    let p = match img.get::<u16>("ivf.clusters")? {
+        Some(of) => p.with_clusters_of_rows(of),
+        None => p,
+    };
+    match p.has_consistent_sizes(n) {
         true => Ok(Some(p)),
         false => Err(RecsysError::Corrupt(format!("model image of {id}: the post partition has inconsistent sizes"))),
     }
@@ -394,7 +412,10 @@ fn read_content(img: &Arc<Image>, id: i64, n: usize, index: &dyn Fn(&str) -> Res
                 return Err(bad("content arrays have inconsistent sizes"));
             }
             let raw: Buf<u32> = img.need("content.to_item")?;
-            let to_item = RowMap::collect(raw.iter().map(|&i| (i != u32::MAX && (i as usize) < n).then_some(i)));
+            let to_item = match img.get::<u64>("content.to_item.prefix")?.and_then(|v| v.first().copied()) {
+                Some(mapped) if mapped as usize <= n.min(raw.len()) => RowMap::Prefix { mapped: mapped as usize, len: raw.len() },
+                _ => RowMap::collect(raw.iter().map(|&i| (i != u32::MAX && (i as usize) < n).then_some(i))),
+            };
             let from_item = to_item.inverse(n);
             let dict_list: Vec<String> = serde_json::from_slice(&img.need::<u8>("content.dict")?).map_err(|e| bad(&e.to_string()))?;
             let dict = dict_list.iter().enumerate().skip(1).map(|(i, v)| (v.clone(), i as u32)).collect();
@@ -416,11 +437,9 @@ fn csr(img: &Arc<Image>, id: i64, name: &str) -> Result<recsys_core::csr::Csr> {
         indices: img.need(&format!("{name}.indices"))?,
         data: img.need(&format!("{name}.data"))?,
     };
-    let ok = m.indptr.len() == m.rows + 1
-        && m.indptr[0] == 0
-        && m.indptr.windows(2).all(|w| w[0] <= w[1])
-        && m.indptr[m.rows] == m.indices.len()
-        && m.indices.len() == m.data.len();
+    // Ends only, as the other written parts (opening touches no row): a decreasing pointer
+    // makes a row's slice fail with a panic, never read out of bounds.
+    let ok = m.indptr.len() == m.rows + 1 && m.indptr[0] == 0 && m.indptr[m.rows] == m.indices.len() && m.indices.len() == m.data.len();
     ok.then_some(m).ok_or_else(|| RecsysError::Corrupt(format!("model image of {id}: {name}")))
 }
 

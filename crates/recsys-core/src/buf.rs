@@ -19,6 +19,7 @@ pub unsafe trait Plain: Copy + Send + Sync + 'static {}
 // SAFETY: primitive integers and floats: any bit pattern is a value, no padding.
 unsafe impl Plain for u8 {}
 unsafe impl Plain for i8 {}
+unsafe impl Plain for u16 {}
 unsafe impl Plain for u32 {}
 unsafe impl Plain for i64 {}
 unsafe impl Plain for u64 {}

@@ -12,6 +12,12 @@ pub struct IdIndex {
     ids: Buf<i64>,
     values: Buf<u32>,
     extra: HashMap<i64, u32>,
+    /// The sorted ids are first, first + 1, …: id − first is the position, without reading
+    /// `ids` (a cache miss at every lookup in a catalogue of 100K posts).
+    contiguous: bool,
+    /// values[k] = k for every position (an index built from ids already in order, as
+    /// training writes them): the position is the value, without reading `values`.
+    identity: bool,
 }
 
 impl IdIndex {
@@ -21,7 +27,19 @@ impl IdIndex {
         // Stable: the first of equal ids stays first, and dedup keeps it.
         v.sort_by_key(|p| p.0);
         v.dedup_by_key(|p| p.0);
-        IdIndex { ids: v.iter().map(|p| p.0).collect(), values: v.iter().map(|p| p.1).collect(), extra: HashMap::new() }
+        let values: Buf<u32> = v.iter().map(|p| p.1).collect();
+        let identity = is_identity(&values);
+        IdIndex::with_shape(v.iter().map(|p| p.0).collect(), values, identity)
+    }
+
+    /// Sorted distinct `ids` with their `values` (`identity`: values[k] = k, as the caller
+    /// knows); contiguity is read off the ends.
+    fn with_shape(ids: Buf<i64>, values: Buf<u32>, identity: bool) -> IdIndex {
+        let contiguous = match (ids.first(), ids.last()) {
+            (Some(&a), Some(&b)) => b.checked_sub(a).and_then(|d| usize::try_from(d).ok()) == Some(ids.len() - 1),
+            _ => false,
+        };
+        IdIndex { ids, values, extra: HashMap::new(), contiguous, identity }
     }
 
     /// The positions 0..n of `ids` (the usual id → index map).
@@ -31,27 +49,38 @@ impl IdIndex {
 
     /// From stored parts, checked: ids strictly increasing, lengths equal. None otherwise.
     pub fn from_parts(ids: Buf<i64>, values: Buf<u32>) -> Option<IdIndex> {
-        (ids.len() == values.len() && ids.windows(2).all(|w| w[0] < w[1])).then(|| IdIndex { ids, values, extra: HashMap::new() })
+        (ids.len() == values.len() && ids.windows(2).all(|w| w[0] < w[1])).then(|| {
+            let identity = is_identity(&values);
+            IdIndex::with_shape(ids, values, identity)
+        })
     }
 
-    /// From parts written by [`IdIndex::parts`] (a model image): lengths checked, order
-    /// trusted (unsorted ids would make lookups miss, never read out of bounds), so opening
-    /// touches none of the arrays.
-    pub fn from_written_parts(ids: Buf<i64>, values: Buf<u32>) -> Option<IdIndex> {
-        (ids.len() == values.len()).then(|| IdIndex { ids, values, extra: HashMap::new() })
+    /// From parts written by [`IdIndex::parts`] (a model image), with the writer's
+    /// [`IdIndex::is_identity`]: lengths checked, order and shape trusted (damaged parts make
+    /// lookups miss or answer another position below the length, never read out of bounds),
+    /// so opening touches none of the arrays but their ends.
+    pub fn from_written_parts(ids: Buf<i64>, values: Buf<u32>, identity: bool) -> Option<IdIndex> {
+        (ids.len() == values.len()).then(|| IdIndex::with_shape(ids, values, identity))
     }
 
     pub fn parts(&self) -> (&[i64], &[u32]) {
         (&self.ids, &self.values)
     }
 
+    /// Whether every value is its position (what [`IdIndex::positions`] of ids in increasing
+    /// order gives): stored with the parts so that a reader need not scan them.
+    pub fn is_identity(&self) -> bool {
+        self.identity
+    }
+
     pub fn get(&self, id: i64) -> Option<u32> {
         // Serial ids (most apps' posts and users) sit at position id − first: one probe instead
-        // of a binary search over the whole array (which misses the cache on every step).
+        // of a binary search over the whole array (which misses the cache on every step), and
+        // no read at all when the ids are contiguous and the values their positions.
         if let Some(&first) = self.ids.first() {
             if let Some(k) = id.checked_sub(first).and_then(|k| usize::try_from(k).ok()).filter(|&k| k < self.ids.len()) {
-                if self.ids[k] == id {
-                    return Some(self.values[k]);
+                if self.contiguous || self.ids[k] == id {
+                    return Some(if self.identity { k as u32 } else { self.values[k] });
                 }
             }
         }
@@ -88,6 +117,10 @@ impl IdIndex {
         let own = |b: usize, borrowed: bool| if borrowed { 0 } else { b };
         own(self.ids.bytes(), self.ids.is_borrowed()) + own(self.values.bytes(), self.values.is_borrowed()) + self.extra.capacity() * 16
     }
+}
+
+fn is_identity(values: &[u32]) -> bool {
+    values.iter().enumerate().all(|(k, &v)| v as usize == k)
 }
 
 /// id → list of u32 (e.g. an owner's posts), as CSR over the sorted ids.
@@ -354,6 +387,45 @@ mod tests {
         m.set(5, Some(4));
         assert_eq!(m.iter().collect::<Vec<_>>(), vec![Some(0), Some(1), Some(2), Some(3), None, Some(4)]);
         assert!(matches!(m, RowMap::Table(_)));
+    }
+
+    #[test]
+    fn index_lookups_agree_with_a_map_whatever_the_shape_of_the_ids() {
+        // Contiguous in order (values are positions), contiguous shuffled, gaps, negatives,
+        // a single id, ids at the ends of i64.
+        let shapes: Vec<Vec<i64>> = vec![
+            (1..=50).collect(),
+            (1..=50).rev().collect(),
+            vec![3, 4, 5, 9, 10, 11],
+            vec![-7, -6, -5, -4],
+            vec![42],
+            vec![i64::MIN, 0, i64::MAX],
+            vec![i64::MAX - 2, i64::MAX - 1, i64::MAX],
+        ];
+        for ids in shapes {
+            let reference: HashMap<i64, u32> = ids.iter().enumerate().map(|(k, &id)| (id, k as u32)).collect();
+            let ix = IdIndex::positions(&ids);
+            let (i, v) = ix.parts();
+            let written = IdIndex::from_written_parts(i.to_vec().into(), v.to_vec().into(), ix.is_identity()).unwrap();
+            let checked = IdIndex::from_parts(i.to_vec().into(), v.to_vec().into()).unwrap();
+            assert_eq!(ix.is_identity(), ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+            assert_eq!(checked.is_identity(), ix.is_identity());
+            let lo = ids.iter().min().unwrap().saturating_sub(3);
+            let hi = ids.iter().max().unwrap().saturating_add(3);
+            let probes = (0..8).flat_map(|d| [lo.saturating_add(d), hi.saturating_sub(d)]).chain(ids.iter().copied()).chain([0, 1, -1, i64::MIN, i64::MAX]);
+            for id in probes {
+                let want = reference.get(&id).copied();
+                assert_eq!((ix.get(id), written.get(id), checked.get(id)), (want, want, want), "{ids:?} at {id}");
+            }
+            // Ids added later live beside the arrays, also just past a contiguous range.
+            let mut grown = written.clone();
+            let next = ids.iter().max().unwrap().checked_add(1);
+            if let Some(n) = next {
+                grown.insert(n, 99);
+                assert_eq!(grown.get(n), Some(99));
+            }
+            assert_eq!(grown.get(ids[0]), reference.get(&ids[0]).copied());
+        }
     }
 
     #[test]

@@ -47,8 +47,9 @@ pub struct Ivf {
     /// of the call and other backends evict it), and contiguous rows are what the hardware
     /// prefetcher streams. None: the rows are read through `order` (the same values).
     pub rows: Option<crate::buf::Buf<f32>>,
-    /// Per covered row, its cluster (derived from `order` on first use).
-    cluster_of: std::sync::OnceLock<Vec<u16>>,
+    /// Per covered row, its cluster (derived from `order` on first use, or stored beside the
+    /// partition: see [`Ivf::with_clusters_of_rows`]).
+    cluster_of: std::sync::OnceLock<crate::buf::Buf<u16>>,
 }
 
 /// Most clusters a partition may have: a row's cluster is kept as a u16 (training makes at
@@ -177,6 +178,17 @@ impl Ivf {
         self
     }
 
+    /// The partition with each covered row's cluster as [`Ivf::clusters_of_rows`] derived it
+    /// (stored beside it, so that a reader need not derive it again); ignored unless there is
+    /// one per covered row. Trusted: a wrong cluster number makes a walk fail with a panic or
+    /// bound a cluster by the wrong rows, never read out of bounds.
+    pub fn with_clusters_of_rows(self, of: crate::buf::Buf<u16>) -> Ivf {
+        if of.len() == self.items {
+            let _ = self.cluster_of.set(of);
+        }
+        self
+    }
+
     /// The covered rows of `y` in `order`: what [`Ivf::with_rows`] takes.
     pub fn member_rows(&self, y: &[f32]) -> Vec<f32> {
         let f = self.f;
@@ -211,6 +223,13 @@ impl Ivf {
 
     /// Whether the stored arrays fit together (a damaged model is refused, never misread).
     pub fn is_consistent(&self, rows: usize) -> bool {
+        self.has_consistent_sizes(rows) && self.order.iter().all(|&i| (i as usize) < self.items)
+    }
+
+    /// [`Ivf::is_consistent`] without reading the member list (what a model image's reader
+    /// checks, in time independent of the posts): a damaged member makes a walk fail with a
+    /// panic or score the wrong row, never read out of bounds.
+    pub fn has_consistent_sizes(&self, rows: usize) -> bool {
         let clusters = self.radius.len();
         self.f > 0
             && clusters <= MAX_CLUSTERS
@@ -221,7 +240,6 @@ impl Ivf {
             && self.offsets.last().map(|&x| x as usize) == Some(self.order.len())
             && self.order.len() == self.items
             && self.items <= rows
-            && self.order.iter().all(|&i| (i as usize) < self.items)
             && self.dist.as_ref().is_none_or(|d| d.len() == self.items)
             && self.rows.as_ref().is_none_or(|r| r.len() == self.items * self.f)
     }
@@ -309,7 +327,7 @@ impl Ivf {
 
     /// Per covered row, its cluster (at most [`MAX_CLUSTERS`] of them, as
     /// [`Ivf::is_consistent`] and training ensure).
-    fn clusters_of_rows(&self) -> &[u16] {
+    pub fn clusters_of_rows(&self) -> &[u16] {
         self.cluster_of.get_or_init(|| {
             debug_assert!(self.radius.len() <= MAX_CLUSTERS);
             let mut of = vec![0u16; self.items];
@@ -320,7 +338,7 @@ impl Ivf {
                     }
                 }
             }
-            of
+            of.into()
         })
     }
 
@@ -493,6 +511,14 @@ mod tests {
         // Some members are strictly inside their cluster's radius (else the distances prune nothing).
         let inside = (0..ivf.radius.len()).flat_map(|c| ivf.span(c).map(move |p| (c, p))).filter(|&(c, p)| d[p] < 0.8 * ivf.radius[c]).count();
         assert!(inside > n / 2, "{inside} of {n} members well inside their radius");
+        // Each member's cluster, stored beside the partition: read as derived; a list that
+        // does not cover every member is ignored (derived instead).
+        let derived = ivf.clusters_of_rows().to_vec();
+        assert!((0..ivf.radius.len()).all(|c| ivf.members(c).iter().all(|&i| derived[i as usize] as usize == c)));
+        let stored = with_distances(&ivf, None).with_clusters_of_rows(derived.clone().into());
+        assert_eq!(stored.clusters_of_rows(), &derived[..]);
+        let short = with_distances(&ivf, None).with_clusters_of_rows(derived[1..].to_vec().into());
+        assert_eq!(short.clusters_of_rows(), &derived[..]);
         // Distances or copied rows that do not cover every member: refused.
         assert!(!with_distances(&ivf, Some(d[1..].to_vec())).is_consistent(n));
         let rows = ivf.member_rows(&y);
