@@ -50,16 +50,11 @@ fn bad(name: &str, reason: &str) -> CoreError {
 }
 
 impl ItemGraph {
-    /// Checks parts read back from storage; never panics. Rejects: `ptr` not of length
-    /// items + 1, not starting at 0, decreasing, or not ending at the edge count; `nbr` and
-    /// `weight` of different lengths; a neighbour >= items; a non-finite weight; a row not
-    /// sorted by weight descending.
-    /// From parts this build wrote itself (a model image): the row pointers are checked, the
-    /// edges trusted (an edge beyond the catalogue is skipped by `scores`, a NaN weight scores
-    /// 0), so opening touches only `ptr`.
+    /// From parts this build wrote itself (a model image): the sizes and the ends of the row
+    /// pointers are checked, the rest trusted (a decreasing pointer makes a row's slice fail
+    /// with a panic, never read out of bounds; an edge beyond the catalogue is skipped by
+    /// `scores`, a NaN weight scores 0), so opening touches no row.
     pub fn from_written_parts(items: usize, ptr: Buf<u32>, nbr: Buf<u32>, weight: Buf<f32>) -> Result<ItemGraph> {
-        // Ends only (opening touches no row): a decreasing pointer makes a row's slice fail
-        // with a panic, never read out of bounds.
         let ok = ptr.len() == items.saturating_add(1) && ptr[0] == 0 && ptr[items] as usize == nbr.len() && nbr.len() == weight.len();
         if !ok {
             return Err(corrupt("row pointers or lengths do not match".into()));
@@ -67,6 +62,10 @@ impl ItemGraph {
         Ok(ItemGraph { items, ptr, nbr, weight })
     }
 
+    /// Checks parts read back from storage; never panics. Rejects: `ptr` not of length
+    /// items + 1, not starting at 0, decreasing, or not ending at the edge count; `nbr` and
+    /// `weight` of different lengths; a neighbour >= items; a non-finite weight; a row not
+    /// sorted by weight descending.
     pub fn from_parts(items: usize, ptr: Buf<u32>, nbr: Buf<u32>, weight: Buf<f32>) -> Result<ItemGraph> {
         if ptr.len() != items.saturating_add(1) {
             return Err(corrupt(format!("ptr has {} entries, expected items + 1 = {}", ptr.len(), items.saturating_add(1))));
