@@ -19,6 +19,8 @@ import time
 
 import psycopg
 
+from build_ab import install as install_as
+
 DIR = "/tmp/pg_recsys-bench-memory"
 DSN = "host=127.0.0.1 port=54344 user=postgres dbname=postgres"
 LIB = "/usr/lib/postgresql/15/lib/pg_recsys.so"
@@ -26,9 +28,7 @@ CLUSTER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "script
 
 
 def install(so):
-    shutil.copyfile(so, LIB + ".tmp")
-    os.chmod(LIB + ".tmp", 0o755)
-    os.replace(LIB + ".tmp", LIB)
+    install_as(so, LIB)
 
 
 def restart():

@@ -122,6 +122,11 @@ impl Image {
         self.get(name)?.ok_or_else(|| RecsysError::Corrupt(format!("model image has no section {name}")))
     }
 
+    /// A scalar section that older images lack: None when absent (or empty).
+    fn optional_scalar(self: &Arc<Self>, name: &str) -> Result<Option<u64>> {
+        Ok(self.get::<u64>(name)?.and_then(|v| v.first().copied()))
+    }
+
     fn scalar(self: &Arc<Self>, name: &str) -> Result<u64> {
         self.need::<u64>(name)?.first().copied().ok_or_else(|| RecsysError::Corrupt(format!("model image section {name} is empty")))
     }
@@ -294,7 +299,7 @@ pub fn read(img: &Arc<Image>, id: i64) -> Result<Data> {
     let item_ids: Buf<i64> = img.need("item_ids")?;
     let n = item_ids.len();
     let index = |name: &str| -> Result<IdIndex> {
-        let identity = img.get::<u64>(&format!("{name}.identity"))?.is_some_and(|v| v.first() == Some(&1));
+        let identity = img.optional_scalar(&format!("{name}.identity"))? == Some(1);
         IdIndex::from_written_parts(img.need(&format!("{name}.ids"))?, img.need(&format!("{name}.values"))?, identity).ok_or_else(|| bad(name))
     };
     let item_index = index("item_index")?;
@@ -412,7 +417,7 @@ fn read_content(img: &Arc<Image>, id: i64, n: usize, index: &dyn Fn(&str) -> Res
                 return Err(bad("content arrays have inconsistent sizes"));
             }
             let raw: Buf<u32> = img.need("content.to_item")?;
-            let to_item = match img.get::<u64>("content.to_item.prefix")?.and_then(|v| v.first().copied()) {
+            let to_item = match img.optional_scalar("content.to_item.prefix")? {
                 Some(mapped) if mapped as usize <= n.min(raw.len()) => RowMap::Prefix { mapped: mapped as usize, len: raw.len() },
                 _ => RowMap::collect(raw.iter().map(|&i| (i != u32::MAX && (i as usize) < n).then_some(i))),
             };
