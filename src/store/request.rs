@@ -22,20 +22,25 @@ const INT8_ARRAY: PgOid = PgOid::BuiltIn(PgBuiltInOids::INT8ARRAYOID);
 
 pub fn gather(client: &SpiClient<'_>, m: &Serving, user_id: i64, w: &Weights) -> Result<Request> {
     let o = &m.options.hybrid;
-    let mut seen = IndexSet::default();
-    let mut unknown = 0usize;
+    // Rows are kept as read and their posts looked up after the statement, in one tight loop:
+    // each lookup may miss the cache, and there the misses overlap instead of waiting in turn
+    // between executor steps.
     let rows = m.run(client, "history", &m.history_query, &[INT8], &[user_id.into()], |row| {
         let Some(pid) = row.get::<i64>(1)? else { return Ok(None) };
-        seen.insert(pid);
-        let Some((weight, day)) = weight_and_day(m, row, 2)? else { return Ok(None) };
-        match m.item_index.get(pid) {
-            Some(item) => Ok(Some(Event { item, weight, day })),
-            None => {
-                unknown += 1;
-                Ok(None)
-            }
-        }
+        Ok(Some((pid, weight_and_day(m, row, 2)?)))
     })?;
+    let mut seen = IndexSet::default();
+    let mut unknown = 0usize;
+    let mut history = Vec::with_capacity(rows.len());
+    for (pid, wd) in rows {
+        seen.insert(pid);
+        let Some((weight, day)) = wd else { continue };
+        match m.item_index.get(pid) {
+            Some(item) => history.push(Event { item, weight, day }),
+            None => unknown += 1,
+        }
+    }
+    let rows = history;
     let mut input = UserInput { history: rows, unknown_history: unknown, ..Default::default() };
     let n_history = input.history.len() + unknown;
 
@@ -80,25 +85,24 @@ fn followees(client: &SpiClient<'_>, m: &Serving, q: &str, user_id: i64) -> Resu
         return Ok(vec![]);
     }
     let ids: Vec<i64> = all.iter().map(|f| f.0).collect();
+    let rows = m.run(client, "followee_events", &m.followee_events_query, &[INT8_ARRAY], &[ids.clone().into()], |row| {
+        let (Some(u), Some(p)) = (row.get::<i64>(1)?, row.get::<i64>(2)?) else { return Ok(None) };
+        Ok(weight_and_day(m, row, 3)?.map(|(weight, day)| (u, p, weight, day)))
+    })?;
     let mut events: IndexMap<i64, Vec<Event>> = IndexMap::default();
-    m.run(client, "followee_events", &m.followee_events_query, &[INT8_ARRAY], &[ids.clone().into()], |row| {
-        let (Some(u), Some(p)) = (row.get::<i64>(1)?, row.get::<i64>(2)?) else { return Ok(None::<()>) };
-        let Some((weight, day)) = weight_and_day(m, row, 3)? else { return Ok(None) };
+    for (u, p, weight, day) in rows {
         if let Some(item) = m.item_index.get(p) {
             events.entry(u).or_default().push(Event { item, weight, day });
         }
-        Ok(None)
-    })?;
+    }
     let mut owned: IndexMap<i64, Vec<u32>> = IndexMap::default();
     if let Some(q) = &m.followee_posts_query {
-        m.run(client, "followee_posts", q, &[INT8_ARRAY], &[ids.into()], |row| {
-            if let (Some(o), Some(p)) = (row.get::<i64>(1)?, row.get::<i64>(2)?) {
-                if let Some(item) = m.item_index.get(p) {
-                    owned.entry(o).or_default().push(item);
-                }
+        let rows = m.run(client, "followee_posts", q, &[INT8_ARRAY], &[ids.into()], |row| Ok(row.get::<i64>(1)?.zip(row.get::<i64>(2)?)))?;
+        for (o, p) in rows {
+            if let Some(item) = m.item_index.get(p) {
+                owned.entry(o).or_default().push(item);
             }
-            Ok(None::<()>)
-        })?;
+        }
     }
     Ok(all
         .into_iter()

@@ -593,32 +593,55 @@ pub fn disliked_items(history: &[Event]) -> Vec<Event> {
 pub fn content_profile(cat: &Catalog<'_>, history: &[Event], half_life: f32, terms: usize) -> Vec<(u32, f32)> {
     let Some(t) = cat.tfidf else { return vec![] };
     let now = newest(history);
+    // A long history (a heavy user: tens of thousands of events) sums into arrays indexed by
+    // item and by term, a short one into maps, as fold_in_items does. Either way every sum
+    // adds its terms in history order, and the result is sorted by a total order: the same
+    // profile.
+    let span = history.iter().map(|e| e.item as usize + 1).max().unwrap_or(0);
+    let dense_items = span <= history.len().saturating_mul(DENSE_SUM_SPAN);
+    let dense_terms = t.postings.rows <= history.len().saturating_mul(DENSE_SUM_SPAN);
     // Only a history with negative events can have a post whose views a dislike cancels.
-    let rejected: IndexSet<u32> = if history.iter().any(|e| e.weight < 0.0) {
+    let rejected: Box<dyn Fn(u32) -> bool> = if !history.iter().any(|e| e.weight < 0.0) {
+        Box::new(|_| false)
+    } else if dense_items {
+        let mut sums = vec![0f32; span];
+        for e in history {
+            sums[e.item as usize] += e.weight;
+        }
+        Box::new(move |i| sums[i as usize] <= 0.0)
+    } else {
         let mut sums: IndexMap<u32, f32> = IndexMap::default();
         for e in history {
             *sums.entry(e.item).or_insert(0.0) += e.weight;
         }
-        sums.into_iter().filter(|(_, w)| *w <= 0.0).map(|(i, _)| i).collect()
-    } else {
-        IndexSet::default()
+        let set: IndexSet<u32> = sums.into_iter().filter(|(_, w)| *w <= 0.0).map(|(i, _)| i).collect();
+        Box::new(move |i| set.contains(&i))
     };
-    let mut acc: IndexMap<u32, f32> = IndexMap::default();
-    for e in history {
-        if rejected.contains(&e.item) {
-            continue;
-        }
-        let Some(row) = cat.from_item.get(e.item as usize) else { continue };
+    let weighted = history.iter().filter(|e| !rejected(e.item)).filter_map(|e| {
+        let row = cat.from_item.get(e.item as usize)?;
         let w = strength(e.weight) * decay(now - e.day, half_life);
-        if w <= 0.0 {
-            continue;
+        (w > 0.0).then(|| (t.docs.row(row as usize), w))
+    });
+    let mut p: Vec<(u32, f32)> = if dense_terms {
+        let mut acc = vec![0f32; t.postings.rows];
+        for ((ts, vs), w) in weighted {
+            for (&term, &v) in ts.iter().zip(vs) {
+                // A term outside the vocabulary (a damaged image) is left out.
+                if let Some(a) = acc.get_mut(term as usize) {
+                    *a += w * v;
+                }
+            }
         }
-        let (ts, vs) = t.docs.row(row as usize);
-        for (&term, &v) in ts.iter().zip(vs) {
-            *acc.entry(term).or_insert(0.0) += w * v;
+        (0..acc.len() as u32).zip(acc).filter(|x| x.1 > 0.0).collect()
+    } else {
+        let mut acc: IndexMap<u32, f32> = IndexMap::default();
+        for ((ts, vs), w) in weighted {
+            for (&term, &v) in ts.iter().zip(vs) {
+                *acc.entry(term).or_insert(0.0) += w * v;
+            }
         }
-    }
-    let mut p: Vec<(u32, f32)> = acc.into_iter().filter(|x| x.1 > 0.0).collect();
+        acc.into_iter().filter(|x| x.1 > 0.0).collect()
+    };
     p.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     p.truncate(terms);
     let norm = p.iter().map(|x| x.1 * x.1).sum::<f32>().sqrt();
@@ -1644,6 +1667,48 @@ mod tests {
         let cat = pl.cat(false);
         let undone = UserInput { history: vec![ev(31, 4.0, 1.0), ev(0, -1.0, 1.0), ev(0, 4.0, 2.0)], ..Default::default() };
         assert!(score(&cat, &undone, &HybridOptions::default(), &w).negative.is_empty());
+    }
+
+    #[test]
+    fn content_profiles_are_the_same_summed_in_arrays_or_maps() {
+        // Long histories take the arrays (items and terms), short ones the maps; both against
+        // sums kept in BTreeMaps in history order, bit for bit.
+        let pl = planted();
+        let cat = pl.cat(false);
+        let t = &pl.tfidf;
+        let mut rng = crate::rng::Rng::new(23);
+        for (events, negatives) in [(2usize, false), (3, true), (5, false), (400, false), (400, true), (3000, true)] {
+            let history: Vec<Event> = (0..events)
+                .map(|k| {
+                    let w = if negatives && rng.below(6) == 0 { -2.0 } else { rng.next_f32() * 3.0 };
+                    ev(rng.below(N as u64) as u32, w, (k % 40) as f32 + rng.next_f32())
+                })
+                .collect();
+            let now = newest(&history);
+            let mut sums: std::collections::BTreeMap<u32, f32> = Default::default();
+            for e in &history {
+                *sums.entry(e.item).or_insert(0.0) += e.weight;
+            }
+            let mut acc: std::collections::BTreeMap<u32, f32> = Default::default();
+            for e in history.iter().filter(|e| !negatives || sums[&e.item] > 0.0) {
+                let w = strength(e.weight) * decay(now - e.day, 30.0);
+                if w > 0.0 {
+                    let (ts, vs) = t.docs.row(e.item as usize);
+                    ts.iter().zip(vs).for_each(|(&term, &v)| *acc.entry(term).or_insert(0.0) += w * v);
+                }
+            }
+            let mut want: Vec<(u32, f32)> = acc.into_iter().filter(|x| x.1 > 0.0).collect();
+            want.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            want.truncate(8);
+            let norm = want.iter().map(|x| x.1 * x.1).sum::<f32>().sqrt();
+            want.iter_mut().for_each(|x| x.1 /= norm);
+            want.sort_by_key(|x| x.0);
+            let dense = t.postings.rows <= events * DENSE_SUM_SPAN;
+            assert_eq!(dense, events >= 400, "{events} events take the {} path", if dense { "array" } else { "map" });
+            let got = content_profile(&cat, &history, 30.0, 8);
+            assert_eq!(got.len(), want.len(), "{events} events");
+            assert!(got.iter().zip(&want).all(|(a, b)| a.0 == b.0 && a.1.to_bits() == b.1.to_bits()), "{events} events: {got:?} vs {want:?}");
+        }
     }
 
     #[test]
