@@ -16,7 +16,10 @@ figure is their median.
 
 Both builds must use the same SQL (same extension version) and read the deployed model.
 
-Usage: python bench/build_ab.py A.so B.so [--als-only] [--calls N] [--users U] [--rounds R] [--first N]
+With --only U1,U2,... the timed calls go round those users instead (heavy users, say: their
+calls are dominated by their own history).
+
+Usage: python bench/build_ab.py A.so B.so [--als-only] [--calls N] [--users U] [--rounds R] [--first N] [--only U1,U2,...]
 Environment: PGHOST, PGPORT, PGUSER, PGDATABASE (libpq defaults).
 """
 import argparse
@@ -38,7 +41,7 @@ def install(src, dest):
     os.replace(tmp, dest)
 
 
-def cell(extra, calls, users):
+def cell(extra, calls, users, only=None):
     with psycopg.connect(autocommit=True) as conn:
         cur = conn.cursor()
         pid = cur.execute("SELECT pg_backend_pid()").fetchone()[0]
@@ -53,8 +56,9 @@ def cell(extra, calls, users):
             return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 
         c0 = cpu()
+        user = f"(ARRAY[{only}]::int8[])[i % {len(only.split(','))} + 1]" if only else f"(i * 7919) % {users} + 1"
         cur.execute(f"DO $$ DECLARE i int; c int; BEGIN FOR i IN 1..{calls} LOOP "
-                    f"SELECT count(*) INTO c FROM recsys_recommend((i * 7919) % {users} + 1, 20{extra}); END LOOP; END $$")
+                    f"SELECT count(*) INTO c FROM recsys_recommend({user}, 20{extra}); END LOOP; END $$")
         return (cpu() - c0) * 1000 / calls
 
 
@@ -80,7 +84,10 @@ def main():
     ap.add_argument("--users", type=int, default=20000)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--first", type=int, default=0)
+    ap.add_argument("--only", help="comma-separated user ids the timed calls go round")
     a = ap.parse_args()
+    if a.only:
+        a.only = ",".join(str(int(u)) for u in a.only.split(","))
     libdir = subprocess.run(["pg_config", "--pkglibdir"], check=True, capture_output=True, text=True).stdout.strip()
     dest = os.path.join(libdir, "pg_recsys.so")
     saved = dest + ".ab-saved"
@@ -91,7 +98,7 @@ def main():
         for _ in range(a.rounds):
             for name, path in (("A", a.a), ("B", a.b)):
                 install(path, dest)
-                res[name].append(first_cell(extra, a.first, a.users) if a.first else cell(extra, a.calls, a.users))
+                res[name].append(first_cell(extra, a.first, a.users) if a.first else cell(extra, a.calls, a.users, a.only))
     finally:
         install(saved, dest)
         os.unlink(saved)
