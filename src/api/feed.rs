@@ -6,7 +6,7 @@ use crate::store::live;
 use crate::store::serving::Serving;
 use pgrx::spi::SpiClient;
 use recsys_core::fasthash::IndexSet;
-use recsys_core::topk::{Scored, TopK};
+use recsys_core::topk::Scored;
 use std::collections::{HashMap, HashSet};
 
 /// Positions of a feed re-ranked for diversity; later positions keep score order.
@@ -209,14 +209,8 @@ impl<'a> Feed<'a> {
         also: &mut dyn FnMut(&[Scored]) -> Vec<i64>,
     ) -> Result<Ranked> {
         let top = |mask: Option<&[bool]>, size: usize| {
-            let mut top = TopK::new(size);
-            for (i, &s) in scores.iter().enumerate() {
-                if s < top.threshold() || !mask.is_none_or(|mk| mk[i]) {
-                    continue;
-                }
-                top.push(Scored { score: s, id: m.item_ids[i], index: i as u32 });
-            }
-            let mut cands = top.into_sorted();
+            let allowed = |i: usize| mask.is_none_or(|mk| mk[i]);
+            let mut cands = recsys_core::topk::top_dense(scores, size, &allowed, &|i| m.item_ids[i]);
             if let Some(ex) = exact {
                 cands.iter_mut().for_each(|c| c.score = ex(c.index));
                 cands.sort_by(recsys_core::topk::rank_order);
