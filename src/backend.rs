@@ -54,10 +54,10 @@ pub fn register_destructors() {
     SCHEMA.with(|_| ());
 }
 
-/// Detects the CPU's features (AVX2, FMA, AVX-512 VNNI) once, at library load: the standard library caches
-/// them after its first query, which runs `cpuid` (a trap to the hypervisor on a virtual
-/// machine; 0.09 ms of a new connection's first call in a profile). When the library is
-/// preloaded, every backend the postmaster forks inherits the cached answer.
+/// Detects the CPU's features (AVX2, FMA, AVX-512 VNNI) once, at library load: the standard
+/// library caches them after its first query, which runs `cpuid` (a trap to the hypervisor on
+/// a virtual machine; 0.09 ms of a new connection's first call in a profile). When the library
+/// is preloaded, every backend the postmaster forks inherits the cached answer.
 pub fn detect_cpu_features() {
     let _ = recsys_core::kernels::has_avx2_fma();
     let _ = recsys_core::kernels::has_avx512_vnni();
