@@ -88,25 +88,32 @@ def main():
     a = ap.parse_args()
     if a.only:
         a.only = ",".join(str(int(u)) for u in a.only.split(","))
+    extra = ALS_ONLY if a.als_only else ""
+    alternate(a.a, a.b, a.rounds, "first call ms" if a.first else "cpu ms/call",
+              lambda: first_cell(extra, a.first, a.users) if a.first else cell(extra, a.calls, a.users, a.only))
+
+
+def alternate(a, b, rounds, unit, measure):
+    """Installs build A, then build B, `rounds` times, calling `measure()` after each install;
+    installs the build that was there before again at the end; prints each build's figures
+    (`unit`), their medians and the ratio B / A."""
     libdir = subprocess.run(["pg_config", "--pkglibdir"], check=True, capture_output=True, text=True).stdout.strip()
     dest = os.path.join(libdir, "pg_recsys.so")
     saved = dest + ".ab-saved"
     shutil.copyfile(dest, saved)
-    extra = ALS_ONLY if a.als_only else ""
     res = {"A": [], "B": []}
     try:
-        for _ in range(a.rounds):
-            for name, path in (("A", a.a), ("B", a.b)):
+        for _ in range(rounds):
+            for name, path in (("A", a), ("B", b)):
                 install(path, dest)
-                res[name].append(first_cell(extra, a.first, a.users) if a.first else cell(extra, a.calls, a.users, a.only))
+                res[name].append(measure())
     finally:
         install(saved, dest)
         os.unlink(saved)
     for name in res:
-        print(f"{name}: {'first call ms' if a.first else 'cpu ms/call'} {[round(x, 3) for x in res[name]]}, median {statistics.median(res[name]):.3f}")
+        print(f"{name}: {unit} {[round(x, 3) for x in res[name]]}, median {statistics.median(res[name]):.3f}")
     print(f"B / A (medians): {statistics.median(res['B']) / statistics.median(res['A']):.3f}; "
           f"per round: {[round(b / a_, 3) for a_, b in zip(res['A'], res['B'])]}")
-
 
 if __name__ == "__main__":
     main()

@@ -13,13 +13,10 @@ Example SCRIPT (recsys_similar over spread posts of the serving data set):
     SELECT count(*) FROM recsys_similar(:pid, 20);
 """
 import argparse
-import os
 import re
-import shutil
-import statistics
 import subprocess
 
-from build_ab import install
+from build_ab import alternate
 
 
 def main():
@@ -30,25 +27,13 @@ def main():
     ap.add_argument("--secs", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=7)
     a = ap.parse_args()
-    libdir = subprocess.run(["pg_config", "--pkglibdir"], check=True, capture_output=True, text=True).stdout.strip()
-    dest = os.path.join(libdir, "pg_recsys.so")
-    saved = dest + ".ab-saved"
-    shutil.copyfile(dest, saved)
-    res = {"A": [], "B": []}
-    try:
-        for _ in range(a.rounds):
-            for name, path in (("A", a.a), ("B", a.b)):
-                install(path, dest)
-                out = subprocess.run(["pgbench", "-n", "-c", "1", "-T", str(a.secs), "-f", a.script],
-                                     check=True, capture_output=True, text=True).stdout
-                res[name].append(float(re.search(r"latency average = ([\d.]+) ms", out).group(1)))
-    finally:
-        install(saved, dest)
-        os.unlink(saved)
-    for name in res:
-        print(f"{name}: latency ms {res[name]}, median {statistics.median(res[name]):.3f}")
-    print(f"B / A (medians): {statistics.median(res['B']) / statistics.median(res['A']):.3f}; "
-          f"per round: {[round(b / a_, 3) for a_, b in zip(res['A'], res['B'])]}")
+
+    def measure():
+        out = subprocess.run(["pgbench", "-n", "-c", "1", "-T", str(a.secs), "-f", a.script],
+                             check=True, capture_output=True, text=True).stdout
+        return float(re.search(r"latency average = ([\d.]+) ms", out).group(1))
+
+    alternate(a.a, a.b, a.rounds, "latency ms", measure)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@
 //! newest event of the set being decayed, so data replayed from the past behaves as if live.
 use crate::als::FoldIn;
 use crate::csr::Csr;
-use crate::fasthash::{IndexMap, IndexSet};
+use crate::fasthash::IndexMap;
 use crate::ids::RowMap;
 use crate::kernels::{dot_dispatch, score_all, QuantizedRows};
 use crate::tfidf::Tfidf;
@@ -536,7 +536,8 @@ fn newest(events: &[Event]) -> f32 {
     events.iter().map(|e| e.day).filter(|d| d.is_finite()).fold(f32::NEG_INFINITY, f32::max)
 }
 
-/// [`fold_in_items`] sums in an array when the items span at most this many times the events.
+/// [`item_sums`] (and [`content_profile`] for terms) sums in an array when the items (terms)
+/// span at most this many times the events.
 const DENSE_SUM_SPAN: usize = 8;
 
 fn strength(w: f32) -> f32 {
@@ -545,26 +546,54 @@ fn strength(w: f32) -> f32 {
 
 /// The history as (item, summed weight) for the fold-in, sorted by item.
 pub fn fold_in_items(history: &[Event]) -> Vec<(u32, f32)> {
-    // A long history over a small range of items (a heavy user: tens of thousands of events)
-    // is summed in an array indexed by item, which comes out in item order; a short one in a
-    // map, then sorted. Either way each item's weights are added in history order: the same
-    // sums.
+    let positive = |w: &f32| *w > 0.0 && w.is_finite();
+    match item_sums(history) {
+        // Items not in the history sum to 0 and are dropped with the non-positive sums.
+        ItemSums::Dense(sums) => (0..sums.len() as u32).zip(sums).filter(|(_, w)| positive(w)).collect(),
+        ItemSums::Sparse(sums) => {
+            let mut v: Vec<(u32, f32)> = sums.into_iter().filter(|(_, w)| positive(w)).collect();
+            v.sort_by_key(|x| x.0);
+            v
+        }
+    }
+}
+
+/// Each history item's summed weight, added in history order.
+enum ItemSums {
+    /// Indexed by item (items not in the history: 0).
+    Dense(Vec<f32>),
+    /// In order of first appearance.
+    Sparse(IndexMap<u32, f32>),
+}
+
+/// A long history over a small range of items (a heavy user: tens of thousands of events) is
+/// summed in an array indexed by item; a short one in a map. Either way each item's weights
+/// are added in history order: the same sums.
+fn item_sums(history: &[Event]) -> ItemSums {
     let span = history.iter().map(|e| e.item as usize + 1).max().unwrap_or(0);
     if span <= history.len().saturating_mul(DENSE_SUM_SPAN) {
-        // Items not in the history sum to 0 and are dropped with the non-positive sums.
         let mut sums = vec![0f32; span];
         for e in history {
             sums[e.item as usize] += e.weight;
         }
-        return (0..span as u32).zip(sums).filter(|(_, w)| *w > 0.0 && w.is_finite()).collect();
+        ItemSums::Dense(sums)
+    } else {
+        let mut sums: IndexMap<u32, f32> = IndexMap::default();
+        for e in history {
+            *sums.entry(e.item).or_insert(0.0) += e.weight;
+        }
+        ItemSums::Sparse(sums)
     }
-    let mut sums: IndexMap<u32, f32> = IndexMap::default();
-    for e in history {
-        *sums.entry(e.item).or_insert(0.0) += e.weight;
+}
+
+impl ItemSums {
+    /// The summed weight of `item` (0 for an item not in the history).
+    fn get(&self, item: u32) -> f32 {
+        match self {
+            ItemSums::Dense(v) => v.get(item as usize).copied().unwrap_or(0.0),
+            ItemSums::Sparse(m) => m.get(&item).copied().unwrap_or(0.0),
+        }
     }
-    let mut v: Vec<(u32, f32)> = sums.into_iter().filter(|(_, w)| *w > 0.0 && w.is_finite()).collect();
-    v.sort_by_key(|x| x.0);
-    v
 }
 
 /// The disliked set: items whose summed weight is below 0, as (item, |sum|, newest day), most
@@ -593,30 +622,13 @@ pub fn disliked_items(history: &[Event]) -> Vec<Event> {
 pub fn content_profile(cat: &Catalog<'_>, history: &[Event], half_life: f32, terms: usize) -> Vec<(u32, f32)> {
     let Some(t) = cat.tfidf else { return vec![] };
     let now = newest(history);
-    // A long history (a heavy user: tens of thousands of events) sums into arrays indexed by
-    // item and by term, a short one into maps, as fold_in_items does. Either way every sum
-    // adds its terms in history order, and the result is sorted by a total order: the same
-    // profile.
-    let span = history.iter().map(|e| e.item as usize + 1).max().unwrap_or(0);
-    let dense_items = span <= history.len().saturating_mul(DENSE_SUM_SPAN);
+    // A long history (a heavy user: tens of thousands of events) sums into an array indexed by
+    // term, a short one into a map, as item_sums does for items. Either way every sum adds its
+    // terms in history order, and the result is sorted by a total order: the same profile.
     let dense_terms = t.postings.rows <= history.len().saturating_mul(DENSE_SUM_SPAN);
     // Only a history with negative events can have a post whose views a dislike cancels.
-    let rejected: Box<dyn Fn(u32) -> bool> = if !history.iter().any(|e| e.weight < 0.0) {
-        Box::new(|_| false)
-    } else if dense_items {
-        let mut sums = vec![0f32; span];
-        for e in history {
-            sums[e.item as usize] += e.weight;
-        }
-        Box::new(move |i| sums[i as usize] <= 0.0)
-    } else {
-        let mut sums: IndexMap<u32, f32> = IndexMap::default();
-        for e in history {
-            *sums.entry(e.item).or_insert(0.0) += e.weight;
-        }
-        let set: IndexSet<u32> = sums.into_iter().filter(|(_, w)| *w <= 0.0).map(|(i, _)| i).collect();
-        Box::new(move |i| set.contains(&i))
-    };
+    let sums = history.iter().any(|e| e.weight < 0.0).then(|| item_sums(history));
+    let rejected = |item: u32| sums.as_ref().is_some_and(|s| s.get(item) <= 0.0);
     let weighted = history.iter().filter(|e| !rejected(e.item)).filter_map(|e| {
         let row = cat.from_item.get(e.item as usize)?;
         let w = strength(e.weight) * decay(now - e.day, half_life);
