@@ -9,3 +9,4 @@ mod score;
 mod serve;
 mod train;
 mod trending;
+mod trending_worker;

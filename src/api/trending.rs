@@ -4,9 +4,12 @@ use crate::options::DEFAULT_MODEL;
 use crate::options::{TableMap, TrainOptions, INTERACTIONS, POSTS};
 use crate::store::serving::{ModelKey, Serving};
 use crate::store::{filecache, source};
+use pgrx::bgworkers::{BackgroundWorkerBuilder, BgWorkerStartTime};
 use pgrx::datum::Interval;
 use pgrx::prelude::*;
+use serde::{Deserialize, Serialize};
 use std::rc::Rc;
+use std::time::Duration;
 
 use super::feed::check_k;
 
@@ -35,11 +38,20 @@ pub struct Window<'a> {
 /// also the feed's popularity component. Only posts that exist in the posts table (when one is
 /// mapped) and that the caller may see count.
 pub fn top(client: &pgrx::spi::SpiClient<'_>, o: &TrainOptions, model: Option<ModelKey>, w: &Window<'_>) -> Result<Rc<Vec<(i64, f32)>>> {
-    top_cached(client, o, model, w, true)
+    top_cached(client, o, model, w, true, false)
 }
 
-/// [`top`], from a cache younger than `recsys.trending_cache_seconds` when `cached`.
-fn top_cached(client: &pgrx::spi::SpiClient<'_>, o: &TrainOptions, model: Option<ModelKey>, w: &Window<'_>, cached: bool) -> Result<Rc<Vec<(i64, f32)>>> {
+/// [`top`], from a cache younger than `recsys.trending_cache_seconds` when `cached`. With
+/// `background` (the feed's signal), an expired shared result is served while a background
+/// worker aggregates the window again (see `trending_worker`).
+fn top_cached(
+    client: &pgrx::spi::SpiClient<'_>,
+    o: &TrainOptions,
+    model: Option<ModelKey>,
+    w: &Window<'_>,
+    cached: bool,
+    background: bool,
+) -> Result<Rc<Vec<(i64, f32)>>> {
     // The cache is consulted before anything is resolved: a hit costs no query at all (the
     // mapping comes from the model, whose key is part of the cache key).
     let ttl = gucs::trending_cache_seconds();
@@ -53,13 +65,22 @@ fn top_cached(client: &pgrx::spi::SpiClient<'_>, o: &TrainOptions, model: Option
         if let Some(out) = shared_result(&key, ttl) {
             return Ok(out);
         }
+        let stale = Duration::from_secs(ttl.saturating_mul(STALE_FACTOR));
+        if let (true, Some(m)) = (background && shareable(), model) {
+            if let Some((_, rows)) = filecache::get("trending", &key, stale) {
+                if request_refresh(client, &key, m.id)? {
+                    // Not remembered: the next call looks for the refreshed result again.
+                    return Ok(Rc::new(rows));
+                }
+            }
+        }
         // Expired. One connection at a time aggregates the window again; while it does, the
         // others serve the previous result (up to STALE_FACTOR times the time to live old), or
         // when there is none wait up to WAIT for the refreshed one, instead of all aggregating
         // at once. A transaction that has written aggregates its own view and shares nothing,
         // so it neither takes nor waits for the refresh.
         if shareable() && !refresh_lock(client)? {
-            if let Some((_, rows)) = filecache::get("trending", &key, std::time::Duration::from_secs(ttl.saturating_mul(STALE_FACTOR))) {
+            if let Some((_, rows)) = filecache::get("trending", &key, stale) {
                 // Not remembered: the next call looks for the refreshed result again.
                 return Ok(Rc::new(rows));
             }
@@ -97,7 +118,7 @@ const STALE_FACTOR: u64 = 10;
 /// How long a call with no result to serve waits for another connection's refresh before it
 /// aggregates the window itself (the refresher's lock lasts until its transaction ends, which
 /// may be long after its result was written).
-const WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+const WAIT: Duration = Duration::from_secs(1);
 
 /// Whether this transaction has written nothing (its results may be shared).
 fn shareable() -> bool {
@@ -115,7 +136,7 @@ fn refresh_lock(client: &pgrx::spi::SpiClient<'_>) -> Result<bool> {
 /// Another connection's result for `key` younger than `ttl` seconds, kept in this backend's
 /// cache for what is left of its time to live.
 fn shared_result(key: &str, ttl: u64) -> Option<Rc<Vec<(i64, f32)>>> {
-    let (age, rows) = filecache::get("trending", key, std::time::Duration::from_secs(ttl))?;
+    let (age, rows) = filecache::get("trending", key, Duration::from_secs(ttl))?;
     let out = Rc::new(rows);
     remember(key.to_string(), std::time::Instant::now().checked_sub(age).unwrap_or_else(std::time::Instant::now), out.clone());
     Some(out)
@@ -247,6 +268,25 @@ fn posts_filter(client: &pgrx::spi::SpiClient<'_>, o: &TrainOptions, w: &Window<
 /// Posts of the feed's trending signal (recsys_trending's default window).
 pub const FEED_TRENDING_POSTS: usize = 1000;
 
+/// The feed's trending window: the top 1,000 of the last 7 days, no filter.
+fn feed_window() -> Window<'static> {
+    Window { k: FEED_TRENDING_POSTS, offset: 0, category: None, project_code: None, since: Interval::from_days(7) }
+}
+
+/// The background worker's part: the feed's trending result for served version `model` with
+/// `o`, aggregated now and shared, when its key (computed here, from this session's settings)
+/// is `wanted` and no other connection is refreshing; Some(rows written) or None.
+pub fn refresh_feed(client: &pgrx::spi::SpiClient<'_>, o: &TrainOptions, model: ModelKey, wanted: &str) -> Result<Option<usize>> {
+    let w = feed_window();
+    let key = cache_key(o, Some(model), &w);
+    if key != wanted || !shareable() || !refresh_lock(client)? {
+        return Ok(None);
+    }
+    let out = query(client, o, &w)?;
+    filecache::put("trending", &key, &out);
+    Ok(Some(out.len()))
+}
+
 /// The feed's popularity component now: recsys_trending's scores over its default window
 /// scaled to [0, 1], per model item (None when nothing is trending in the window: the caller
 /// falls back to the model's popularity). The same result is cached per backend as
@@ -255,8 +295,8 @@ pub fn feed_popularity(client: &pgrx::spi::SpiClient<'_>, m: &Serving) -> Result
     if m.options.interactions.columns.get("time").is_none_or(|c| c.is_none()) {
         return Ok(None);
     }
-    let w = Window { k: FEED_TRENDING_POSTS, offset: 0, category: None, project_code: None, since: Interval::from_days(7) };
-    let rows = match top(client, &m.options, Some(m.key), &w) {
+    let w = feed_window();
+    let rows = match top_cached(client, &m.options, Some(m.key), &w, true, true) {
         Ok(r) => r,
         // No time column resolved: no trending signal.
         Err(RecsysError::MissingColumnFor { .. }) => return Ok(None),
@@ -284,6 +324,90 @@ pub fn feed_popularity(client: &pgrx::spi::SpiClient<'_>, m: &Serving) -> Result
     let built = Rc::new((pop, order));
     crate::backend::FEED_POPULARITY.with(|c| *c.borrow_mut() = Some(crate::backend::FeedPopularity { rows, model: m.key, built: built.clone() }));
     Ok(Some(built))
+}
+
+// The feed's background refresh: the request side (the worker is in `trending_worker`).
+
+/// What the worker must reproduce: the requester's identity and the settings the result
+/// depends on, and the key the result is wanted under.
+#[derive(Serialize, Deserialize)]
+pub(super) struct Request {
+    pub(super) db: u32,
+    pub(super) role: u32,
+    pub(super) search_path: String,
+    pub(super) row_security: bool,
+    pub(super) timezone: String,
+    pub(super) half_life_hours: f64,
+    pub(super) model_id: i64,
+    pub(super) key: String,
+}
+
+/// File name prefix of a pending request (in the cache directory, next to the results).
+pub(super) const KIND: &str = "trendreq";
+/// A request younger than this is taken to be in hand (its worker running or about to): no
+/// second worker is started for the same key.
+const PENDING: Duration = Duration::from_secs(30);
+const ENTRY: &str = "pg_recsys_trending_worker";
+
+/// Asks for a background refresh of the feed's trending result `key` (of served model
+/// `model_id`). True when a worker is (or was just) started for it: the caller may serve the
+/// previous result. False when none can be started: the caller refreshes in place.
+fn request_refresh(client: &pgrx::spi::SpiClient<'_>, key: &str, model_id: i64) -> Result<bool> {
+    let dir = filecache::dir();
+    let name = filecache::file_name(KIND, key, "json");
+    let file = dir.join(&name);
+    if file.metadata().and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().is_ok_and(|a| a < PENDING)) {
+        return Ok(true);
+    }
+    // SAFETY: reads the backend's current user, database and GUC variables on the backend thread.
+    let (role, db, rls, path) = unsafe {
+        let p = pg_sys::namespace_search_path;
+        let path = if p.is_null() { String::new() } else { std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned() };
+        (pg_sys::GetUserId().to_u32(), pg_sys::MyDatabaseId.to_u32(), pg_sys::row_security, path)
+    };
+    // The worker connects as the current role: one that cannot log in cannot be a worker's.
+    let row = crate::store::first_row::<bool, String, bool>(
+        client,
+        "SELECT r.rolcanlogin, pg_catalog.current_setting('TimeZone'), true FROM pg_catalog.pg_roles r WHERE r.oid OPERATOR(pg_catalog.=) $1",
+        &[pg_sys::Oid::from(role).into()],
+    )?;
+    let Some((Some(true), Some(timezone), _)) = row else { return Ok(false) };
+    let req = Request {
+        db,
+        role,
+        search_path: path,
+        row_security: rls,
+        timezone,
+        half_life_hours: crate::gucs::trending_half_life_seconds() / 3600.0,
+        model_id,
+        key: key.to_string(),
+    };
+    if write(&dir, &file, &req).is_err() {
+        return Ok(false);
+    }
+    let started = BackgroundWorkerBuilder::new("pg_recsys trending refresh")
+        .set_type("pg_recsys trending refresh")
+        .set_library("pg_recsys")
+        .set_function(ENTRY)
+        .enable_spi_access()
+        // Standbys serve feeds too: a read-only worker may run there.
+        .set_start_time(BgWorkerStartTime::ConsistentState)
+        .set_restart_time(None)
+        .set_extra(&name)
+        .load_dynamic()
+        .is_ok();
+    if !started {
+        let _ = std::fs::remove_file(&file);
+    }
+    Ok(started)
+}
+
+fn write(dir: &std::path::Path, file: &std::path::Path, req: &Request) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    // SAFETY: reads the backend's pid.
+    let tmp = file.with_extension(format!("tmp{}", unsafe { pg_sys::MyProcPid }));
+    std::fs::write(&tmp, serde_json::to_vec(req).map_err(std::io::Error::other)?)?;
+    std::fs::rename(&tmp, file)
 }
 
 #[pg_extern(stable)]
@@ -318,7 +442,7 @@ fn recsys_trending(
             let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
             if let Some(vis) = crate::store::live::visible(client, m, &ids)? {
                 if ids.iter().any(|id| !vis.contains_key(id)) {
-                    return Ok(top_cached(client, &o, key, &w, false)?.as_ref().clone());
+                    return Ok(top_cached(client, &o, key, &w, false, false)?.as_ref().clone());
                 }
             }
         }

@@ -17,18 +17,23 @@ const MAGIC: &[u8; 8] = b"RECSYSC1";
 /// Files older than this are removed when a new one is written.
 const STALE: Duration = Duration::from_secs(3600);
 
-fn dir() -> PathBuf {
+pub fn dir() -> PathBuf {
     // SAFETY: DataDir is set at postmaster start; read on the backend thread.
     let data = unsafe { std::ffi::CStr::from_ptr(pgrx::pg_sys::DataDir).to_string_lossy().into_owned() };
     PathBuf::from(data).join("pg_recsys").join("cache")
 }
 
 fn path(kind: &str, key: &str) -> PathBuf {
+    dir().join(file_name(kind, key, "bin"))
+}
+
+/// The name of the file for `key` (hashed) in this database, `{kind}_{db}_{hash}.{ext}`.
+pub fn file_name(kind: &str, key: &str, ext: &str) -> String {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     key.hash(&mut h);
     // SAFETY: MyDatabaseId is set at backend start.
     let db = unsafe { pgrx::pg_sys::MyDatabaseId.to_u32() };
-    dir().join(format!("{kind}_{db}_{:016x}.bin", h.finish()))
+    format!("{kind}_{db}_{:016x}.{ext}", h.finish())
 }
 
 fn now_micros() -> u64 {

@@ -439,6 +439,19 @@ pub fn current(client: &SpiClient<'_>, name: &str) -> Result<Rc<Serving>> {
     }
 }
 
+/// The served version of model `name` and its options, without loading the model (None when
+/// no version is served): what a background trending refresh needs to rebuild a result's key.
+pub fn served_options(client: &SpiClient<'_>, name: &str) -> Result<Option<(ModelKey, TrainOptions)>> {
+    let schema = super::schema()?;
+    let Some((key, options)) = newest_key(client, &schema, name)? else { return Ok(None) };
+    let options = match options {
+        Some(j) => serde_json::from_value(j.0).map_err(|e| RecsysError::Corrupt(format!("options of model {}: {e}", key.id)))?,
+        // Not read: this backend holds that version already.
+        None => CACHE.with(|c| c.borrow().get(name).map(|m| m.options.clone())).ok_or(RecsysError::NotTrained)?,
+    };
+    Ok(Some((key, options)))
+}
+
 /// The model from its image, mapped (written first from the stored rows when there is none).
 /// An image that cannot be written (disk full, permissions) leaves the decoded private copy in
 /// service, with a WARNING: serving never fails for the cache's sake.

@@ -285,6 +285,48 @@ fn an_expired_trending_result_is_refreshed_by_one_connection() {
     assert_eq!(ids(&c, db, &format!("{ttl}SELECT post_id FROM recsys_trending(1)")), vec![burst], "refreshed once the lock is free");
 }
 
+/// The feed's popularity signal: the call that finds the shared trending result expired serves
+/// it and starts a background worker, which aggregates the window again; the next calls get
+/// the refreshed result, before the previous one is too old to serve (10 x the time to live),
+/// so no call aggregated it in place. A role that cannot log in cannot be a worker's: its call
+/// refreshes in place, as before.
+#[test]
+fn the_feeds_expired_trending_signal_is_refreshed_in_the_background() {
+    let c = Cluster::start("live_trending_worker");
+    let db = "postgres";
+    fixture(&c, db, OPTS);
+    let feed = r#"SET recsys.trending_cache_seconds = 1; SELECT post_id FROM recsys_recommend(77777, 1, weights => '{"popularity": 1, "freshness": 0, "demographic": 0}')"#;
+    let burst = |post: i64| c.sql(db, &format!("INSERT INTO interactions (user_id, post_id, kind) SELECT u, {post}, 'share' FROM generate_series(1, 200) u"));
+    let before = ids(&c, db, feed);
+    let hot = if before[0] == 38 { 37 } else { 38 };
+    burst(hot);
+    std::thread::sleep(std::time::Duration::from_millis(1300));
+    let t0 = std::time::Instant::now();
+    assert_eq!(ids(&c, db, feed), before, "the expired result is served while a worker refreshes it");
+    let mut now = before.clone();
+    while now != vec![hot] && t0.elapsed() < std::time::Duration::from_secs(7) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        now = ids(&c, db, feed);
+    }
+    assert_eq!(now, vec![hot], "refreshed by the background worker");
+    // Requests are removed when their worker is done (a later expiry may have asked again).
+    let pending = || c.sql(db, "SELECT count(*) FROM pg_catalog.pg_ls_dir('pg_recsys/cache') f WHERE f LIKE 'trendreq%'");
+    let t1 = std::time::Instant::now();
+    while pending() != "0" && t1.elapsed() < std::time::Duration::from_secs(10) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(pending(), "0");
+
+    c.sql(db, "CREATE ROLE feed_reader NOLOGIN; GRANT SELECT ON _recsys_model, _recsys_model_data, interactions, follows, posts, users TO feed_reader;");
+    let as_reader = format!("SET ROLE feed_reader; {feed}");
+    assert_eq!(ids(&c, db, &as_reader), vec![hot]);
+    let hotter = if hot == 38 { 36 } else { 38 };
+    burst(hotter);
+    burst(hotter);
+    std::thread::sleep(std::time::Duration::from_millis(1300));
+    assert_eq!(ids(&c, db, &as_reader), vec![hotter], "refreshed in place for a role that cannot log in");
+}
+
 /// Item 6 (and item 3's batch form): recsys_refresh rebuilds all but the factors, in one call:
 /// a post created after training is then placed by content and served; no ALS runs.
 #[test]
