@@ -344,8 +344,8 @@ pub(super) struct Request {
 
 /// File name prefix of a pending request (in the cache directory, next to the results).
 pub(super) const KIND: &str = "trendreq";
-/// A request younger than this is taken to be in hand (its worker running or about to): no
-/// second worker is started for the same key.
+/// A request younger than this is taken to be in hand (its worker running or about to, or one
+/// that skipped or failed, which leaves it): no second worker is started for the same key.
 const PENDING: Duration = Duration::from_secs(30);
 const ENTRY: &str = "pg_recsys_trending_worker";
 

@@ -16,16 +16,6 @@ use crate::error::Result;
 use crate::store::filecache;
 use pgrx::bgworkers::BackgroundWorker;
 use pgrx::prelude::*;
-use std::path::PathBuf;
-
-/// Removes the request when the worker ends (also by an ERROR, which unwinds through here).
-struct Done(PathBuf);
-
-impl Drop for Done {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
 
 /// The worker's entry point (started by `trending::request_refresh`; `bgw_extra` names the request file).
 #[pg_guard]
@@ -40,14 +30,20 @@ pub extern "C-unwind" fn pg_recsys_trending_worker(_arg: pg_sys::Datum) {
     }
     let file = filecache::dir().join(&name);
     let Some(req) = std::fs::read(&file).ok().and_then(|b| serde_json::from_slice::<Request>(&b).ok()) else { return };
-    let _done = Done(file);
     BackgroundWorker::connect_worker_to_spi_by_oid(Some(pg_sys::Oid::from(req.db)), Some(pg_sys::Oid::from(req.role)));
     BackgroundWorker::transaction(|| {
         let t0 = std::time::Instant::now();
+        // The request is removed only after a refresh: a skipped or failed one leaves it in
+        // place, so calls go on serving the previous result and ask again only once it is
+        // older than PENDING (no worker per call while, say, another connection refreshes or
+        // the settings cannot be reproduced); past the stale limit a call refreshes in place.
         match Spi::connect(|client| refresh(client, &req)) {
-            Ok(Some(n)) => debug1!("pg_recsys: trending refreshed in the background: {n} rows in {:.1} ms", t0.elapsed().as_secs_f64() * 1e3),
+            Ok(Some(n)) => {
+                let _ = std::fs::remove_file(&file);
+                debug1!("pg_recsys: trending refreshed in the background: {n} rows in {:.1} ms", t0.elapsed().as_secs_f64() * 1e3)
+            }
             Ok(None) => debug1!("pg_recsys: background trending refresh skipped (the served model, its options or another refresh changed the picture)"),
-            // Logged as this worker's ERROR; the next expiry asks again.
+            // Logged as this worker's ERROR.
             Err(e) => e.raise(),
         }
     });

@@ -325,6 +325,20 @@ fn the_feeds_expired_trending_signal_is_refreshed_in_the_background() {
     burst(hotter);
     std::thread::sleep(std::time::Duration::from_millis(1300));
     assert_eq!(ids(&c, db, &as_reader), vec![hotter], "refreshed in place for a role that cannot log in");
+
+    // While another connection holds the refresh lock, a worker skips and leaves its request:
+    // the calls serve the previous result and start no further worker until it is old.
+    std::thread::scope(|s| {
+        let holder = s.spawn(|| c.sql(db, "BEGIN; SELECT pg_advisory_xact_lock(hashtext('pg_recsys trending'), 0); SELECT pg_sleep(3); COMMIT;"));
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        for _ in 0..3 {
+            assert_eq!(ids(&c, db, feed), vec![hot], "the previous result while the lock is held");
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        assert_eq!(pending(), "1", "a skipped refresh keeps its request");
+        holder.join().unwrap();
+    });
 }
 
 /// Item 6 (and item 3's batch form): recsys_refresh rebuilds all but the factors, in one call:
