@@ -38,20 +38,14 @@ pub struct Window<'a> {
 /// also the feed's popularity component. Only posts that exist in the posts table (when one is
 /// mapped) and that the caller may see count.
 pub fn top(client: &pgrx::spi::SpiClient<'_>, o: &TrainOptions, model: Option<ModelKey>, w: &Window<'_>) -> Result<Rc<Vec<(i64, f32)>>> {
-    top_cached(client, o, model, w, true, false)
+    top_cached(client, o, model, w, true)
 }
 
-/// [`top`], from a cache younger than `recsys.trending_cache_seconds` when `cached`. With
-/// `background` (the feed's signal), an expired shared result is served while a background
-/// worker aggregates the window again (see `trending_worker`).
-fn top_cached(
-    client: &pgrx::spi::SpiClient<'_>,
-    o: &TrainOptions,
-    model: Option<ModelKey>,
-    w: &Window<'_>,
-    cached: bool,
-    background: bool,
-) -> Result<Rc<Vec<(i64, f32)>>> {
+/// [`top`], from a cache younger than `recsys.trending_cache_seconds` when `cached`. A page is
+/// cut from the window's scores (every post engaged with in the window, one aggregation shared
+/// by every page, filter and `k` of the same window, role and model), keeping the posts that
+/// exist, are visible and match the filters now.
+fn top_cached(client: &pgrx::spi::SpiClient<'_>, o: &TrainOptions, model: Option<ModelKey>, w: &Window<'_>, cached: bool) -> Result<Rc<Vec<(i64, f32)>>> {
     // The cache is consulted before anything is resolved: a hit costs no query at all (the
     // mapping comes from the model, whose key is part of the cache key).
     let ttl = gucs::trending_cache_seconds();
@@ -60,48 +54,16 @@ fn top_cached(
         if let Some(hit) = CACHE.with(|c| c.borrow().get(&key).filter(|(t, _)| t.elapsed().as_secs() < ttl).map(|(_, v)| v.clone())) {
             return Ok(hit);
         }
-        // Another connection's result (a new connection would otherwise aggregate the window
-        // again).
-        if let Some(out) = shared_result(&key, ttl) {
+        // Another connection's page (a new connection would otherwise cut it again).
+        if let Some(out) = shared_result("trending", &key, ttl) {
             return Ok(out);
         }
-        let stale = Duration::from_secs(ttl.saturating_mul(STALE_FACTOR));
-        if let (true, Some(m)) = (background && shareable(), model) {
-            if let Some((_, rows)) = filecache::get("trending", &key, stale) {
-                if request_refresh(client, &key, m.id)? {
-                    // Not remembered: the next call looks for the refreshed result again.
-                    return Ok(Rc::new(rows));
-                }
-            }
-        }
-        // Expired. One connection at a time aggregates the window again; while it does, the
-        // others serve the previous result (up to STALE_FACTOR times the time to live old), or
-        // when there is none wait up to WAIT for the refreshed one, instead of all aggregating
-        // at once. A transaction that has written aggregates its own view and shares nothing,
-        // so it neither takes nor waits for the refresh.
-        if shareable() && !refresh_lock(client)? {
-            if let Some((_, rows)) = filecache::get("trending", &key, stale) {
-                // Not remembered: the next call looks for the refreshed result again.
-                return Ok(Rc::new(rows));
-            }
-            let t0 = std::time::Instant::now();
-            while t0.elapsed() < WAIT {
-                // SAFETY: sleeps the backend thread; interrupts are checked right after.
-                unsafe { pgrx::pg_sys::pg_usleep(5_000) };
-                pgrx::check_for_interrupts!();
-                if let Some(out) = shared_result(&key, ttl) {
-                    return Ok(out);
-                }
-                // The refresher's transaction ended without a result (error, cancel): this
-                // connection refreshes.
-                if refresh_lock(client)? {
-                    break;
-                }
-            }
-        }
     }
-    let out = Rc::new(query(client, o, w)?);
-    if ttl > 0 {
+    let (list, fresh) = window_scores(client, o, model, w.since)?;
+    let out = Rc::new(page(client, o, w, &list)?);
+    // A page cut from a previous window result (served while it is refreshed) is not kept: the
+    // next call cuts it again from the refreshed one.
+    if ttl > 0 && fresh {
         // Shared only when this transaction has written nothing: then it saw committed rows
         // only, which every other session may see too.
         if shareable() {
@@ -110,6 +72,98 @@ fn top_cached(
         remember(key, std::time::Instant::now(), out.clone());
     }
     Ok(out)
+}
+
+/// The window's scores for every post with a positive sum, best first (ties by id), and
+/// whether they are younger than the time to live. When the shared result has expired, the
+/// previous one is served while a background worker aggregates the window again; without a
+/// worker, one connection at a time aggregates it while the others serve the previous result
+/// (up to STALE_FACTOR times the time to live old), or when there is none wait up to WAIT for
+/// the refreshed one, instead of all aggregating at once. A transaction that has written
+/// aggregates its own view and shares nothing, so it neither takes nor waits for the refresh.
+fn window_scores(client: &pgrx::spi::SpiClient<'_>, o: &TrainOptions, model: Option<ModelKey>, since: Interval) -> Result<(Rc<Vec<(i64, f32)>>, bool)> {
+    let ttl = gucs::trending_cache_seconds();
+    let key = window_key(o, model, since);
+    if ttl > 0 {
+        if let Some(hit) = CACHE.with(|c| c.borrow().get(&key).filter(|(t, _)| t.elapsed().as_secs() < ttl).map(|(_, v)| v.clone())) {
+            return Ok((hit, true));
+        }
+        if let Some(out) = shared_result(WINDOW, &key, ttl) {
+            return Ok((out, true));
+        }
+        if shareable() {
+            let stale = Duration::from_secs(ttl.saturating_mul(STALE_FACTOR));
+            let previous = filecache::get(WINDOW, &key, stale).map(|(_, rows)| Rc::new(rows));
+            if let Some(rows) = &previous {
+                if request_refresh(client, &key, model, since, ttl)? {
+                    return Ok((rows.clone(), false));
+                }
+            }
+            if !refresh_lock(client)? {
+                if let Some(rows) = previous {
+                    return Ok((rows, false));
+                }
+                let t0 = std::time::Instant::now();
+                while t0.elapsed() < WAIT {
+                    // SAFETY: sleeps the backend thread; interrupts are checked right after.
+                    unsafe { pgrx::pg_sys::pg_usleep(5_000) };
+                    pgrx::check_for_interrupts!();
+                    if let Some(out) = shared_result(WINDOW, &key, ttl) {
+                        return Ok((out, true));
+                    }
+                    // The refresher's transaction ended without a result (error, cancel):
+                    // this connection refreshes.
+                    if refresh_lock(client)? {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    let out = Rc::new(window_query(client, o, since)?);
+    if ttl > 0 {
+        if shareable() {
+            filecache::put(WINDOW, &key, &out);
+        }
+        remember(key, std::time::Instant::now(), out.clone());
+    }
+    Ok((out, true))
+}
+
+/// The file cache's kind for a window's scores (pages are kind "trending").
+const WINDOW: &str = "trendwin";
+
+/// The page `w` of the window's scores `list`: posts that exist in the posts table, are
+/// visible to the caller and match the filters now (all of them without a posts table),
+/// `w.offset` skipped, then `w.k`.
+fn page(client: &pgrx::spi::SpiClient<'_>, o: &TrainOptions, w: &Window<'_>, list: &[(i64, f32)]) -> Result<Vec<(i64, f32)>> {
+    let need = w.offset.saturating_add(w.k);
+    let Some(filter) = posts_filter(client, o, w)? else {
+        return Ok(list.iter().skip(w.offset).take(w.k).copied().collect());
+    };
+    let mut kept: Vec<(i64, f32)> = Vec::with_capacity(need.min(list.len()));
+    match filter {
+        // A category or project filter: the matching posts in one statement, then the list.
+        PostsFilter::Matching(sql, values) => {
+            let args: Vec<pgrx::datum::DatumWithOid<'_>> = values.iter().map(|v| (*v).into()).collect();
+            let ids = ids_of(client, &sql, &args)?;
+            kept.extend(list.iter().filter(|(p, _)| ids.contains(p)).take(need));
+        }
+        // Otherwise the list's posts in order, a block at a time, each block checked at once.
+        PostsFilter::ById(sql) => {
+            let (mut at, mut block) = (0usize, need.saturating_add(need / 8).saturating_add(16));
+            while kept.len() < need && at < list.len() {
+                let end = at.saturating_add(block).min(list.len());
+                let ids: Vec<i64> = list[at..end].iter().map(|r| r.0).collect();
+                let found = ids_of(client, &sql, &[ids.into()])?;
+                kept.extend(list[at..end].iter().filter(|(p, _)| found.contains(p)).take(need - kept.len()));
+                at = end;
+                block = block.saturating_mul(2);
+                pgrx::check_for_interrupts!();
+            }
+        }
+    }
+    Ok(kept.into_iter().skip(w.offset).take(w.k).collect())
 }
 
 /// How much older than `recsys.trending_cache_seconds` a result may be when it is served while
@@ -135,8 +189,8 @@ fn refresh_lock(client: &pgrx::spi::SpiClient<'_>) -> Result<bool> {
 
 /// Another connection's result for `key` younger than `ttl` seconds, kept in this backend's
 /// cache for what is left of its time to live.
-fn shared_result(key: &str, ttl: u64) -> Option<Rc<Vec<(i64, f32)>>> {
-    let (age, rows) = filecache::get("trending", key, Duration::from_secs(ttl))?;
+fn shared_result(kind: &str, key: &str, ttl: u64) -> Option<Rc<Vec<(i64, f32)>>> {
+    let (age, rows) = filecache::get(kind, key, Duration::from_secs(ttl))?;
     let out = Rc::new(rows);
     remember(key.to_string(), std::time::Instant::now().checked_sub(age).unwrap_or_else(std::time::Instant::now), out.clone());
     Some(out)
@@ -153,9 +207,9 @@ fn remember(key: String, at: std::time::Instant, out: Rc<Vec<(i64, f32)>>) {
     });
 }
 
-/// Everything a trending result depends on: the caller (role, row security, search_path), the
+/// Everything a window's scores depend on: the caller (role, row security, search_path), the
 /// model and its mapping and weights, the window and the half-life.
-fn cache_key(o: &TrainOptions, model: Option<ModelKey>, w: &Window<'_>) -> String {
+fn window_key(o: &TrainOptions, model: Option<ModelKey>, since: Interval) -> String {
     // SAFETY: reads the backend's current user id and a GUC variable, on the backend thread.
     let (role, rls) = unsafe { (pgrx::pg_sys::GetUserId().to_u32(), pgrx::pg_sys::row_security) };
     // Without a model the table names are unqualified defaults: the search_path decides them.
@@ -169,26 +223,26 @@ fn cache_key(o: &TrainOptions, model: Option<ModelKey>, w: &Window<'_>) -> Strin
         }
     };
     format!(
-        "{role}|{rls}|{path}|{:?}|{}|{:?}|{}|{:?}|{:?}|{:?}|{}|{}|{}",
+        "W|{role}|{rls}|{path}|{:?}|{}|{:?}|{}|{:?}|{}",
         model,
         o.interactions.table,
         o.posts.as_ref().map(|p| (&p.table, &p.visible)),
         serde_json::to_string(&o.weights).unwrap_or_default(),
-        w.category,
-        w.project_code,
-        (w.since.months(), w.since.days(), w.since.micros()),
+        (since.months(), since.days(), since.micros()),
         gucs::trending_half_life_seconds(),
-        w.k,
-        w.offset
     )
 }
 
-/// Runs the trending query (no cache).
-fn query(client: &pgrx::spi::SpiClient<'_>, o: &TrainOptions, w: &Window<'_>) -> Result<Vec<(i64, f32)>> {
+/// Everything a page depends on: its window's key, the filters, `k` and the offset.
+fn cache_key(o: &TrainOptions, model: Option<ModelKey>, w: &Window<'_>) -> String {
+    format!("P|{}|{:?}|{:?}|{}|{}", window_key(o, model, w.since), w.category, w.project_code, w.k, w.offset)
+}
+
+/// Aggregates the window: every post with a positive sum, best first (ties by id); no cache.
+fn window_query(client: &pgrx::spi::SpiClient<'_>, o: &TrainOptions, since: Interval) -> Result<Vec<(i64, f32)>> {
     let it = source::resolve(client, "interactions", &o.interactions, INTERACTIONS)?;
     let (post, time) = (it.col("post").unwrap_or("NULL"), it.col("time"));
     let time = time.ok_or_else(|| RecsysError::MissingColumnFor { what: "recsys_trending", role: "time", table: it.table.clone() })?;
-    let exists = posts_filter(client, o, w)?;
     // Exponential decay: weight · 2^(−age / half-life), age clamped at 0 for future rows. Rows
     // with a non-finite weight or time are skipped, never an error for everyone; every operator
     // is schema-qualified (OPERATOR() binds as one precedence level, left to right: parenthesise).
@@ -207,26 +261,13 @@ fn query(client: &pgrx::spi::SpiClient<'_>, o: &TrainOptions, w: &Window<'_>) ->
            WHERE i.w OPERATOR(pg_catalog.=) i.w AND i.w OPERATOR(pg_catalog.<>) 'Infinity'::pg_catalog.float8
              AND i.w OPERATOR(pg_catalog.<>) '-Infinity'::pg_catalog.float8
            GROUP BY i.p HAVING pg_catalog.sum(i.w) OPERATOR(pg_catalog.>) 0::pg_catalog.float8
-         ) a {exists}
-         ORDER BY a.score DESC, a.p LIMIT $7 OFFSET $8",
+         ) a
+         ORDER BY a.score DESC, a.p",
         w = source::weight_expr(&it),
         tbl = it.table
     );
     let (weights, default_weight) = source::weight_args(o);
-    let rows = client.select(
-        sql.as_str(),
-        None,
-        &[
-            weights.into(),
-            default_weight.into(),
-            w.since.into(),
-            gucs::trending_half_life_seconds().into(),
-            w.category.into(),
-            w.project_code.into(),
-            (w.k as i64).into(),
-            (w.offset as i64).into(),
-        ],
-    )?;
+    let rows = client.select(sql.as_str(), None, &[weights.into(), default_weight.into(), since.into(), gucs::trending_half_life_seconds().into()])?;
     let mut out = vec![];
     for r in rows {
         if let (Some(p), Some(s)) = (r.get::<i64>(1)?, source::finite_weight(r.get::<f64>(2)?)) {
@@ -236,33 +277,58 @@ fn query(client: &pgrx::spi::SpiClient<'_>, o: &TrainOptions, w: &Window<'_>) ->
     Ok(out)
 }
 
-/// The `WHERE EXISTS` clause that keeps posts present in the posts table, visible to the caller
-/// and in the category / project filters (parameters $5 and $6); empty without a posts table.
-fn posts_filter(client: &pgrx::spi::SpiClient<'_>, o: &TrainOptions, w: &Window<'_>) -> Result<String> {
+/// How a page keeps the posts that exist, are visible to the caller and match its filters now.
+enum PostsFilter<'a> {
+    /// `$1` int8[]: which of these posts.
+    ById(String),
+    /// With a category or project filter: every matching post (the values as `$1`, `$2`).
+    Matching(String, Vec<&'a str>),
+}
+
+/// The check of a page's posts against the posts table (None without one: every post counts).
+fn posts_filter<'a>(client: &pgrx::spi::SpiClient<'_>, o: &TrainOptions, w: &Window<'a>) -> Result<Option<PostsFilter<'a>>> {
     let posts_map = match &o.posts {
         Some(m) => Some(m.clone()),
         None if source::table_exists(client, "posts")? => Some(TableMap::defaults_for("posts", POSTS)),
         None if w.category.is_some() || w.project_code.is_some() => Some(TableMap::defaults_for("posts", POSTS)),
         None => None,
     };
-    let Some(map) = &posts_map else { return Ok(String::new()) };
+    let Some(map) = &posts_map else { return Ok(None) };
     let pt = source::resolve(client, "posts", map, POSTS)?;
     let id = pt.col("id").unwrap_or("NULL");
-    let mut conds = format!("{id} OPERATOR(pg_catalog.=) a.p");
-    for (arg, role, n) in [(w.category, "category", 5), (w.project_code, "project_code", 6)] {
-        if arg.is_some() {
+    let mut conds = vec![];
+    let mut values = vec![];
+    for (arg, role) in [(w.category, "category"), (w.project_code, "project_code")] {
+        if let Some(v) = arg {
             let c = pt.col(role).ok_or_else(|| RecsysError::MissingColumnFor {
                 what: "this filter",
                 role: if role == "category" { "category" } else { "project_code" },
                 table: pt.table.clone(),
             })?;
-            conds.push_str(&format!(" AND ({c})::pg_catalog.text OPERATOR(pg_catalog.=) ${n}::pg_catalog.text"));
+            values.push(v);
+            conds.push(format!("({c})::pg_catalog.text OPERATOR(pg_catalog.=) ${}::pg_catalog.text", values.len()));
         }
     }
-    if let Some(v) = &map.visible {
-        conds.push_str(&format!(" AND ({v})"));
+    let by_id = values.is_empty();
+    if by_id {
+        conds.push(format!("{id} OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.int8[])"));
     }
-    Ok(format!("WHERE EXISTS (SELECT 1 FROM {tbl} WHERE {conds})", tbl = pt.table))
+    if let Some(v) = &map.visible {
+        conds.push(format!("({v})"));
+    }
+    let sql = format!("SELECT ({id})::pg_catalog.int8 FROM {tbl} WHERE {}", conds.join(" AND "), tbl = pt.table);
+    Ok(Some(if by_id { PostsFilter::ById(sql) } else { PostsFilter::Matching(sql, values) }))
+}
+
+/// The ids a statement returns (first column).
+fn ids_of(client: &pgrx::spi::SpiClient<'_>, sql: &str, args: &[pgrx::datum::DatumWithOid<'_>]) -> Result<std::collections::HashSet<i64>> {
+    let mut out = std::collections::HashSet::new();
+    for r in client.select(sql, None, args)? {
+        if let Some(id) = r.get::<i64>(1)? {
+            out.insert(id);
+        }
+    }
+    Ok(out)
 }
 
 /// Posts of the feed's trending signal (recsys_trending's default window).
@@ -273,17 +339,29 @@ fn feed_window() -> Window<'static> {
     Window { k: FEED_TRENDING_POSTS, offset: 0, category: None, project_code: None, since: Interval::from_days(7) }
 }
 
-/// The background worker's part: the feed's trending result for served version `model` with
-/// `o`, aggregated now and shared, when its key (computed here, from this session's settings)
-/// is `wanted` and no other connection is refreshing; Some(rows written) or None.
-pub fn refresh_feed(client: &pgrx::spi::SpiClient<'_>, o: &TrainOptions, model: ModelKey, wanted: &str) -> Result<Option<usize>> {
-    let w = feed_window();
-    let key = cache_key(o, Some(model), &w);
-    if key != wanted || !shareable() || !refresh_lock(client)? {
+/// The background worker's part: the window's scores for served version `model` (None: no
+/// model) with `o`, aggregated now and shared, when their key (computed here, from this
+/// session's settings) is `wanted`. Waits for a connection that is refreshing (the lock); if
+/// that one shared a result younger than `ttl` seconds meanwhile, nothing is aggregated.
+/// Some(rows written), or None when the key differs.
+pub fn refresh_window(
+    client: &pgrx::spi::SpiClient<'_>,
+    o: &TrainOptions,
+    model: Option<ModelKey>,
+    since: Interval,
+    ttl: u64,
+    wanted: &str,
+) -> Result<Option<usize>> {
+    let key = window_key(o, model, since);
+    if key != wanted || !shareable() {
         return Ok(None);
     }
-    let out = query(client, o, &w)?;
-    filecache::put("trending", &key, &out);
+    crate::store::one::<bool>(client, "SELECT true FROM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('pg_recsys trending'), 0)", &[])?;
+    if let Some((_, rows)) = filecache::get(WINDOW, &key, Duration::from_secs(ttl)) {
+        return Ok(Some(rows.len()));
+    }
+    let out = window_query(client, o, since)?;
+    filecache::put(WINDOW, &key, &out);
     Ok(Some(out.len()))
 }
 
@@ -296,7 +374,7 @@ pub fn feed_popularity(client: &pgrx::spi::SpiClient<'_>, m: &Serving) -> Result
         return Ok(None);
     }
     let w = feed_window();
-    let rows = match top_cached(client, &m.options, Some(m.key), &w, true, true) {
+    let rows = match top(client, &m.options, Some(m.key), &w) {
         Ok(r) => r,
         // No time column resolved: no trending signal.
         Err(RecsysError::MissingColumnFor { .. }) => return Ok(None),
@@ -326,7 +404,8 @@ pub fn feed_popularity(client: &pgrx::spi::SpiClient<'_>, m: &Serving) -> Result
     Ok(Some(built))
 }
 
-// The feed's background refresh: the request side (the worker is in `trending_worker`).
+// The background refresh of a window's scores: the request side (the worker is in
+// `trending_worker`).
 
 /// What the worker must reproduce: the requester's identity and the settings the result
 /// depends on, and the key the result is wanted under.
@@ -338,7 +417,11 @@ pub(super) struct Request {
     pub(super) row_security: bool,
     pub(super) timezone: String,
     pub(super) half_life_hours: f64,
-    pub(super) model_id: i64,
+    /// The served version's id (None: no model, the defaults).
+    pub(super) model_id: Option<i64>,
+    pub(super) since: (i32, i32, i64),
+    /// The requester's recsys.trending_cache_seconds.
+    pub(super) ttl: u64,
     pub(super) key: String,
 }
 
@@ -349,10 +432,10 @@ pub(super) const KIND: &str = "trendreq";
 const PENDING: Duration = Duration::from_secs(30);
 const ENTRY: &str = "pg_recsys_trending_worker";
 
-/// Asks for a background refresh of the feed's trending result `key` (of served model
-/// `model_id`). True when a worker is (or was just) started for it: the caller may serve the
-/// previous result. False when none can be started: the caller refreshes in place.
-fn request_refresh(client: &pgrx::spi::SpiClient<'_>, key: &str, model_id: i64) -> Result<bool> {
+/// Asks for a background refresh of the window's scores `key` (of served version `model`).
+/// True when a worker is (or was just) started for it: the caller may serve the previous
+/// result. False when none can be started: the caller refreshes in place.
+fn request_refresh(client: &pgrx::spi::SpiClient<'_>, key: &str, model: Option<ModelKey>, since: Interval, ttl: u64) -> Result<bool> {
     let dir = filecache::dir();
     let name = filecache::file_name(KIND, key, "json");
     let file = dir.join(&name);
@@ -379,7 +462,9 @@ fn request_refresh(client: &pgrx::spi::SpiClient<'_>, key: &str, model_id: i64) 
         row_security: rls,
         timezone,
         half_life_hours: crate::gucs::trending_half_life_seconds() / 3600.0,
-        model_id,
+        model_id: model.map(|m| m.id),
+        since: (since.months(), since.days(), since.micros()),
+        ttl,
         key: key.to_string(),
     };
     if write(&dir, &file, &req).is_err() {
@@ -442,7 +527,7 @@ fn recsys_trending(
             let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
             if let Some(vis) = crate::store::live::visible(client, m, &ids)? {
                 if ids.iter().any(|id| !vis.contains_key(id)) {
-                    return Ok(top_cached(client, &o, key, &w, false, false)?.as_ref().clone());
+                    return Ok(top_cached(client, &o, key, &w, false)?.as_ref().clone());
                 }
             }
         }

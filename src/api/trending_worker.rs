@@ -1,17 +1,19 @@
-//! The feed's popularity signal (recsys_trending's 7-day top 1,000) refreshed off the request
-//! path. When the cluster's shared result has expired, the call that finds it so serves the
-//! previous result (at most `STALE_FACTOR` × `recsys.trending_cache_seconds` old, as calls did
+//! A trending window's scores (one aggregation per window, role and model, from which every
+//! `recsys_trending` page and the feed's popularity signal are cut) refreshed off the request
+//! path. When the cluster's shared scores have expired, the call that finds them so serves the
+//! previous ones (at most `STALE_FACTOR` × `recsys.trending_cache_seconds` old, as calls did
 //! while another connection refreshed) and starts a dynamic background worker that aggregates
 //! the window again under the caller's role, search_path, row security, time zone and
-//! half-life, then writes the result where every connection finds it. Without this, one feed
-//! call per expiry paid the whole aggregation (~0.5 s at 600K interactions in the window).
+//! half-life, then writes the result where every connection finds it. Without this, one call
+//! per expiry paid the whole aggregation (~0.5 s at 600K interactions in the window).
 //!
 //! The worker writes only under the key it computes itself from what it read (the served
 //! version, its options, the settings it was given), so a result is always filed under what it
-//! was computed from. When no worker can be started (no free `max_worker_processes` slot, a
-//! role that cannot log in, a transaction that has written), the call refreshes in place as
-//! before.
-use super::trending::{refresh_feed, Request, KIND};
+//! was computed from. It waits for a connection that is refreshing in place (the advisory
+//! lock, at most `lock_timeout` 60 s) and aggregates only if that one shared nothing fresh.
+//! When no worker can be started (no free `max_worker_processes` slot, a role that cannot log
+//! in, a transaction that has written), the call refreshes in place as before.
+use super::trending::{refresh_window, Request, KIND};
 use crate::error::Result;
 use crate::store::filecache;
 use pgrx::bgworkers::BackgroundWorker;
@@ -58,17 +60,28 @@ fn refresh(client: &pgrx::spi::SpiClient<'_>, req: &Request) -> Result<Option<us
         ("row_security", if req.row_security { "on" } else { "off" }.to_string()),
         ("TimeZone", req.timezone.clone()),
         ("recsys.trending_half_life_hours", req.half_life_hours.to_string()),
+        // Waiting for a connection that is refreshing in place: not for ever.
+        ("lock_timeout", "60s".to_string()),
     ];
     for (name, value) in settings {
         // Local to the worker's transaction.
         crate::store::one::<String>(client, "SELECT pg_catalog.set_config($1, $2, true)", &[name.into(), value.into()])?;
     }
-    let schema = crate::store::schema()?;
-    let Some(model) =
-        crate::store::one::<String>(client, &format!("SELECT name FROM {schema}._recsys_model WHERE id OPERATOR(pg_catalog.=) $1"), &[req.model_id.into()])?
-    else {
-        return Ok(None);
+    let since = pgrx::datum::Interval::new(req.since.0, req.since.1, req.since.2).map_err(|e| crate::error::RecsysError::Spi(format!("{e:?}")))?;
+    let (model, options) = match req.model_id {
+        Some(id) => {
+            let schema = crate::store::schema()?;
+            let Some(name) =
+                crate::store::one::<String>(client, &format!("SELECT name FROM {schema}._recsys_model WHERE id OPERATOR(pg_catalog.=) $1"), &[id.into()])?
+            else {
+                return Ok(None);
+            };
+            match crate::store::model::served_options(client, &name)? {
+                Some((key, options)) => (Some(key), options),
+                None => return Ok(None),
+            }
+        }
+        None => (None, crate::options::TrainOptions::default()),
     };
-    let Some((key, options)) = crate::store::model::served_options(client, &model)? else { return Ok(None) };
-    refresh_feed(client, &options, key, &req.key)
+    refresh_window(client, &options, model, since, req.ttl, &req.key)
 }
