@@ -332,8 +332,8 @@ fn the_feeds_expired_trending_signal_is_refreshed_in_the_background() {
     std::thread::sleep(std::time::Duration::from_millis(1300));
     assert_eq!(ids(&c, db, &as_reader), vec![hotter], "refreshed in place for a role that cannot log in");
 
-    // While another connection holds the refresh lock, a worker skips and leaves its request:
-    // the calls serve the previous result and start no further worker until it is old.
+    // While another connection holds the refresh lock, the worker waits for it and its request
+    // stays: the calls serve the previous result and start no further worker meanwhile.
     std::thread::scope(|s| {
         let holder = s.spawn(|| c.sql(db, "BEGIN; SELECT pg_advisory_xact_lock(hashtext('pg_recsys trending'), 0); SELECT pg_sleep(3); COMMIT;"));
         std::thread::sleep(std::time::Duration::from_millis(300));
@@ -342,7 +342,7 @@ fn the_feeds_expired_trending_signal_is_refreshed_in_the_background() {
             std::thread::sleep(std::time::Duration::from_millis(200));
         }
         std::thread::sleep(std::time::Duration::from_millis(500));
-        assert_eq!(pending(), "1", "a skipped refresh keeps its request");
+        assert_eq!(pending(), "1", "one request in hand while the worker waits");
         holder.join().unwrap();
     });
 }
