@@ -55,14 +55,12 @@ fn top_cached(client: &pgrx::spi::SpiClient<'_>, o: &TrainOptions, model: Option
             return Ok(hit);
         }
         // Another connection's page (a new connection would otherwise cut it again).
-        if let Some(out) = shared_result("trending", &key, ttl) {
+        if let Some(out) = shared_result(&key, ttl) {
             return Ok(out);
         }
     }
     let (list, fresh) = window_scores(client, o, model, w.since)?;
     let out = Rc::new(page(client, o, w, &list)?);
-    // A page cut from a previous window result (served while it is refreshed) is not kept: the
-    // next call cuts it again from the refreshed one.
     if ttl > 0 && fresh {
         // Shared only when this transaction has written nothing: then it saw committed rows
         // only, which every other session may see too.
@@ -70,6 +68,14 @@ fn top_cached(client: &pgrx::spi::SpiClient<'_>, o: &TrainOptions, model: Option
             filecache::put("trending", &key, &out);
         }
         remember(key, std::time::Instant::now(), out.clone());
+    } else if ttl > 0 {
+        // Cut from the previous window result (served while a worker refreshes it): kept by
+        // this backend for a second, not shared, so the calls meanwhile neither read the
+        // window's file nor cut the page again, and one after it takes the refreshed result.
+        let at = std::time::Instant::now().checked_sub(Duration::from_secs(ttl.saturating_sub(1)));
+        if let Some(at) = at {
+            remember(key, at, out.clone());
+        }
     }
     Ok(out)
 }
@@ -85,11 +91,10 @@ fn window_scores(client: &pgrx::spi::SpiClient<'_>, o: &TrainOptions, model: Opt
     let ttl = gucs::trending_cache_seconds();
     let key = window_key(o, model, since);
     if ttl > 0 {
-        if let Some(hit) = CACHE.with(|c| c.borrow().get(&key).filter(|(t, _)| t.elapsed().as_secs() < ttl).map(|(_, v)| v.clone())) {
-            return Ok((hit, true));
-        }
-        if let Some(out) = shared_result(WINDOW, &key, ttl) {
-            return Ok((out, true));
+        // Not kept by the backend (a page is, and it is what calls ask for again): at 100K
+        // engaged posts the scores take 1.6 MB.
+        if let Some((_, rows)) = filecache::get(WINDOW, &key, Duration::from_secs(ttl)) {
+            return Ok((Rc::new(rows), true));
         }
         if shareable() {
             let stale = Duration::from_secs(ttl.saturating_mul(STALE_FACTOR));
@@ -108,8 +113,8 @@ fn window_scores(client: &pgrx::spi::SpiClient<'_>, o: &TrainOptions, model: Opt
                     // SAFETY: sleeps the backend thread; interrupts are checked right after.
                     unsafe { pgrx::pg_sys::pg_usleep(5_000) };
                     pgrx::check_for_interrupts!();
-                    if let Some(out) = shared_result(WINDOW, &key, ttl) {
-                        return Ok((out, true));
+                    if let Some((_, rows)) = filecache::get(WINDOW, &key, Duration::from_secs(ttl)) {
+                        return Ok((Rc::new(rows), true));
                     }
                     // The refresher's transaction ended without a result (error, cancel):
                     // this connection refreshes.
@@ -121,11 +126,8 @@ fn window_scores(client: &pgrx::spi::SpiClient<'_>, o: &TrainOptions, model: Opt
         }
     }
     let out = Rc::new(window_query(client, o, since)?);
-    if ttl > 0 {
-        if shareable() {
-            filecache::put(WINDOW, &key, &out);
-        }
-        remember(key, std::time::Instant::now(), out.clone());
+    if ttl > 0 && shareable() {
+        filecache::put(WINDOW, &key, &out);
     }
     Ok((out, true))
 }
@@ -189,8 +191,8 @@ fn refresh_lock(client: &pgrx::spi::SpiClient<'_>) -> Result<bool> {
 
 /// Another connection's result for `key` younger than `ttl` seconds, kept in this backend's
 /// cache for what is left of its time to live.
-fn shared_result(kind: &str, key: &str, ttl: u64) -> Option<Rc<Vec<(i64, f32)>>> {
-    let (age, rows) = filecache::get(kind, key, Duration::from_secs(ttl))?;
+fn shared_result(key: &str, ttl: u64) -> Option<Rc<Vec<(i64, f32)>>> {
+    let (age, rows) = filecache::get("trending", key, Duration::from_secs(ttl))?;
     let out = Rc::new(rows);
     remember(key.to_string(), std::time::Instant::now().checked_sub(age).unwrap_or_else(std::time::Instant::now), out.clone());
     Some(out)

@@ -62,6 +62,9 @@ fn refresh(client: &pgrx::spi::SpiClient<'_>, req: &Request) -> Result<Option<us
         ("recsys.trending_half_life_hours", req.half_life_hours.to_string()),
         // Waiting for a connection that is refreshing in place: not for ever.
         ("lock_timeout", "60s".to_string()),
+        // One process: parallel workers would take the cores the serving backends need while
+        // they serve the previous result (on 2 cores, p99 of a 1-client feed 3.7 -> 5.2 ms).
+        ("max_parallel_workers_per_gather", "0".to_string()),
     ];
     for (name, value) in settings {
         // Local to the worker's transaction.
