@@ -61,14 +61,12 @@ fn top_cached(client: &pgrx::spi::SpiClient<'_>, o: &TrainOptions, model: Option
     }
     let (list, fresh) = window_scores(client, o, model, w.since)?;
     let out = Rc::new(page(client, o, w, &list)?);
-    if ttl > 0 && fresh {
-        // Shared only when this transaction has written nothing: then it saw committed rows
-        // only, which every other session may see too.
-        if shareable() {
-            filecache::put("trending", &key, &out);
-        }
+    // Kept and shared only when this transaction has written nothing: then it saw committed
+    // rows only, which every other session (and this one after a rollback) may see too.
+    if ttl > 0 && fresh && shareable() {
+        filecache::put("trending", &key, &out);
         remember(key, std::time::Instant::now(), out.clone());
-    } else if ttl > 0 {
+    } else if ttl > 0 && shareable() {
         // Cut from the previous window result (served while a worker refreshes it): kept by
         // this backend for a second, not shared, so the calls meanwhile neither read the
         // window's file nor cut the page again, and one after it takes the refreshed result.

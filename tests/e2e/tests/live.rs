@@ -544,6 +544,13 @@ fn trending_is_shared_between_connections_but_never_uncommitted() {
     );
     assert_eq!(inside.trim(), "38");
     assert_eq!(files(), 0, "nothing computed inside a writing transaction is shared");
+    // Nor kept: after the rollback the same session sees the committed ranking.
+    let same = c.sql(
+        db,
+        "BEGIN; INSERT INTO interactions (user_id, post_id, kind) SELECT u, 38, 'like' FROM generate_series(1, 200) u;
+         SELECT post_id FROM recsys_trending(1); ROLLBACK; SELECT post_id FROM recsys_trending(1);",
+    );
+    assert_eq!(same.lines().last(), Some(first[0].to_string().as_str()), "the rolled-back burst is not kept by the session: {same}");
     assert_eq!(ids(&c, db, "SELECT post_id FROM recsys_trending(3)"), first, "after the rollback, the committed ranking");
     // A cached page whose post was deleted since is computed again (full, current).
     c.sql(db, &format!("DELETE FROM posts WHERE id = {}", first[0]));
