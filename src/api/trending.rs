@@ -142,29 +142,33 @@ fn page(client: &pgrx::spi::SpiClient<'_>, o: &TrainOptions, w: &Window<'_>, lis
         return Ok(list.iter().skip(w.offset).take(w.k).copied().collect());
     };
     let mut kept: Vec<(i64, f32)> = Vec::with_capacity(need.min(list.len()));
-    match filter {
-        // A category or project filter: the matching posts in one statement, then the list.
-        PostsFilter::Matching(sql, values) => {
-            let args: Vec<pgrx::datum::DatumWithOid<'_>> = values.iter().map(|v| (*v).into()).collect();
-            let ids = ids_of(client, &sql, &args)?;
-            kept.extend(list.iter().filter(|(p, _)| ids.contains(p)).take(need));
-        }
-        // Otherwise the list's posts in order, a block at a time, each block checked at once.
-        PostsFilter::ById(sql) => {
-            let (mut at, mut block) = (0usize, need.saturating_add(need / 8).saturating_add(16));
-            while kept.len() < need && at < list.len() {
-                let end = at.saturating_add(block).min(list.len());
-                let ids: Vec<i64> = list[at..end].iter().map(|r| r.0).collect();
-                let found = ids_of(client, &sql, &[ids.into()])?;
-                kept.extend(list[at..end].iter().filter(|(p, _)| found.contains(p)).take(need - kept.len()));
-                at = end;
-                block = block.saturating_mul(2);
-                pgrx::check_for_interrupts!();
-            }
-        }
+    let text = |f: &PostsFilter<'_>| -> Vec<pgrx::datum::DatumWithOid<'_>> { f.values.iter().map(|v| (*v).into()).collect() };
+    // The list's posts in order, a block at a time, each block checked at once (by id: one
+    // index descent each). With a filter, only the first BY_ID_POSTS so: past them, one
+    // statement reads every matching post (through an index on the filtered column if there
+    // is one) and the rest of the list is walked against it.
+    let (mut at, mut block) = (0usize, need.saturating_add(need / 8).saturating_add(16));
+    while kept.len() < need && at < list.len() && (filter.matching.is_none() || at < BY_ID_POSTS) {
+        let end = at.saturating_add(block).min(list.len());
+        let ids: Vec<i64> = list[at..end].iter().map(|r| r.0).collect();
+        let mut args: Vec<pgrx::datum::DatumWithOid<'_>> = vec![ids.into()];
+        args.extend(text(&filter));
+        let found = ids_of(client, &filter.by_id, &args)?;
+        kept.extend(list[at..end].iter().filter(|(p, _)| found.contains(p)).take(need - kept.len()));
+        at = end;
+        block = block.saturating_mul(2);
+        pgrx::check_for_interrupts!();
+    }
+    if let (true, Some(sql)) = (kept.len() < need && at < list.len(), &filter.matching) {
+        let ids = ids_of(client, sql, &text(&filter))?;
+        kept.extend(list[at..].iter().filter(|(p, _)| ids.contains(p)).take(need - kept.len()));
     }
     Ok(kept.into_iter().skip(w.offset).take(w.k).collect())
 }
+
+/// With a filter, how many of the list's posts are checked by id before the matching posts are
+/// read in one statement instead.
+const BY_ID_POSTS: usize = 1024;
 
 /// How much older than `recsys.trending_cache_seconds` a result may be when it is served while
 /// another connection refreshes it.
@@ -278,11 +282,12 @@ fn window_query(client: &pgrx::spi::SpiClient<'_>, o: &TrainOptions, since: Inte
 }
 
 /// How a page keeps the posts that exist, are visible to the caller and match its filters now.
-enum PostsFilter<'a> {
-    /// `$1` int8[]: which of these posts.
-    ById(String),
+struct PostsFilter<'a> {
+    /// Which of `$1` (int8[]) posts, with the filters' values as `$2`, `$3`.
+    by_id: String,
     /// With a category or project filter: every matching post (the values as `$1`, `$2`).
-    Matching(String, Vec<&'a str>),
+    matching: Option<String>,
+    values: Vec<&'a str>,
 }
 
 /// The check of a page's posts against the posts table (None without one: every post counts).
@@ -296,7 +301,7 @@ fn posts_filter<'a>(client: &pgrx::spi::SpiClient<'_>, o: &TrainOptions, w: &Win
     let Some(map) = &posts_map else { return Ok(None) };
     let pt = source::resolve(client, "posts", map, POSTS)?;
     let id = pt.col("id").unwrap_or("NULL");
-    let mut conds = vec![];
+    let mut columns = vec![];
     let mut values = vec![];
     for (arg, role) in [(w.category, "category"), (w.project_code, "project_code")] {
         if let Some(v) = arg {
@@ -306,18 +311,18 @@ fn posts_filter<'a>(client: &pgrx::spi::SpiClient<'_>, o: &TrainOptions, w: &Win
                 table: pt.table.clone(),
             })?;
             values.push(v);
-            conds.push(format!("({c})::pg_catalog.text OPERATOR(pg_catalog.=) ${}::pg_catalog.text", values.len()));
+            columns.push(c);
         }
     }
-    let by_id = values.is_empty();
-    if by_id {
-        conds.push(format!("{id} OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.int8[])"));
-    }
-    if let Some(v) = &map.visible {
-        conds.push(format!("({v})"));
-    }
-    let sql = format!("SELECT ({id})::pg_catalog.int8 FROM {tbl} WHERE {}", conds.join(" AND "), tbl = pt.table);
-    Ok(Some(if by_id { PostsFilter::ById(sql) } else { PostsFilter::Matching(sql, values) }))
+    let vis = map.visible.as_ref().map(|v| format!(" AND ({v})")).unwrap_or_default();
+    // The filters' conditions with their values from parameter `first` on.
+    let filters = |first: usize| -> String {
+        columns.iter().enumerate().map(|(k, c)| format!(" AND ({c})::pg_catalog.text OPERATOR(pg_catalog.=) ${}::pg_catalog.text", first + k)).collect()
+    };
+    let select = |cond: String| format!("SELECT ({id})::pg_catalog.int8 FROM {tbl} WHERE {cond}{vis}", tbl = pt.table);
+    let by_id = select(format!("{id} OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.int8[]){}", filters(2)));
+    let matching = (!values.is_empty()).then(|| select(format!("true{}", filters(1))));
+    Ok(Some(PostsFilter { by_id, matching, values }))
 }
 
 /// The ids a statement returns (first column).

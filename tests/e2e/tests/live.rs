@@ -558,3 +558,26 @@ fn trending_is_shared_between_connections_but_never_uncommitted() {
     assert_eq!(after.len(), 3);
     assert!(!after.contains(&first[0]), "{after:?}");
 }
+
+/// A filtered trending page whose posts lie deep in the window's scores: the first posts of the
+/// list are checked by id, then one statement reads every matching post for the rest.
+#[test]
+fn a_filtered_trending_page_deep_in_the_window_is_found() {
+    let c = Cluster::start("live_trending_deep");
+    let db = "postgres";
+    fixture(&c, db, OPTS);
+    c.sql(
+        db,
+        "INSERT INTO posts (id, owner_id, title, tags, category) SELECT p, 101, 'bulk ' || p, ARRAY['t1'], 'bulk' FROM generate_series(1000, 2999) p;
+         INSERT INTO posts (id, owner_id, title, tags, category) VALUES (5001, 101, 'rare one', ARRAY['t1'], 'rare'), (5002, 101, 'rare two', ARRAY['t1'], 'rare');
+         INSERT INTO interactions (user_id, post_id, kind) SELECT u, p, 'like' FROM generate_series(1000, 2999) p, generate_series(1, 3) u;
+         INSERT INTO interactions (user_id, post_id, kind) VALUES (1, 5001, 'like'), (1, 5002, 'like'), (2, 5002, 'like');",
+    );
+    let engaged = c.sql(db, "SELECT count(DISTINCT post_id) > 2000 FROM interactions");
+    assert_eq!(engaged, "t", "the window must be longer than the posts checked by id");
+    assert_eq!(ids(&c, db, "SELECT post_id FROM recsys_trending(5, category => 'rare')"), vec![5002, 5001]);
+    assert_eq!(ids(&c, db, "SELECT post_id FROM recsys_trending(1, category => 'rare', \"offset\" => 1)"), vec![5001]);
+    let bulk = "SELECT post_id FROM recsys_trending(3, category => 'bulk', \"offset\" => 1500)";
+    assert_eq!(c.sql(db, bulk), c.sql(db, &format!("SET recsys.trending_cache_seconds = 0; {bulk}")));
+    assert_eq!(ids(&c, db, bulk).len(), 3);
+}
