@@ -9,8 +9,8 @@
 //! - Nothing here outlives what it describes. Every entry is checked against the database
 //!   before use: the schema by the extension's OID; a model by (id, creation time, model table
 //!   OID) and the name's deployed version, read per call; a trending result by role, row
-//!   security, search_path, model and arguments, with a time-to-live; a progress record by the
-//!   statement that wrote it.
+//!   security, search_path, custom settings, model and arguments, with a time-to-live; a
+//!   progress record by the statement that wrote it.
 //! - No entry points into PostgreSQL memory that a transaction end frees: prepared statements
 //!   are kept plans (SPI_keepplan, TopMemoryContext); everything else is Rust-owned, or borrows
 //!   a read-only file mapping kept alive by the model that uses it.
@@ -29,9 +29,9 @@ thread_local! {
     pub static MODELS: RefCell<HashMap<String, Rc<Serving>>> = RefCell::new(HashMap::new());
     /// The served-version query, prepared once per backend (and per extension schema).
     pub static LATEST: RefCell<Option<(String, crate::store::plan::KeptPlan)>> = const { RefCell::new(None) };
-    /// Recent trending results by (role, row security, search_path, model, table, weights,
-    /// arguments), for recsys.trending_cache_seconds: a result computed under one role's rights
-    /// is never served to another.
+    /// Recent trending results by (role, row security, search_path, custom settings, model,
+    /// table, weights, arguments), for recsys.trending_cache_seconds: a result computed under
+    /// one role's rights, or one tenant's settings, is never served to another.
     pub static TRENDING: RefCell<HashMap<String, (Instant, Rc<Vec<(i64, f32)>>)>> = RefCell::new(HashMap::new());
     /// The feed's popularity component built from the last trending result (per model item),
     /// with that result and the model it was built for: reused while both are the same.

@@ -190,3 +190,58 @@ pub fn trending_cache_seconds() -> u64 {
 pub fn max_query_bytes() -> usize {
     MAX_QUERY_BYTES.get().max(1) as usize
 }
+
+/// This session's custom settings (names with a dot, not `recsys.*`) that a session may change
+/// and that are not at their built-in default, sorted by name: what a row-level security
+/// policy, a view or the `visible` predicate may read through `current_setting` beyond the role
+/// and search_path (`app.tenant`, PostgREST's `request.jwt.claims`). Results shared between
+/// connections, and how far a backend has read new posts, are kept apart by them.
+pub fn custom_settings() -> Vec<(String, String)> {
+    use pgrx::pg_sys;
+    let mut out = vec![];
+    // SAFETY: PostgreSQL's table of settings, read on the backend thread; every entry and name
+    // is valid for the backend's life, and GetConfigOption's value is copied at once.
+    unsafe {
+        let vars = pg_sys::get_guc_variables();
+        let n = pg_sys::GetNumConfigOptions().max(0) as usize;
+        if vars.is_null() {
+            return out;
+        }
+        for k in 0..n {
+            let g = *vars.add(k);
+            if g.is_null() || (*g).name.is_null() {
+                continue;
+            }
+            let settable = (*g).context == pg_sys::GucContext::PGC_USERSET || (*g).context == pg_sys::GucContext::PGC_SUSET;
+            if !settable || (*g).source == pg_sys::GucSource::PGC_S_DEFAULT {
+                continue;
+            }
+            let name = std::ffi::CStr::from_ptr((*g).name).to_bytes();
+            if !name.contains(&b'.') || name.get(..7).is_some_and(|p| p.eq_ignore_ascii_case(b"recsys.")) {
+                continue;
+            }
+            let v = pg_sys::GetConfigOption((*g).name, true, false);
+            let value = if v.is_null() { String::new() } else { std::ffi::CStr::from_ptr(v).to_string_lossy().into_owned() };
+            out.push((String::from_utf8_lossy(name).into_owned(), value));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A 128-bit fingerprint of [`custom_settings`] (0 when there are none), for cache keys: the
+/// values themselves (a JWT's claims) are not written into the cache's files.
+pub fn custom_settings_fingerprint() -> u128 {
+    use std::hash::{Hash, Hasher};
+    let s = custom_settings();
+    if s.is_empty() {
+        return 0;
+    }
+    let half = |seed: u8| {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        seed.hash(&mut h);
+        s.hash(&mut h);
+        h.finish() as u128
+    };
+    (half(1) << 64) | half(2)
+}

@@ -211,8 +211,9 @@ fn remember(key: String, at: std::time::Instant, out: Rc<Vec<(i64, f32)>>) {
     });
 }
 
-/// Everything a window's scores depend on: the caller (role, row security, search_path), the
-/// model and its mapping and weights, the window and the half-life.
+/// Everything a window's scores depend on: the caller (role, row security, search_path, custom
+/// settings a policy may read), the model and its mapping and weights, the window and the
+/// half-life.
 fn window_key(o: &TrainOptions, model: Option<ModelKey>, since: Interval) -> String {
     // SAFETY: reads the backend's current user id and a GUC variable, on the backend thread.
     let (role, rls) = unsafe { (pgrx::pg_sys::GetUserId().to_u32(), pgrx::pg_sys::row_security) };
@@ -227,7 +228,8 @@ fn window_key(o: &TrainOptions, model: Option<ModelKey>, since: Interval) -> Str
         }
     };
     format!(
-        "W|{role}|{rls}|{path}|{:?}|{}|{:?}|{}|{:?}|{}",
+        "W|{role}|{rls}|{path}|{:032x}|{:?}|{}|{:?}|{}|{:?}|{}",
+        gucs::custom_settings_fingerprint(),
         model,
         o.interactions.table,
         o.posts.as_ref().map(|p| (&p.table, &p.visible)),
@@ -420,6 +422,9 @@ pub(super) struct Request {
     pub(super) role: u32,
     pub(super) search_path: String,
     pub(super) row_security: bool,
+    /// The requester's custom settings ([`gucs::custom_settings`]).
+    #[serde(default)]
+    pub(super) settings: Vec<(String, String)>,
     pub(super) timezone: String,
     pub(super) half_life_hours: f64,
     /// The served version's id (None: no model, the defaults).
@@ -465,6 +470,7 @@ fn request_refresh(client: &pgrx::spi::SpiClient<'_>, key: &str, model: Option<M
         role,
         search_path: path,
         row_security: rls,
+        settings: gucs::custom_settings(),
         timezone,
         half_life_hours: crate::gucs::trending_half_life_seconds() / 3600.0,
         model_id: model.map(|m| m.id),

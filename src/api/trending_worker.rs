@@ -3,8 +3,8 @@
 //! path. When the cluster's shared scores have expired, the call that finds them so serves the
 //! previous ones (at most `STALE_FACTOR` × `recsys.trending_cache_seconds` old, as calls did
 //! while another connection refreshed) and starts a dynamic background worker that aggregates
-//! the window again under the caller's role, search_path, row security, time zone and
-//! half-life, then writes the result where every connection finds it. Without this, one call
+//! the window again under the caller's role, search_path, row security, custom settings, time
+//! zone and half-life, then writes the result where every connection finds it. Without this, one call
 //! per expiry paid the whole aggregation (~0.5 s at 600K interactions in the window).
 //!
 //! The worker writes only under the key it computes itself from what it read (the served
@@ -69,6 +69,16 @@ fn refresh(client: &pgrx::spi::SpiClient<'_>, req: &Request) -> Result<Option<us
     for (name, value) in settings {
         // Local to the worker's transaction.
         crate::store::one::<String>(client, "SELECT pg_catalog.set_config($1, $2, true)", &[name.into(), value.into()])?;
+    }
+    // The requester's custom settings (a tenant a policy reads), those that differ here: a
+    // setting the role may not change is then already what the requester had (its role's or
+    // database's), or the refresh fails and the request stays (calls refresh in place later).
+    for (name, value) in &req.settings {
+        crate::store::one::<String>(
+            client,
+            "SELECT pg_catalog.set_config($1, $2, true) WHERE pg_catalog.current_setting($1, true) IS DISTINCT FROM $2",
+            &[name.as_str().into(), value.as_str().into()],
+        )?;
     }
     let since = pgrx::datum::Interval::new(req.since.0, req.since.1, req.since.2).map_err(|e| crate::error::RecsysError::Spi(format!("{e:?}")))?;
     let (model, options) = match req.model_id {

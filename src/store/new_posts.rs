@@ -22,7 +22,8 @@ const INT8: PgOid = PgOid::BuiltIn(PgBuiltInOids::INT8OID);
 
 fn reader() -> Reader {
     // SAFETY: reads the backend's current user id and a GUC variable, on the backend thread.
-    unsafe { (pgrx::pg_sys::GetUserId().to_u32(), pgrx::pg_sys::row_security) }
+    let (role, rls) = unsafe { (pgrx::pg_sys::GetUserId().to_u32(), pgrx::pg_sys::row_security) };
+    (role, rls, crate::gucs::custom_settings_fingerprint())
 }
 
 /// Posts the model does not know yet, read under the caller's rights; None when there are none.

@@ -384,6 +384,7 @@ impl NewPosts {
 }
 
 /// Who reads: the new-posts query runs under the caller's rights (row-level security applies),
-/// so how far a backend has read is kept per (role, row_security). A post hidden from one role
-/// is read again when another role calls.
-pub type Reader = (u32, bool);
+/// so how far a backend has read is kept per (role, row_security, custom settings'
+/// fingerprint). A post hidden from one role, or from one tenant of a role whose policy reads a
+/// setting, is read again when another calls.
+pub type Reader = (u32, bool, u128);

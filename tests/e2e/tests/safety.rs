@@ -220,6 +220,73 @@ fn row_level_security_and_grants_are_respected() {
     assert_eq!(out.lines().filter(|l| !l.is_empty()).collect::<Vec<_>>(), ["0", "5", "5"], "{out}");
 }
 
+/// Tenants sharing one role, told apart by a setting a policy reads (`app.tenant`, as
+/// PostgREST's `request.jwt.claims`): trending's shared and per-connection results, the feed's
+/// popularity, the background refresh and the read of posts created after training are each
+/// the tenant's own, in one session switching tenants and across connections.
+#[test]
+fn tenants_sharing_one_role_are_kept_apart_by_their_settings() {
+    let c = Cluster::start("safety_tenants");
+    fixture(&c, "postgres");
+    let db = "postgres";
+    c.sql(db, TRAIN);
+    c.sql(
+        db,
+        "CREATE ROLE tenant_app LOGIN;
+         GRANT SELECT ON ALL TABLES IN SCHEMA public TO tenant_app;
+         ALTER TABLE interactions ENABLE ROW LEVEL SECURITY;
+         CREATE POLICY by_tenant ON interactions FOR SELECT TO tenant_app USING (user_id % 2 = current_setting('app.tenant')::int);
+         ALTER TABLE posts ENABLE ROW LEVEL SECURITY;
+         CREATE POLICY by_tenant ON posts FOR SELECT TO tenant_app USING (id <= 50 OR id % 2 = current_setting('app.tenant')::int);
+         INSERT INTO interactions (user_id, post_id, kind) SELECT u, 7, 'share' FROM generate_series(2, 400, 2) u;
+         INSERT INTO interactions (user_id, post_id, kind) SELECT u, 9, 'share' FROM generate_series(1, 399, 2) u;",
+    );
+    let as_tenant = |t: u8, sql: &str| format!("SET ROLE tenant_app; SET app.tenant = '{t}'; {sql}");
+    let top = "SELECT post_id FROM recsys_trending(1);";
+    let feed = r#"SELECT post_id FROM recsys_recommend(77777, 1, weights => '{"popularity": 1, "freshness": 0, "demographic": 0}');"#;
+    // One session (one backend's cache), tenant 0 then tenant 1, trending then the feed.
+    let out = c.sql(db, &format!("{} {} {} {}", as_tenant(0, top), as_tenant(1, top), as_tenant(0, feed), as_tenant(1, feed)));
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["7", "9", "7", "9"], "each tenant's own trending and feed: {out}");
+    // New connections read the shared results of their own tenant.
+    assert_eq!(c.sql(db, &as_tenant(1, top)), "9");
+    assert_eq!(c.sql(db, &as_tenant(0, top)), "7");
+
+    // The background refresh reproduces the tenant: its result (a burst tenant 1 sees) arrives
+    // before the expired one is too old to serve (10 x 1 s), and its request is removed.
+    let feed1 = as_tenant(1, &format!("SET recsys.trending_cache_seconds = 1; {feed}"));
+    assert_eq!(c.sql(db, &feed1), "9");
+    c.sql(db, "INSERT INTO interactions (user_id, post_id, kind) SELECT u, 11, 'share' FROM generate_series(1, 799, 2) u");
+    std::thread::sleep(std::time::Duration::from_millis(1300));
+    assert_eq!(c.sql(db, &feed1), "9", "the expired result is served while a worker refreshes it");
+    let t0 = Instant::now();
+    let mut now = String::new();
+    while now != "11" && t0.elapsed() < std::time::Duration::from_secs(7) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        now = c.sql(db, &feed1);
+    }
+    assert_eq!(now, "11", "refreshed by a worker with the tenant's setting");
+    let pending = || c.sql(db, "SELECT count(*) FROM pg_catalog.pg_ls_dir('pg_recsys/cache') f WHERE f LIKE 'trendreq%'");
+    let t1 = Instant::now();
+    while pending() != "0" && t1.elapsed() < std::time::Duration::from_secs(10) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(pending(), "0");
+    assert_eq!(c.sql(db, &as_tenant(0, feed)), "7", "tenant 0 never sees tenant 1's burst");
+
+    // Posts created after training: tenant 0 reads first (past tenant 1's lower id, which it
+    // cannot see); tenant 1's post is still read in the same session.
+    c.sql(
+        db,
+        "INSERT INTO posts (id, owner_id, title, tags, category) VALUES
+         (1001, 101, 'odd tenant post about food', ARRAY['t1'], 'food'), (1002, 102, 'even tenant post about food', ARRAY['t1'], 'food')",
+    );
+    let sim = |id: i64| format!("SELECT count(*) FROM recsys_similar({id}, 3);");
+    let out = c.sql(db, &format!("{} {}", as_tenant(0, &sim(1002)), as_tenant(1, &sim(1001))));
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["3", "3"], "{out}");
+    let err = c.sql_err(db, &as_tenant(0, &sim(1001)));
+    assert!(err.contains("P0002") || err.contains("unknown post") || err.contains("not found"), "{err}");
+}
+
 /// Item 14: one bad row (float4 overflow, infinite time) is skipped and counted, not an error for
 /// everyone.
 #[test]
