@@ -83,8 +83,9 @@ fn top_cached(client: &pgrx::spi::SpiClient<'_>, o: &TrainOptions, model: Option
 /// previous one is served while a background worker aggregates the window again; without a
 /// worker, one connection at a time aggregates it while the others serve the previous result
 /// (up to STALE_FACTOR times the time to live old), or when there is none wait up to WAIT for
-/// the refreshed one, instead of all aggregating at once. A transaction that has written
-/// aggregates its own view and shares nothing, so it neither takes nor waits for the refresh.
+/// the refreshed one, instead of all aggregating at once. A transaction that has written serves
+/// shared results and starts the worker as any call, but when it must aggregate it does so
+/// over its own view and shares nothing, so it neither takes nor waits for the lock.
 fn window_scores(client: &pgrx::spi::SpiClient<'_>, o: &TrainOptions, model: Option<ModelKey>, since: Interval) -> Result<(Rc<Vec<(i64, f32)>>, bool)> {
     let ttl = gucs::trending_cache_seconds();
     let key = window_key(o, model, since);
@@ -94,31 +95,38 @@ fn window_scores(client: &pgrx::spi::SpiClient<'_>, o: &TrainOptions, model: Opt
         if let Some((_, rows)) = filecache::get(WINDOW, &key, Duration::from_secs(ttl)) {
             return Ok((Rc::new(rows), true));
         }
-        if shareable() {
-            let stale = Duration::from_secs(ttl.saturating_mul(STALE_FACTOR));
-            let previous = filecache::get(WINDOW, &key, stale).map(|(_, rows)| Rc::new(rows));
-            if let Some(rows) = &previous {
-                if request_refresh(client, &key, model, since, ttl)? {
-                    return Ok((rows.clone(), false));
-                }
+        let stale = Duration::from_secs(ttl.saturating_mul(STALE_FACTOR));
+        let previous = filecache::get(WINDOW, &key, stale).map(|(_, rows)| Rc::new(rows));
+        // The previous result and the worker's are committed rows only: a transaction that has
+        // written serves them as it serves a fresh one (else, in an app that writes before it
+        // asks, as with Django's ATOMIC_REQUESTS, every call after an expiry aggregated the
+        // whole window in place and nothing was ever shared again).
+        if let Some(rows) = &previous {
+            if request_refresh(client, &key, model, since, ttl)? {
+                return Ok((rows.clone(), false));
             }
-            if !refresh_lock(client)? {
-                if let Some(rows) = previous {
-                    return Ok((rows, false));
+        }
+        if !shareable() && previous.is_none() {
+            // Nothing to serve: this call aggregates its own view (not shared), and a worker
+            // shares the committed one for the calls after it.
+            request_refresh(client, &key, model, since, ttl)?;
+        }
+        if shareable() && !refresh_lock(client)? {
+            if let Some(rows) = previous {
+                return Ok((rows, false));
+            }
+            let t0 = std::time::Instant::now();
+            while t0.elapsed() < WAIT {
+                // SAFETY: sleeps the backend thread; interrupts are checked right after.
+                unsafe { pgrx::pg_sys::pg_usleep(5_000) };
+                pgrx::check_for_interrupts!();
+                if let Some((_, rows)) = filecache::get(WINDOW, &key, Duration::from_secs(ttl)) {
+                    return Ok((Rc::new(rows), true));
                 }
-                let t0 = std::time::Instant::now();
-                while t0.elapsed() < WAIT {
-                    // SAFETY: sleeps the backend thread; interrupts are checked right after.
-                    unsafe { pgrx::pg_sys::pg_usleep(5_000) };
-                    pgrx::check_for_interrupts!();
-                    if let Some((_, rows)) = filecache::get(WINDOW, &key, Duration::from_secs(ttl)) {
-                        return Ok((Rc::new(rows), true));
-                    }
-                    // The refresher's transaction ended without a result (error, cancel):
-                    // this connection refreshes.
-                    if refresh_lock(client)? {
-                        break;
-                    }
+                // The refresher's transaction ended without a result (error, cancel):
+                // this connection refreshes.
+                if refresh_lock(client)? {
+                    break;
                 }
             }
         }

@@ -12,7 +12,8 @@
 //! was computed from. It waits for a connection that is refreshing in place (the advisory
 //! lock, at most `lock_timeout` 60 s) and aggregates only if that one shared nothing fresh.
 //! When no worker can be started (no free `max_worker_processes` slot, a role that cannot log
-//! in, a transaction that has written), the call refreshes in place as before.
+//! in), the call refreshes in place as before. A transaction that has written starts one too:
+//! the worker's transaction sees committed rows only.
 use super::trending::{refresh_window, Request, KIND};
 use crate::error::Result;
 use crate::store::filecache;

@@ -306,22 +306,8 @@ fn the_feeds_expired_trending_signal_is_refreshed_in_the_background() {
     let before = ids(&c, db, feed);
     let hot = if before[0] == 38 { 37 } else { 38 };
     burst(hot);
-    std::thread::sleep(std::time::Duration::from_millis(1300));
-    let t0 = std::time::Instant::now();
-    assert_eq!(ids(&c, db, feed), before, "the expired result is served while a worker refreshes it");
-    let mut now = before.clone();
-    while now != vec![hot] && t0.elapsed() < std::time::Duration::from_secs(7) {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        now = ids(&c, db, feed);
-    }
-    assert_eq!(now, vec![hot], "refreshed by the background worker");
-    // Requests are removed when their worker is done (a later expiry may have asked again).
+    served_expired_then_refreshed(&c, db, feed, &before, hot);
     let pending = || c.sql(db, "SELECT count(*) FROM pg_catalog.pg_ls_dir('pg_recsys/cache') f WHERE f LIKE 'trendreq%'");
-    let t1 = std::time::Instant::now();
-    while pending() != "0" && t1.elapsed() < std::time::Duration::from_secs(10) {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    assert_eq!(pending(), "0");
 
     c.sql(db, "CREATE ROLE feed_reader NOLOGIN; GRANT SELECT ON _recsys_model, _recsys_model_data, interactions, follows, posts, users TO feed_reader;");
     let as_reader = format!("SET ROLE feed_reader; {feed}");
@@ -345,6 +331,47 @@ fn the_feeds_expired_trending_signal_is_refreshed_in_the_background() {
         assert_eq!(pending(), "1", "one request in hand while the worker waits");
         holder.join().unwrap();
     });
+}
+
+/// An app that writes before it asks for a feed in the same transaction (an impression logged,
+/// Django's ATOMIC_REQUESTS): after the shared trending signal expires, such a call serves the
+/// previous one and starts the background worker, as any call; it used to aggregate the whole
+/// window in place, every call, sharing nothing.
+#[test]
+fn a_writing_transaction_serves_the_shared_trending_and_starts_the_worker() {
+    let c = Cluster::start("live_trending_writer");
+    let db = "postgres";
+    fixture(&c, db, OPTS);
+    let feed = r#"BEGIN; INSERT INTO interactions (user_id, post_id, kind) VALUES (1, 1, 'view');
+        SET LOCAL recsys.trending_cache_seconds = 1;
+        SELECT post_id FROM recsys_recommend(77777, 1, weights => '{"popularity": 1, "freshness": 0, "demographic": 0}'); ROLLBACK;"#;
+    let shared = r#"SET recsys.trending_cache_seconds = 1; SELECT post_id FROM recsys_recommend(77777, 1, weights => '{"popularity": 1, "freshness": 0, "demographic": 0}')"#;
+    let before = ids(&c, db, shared);
+    let hot = if before[0] == 38 { 37 } else { 38 };
+    c.sql(db, &format!("INSERT INTO interactions (user_id, post_id, kind) SELECT u, {hot}, 'share' FROM generate_series(1, 200) u"));
+    served_expired_then_refreshed(&c, db, feed, &before, hot);
+}
+
+/// After a burst on post `hot` and the shared result's expiry (time to live 1 s), `feed` serves
+/// the expired result `before` (no call aggregates in place), then within 7 s `[hot]` (the
+/// background worker's result, before the expired one is too old to serve); the worker's
+/// request is removed within 10 s (a later expiry may have asked again meanwhile).
+fn served_expired_then_refreshed(c: &Cluster, db: &str, feed: &str, before: &[i64], hot: i64) {
+    std::thread::sleep(std::time::Duration::from_millis(1300));
+    let t0 = std::time::Instant::now();
+    assert_eq!(ids(c, db, feed), before, "the expired result is served while a worker refreshes it");
+    let mut now = before.to_vec();
+    while now != vec![hot] && t0.elapsed() < std::time::Duration::from_secs(7) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        now = ids(c, db, feed);
+    }
+    assert_eq!(now, vec![hot], "refreshed by the background worker");
+    let pending = || c.sql(db, "SELECT count(*) FROM pg_catalog.pg_ls_dir('pg_recsys/cache') f WHERE f LIKE 'trendreq%'");
+    let t1 = std::time::Instant::now();
+    while pending() != "0" && t1.elapsed() < std::time::Duration::from_secs(10) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(pending(), "0");
 }
 
 /// Item 6 (and item 3's batch form): recsys_refresh rebuilds all but the factors, in one call:
@@ -535,7 +562,8 @@ fn trending_is_shared_between_connections_but_never_uncommitted() {
     assert_eq!(windows(), 1, "one aggregation of the window for every page");
     assert_eq!(files(), 5);
     assert_eq!(ids(&c, db, "SELECT post_id FROM recsys_trending(3)"), first, "a new connection reads it");
-    // A transaction that likes post 38 many times sees its own burst, and shares nothing.
+    // A transaction that likes post 38 many times sees its own burst (with nothing shared to
+    // serve, it aggregates its own view), and shares nothing.
     std::fs::remove_dir_all(&cache).unwrap();
     let inside = c.sql(
         db,
@@ -544,12 +572,21 @@ fn trending_is_shared_between_connections_but_never_uncommitted() {
     );
     assert_eq!(inside.trim(), "38");
     assert_eq!(files(), 0, "nothing computed inside a writing transaction is shared");
-    // Nor kept: after the rollback the same session sees the committed ranking.
+    // Nor kept: after the rollback the same session sees the committed ranking. (The call above
+    // asked a worker to share the committed window; once it has, nothing is left to aggregate.)
+    let t0 = std::time::Instant::now();
+    while std::fs::read_dir(&cache).map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with("trendreq"))).unwrap_or(false)
+        && t0.elapsed() < std::time::Duration::from_secs(10)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::fs::remove_dir_all(&cache).unwrap();
     let same = c.sql(
         db,
         "BEGIN; INSERT INTO interactions (user_id, post_id, kind) SELECT u, 38, 'like' FROM generate_series(1, 200) u;
          SELECT post_id FROM recsys_trending(1); ROLLBACK; SELECT post_id FROM recsys_trending(1);",
     );
+    assert_eq!(same.lines().next(), Some("38"), "{same}");
     assert_eq!(same.lines().last(), Some(first[0].to_string().as_str()), "the rolled-back burst is not kept by the session: {same}");
     assert_eq!(ids(&c, db, "SELECT post_id FROM recsys_trending(3)"), first, "after the rollback, the committed ranking");
     // A cached page whose post was deleted since is computed again (full, current).
