@@ -1,5 +1,6 @@
-//! Every per-backend cache, in one place (the one other thread-local, the running train's
-//! progress record, is in `progress`, which the SPI reader updates, so it sits below `store`).
+//! Every per-backend cache, in one place (two other thread-locals sit below `store`: the
+//! running train's progress record in `progress`, which the SPI reader updates, and the
+//! statement's memo of which tables custom settings may filter in `store::source`).
 //!
 //! A PostgreSQL backend is one process running one statement at a time on one thread, so these
 //! caches live in that thread's thread-local storage. Why this is sound:

@@ -15,6 +15,8 @@ static TRENDING_HALF_LIFE_HOURS: GucSetting<f64> = GucSetting::<f64>::new(24.0);
 
 /// Seconds a backend reuses a recsys_trending result for the same arguments; 0 = off.
 static TRENDING_CACHE_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(10);
+/// Which custom settings tell tenants apart ('*' = every one, '' = none, else a list).
+static TENANT_SETTINGS: GucSetting<Option<std::ffi::CString>> = GucSetting::<Option<std::ffi::CString>>::new(Some(c"*"));
 
 /// Force the exact f32 catalogue scan in recsys_recommend (off: int8 scan + exact re-score
 /// from 20,000 posts on).
@@ -82,6 +84,14 @@ pub fn init() {
         &TRENDING_CACHE_SECONDS,
         0,
         86_400,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"recsys.tenant_settings",
+        c"Custom settings that tell tenants apart in shared trending results ('*' = every one, '' = none, or a comma-separated list).",
+        c"They count only where row-level security applies to the caller on the interactions or posts table, where either is a view or another non-table, or where the visible predicate reads a setting. Narrow it to what your policies read when a client sets per-request values (PostgREST's request.headers).",
+        &TENANT_SETTINGS,
         GucContext::Userset,
         GucFlags::default(),
     );
@@ -191,14 +201,24 @@ pub fn max_query_bytes() -> usize {
     MAX_QUERY_BYTES.get().max(1) as usize
 }
 
-/// This session's custom settings (names with a dot, not `recsys.*`) that a session may change
-/// and that are not at their built-in default, sorted by name: what a row-level security
+/// This session's custom settings (names with a dot, not `recsys.*`, among
+/// `recsys.tenant_settings`) that a session may change and that are not at their built-in
+/// default, sorted by name: what a row-level security
 /// policy, a view or the `visible` predicate may read through `current_setting` beyond the role
 /// and search_path (`app.tenant`, PostgREST's `request.jwt.claims`). Results shared between
 /// connections, and how far a backend has read new posts, are kept apart by them.
 pub fn custom_settings() -> Vec<(String, String)> {
     use pgrx::pg_sys;
     let mut out = vec![];
+    // None: every custom setting; Some(list): those named (empty: none).
+    let wanted: Option<Vec<String>> = match TENANT_SETTINGS.get() {
+        Some(v) if v.to_bytes().trim_ascii() == b"*" => None,
+        Some(v) => Some(v.to_string_lossy().split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect()),
+        None => Some(vec![]),
+    };
+    if wanted.as_ref().is_some_and(|w| w.is_empty()) {
+        return out;
+    }
     // SAFETY: PostgreSQL's table of settings, read on the backend thread; every entry and name
     // is valid for the backend's life, and GetConfigOption's value is copied at once.
     unsafe {
@@ -219,6 +239,11 @@ pub fn custom_settings() -> Vec<(String, String)> {
             let name = std::ffi::CStr::from_ptr((*g).name).to_bytes();
             if !name.contains(&b'.') || name.get(..7).is_some_and(|p| p.eq_ignore_ascii_case(b"recsys.")) {
                 continue;
+            }
+            if let Some(list) = &wanted {
+                if !list.iter().any(|w| w.as_bytes().eq_ignore_ascii_case(name)) {
+                    continue;
+                }
             }
             let v = pg_sys::GetConfigOption((*g).name, true, false);
             let value = if v.is_null() { String::new() } else { std::ffi::CStr::from_ptr(v).to_string_lossy().into_owned() };

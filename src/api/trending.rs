@@ -102,14 +102,14 @@ fn window_scores(client: &pgrx::spi::SpiClient<'_>, o: &TrainOptions, model: Opt
         // asks, as with Django's ATOMIC_REQUESTS, every call after an expiry aggregated the
         // whole window in place and nothing was ever shared again).
         if let Some(rows) = &previous {
-            if request_refresh(client, &key, model, since, ttl)? {
+            if request_refresh(client, o, &key, model, since, ttl)? {
                 return Ok((rows.clone(), false));
             }
         }
         if !shareable() && previous.is_none() {
             // Nothing to serve: this call aggregates its own view (not shared), and a worker
             // shares the committed one for the calls after it.
-            request_refresh(client, &key, model, since, ttl)?;
+            request_refresh(client, o, &key, model, since, ttl)?;
         }
         if shareable() && !refresh_lock(client)? {
             if let Some(rows) = previous {
@@ -237,7 +237,7 @@ fn window_key(o: &TrainOptions, model: Option<ModelKey>, since: Interval) -> Str
     };
     format!(
         "W|{role}|{rls}|{path}|{:032x}|{:?}|{}|{:?}|{}|{:?}|{}",
-        gucs::custom_settings_fingerprint(),
+        if settings_may_filter(o) { gucs::custom_settings_fingerprint() } else { 0 },
         model,
         o.interactions.table,
         o.posts.as_ref().map(|p| (&p.table, &p.visible)),
@@ -245,6 +245,13 @@ fn window_key(o: &TrainOptions, model: Option<ModelKey>, since: Interval) -> Str
         (since.months(), since.days(), since.micros()),
         gucs::trending_half_life_seconds(),
     )
+}
+
+/// Whether the session's custom settings may change what the window's tables show the caller
+/// (see `source::settings_may_filter`): then they are part of the window's key.
+fn settings_may_filter(o: &TrainOptions) -> bool {
+    use crate::store::source::settings_may_filter as filters;
+    filters(&o.interactions.table, None) || o.posts.as_ref().is_some_and(|p| filters(&p.table, p.visible.as_deref()))
 }
 
 /// Everything a page depends on: its window's key, the filters, `k` and the offset.
@@ -461,7 +468,7 @@ const ENTRY: &str = "pg_recsys_trending_worker";
 /// Asks for a background refresh of the window's scores `key` (of served version `model`).
 /// True when a worker is (or was just) started for it: the caller may serve the previous
 /// result. False when none can be started: the caller refreshes in place.
-fn request_refresh(client: &pgrx::spi::SpiClient<'_>, key: &str, model: Option<ModelKey>, since: Interval, ttl: u64) -> Result<bool> {
+fn request_refresh(client: &pgrx::spi::SpiClient<'_>, o: &TrainOptions, key: &str, model: Option<ModelKey>, since: Interval, ttl: u64) -> Result<bool> {
     let dir = filecache::dir();
     let name = filecache::file_name(KIND, key, "json");
     let file = dir.join(&name);
@@ -486,7 +493,8 @@ fn request_refresh(client: &pgrx::spi::SpiClient<'_>, key: &str, model: Option<M
         role,
         search_path: path,
         row_security: rls,
-        settings: gucs::custom_settings(),
+        // Only when they count (else the values, a JWT's claims, are not written at all).
+        settings: if settings_may_filter(o) { gucs::custom_settings() } else { vec![] },
         timezone,
         half_life_hours: crate::gucs::trending_half_life_seconds() / 3600.0,
         model_id: model.map(|m| m.id),

@@ -20,10 +20,11 @@ pub const PER_CALL: i64 = 1000;
 
 const INT8: PgOid = PgOid::BuiltIn(PgBuiltInOids::INT8OID);
 
-fn reader() -> Reader {
+fn reader(m: &Serving) -> Reader {
     // SAFETY: reads the backend's current user id and a GUC variable, on the backend thread.
     let (role, rls) = unsafe { (pgrx::pg_sys::GetUserId().to_u32(), pgrx::pg_sys::row_security) };
-    (role, rls, crate::gucs::custom_settings_fingerprint())
+    let filtered = m.options.posts.as_ref().is_some_and(|p| source::settings_may_filter(&p.table, p.visible.as_deref()));
+    (role, rls, if filtered { crate::gucs::custom_settings_fingerprint() } else { 0 })
 }
 
 /// Posts the model does not know yet, read under the caller's rights; None when there are none.
@@ -38,14 +39,14 @@ pub struct Pending {
 pub fn after(m: &Serving) -> i64 {
     let Some(np) = &m.new_posts else { return i64::MAX };
     match np.read.get() {
-        Some((r, last)) if r == reader() => last,
+        Some((r, last)) if r == reader(m) => last,
         _ => np.trained_max,
     }
 }
 
 pub fn pending(client: &pgrx::spi::SpiClient<'_>, m: &Serving) -> Result<Option<Pending>> {
     let Some(np) = &m.new_posts else { return Ok(None) };
-    let who = reader();
+    let who = reader(m);
     let after = after(m);
     let mut text = PostText::default();
     let mut last = after;

@@ -729,6 +729,55 @@ impl Columns for pgrx::spi::SpiHeapTupleData<'_> {
     }
 }
 
+thread_local! {
+    /// Whether custom settings may filter a table for a role ([`settings_may_filter`]), for the
+    /// statement (local transaction id, command id) that asked. Kept here, not in `backend`,
+    /// which depends on this module; like those caches it is only touched by the backend
+    /// thread and never outlives the statement it describes.
+    static SETTINGS_FILTER: std::cell::RefCell<((u32, u32), HashMap<(u32, String), bool>)> = std::cell::RefCell::new(((0, 0), HashMap::new()));
+}
+
+/// Whether this session's custom settings may change which rows of `table` the caller sees,
+/// so that what is computed from them must be kept apart per setting: row-level security
+/// applies to the caller there (a policy may read `current_setting`), the relation is not a
+/// plain table (a view may read one) or is not found, or the `visible` predicate reads a
+/// setting. Otherwise results are shared across settings: a client that sets per-request
+/// values (PostgREST's `request.headers`) would else never find one. Remembered for the
+/// statement (the same transaction and command).
+pub fn settings_may_filter(table: &str, visible: Option<&str>) -> bool {
+    if visible.is_some_and(|v| v.to_ascii_lowercase().contains("setting")) {
+        return true;
+    }
+    use pgrx::pg_sys;
+    // SAFETY: the backend's own PGPROC and transaction state, read on the backend thread.
+    let (stmt, role) = unsafe { (((*pg_sys::MyProc).lxid, pg_sys::GetCurrentCommandId(false)), pg_sys::GetUserId()) };
+    let memo = SETTINGS_FILTER.with(|m| {
+        let m = m.borrow();
+        (m.0 == stmt).then(|| m.1.get(&(role.to_u32(), table.to_string())).copied()).flatten()
+    });
+    if let Some(v) = memo {
+        return v;
+    }
+    let Ok(name) = std::ffi::CString::new(table) else { return true };
+    // SAFETY: PostgreSQL's name parsing and catalog lookups on the backend thread (an ERROR
+    // becomes a Rust panic through pgrx's guard); the lists live in the call's memory context.
+    let v = unsafe {
+        let rv = pg_sys::makeRangeVarFromNameList(pg_sys::stringToQualifiedNameList(name.as_ptr()));
+        let oid = pg_sys::RangeVarGetRelidExtended(rv, pg_sys::NoLock as pg_sys::LOCKMODE, pg_sys::RVROption::RVR_MISSING_OK, None, std::ptr::null_mut());
+        oid == pg_sys::InvalidOid
+            || pg_sys::get_rel_relkind(oid) as u8 != pg_sys::RELKIND_RELATION
+            || pg_sys::check_enable_rls(oid, pg_sys::InvalidOid, true) == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32
+    };
+    SETTINGS_FILTER.with(|m| {
+        let mut m = m.borrow_mut();
+        if m.0 != stmt {
+            *m = (stmt, HashMap::new());
+        }
+        m.1.insert((role.to_u32(), table.to_string()), v);
+    });
+    v
+}
+
 #[cfg(test)]
 mod unit {
     #[test]

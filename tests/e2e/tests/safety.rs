@@ -273,6 +273,27 @@ fn tenants_sharing_one_role_are_kept_apart_by_their_settings() {
     assert_eq!(pending(), "0");
     assert_eq!(c.sql(db, &as_tenant(0, feed)), "7", "tenant 0 never sees tenant 1's burst");
 
+    // Settings a policy does not read (PostgREST's per-request headers): where no row-level
+    // security applies (the superuser bypasses it) they do not count; under a policy every
+    // custom setting counts unless recsys.tenant_settings names the ones the policies read.
+    let windows = || c.sql(db, "SELECT count(*) FROM pg_catalog.pg_ls_dir('pg_recsys/cache') f WHERE f LIKE 'trendwin%'").parse::<i32>().unwrap();
+    let with_headers =
+        |prefix: &str, id: i32| format!(r#"{prefix} SET request.headers = '{{"x-request-id": "{id}"}}'; SELECT post_id FROM recsys_trending(2);"#);
+    c.sql(db, &with_headers("", 0));
+    let n = windows();
+    for id in 1..=3 {
+        c.sql(db, &with_headers("", id));
+    }
+    assert_eq!(windows(), n, "no row security applies: one window whatever the headers");
+    for id in 1..=3 {
+        c.sql(db, &with_headers("SET recsys.tenant_settings = 'app.tenant'; SET ROLE tenant_app; SET app.tenant = '0';", id));
+    }
+    assert_eq!(windows(), n, "only app.tenant tells tenant 0's calls apart: its one window");
+    for id in 1..=2 {
+        c.sql(db, &with_headers("SET ROLE tenant_app; SET app.tenant = '0';", id));
+    }
+    assert_eq!(windows(), n + 2, "under a policy, by default every custom setting counts");
+
     // Posts created after training: tenant 0 reads first (past tenant 1's lower id, which it
     // cannot see); tenant 1's post is still read in the same session.
     c.sql(
