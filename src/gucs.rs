@@ -270,3 +270,17 @@ pub fn custom_settings_fingerprint() -> u128 {
     };
     (half(1) << 64) | half(2)
 }
+
+/// The session's search_path as set (`namespace_search_path`; empty when unset): unqualified
+/// table names resolve through it.
+pub fn search_path() -> String {
+    // SAFETY: a GUC string of the backend, read on the backend thread (NULL-checked).
+    unsafe {
+        let p = pgrx::pg_sys::namespace_search_path;
+        if p.is_null() {
+            String::new()
+        } else {
+            std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
+        }
+    }
+}

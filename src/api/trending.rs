@@ -101,15 +101,13 @@ fn window_scores(client: &pgrx::spi::SpiClient<'_>, o: &TrainOptions, model: Opt
         // written serves them as it serves a fresh one (else, in an app that writes before it
         // asks, as with Django's ATOMIC_REQUESTS, every call after an expiry aggregated the
         // whole window in place and nothing was ever shared again).
-        if let Some(rows) = &previous {
-            if request_refresh(client, o, &key, model, since, ttl)? {
+        // With nothing to serve, a transaction that has written aggregates its own view (not
+        // shared) and still asks: the worker shares the committed one for the calls after it.
+        if previous.is_some() || !shareable() {
+            let started = request_refresh(client, o, &key, model, since, ttl)?;
+            if let (true, Some(rows)) = (started, &previous) {
                 return Ok((rows.clone(), false));
             }
-        }
-        if !shareable() && previous.is_none() {
-            // Nothing to serve: this call aggregates its own view (not shared), and a worker
-            // shares the committed one for the calls after it.
-            request_refresh(client, o, &key, model, since, ttl)?;
         }
         if shareable() && !refresh_lock(client)? {
             if let Some(rows) = previous {
@@ -226,15 +224,7 @@ fn window_key(o: &TrainOptions, model: Option<ModelKey>, since: Interval) -> Str
     // SAFETY: reads the backend's current user id and a GUC variable, on the backend thread.
     let (role, rls) = unsafe { (pgrx::pg_sys::GetUserId().to_u32(), pgrx::pg_sys::row_security) };
     // Without a model the table names are unqualified defaults: the search_path decides them.
-    // SAFETY: a GUC string of the backend, read on the backend thread (NULL-checked).
-    let path = unsafe {
-        let p = pgrx::pg_sys::namespace_search_path;
-        if p.is_null() {
-            String::new()
-        } else {
-            std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
-        }
-    };
+    let path = gucs::search_path();
     format!(
         "W|{role}|{rls}|{path}|{:032x}|{:?}|{}|{:?}|{}|{:?}|{}",
         if settings_may_filter(o) { gucs::custom_settings_fingerprint() } else { 0 },
@@ -242,9 +232,14 @@ fn window_key(o: &TrainOptions, model: Option<ModelKey>, since: Interval) -> Str
         o.interactions.table,
         o.posts.as_ref().map(|p| (&p.table, &p.visible)),
         serde_json::to_string(&o.weights).unwrap_or_default(),
-        (since.months(), since.days(), since.micros()),
+        parts(since),
         gucs::trending_half_life_seconds(),
     )
+}
+
+/// An interval's months, days and microseconds (pgrx's Interval has no equality).
+fn parts(i: Interval) -> (i32, i32, i64) {
+    (i.months(), i.days(), i.micros())
 }
 
 /// Whether the session's custom settings may change what the window's tables show the caller
@@ -388,7 +383,7 @@ pub fn refresh_window(
     // written (which keeps nothing it cuts itself) then finds it shared instead of cutting its
     // 1,000 posts on every call.
     let feed = feed_window();
-    if model.is_some() && (since.months(), since.days(), since.micros()) == (feed.since.months(), feed.since.days(), feed.since.micros()) {
+    if model.is_some() && parts(since) == parts(feed.since) {
         let cut = page(client, o, &feed, &out)?;
         filecache::put("trending", &cache_key(o, model, &feed), &cut);
     }
@@ -475,12 +470,9 @@ fn request_refresh(client: &pgrx::spi::SpiClient<'_>, o: &TrainOptions, key: &st
     if file.metadata().and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().is_ok_and(|a| a < PENDING)) {
         return Ok(true);
     }
-    // SAFETY: reads the backend's current user, database and GUC variables on the backend thread.
-    let (role, db, rls, path) = unsafe {
-        let p = pg_sys::namespace_search_path;
-        let path = if p.is_null() { String::new() } else { std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned() };
-        (pg_sys::GetUserId().to_u32(), pg_sys::MyDatabaseId.to_u32(), pg_sys::row_security, path)
-    };
+    // SAFETY: reads the backend's current user, database and a GUC variable on the backend thread.
+    let (role, db, rls) = unsafe { (pg_sys::GetUserId().to_u32(), pg_sys::MyDatabaseId.to_u32(), pg_sys::row_security) };
+    let path = gucs::search_path();
     // The worker connects as the current role: one that cannot log in cannot be a worker's.
     let row = crate::store::first_row::<bool, String, bool>(
         client,
@@ -498,7 +490,7 @@ fn request_refresh(client: &pgrx::spi::SpiClient<'_>, o: &TrainOptions, key: &st
         timezone,
         half_life_hours: crate::gucs::trending_half_life_seconds() / 3600.0,
         model_id: model.map(|m| m.id),
-        since: (since.months(), since.days(), since.micros()),
+        since: parts(since),
         ttl,
         key: key.to_string(),
     };

@@ -38,8 +38,13 @@ pub struct Pending {
 /// the caller's role so far, else the highest id trained on).
 pub fn after(m: &Serving) -> i64 {
     let Some(np) = &m.new_posts else { return i64::MAX };
+    after_for(np, reader(m))
+}
+
+/// [`after`] for reader `who`.
+fn after_for(np: &crate::store::serving::NewPosts, who: Reader) -> i64 {
     match np.read.get() {
-        Some((r, last)) if r == reader(m) => last,
+        Some((r, last)) if r == who => last,
         _ => np.trained_max,
     }
 }
@@ -47,7 +52,7 @@ pub fn after(m: &Serving) -> i64 {
 pub fn pending(client: &pgrx::spi::SpiClient<'_>, m: &Serving) -> Result<Option<Pending>> {
     let Some(np) = &m.new_posts else { return Ok(None) };
     let who = reader(m);
-    let after = after(m);
+    let after = after_for(np, who);
     let mut text = PostText::default();
     let mut last = after;
     m.run(client, "new_posts", &np.query, &[INT8, INT8], &[after.into(), PER_CALL.into()], |row| {

@@ -729,12 +729,17 @@ impl Columns for pgrx::spi::SpiHeapTupleData<'_> {
     }
 }
 
+/// What [`settings_may_filter`]'s answer depends on within a statement (a function's own `SET`
+/// clause may change row_security or the search_path mid-statement): role, row_security,
+/// search_path, table.
+type FilterKey = (u32, bool, String, String);
+
 thread_local! {
-    /// Whether custom settings may filter a table for a role ([`settings_may_filter`]), for the
+    /// Whether custom settings may filter a table for a caller ([`settings_may_filter`]), for the
     /// statement (local transaction id, command id) that asked. Kept here, not in `backend`,
     /// which depends on this module; like those caches it is only touched by the backend
     /// thread and never outlives the statement it describes.
-    static SETTINGS_FILTER: std::cell::RefCell<((u32, u32), HashMap<(u32, String), bool>)> = std::cell::RefCell::new(((0, 0), HashMap::new()));
+    static SETTINGS_FILTER: std::cell::RefCell<((u32, u32), HashMap<FilterKey, bool>)> = std::cell::RefCell::new(((0, 0), HashMap::new()));
 }
 
 /// Whether this session's custom settings may change which rows of `table` the caller sees,
@@ -749,11 +754,13 @@ pub fn settings_may_filter(table: &str, visible: Option<&str>) -> bool {
         return true;
     }
     use pgrx::pg_sys;
-    // SAFETY: the backend's own PGPROC and transaction state, read on the backend thread.
-    let (stmt, role) = unsafe { (((*pg_sys::MyProc).lxid, pg_sys::GetCurrentCommandId(false)), pg_sys::GetUserId()) };
+    // SAFETY: the backend's own PGPROC, transaction state and a GUC variable, read on the
+    // backend thread.
+    let (stmt, role, rls) = unsafe { (((*pg_sys::MyProc).lxid, pg_sys::GetCurrentCommandId(false)), pg_sys::GetUserId(), pg_sys::row_security) };
+    let key: FilterKey = (role.to_u32(), rls, crate::gucs::search_path(), table.to_string());
     let memo = SETTINGS_FILTER.with(|m| {
         let m = m.borrow();
-        (m.0 == stmt).then(|| m.1.get(&(role.to_u32(), table.to_string())).copied()).flatten()
+        (m.0 == stmt).then(|| m.1.get(&key).copied()).flatten()
     });
     if let Some(v) = memo {
         return v;
@@ -773,7 +780,7 @@ pub fn settings_may_filter(table: &str, visible: Option<&str>) -> bool {
         if m.0 != stmt {
             *m = (stmt, HashMap::new());
         }
-        m.1.insert((role.to_u32(), table.to_string()), v);
+        m.1.insert(key, v);
     });
     v
 }
