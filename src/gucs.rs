@@ -24,6 +24,8 @@ static EXACT_SCAN: GucSetting<bool> = GucSetting::<bool>::new(false);
 static SHARED_MODELS: GucSetting<bool> = GucSetting::<bool>::new(true);
 /// Rank ALS-only feeds through the model's partition of the post factors (exact top-k).
 static PARTITION_SCAN: GucSetting<bool> = GucSetting::<bool>::new(true);
+/// Compute a feed's history-based scores on a helper thread while the backend reads followees.
+static SERVING_HELPER: GucSetting<bool> = GucSetting::<bool>::new(true);
 
 /// Longest recsys_search query accepted, in bytes.
 static MAX_QUERY_BYTES: GucSetting<i32> = GucSetting::<i32>::new(10_000);
@@ -54,6 +56,14 @@ pub fn init() {
         c"Rank ALS-only feeds through the model's partition of the post factors instead of scanning every post.",
         c"Exact: clusters are visited best bound first and the walk stops when no member can enter the top k. Models of 10,000 posts and more.",
         &PARTITION_SCAN,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"recsys.serving_helper",
+        c"Score a user's history on a helper thread while the backend reads the followees and demographics.",
+        c"One thread per backend, started on first use; it runs no PostgreSQL code. Off: everything on the backend thread (e.g. when the cores are already saturated).",
+        &SERVING_HELPER,
         GucContext::Userset,
         GucFlags::default(),
     );
@@ -191,6 +201,10 @@ pub fn exact_scan() -> bool {
 
 pub fn partition_scan() -> bool {
     PARTITION_SCAN.get()
+}
+
+pub fn serving_helper() -> bool {
+    SERVING_HELPER.get()
 }
 
 pub fn trending_cache_seconds() -> u64 {

@@ -101,7 +101,7 @@ impl<'a> Feed<'a> {
 
     /// Ranks `scores` (one per model item), applying every filter, the page and the re-rank.
     /// The filter codes for this feed (None when no attribute filter is set).
-    fn codes(&self, m: &Serving) -> Result<Option<[Option<Option<u32>>; 3]>> {
+    pub(super) fn codes(&self, m: &Serving) -> Result<Option<[Option<Option<u32>>; 3]>> {
         if self.attrs.iter().all(|a| a.is_none()) || self.live_match.is_some() {
             return Ok(None);
         }
@@ -128,7 +128,7 @@ impl<'a> Feed<'a> {
 
     /// Which items may appear, as one flag per item (None = all): built once per call, so the
     /// scan tests a byte instead of hashing ids (a filter keeps the threshold low for long).
-    fn mask(&self, m: &Serving, seen: Option<&IndexSet<i64>>, codes: Option<&[Option<Option<u32>>; 3]>) -> Option<Vec<bool>> {
+    pub(super) fn mask(&self, m: &crate::store::serving::Data, seen: Option<&IndexSet<i64>>, codes: Option<&[Option<Option<u32>>; 3]>) -> Option<Vec<bool>> {
         let seen_any = seen.is_some_and(|s| !s.is_empty());
         if !seen_any && self.exclude.is_empty() && self.include.is_none() && codes.is_none() && self.live_match.is_none() {
             return None;
@@ -217,19 +217,22 @@ impl<'a> Feed<'a> {
             }
             cands
         };
-        self.rank_by(client, m, seen, exact.is_some(), &top, also)
+        self.rank_by(client, m, seen, exact.is_some(), None, &top, also)
     }
 
     /// [`Feed::rank`] over candidates from `top(mask, size)`: the best `size` items the mask
     /// allows (None = all), best first, with their final scores. `approx`: the order is only
     /// fixed by re-scoring, so a larger pool is asked for. `also(chunk)`: more post ids whose
     /// titles to read in the same statement as the chunk's visibility (the reasons' evidence).
+    /// `mask`: [`Feed::mask`] for these `seen`, when the caller has it already.
+    #[allow(clippy::too_many_arguments)]
     pub fn rank_by(
         &self,
         client: &SpiClient<'_>,
         m: &Serving,
         seen: Option<&IndexSet<i64>>,
         approx: bool,
+        mask: Option<Option<Vec<bool>>>,
         top: &dyn Fn(Option<&[bool]>, usize) -> Vec<Scored>,
         also: &mut dyn FnMut(&[Scored]) -> Vec<i64>,
     ) -> Result<Ranked> {
@@ -244,7 +247,10 @@ impl<'a> Feed<'a> {
         // What the page (or MMR) needs visible; the rest of an exact re-scoring pool is only
         // there to fix the order.
         let need = if self.diversity > 0.0 { want + (want * 3).clamp(20, MMR_EXTRA_POOL) } else { want };
-        let mut mask = self.mask(m, seen, codes.as_ref());
+        let mut mask = match mask {
+            Some(mask) => mask,
+            None => self.mask(m, seen, codes.as_ref()),
+        };
         let mut ranked: Vec<Scored> = vec![];
         let mut titles: Option<HashMap<i64, String>> = None;
         for round in 0..REFILL_ROUNDS {

@@ -1,7 +1,7 @@
 //! recsys_recommend and recsys_predict.
 use super::explain::Reasons;
 use super::feed::Feed;
-use super::score::{score_user, weights_for};
+use super::score::{score_user, score_user_ahead, weights_for};
 use crate::error::{OrRaise, RecsysError, Result};
 use crate::options::DEFAULT_MODEL;
 use crate::store::model;
@@ -52,7 +52,12 @@ fn recsys_recommend(
         let m = model::current(client, model.unwrap_or(DEFAULT_MODEL))?;
         feed.prepare(client, &m)?;
         let w = weights_for(&m, weights.as_ref())?;
-        let s = score_user(client, &m, user_id, &w)?;
+        let codes = feed.codes(&m)?;
+        let served: &crate::store::serving::Data = &m;
+        let mask_of = |seen: &_| feed.mask(served, exclude_seen.then_some(seen), codes.as_ref());
+        let (s, ahead) = score_user_ahead(client, &m, user_id, &w, Some(&mask_of))?;
+        let (first_mask, bound) = ahead.map_or((None, None), |a| (Some(a.mask), a.bound));
+        let bound = std::cell::Cell::new(bound);
         let seen = exclude_seen.then_some(&s.req.seen);
         let cat = s.catalog(&m);
         let personal = !s.scores.als.is_empty()
@@ -78,7 +83,16 @@ fn recsys_recommend(
         } else if s.scores.als_by_ivf {
             // The exact top-k through the partition: inner products only where a post's bound
             // can still reach the page, no dense ALS pass.
-            feed.rank_by(client, &m, seen, false, &|mask, size| s.scores.top_by_ivf(&cat, &m.item_ids, size, mask), &mut evidence)?
+            // The first round's mask and bound were computed ahead; a refill computes its own.
+            feed.rank_by(
+                client,
+                &m,
+                seen,
+                false,
+                first_mask,
+                &|mask, size| s.scores.top_by_ivf_from(&cat, &m.item_ids, size, mask, bound.take()),
+                &mut evidence,
+            )?
         } else {
             let mut fused = Vec::new();
             s.scores.fused(&cat, &mut fused);

@@ -20,8 +20,8 @@ pub struct Request {
 const INT8: PgOid = PgOid::BuiltIn(PgBuiltInOids::INT8OID);
 const INT8_ARRAY: PgOid = PgOid::BuiltIn(PgBuiltInOids::INT8ARRAYOID);
 
-pub fn gather(client: &SpiClient<'_>, m: &Serving, user_id: i64, w: &Weights) -> Result<Request> {
-    let o = &m.options.hybrid;
+/// The user's history now (the fold-in events of model posts, and every post seen).
+pub fn history(client: &SpiClient<'_>, m: &Serving, user_id: i64) -> Result<Request> {
     // Rows are kept as read and their posts looked up after the statement, in one tight loop:
     // each lookup may miss the cache, and there the misses overlap instead of waiting in turn
     // between executor steps.
@@ -40,22 +40,35 @@ pub fn gather(client: &SpiClient<'_>, m: &Serving, user_id: i64, w: &Weights) ->
             None => unknown += 1,
         }
     }
-    let rows = history;
-    let mut input = UserInput { history: rows, unknown_history: unknown, ..Default::default() };
-    let n_history = input.history.len() + unknown;
+    let input = UserInput { history, unknown_history: unknown, ..Default::default() };
+    Ok(Request { input, seen })
+}
 
+/// The user's followees (with their latest engagement and posts) and demographic segments now,
+/// for a user with `n_history` interactions: what [`history`] leaves out.
+pub fn people(client: &SpiClient<'_>, m: &Serving, user_id: i64, w: &Weights, n_history: usize) -> Result<(Vec<Followee>, Vec<String>)> {
+    let mut followees_now = vec![];
     if let (Some(q), true) = (&m.followees_query, w.social > 0.0) {
-        input.followees = followees(client, m, q, user_id)?;
+        followees_now = followees(client, m, q, user_id)?;
     }
-
-    if let (Some(q), true) = (&m.demographics_query, w.demographic > 0.0 && n_history < o.cold_start_threshold) {
+    let mut segments = vec![];
+    if let (Some(q), true) = (&m.demographics_query, reads_segments(m, w, n_history)) {
         let rows =
             m.run(client, "demographics", q, &[INT8], &[user_id.into()], |row| Ok(Some((row.get::<f64>(1)?, row.get::<String>(2)?, row.get::<String>(3)?))))?;
         if let Some((age, g, l)) = rows.into_iter().next() {
-            input.segments = segment_keys(age, g.as_deref(), l.as_deref());
+            segments = segment_keys(age, g.as_deref(), l.as_deref());
         }
     }
-    Ok(Request { input, seen })
+    Ok((followees_now, segments))
+}
+
+/// Whether [`people`] reads anything for a user with `n_history` interactions.
+pub fn reads_people(m: &Serving, w: &Weights, n_history: usize) -> bool {
+    (m.followees_query.is_some() && w.social > 0.0) || (m.demographics_query.is_some() && reads_segments(m, w, n_history))
+}
+
+fn reads_segments(m: &Serving, w: &Weights, n_history: usize) -> bool {
+    w.demographic > 0.0 && n_history < m.options.hybrid.cold_start_threshold
 }
 
 /// An event row's weight and day from its kind, value and time columns (at `at`, `at + 1`,

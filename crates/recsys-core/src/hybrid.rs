@@ -475,6 +475,14 @@ pub struct Scores {
     pub disliked: Vec<Event>,
 }
 
+/// The dense part of the partition walk's bound, computed ahead ([`Scores::dense_bound`]).
+#[derive(Clone, Debug)]
+pub struct DenseBound {
+    rest: Vec<f32>,
+    /// Per cluster (None: found when used).
+    cluster_max: Option<Vec<f32>>,
+}
+
 /// Why a post is demoted (see [`Scores::demotion`]).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Demotion {
@@ -754,7 +762,8 @@ fn max_slice_impl(v: &[f32]) -> f32 {
 /// Whether ALS alone decides the ranking for this user: every other component has weight 0 or
 /// nothing to say (no content model, no graph, no followees, no segments, no dislikes), and
 /// no priors (popularity, freshness).
-fn als_alone(cat: &Catalog<'_>, user: &UserInput, o: &HybridOptions, w: &Weights) -> bool {
+/// Whether ALS is the only component with weight `w` and something to say for `user`.
+pub fn als_alone(cat: &Catalog<'_>, user: &UserInput, o: &HybridOptions, w: &Weights) -> bool {
     (w.content == 0.0 || cat.tfidf.is_none())
         && (w.graph == 0.0 || cat.graph.is_none())
         && (w.social == 0.0 || user.followees.is_empty())
@@ -767,6 +776,16 @@ fn als_alone(cat: &Catalog<'_>, user: &UserInput, o: &HybridOptions, w: &Weights
 /// Computes every component for one user. `weights` are the weights in force (the model's or
 /// the caller's); components whose weight is 0 are skipped.
 pub fn score(cat: &Catalog<'_>, user: &UserInput, o: &HybridOptions, weights: &Weights) -> Scores {
+    let mut s = score_history(cat, user, o, weights);
+    score_people(&mut s, cat, user, o);
+    s
+}
+
+/// The components that depend on the user's own history only (ALS fold-in, item graph,
+/// content, negative feedback): [`score`] without the followees and the demographic lists,
+/// which [`score_people`] adds. `user.followees` and `user.segments` are not read, so a caller
+/// may compute this while it still reads them.
+pub fn score_history(cat: &Catalog<'_>, user: &UserInput, o: &HybridOptions, weights: &Weights) -> Scores {
     let n = cat.items();
     let n_history = user.history.len() + user.unknown_history;
     let mut w = *weights;
@@ -790,7 +809,6 @@ pub fn score(cat: &Catalog<'_>, user: &UserInput, o: &HybridOptions, weights: &W
             s.als_max = ivf.top_probed(&probe, cat.item_factors, &[], &x, 0, &|_| false, &|d| d).1.max(0.0);
             s.probe = Some(probe);
             s.als_by_ivf = true;
-            s.als_only = als_alone(cat, user, o, &w);
         } else if w.als > 0.0 {
             (s.als, s.als_max) = als_dense(cat, &x);
         }
@@ -815,6 +833,22 @@ pub fn score(cat: &Catalog<'_>, user: &UserInput, o: &HybridOptions, weights: &W
             }
         }
     }
+    // The demotion does not depend on the weights (it scales the fused total), so evaluation
+    // can apply it under any weight setting.
+    if o.negative_weight > 0.0 {
+        s.disliked = disliked_items(&user.history);
+        if !s.disliked.is_empty() {
+            s.negative = penalties(cat, &s.disliked, o);
+        }
+    }
+    s
+}
+
+/// Adds the followees' and the demographic lists' components to `s` (from
+/// [`score_history`] for the same user, catalogue and options).
+pub fn score_people(s: &mut Scores, cat: &Catalog<'_>, user: &UserInput, o: &HybridOptions) {
+    let n = cat.items();
+    let w = s.weights;
     if w.social > 0.0 && !user.followees.is_empty() {
         let (acc, people, owned) = social_scores(&user.followees, o);
         s.social_max = max_of(acc.values());
@@ -836,15 +870,9 @@ pub fn score(cat: &Catalog<'_>, user: &UserInput, o: &HybridOptions, weights: &W
         s.demographic_max = max_of(acc.values());
         s.demographic = acc;
     }
-    // The demotion does not depend on the weights (it scales the fused total), so evaluation
-    // can apply it under any weight setting.
-    if o.negative_weight > 0.0 {
-        s.disliked = disliked_items(&user.history);
-        if !s.disliked.is_empty() {
-            s.negative = penalties(cat, &s.disliked, o);
-        }
+    if s.als_by_ivf {
+        s.als_only = als_alone(cat, user, o, &w);
     }
-    s
 }
 
 /// Every item's ALS score for user vector `x` (the int8 scan when the catalogue has one, so
@@ -991,6 +1019,14 @@ impl Scores {
     /// allows for that). One pass over the catalogue for the dense parts: an absent array is
     /// read as another one times 0.
     fn rest(&self, cat: &Catalog<'_>, mask: Option<&[bool]>) -> Vec<f32> {
+        let mut out = self.dense_rest(cat, mask);
+        self.add_sparse(&mut out);
+        out
+    }
+
+    /// [`Scores::rest`] without the sparse parts (social, demographic), −∞ where `mask`
+    /// disallows.
+    fn dense_rest(&self, cat: &Catalog<'_>, mask: Option<&[bool]>) -> Vec<f32> {
         let n = cat.items();
         let w = &self.weights;
         let pop = &cat.popularity[..n];
@@ -1007,7 +1043,6 @@ impl Scores {
         let (pop, kp) = dense(pop, w.popularity, n, pop);
         let mut out: Vec<f32> =
             pop.iter().zip(fresh).zip(content.iter().zip(graph)).map(|((p, f), (c, g))| kp * p + kf * f + kc * c + kg * g.max(0.0)).collect();
-        self.add_sparse(&mut out);
         if let Some(m) = mask {
             let k = m.len().min(n);
             out[..k].iter_mut().zip(&m[..k]).for_each(|(r, &ok)| *r = if ok { *r } else { f32::NEG_INFINITY });
@@ -1018,12 +1053,21 @@ impl Scores {
 
     /// Adds the social and demographic parts (sparse) to `out`.
     fn add_sparse(&self, out: &mut [f32]) {
+        self.add_sparse_at(out, |_, _| {});
+    }
+
+    /// [`Scores::add_sparse`], telling `each` every post changed and its new value.
+    fn add_sparse_at(&self, out: &mut [f32], mut each: impl FnMut(usize, f32)) {
         let w = &self.weights;
         for (&i, &v) in &self.social {
-            out[i as usize] += w.social * scaled(v, self.social_max);
+            let r = &mut out[i as usize];
+            *r += w.social * scaled(v, self.social_max);
+            each(i as usize, *r);
         }
         for (&i, &v) in &self.demographic {
-            out[i as usize] += w.demographic * scaled(v, self.demographic_max);
+            let r = &mut out[i as usize];
+            *r += w.demographic * scaled(v, self.demographic_max);
+            each(i as usize, *r);
         }
     }
 
@@ -1122,17 +1166,53 @@ impl Scores {
     /// still reach the k-th best); empty otherwise.
     /// `mask`: the items allowed (None = all).
     pub fn top_by_ivf(&self, cat: &Catalog<'_>, ids: &[i64], k: usize, mask: Option<&[bool]>) -> Vec<Scored> {
+        self.top_by_ivf_from(cat, ids, k, mask, None)
+    }
+
+    /// [`Scores::top_by_ivf`] with the dense part of its bound computed ahead by
+    /// [`Scores::dense_bound`] (for the same catalogue and `mask`, before or after
+    /// [`score_people`]); None computes it here.
+    pub fn top_by_ivf_from(&self, cat: &Catalog<'_>, ids: &[i64], k: usize, mask: Option<&[bool]>, ahead: Option<DenseBound>) -> Vec<Scored> {
         if self.als_only {
             return self.als_top(cat, ids, k, &|i| mask.is_none_or(|m| m.get(i).copied().unwrap_or(false)));
         }
         match (self.als_by_ivf, cat.ivf, &self.x) {
             (true, Some(ivf), Some(x)) => {
-                let rest = self.rest(cat, mask);
+                let (rest, cluster_max) = match ahead {
+                    Some(b) if b.rest.len() == cat.items() => {
+                        let DenseBound { mut rest, mut cluster_max } = b;
+                        // The sparse parts, as `rest` adds them (−∞, a masked post, stays), and
+                        // each changed post's cluster maximum raised to it where below (a bound
+                        // need only be at least the maximum).
+                        let of = ivf.clusters_of_rows();
+                        self.add_sparse_at(&mut rest, |i, r| {
+                            if let (Some(&c), Some(m)) = (of.get(i), cluster_max.as_mut()) {
+                                let m = &mut m[c as usize];
+                                *m = m.max(r);
+                            }
+                        });
+                        (rest, cluster_max)
+                    }
+                    _ => (self.rest(cat, mask), None),
+                };
                 let probe = self.probe_of(ivf, x);
-                ivf.top_fused(&probe, cat.item_factors, ids, x, k, &|d| self.als_uncapped(d), &rest, &|i, d| self.parts_at(cat, i as u32, Some(d)).total())
+                ivf.top_fused(&probe, cat.item_factors, ids, x, k, &|d| self.als_uncapped(d), &rest, cluster_max.as_deref(), &|i, d| {
+                    self.parts_at(cat, i as u32, Some(d)).total()
+                })
             }
             _ => vec![],
         }
+    }
+
+    /// The dense part of [`Scores::top_by_ivf`]'s bound (popularity, freshness, content, item
+    /// graph; −∞ where `mask` disallows) and its maximum per cluster of the partition: what a
+    /// caller may compute ahead, before the followees and demographics are known. None unless
+    /// the ranking goes through the partition.
+    pub fn dense_bound(&self, cat: &Catalog<'_>, mask: Option<&[bool]>) -> Option<DenseBound> {
+        let ivf = cat.ivf.filter(|_| self.als_by_ivf && self.x.is_some())?;
+        let rest = self.dense_rest(cat, mask);
+        let cluster_max = Some(ivf.cluster_max(&rest[..rest.len().min(ivf.items)]));
+        Some(DenseBound { rest, cluster_max })
     }
 
     /// With `als_by_ivf`: the exact best `k` items among those `allowed` by the ALS part (the
@@ -1865,6 +1945,13 @@ mod tests {
                 let mask: Vec<bool> = (0..n).map(allowed).collect();
                 let got = part.top_by_ivf(&cat, &ids, 20, Some(&mask));
                 assert_eq!(got.len(), 20);
+                // The same page with the bound's dense part computed before the followees and
+                // demographics were scored.
+                let mut early = score_history(&cat, &user, &o, &weights);
+                let bound = early.dense_bound(&cat, Some(&mask));
+                assert!(bound.is_some());
+                score_people(&mut early, &cat, &user, &o);
+                assert_eq!(early.top_by_ivf_from(&cat, &ids, 20, Some(&mask), bound), got, "case {case}");
                 for (g, w) in got.iter().zip(&want) {
                     assert!((g.score - w.score).abs() <= 1e-5 * w.score.abs().max(1e-3), "case {case}: {got:?} vs {want:?}");
                 }

@@ -344,7 +344,7 @@ impl Ivf {
 
     /// Per cluster, the largest `rest` of its members (−∞ when none is allowed): one pass in
     /// row order (the cluster maxima stay in L1), not a gather through `order`.
-    fn cluster_max(&self, rest: &[f32]) -> Vec<f32> {
+    pub fn cluster_max(&self, rest: &[f32]) -> Vec<f32> {
         let mut max = vec![f32::NEG_INFINITY; self.radius.len()];
         self.clusters_of_rows().iter().zip(rest).for_each(|(&c, &r)| {
             let m = &mut max[c as usize];
@@ -355,7 +355,9 @@ impl Ivf {
 
     /// The exact top `k` of a fused score: `exact(i, x·y_i)` for each allowed item i, where
     /// `exact(i, d) <= als(d) + rest[i]`, `als` is non-decreasing and `rest` (one per row) bounds
-    /// everything but the inner product; `rest[i] = −∞` marks an item not allowed. A cluster is
+    /// everything but the inner product; `rest[i] = −∞` marks an item not allowed.
+    /// `cluster_max`, when given, is at least [`Ivf::cluster_max`] of `rest` (computed here
+    /// otherwise). A cluster is
     /// visited while its bound (`als` of its inner-product bound plus its members' largest
     /// `rest`) can still reach the k-th best, and a member is scored only when its own bound
     /// can: the inner product is taken for a few candidates, not the catalogue.
@@ -369,6 +371,7 @@ impl Ivf {
         k: usize,
         als: &dyn Fn(f32) -> f32,
         rest: &[f32],
+        cluster_max: Option<&[f32]>,
         exact: &dyn Fn(usize, f32) -> f32,
     ) -> Vec<Scored> {
         let f = self.f;
@@ -394,7 +397,10 @@ impl Ivf {
         }
         let xn = probe.xn;
         let mut bounds: Vec<(f32, u32)> = Vec::with_capacity(self.radius.len());
-        let cluster_max = self.cluster_max(&rest[..n.min(self.items)]);
+        let cluster_max = match cluster_max {
+            Some(m) if m.len() == self.radius.len() => std::borrow::Cow::Borrowed(m),
+            _ => std::borrow::Cow::Owned(self.cluster_max(&rest[..n.min(self.items)])),
+        };
         for (c, r) in self.radius.iter().enumerate() {
             let rest_max = cluster_max[c];
             if rest_max == f32::NEG_INFINITY {

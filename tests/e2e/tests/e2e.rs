@@ -264,6 +264,22 @@ fn privileges_follow_the_caller() {
     assert!(err.contains("42501"), "{err}");
     // Nothing was changed by the failed attempts.
     assert_eq!(c.sql("postgres", "SELECT count(*) FROM _recsys_model"), "1");
+    // Refused while the helper thread scores the history (the followees are read meanwhile):
+    // the error reaches the caller, and the same session serves again after it.
+    c.sql(
+        "postgres",
+        "CREATE ROLE no_follows LOGIN;
+         GRANT SELECT ON _recsys_model, _recsys_model_data, interactions, posts TO no_follows;
+         GRANT SELECT (id, age, gender, location) ON users TO no_follows;",
+    );
+    let err = c.sql_err("postgres", "SET ROLE no_follows; SELECT * FROM recsys_recommend(3, 5)");
+    assert!(err.contains("42501") && err.contains("follows"), "{err}");
+    let again = as_role(
+        "no_follows",
+        "DO $$ BEGIN PERFORM * FROM recsys_recommend(3, 5); EXCEPTION WHEN insufficient_privilege THEN NULL; END $$;
+         RESET ROLE; SELECT count(*) FROM recsys_recommend(3, 5);",
+    );
+    assert_eq!(again, "5");
 }
 
 /// A hostile search_path (a schema first in the path holding a fake _recsys_model and a

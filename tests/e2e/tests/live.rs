@@ -535,6 +535,25 @@ fn feeds_through_the_partition_equal_the_full_scan() {
     assert!(on.iter().any(|x| x.0 == 20001 && x.1.as_str() > "0.00000"), "{on:?}");
     let hybrid = |scan: &str| rows(&feed_with(scan, 4, "", ", include => ARRAY[20001, 2, 3, 4]::bigint[]"));
     assert_eq!(hybrid("on"), hybrid("off"));
+    // Scored on the backend's helper thread (while the followees are read) or on the backend
+    // thread alone: the same rows, scores and reasons. One session, so both calls see the same
+    // trending window.
+    for u in (1..1500).step_by(53) {
+        for args in ["", ", category => 'c1'", ", exclude_seen => false", ", \"offset\" => 15"] {
+            let q = format!("SELECT post_id, score, reason FROM recsys_recommend({u}, 20{args})");
+            let out = c
+                .psql_cmd(db)
+                .args(["-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", "SET recsys.trending_cache_seconds = 3600", "-c", &q, "-c", "SELECT '--'"])
+                .args(["-c", "SET recsys.serving_helper = off", "-c", &q])
+                .output()
+                .expect("psql");
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            let out = String::from_utf8_lossy(&out.stdout).to_string();
+            let (on, off) = out.split_once("--\n").unwrap_or_else(|| panic!("{out}"));
+            assert_eq!(on.lines().count(), 20, "user {u} {args}: {out}");
+            assert_eq!(on, off, "user {u} {args}");
+        }
+    }
 }
 
 /// Issue 12: a trending result is shared with the next connection through
