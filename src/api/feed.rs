@@ -236,7 +236,6 @@ impl<'a> Feed<'a> {
         top: &dyn Fn(Option<&[bool]>, usize) -> Vec<Scored>,
         also: &mut dyn FnMut(&[Scored]) -> Vec<i64>,
     ) -> Result<Ranked> {
-        let codes = self.codes(m)?;
         let want = self.offset + self.k;
         // MMR needs a pool to choose from (bounded: it is scanned once per pick); plain
         // ranking needs exactly the page.
@@ -249,7 +248,7 @@ impl<'a> Feed<'a> {
         let need = if self.diversity > 0.0 { want + (want * 3).clamp(20, MMR_EXTRA_POOL) } else { want };
         let mut mask = match mask {
             Some(mask) => mask,
-            None => self.mask(m, seen, codes.as_ref()),
+            None => self.mask(m, seen, self.codes(m)?.as_ref()),
         };
         let mut ranked: Vec<Scored> = vec![];
         let mut titles: Option<HashMap<i64, String>> = None;

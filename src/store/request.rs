@@ -48,7 +48,7 @@ pub fn history(client: &SpiClient<'_>, m: &Serving, user_id: i64) -> Result<Requ
 /// for a user with `n_history` interactions: what [`history`] leaves out.
 pub fn people(client: &SpiClient<'_>, m: &Serving, user_id: i64, w: &Weights, n_history: usize) -> Result<(Vec<Followee>, Vec<String>)> {
     let mut followees_now = vec![];
-    if let (Some(q), true) = (&m.followees_query, w.social > 0.0) {
+    if let (Some(q), true) = (&m.followees_query, reads_followees(w)) {
         followees_now = followees(client, m, q, user_id)?;
     }
     let mut segments = vec![];
@@ -64,7 +64,11 @@ pub fn people(client: &SpiClient<'_>, m: &Serving, user_id: i64, w: &Weights, n_
 
 /// Whether [`people`] reads anything for a user with `n_history` interactions.
 pub fn reads_people(m: &Serving, w: &Weights, n_history: usize) -> bool {
-    (m.followees_query.is_some() && w.social > 0.0) || (m.demographics_query.is_some() && reads_segments(m, w, n_history))
+    (m.followees_query.is_some() && reads_followees(w)) || (m.demographics_query.is_some() && reads_segments(m, w, n_history))
+}
+
+fn reads_followees(w: &Weights) -> bool {
+    w.social > 0.0
 }
 
 fn reads_segments(m: &Serving, w: &Weights, n_history: usize) -> bool {

@@ -479,8 +479,8 @@ pub struct Scores {
 #[derive(Clone, Debug)]
 pub struct DenseBound {
     rest: Vec<f32>,
-    /// Per cluster (None: found when used).
-    cluster_max: Option<Vec<f32>>,
+    /// Per cluster of the partition, the largest of its members' `rest`.
+    cluster_max: Vec<f32>,
 }
 
 /// Why a post is demoted (see [`Scores::demotion`]).
@@ -762,7 +762,6 @@ fn max_slice_impl(v: &[f32]) -> f32 {
 /// Whether ALS alone decides the ranking for this user: every other component has weight 0 or
 /// nothing to say (no content model, no graph, no followees, no segments, no dislikes), and
 /// no priors (popularity, freshness).
-/// Whether ALS is the only component with weight `w` and something to say for `user`.
 pub fn als_alone(cat: &Catalog<'_>, user: &UserInput, o: &HybridOptions, w: &Weights) -> bool {
     (w.content == 0.0 || cat.tfidf.is_none())
         && (w.graph == 0.0 || cat.graph.is_none())
@@ -1186,12 +1185,11 @@ impl Scores {
                         // need only be at least the maximum).
                         let of = ivf.clusters_of_rows();
                         self.add_sparse_at(&mut rest, |i, r| {
-                            if let (Some(&c), Some(m)) = (of.get(i), cluster_max.as_mut()) {
-                                let m = &mut m[c as usize];
+                            if let Some(m) = of.get(i).and_then(|&c| cluster_max.get_mut(c as usize)) {
                                 *m = m.max(r);
                             }
                         });
-                        (rest, cluster_max)
+                        (rest, Some(cluster_max))
                     }
                     _ => (self.rest(cat, mask), None),
                 };
@@ -1211,7 +1209,7 @@ impl Scores {
     pub fn dense_bound(&self, cat: &Catalog<'_>, mask: Option<&[bool]>) -> Option<DenseBound> {
         let ivf = cat.ivf.filter(|_| self.als_by_ivf && self.x.is_some())?;
         let rest = self.dense_rest(cat, mask);
-        let cluster_max = Some(ivf.cluster_max(&rest[..rest.len().min(ivf.items)]));
+        let cluster_max = ivf.cluster_max(&rest[..rest.len().min(ivf.items)]);
         Some(DenseBound { rest, cluster_max })
     }
 

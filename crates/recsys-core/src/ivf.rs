@@ -357,10 +357,10 @@ impl Ivf {
     /// `exact(i, d) <= als(d) + rest[i]`, `als` is non-decreasing and `rest` (one per row) bounds
     /// everything but the inner product; `rest[i] = −∞` marks an item not allowed.
     /// `cluster_max`, when given, is at least [`Ivf::cluster_max`] of `rest` (computed here
-    /// otherwise). A cluster is
-    /// visited while its bound (`als` of its inner-product bound plus its members' largest
-    /// `rest`) can still reach the k-th best, and a member is scored only when its own bound
-    /// can: the inner product is taken for a few candidates, not the catalogue.
+    /// otherwise). A cluster is visited while its bound (`als` of its inner-product bound plus
+    /// its members' largest `rest`) can still reach the k-th best, and a member is scored only
+    /// when its own bound can: the inner product is taken for a few candidates, not the
+    /// catalogue.
     #[allow(clippy::too_many_arguments)]
     pub fn top_fused(
         &self,
