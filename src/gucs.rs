@@ -26,6 +26,8 @@ static SHARED_MODELS: GucSetting<bool> = GucSetting::<bool>::new(true);
 static PARTITION_SCAN: GucSetting<bool> = GucSetting::<bool>::new(true);
 /// Compute a feed's history-based scores on a helper thread while the backend reads followees.
 static SERVING_HELPER: GucSetting<bool> = GucSetting::<bool>::new(true);
+/// Read a feed's followees, their engagement and posts through their indexes directly.
+static DIRECT_READS: GucSetting<bool> = GucSetting::<bool>::new(true);
 
 /// Longest recsys_search query accepted, in bytes.
 static MAX_QUERY_BYTES: GucSetting<i32> = GucSetting::<i32>::new(10_000);
@@ -64,6 +66,14 @@ pub fn init() {
         c"Score a user's history on a helper thread while the backend reads the followees and demographics.",
         c"One thread per backend, started on first use; it runs no PostgreSQL code. Off: everything on the backend thread (e.g. when the cores are already saturated).",
         &SERVING_HELPER,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"recsys.direct_reads",
+        c"Read a feed's followees, their engagement and their posts through their btree indexes, without the executor.",
+        c"The same rows as the statements, which still run whenever a direct read could differ (a view, a partitioned or inherited table, row-level security, column-only grants, no suitable index, a transaction that has written, serializable isolation). Off: always the statements.",
+        &DIRECT_READS,
         GucContext::Userset,
         GucFlags::default(),
     );
@@ -205,6 +215,10 @@ pub fn partition_scan() -> bool {
 
 pub fn serving_helper() -> bool {
     SERVING_HELPER.get()
+}
+
+pub fn direct_reads() -> bool {
+    DIRECT_READS.get()
 }
 
 pub fn trending_cache_seconds() -> u64 {

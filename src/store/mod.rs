@@ -1,4 +1,5 @@
 //! All SPI: the app's tables in, the model tables in and out, and the per-backend cache.
+pub mod direct;
 pub mod filecache;
 pub mod image;
 pub mod live;

@@ -812,6 +812,7 @@ pub fn attach_resolved(key: ModelKey, options: TrainOptions, d: Data, rating: Op
     let followee_events_query = source::followee_events_query(&resolved, recsys_core::hybrid::SOCIAL_EVENTS);
     let followee_posts_query = posts.as_ref().and_then(|t| source::owned_posts_query(t, recsys_core::hybrid::SOCIAL_EVENTS));
     let demographics_query = users.as_ref().map(source::demographics_query);
+    let direct = super::direct::Shape::new(&resolved, follows.as_ref(), posts.as_ref());
     Ok(Serving {
         key,
         options,
@@ -825,6 +826,7 @@ pub fn attach_resolved(key: ModelKey, options: TrainOptions, d: Data, rating: Op
         followee_posts_query,
         rating,
         demographics_query,
+        direct,
         plans: RefCell::new(HashMap::new()),
         tids: RefCell::default(),
     })

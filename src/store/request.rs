@@ -25,10 +25,14 @@ pub fn history(client: &SpiClient<'_>, m: &Serving, user_id: i64) -> Result<Requ
     // Rows are kept as read and their posts looked up after the statement, in one tight loop:
     // each lookup may miss the cache, and there the misses overlap instead of waiting in turn
     // between executor steps.
-    let rows = m.run(client, "history", &m.history_query, &[INT8], &[user_id.into()], |row| {
-        let Some(pid) = row.get::<i64>(1)? else { return Ok(None) };
-        Ok(Some((pid, weight_and_day(m, row, 2)?)))
-    })?;
+    let read = super::direct::usable().then(|| super::direct::history(&m.direct, &m.options, user_id)).flatten();
+    let rows = match read {
+        Some(rows) => rows,
+        None => m.run(client, "history", &m.history_query, &[INT8], &[user_id.into()], |row| {
+            let Some(pid) = row.get::<i64>(1)? else { return Ok(None) };
+            Ok(Some((pid, weight_and_day(m, row, 2)?)))
+        })?,
+    };
     let mut seen = IndexSet::default();
     let mut unknown = 0usize;
     let mut history = Vec::with_capacity(rows.len());
@@ -88,9 +92,16 @@ fn weight_and_day(m: &Serving, row: &source::Row, at: usize) -> Result<Option<(f
 /// latest engagement and their posts: one statement each for all of them.
 fn followees(client: &SpiClient<'_>, m: &Serving, q: &str, user_id: i64) -> Result<Vec<Followee>> {
     let o = &m.options.hybrid;
-    let mut direct: Vec<(i64, bool)> = m.run(client, "followees", q, &[INT8], &[user_id.into()], |row| {
-        Ok(row.get::<i64>(1)?.map(|id| (id, row.get::<bool>(2).ok().flatten().unwrap_or(false))))
-    })?;
+    // Each read goes direct through its index when that gives the statement's rows
+    // (`store::direct`), else runs the statement.
+    let go_direct = super::direct::usable();
+    let read = go_direct.then(|| super::direct::followees(&m.direct, user_id, recsys_core::world::MAX_FOLLOWEES)).flatten();
+    let mut direct = match read {
+        Some(rows) => rows,
+        None => m.run(client, "followees", q, &[INT8], &[user_id.into()], |row| {
+            Ok(row.get::<i64>(1)?.map(|id| (id, row.get::<bool>(2).ok().flatten().unwrap_or(false))))
+        })?,
+    };
     let mut dedup = IndexSet::default();
     direct.retain(|(id, _)| dedup.insert(*id));
     let mut all: Vec<(i64, bool, bool)> = direct.iter().map(|&(id, mutual)| (id, mutual, false)).collect();
@@ -102,10 +113,14 @@ fn followees(client: &SpiClient<'_>, m: &Serving, q: &str, user_id: i64) -> Resu
         return Ok(vec![]);
     }
     let ids: Vec<i64> = all.iter().map(|f| f.0).collect();
-    let rows = m.run(client, "followee_events", &m.followee_events_query, &[INT8_ARRAY], &[ids.clone().into()], |row| {
-        let (Some(u), Some(p)) = (row.get::<i64>(1)?, row.get::<i64>(2)?) else { return Ok(None) };
-        Ok(weight_and_day(m, row, 3)?.map(|(weight, day)| (u, p, weight, day)))
-    })?;
+    let read = go_direct.then(|| super::direct::followee_events(&m.direct, &m.options, &ids, recsys_core::hybrid::SOCIAL_EVENTS)).flatten();
+    let rows = match read {
+        Some(rows) => rows,
+        None => m.run(client, "followee_events", &m.followee_events_query, &[INT8_ARRAY], &[ids.clone().into()], |row| {
+            let (Some(u), Some(p)) = (row.get::<i64>(1)?, row.get::<i64>(2)?) else { return Ok(None) };
+            Ok(weight_and_day(m, row, 3)?.map(|(weight, day)| (u, p, weight, day)))
+        })?,
+    };
     let mut events: IndexMap<i64, Vec<Event>> = IndexMap::default();
     for (u, p, weight, day) in rows {
         if let Some(item) = m.item_index.get(p) {
@@ -114,7 +129,11 @@ fn followees(client: &SpiClient<'_>, m: &Serving, q: &str, user_id: i64) -> Resu
     }
     let mut owned: IndexMap<i64, Vec<u32>> = IndexMap::default();
     if let Some(q) = &m.followee_posts_query {
-        let rows = m.run(client, "followee_posts", q, &[INT8_ARRAY], &[ids.into()], |row| Ok(row.get::<i64>(1)?.zip(row.get::<i64>(2)?)))?;
+        let read = go_direct.then(|| super::direct::followee_posts(&m.direct, &ids, recsys_core::hybrid::SOCIAL_EVENTS)).flatten();
+        let rows = match read {
+            Some(rows) => rows,
+            None => m.run(client, "followee_posts", q, &[INT8_ARRAY], &[ids.into()], |row| Ok(row.get::<i64>(1)?.zip(row.get::<i64>(2)?)))?,
+        };
         for (o, p) in rows {
             if let Some(item) = m.item_index.get(p) {
                 owned.entry(o).or_default().push(item);

@@ -46,6 +46,8 @@ pub struct Serving {
     /// Explicit mode's rating model.
     pub rating: Option<Rating>,
     pub demographics_query: Option<String>,
+    /// What the followees' reads need to go direct (`store::direct`).
+    pub direct: super::direct::Shape,
     /// Their plans, prepared on first use.
     pub plans: RefCell<HashMap<&'static str, super::plan::KeptPlan>>,
     /// Where this connection last found posts (see [`Tids`]).

@@ -637,3 +637,99 @@ fn a_filtered_trending_page_deep_in_the_window_is_found() {
     assert_eq!(c.sql(db, bulk), c.sql(db, &format!("SET recsys.trending_cache_seconds = 0; {bulk}")));
     assert_eq!(ids(&c, db, bulk).len(), 3);
 }
+
+/// Issue 12: a feed's followees, their engagement and posts, and the user's history are read
+/// through their indexes without the executor (`recsys.direct_reads`) only where that gives
+/// the statements' rows: the same feeds and explanations as with the statements, with follows
+/// and engagements added after training, inside a transaction that wrote them (its own
+/// writes count), for a role granted some columns only, after the followees' posts index is
+/// rebuilt ascending with untimed posts, and with no index to read by.
+#[test]
+fn direct_reads_equal_the_statements() {
+    let c = Cluster::start("live_direct");
+    let db = "postgres";
+    c.sql(db, "CREATE EXTENSION pg_recsys");
+    c.sql(db, &std::fs::read_to_string(root().join("scripts/schema.sql")).unwrap());
+    c.sql(
+        db,
+        "INSERT INTO users (id, username) SELECT u, 'u' || u FROM generate_series(1, 600) u;
+         INSERT INTO posts (id, owner_id, title, category, created_at)
+         SELECT p, 1 + p % 600, 'post ' || p || ' topic' || (p % 12), 'c' || (p % 3), now() - p * interval '1 minute' FROM generate_series(1, 3000) p;
+         INSERT INTO interactions (user_id, post_id, kind, value, created_at)
+         SELECT u, 1 + ((u % 12) + 12 * ((u * 7 + j * 131) % 250)), CASE WHEN j % 5 = 0 THEN 'view' ELSE 'like' END,
+                CASE WHEN j % 3 = 0 THEN 2 END, now() - j * interval '1 hour'
+         FROM generate_series(1, 600) u, generate_series(1, 40) j;
+         INSERT INTO follows (follower_id, followee_id, created_at)
+         SELECT u, 1 + (u * 13 + j * 101) % 600, now() - j * interval '1 day' FROM generate_series(1, 600) u, generate_series(1, 8) j
+         ON CONFLICT DO NOTHING;
+         INSERT INTO follows SELECT followee_id, follower_id FROM follows WHERE follower_id % 4 = 0 ON CONFLICT DO NOTHING;",
+    );
+    c.sql(db, "VACUUM ANALYZE interactions");
+    c.sql(db, "VACUUM ANALYZE follows");
+    c.sql(db, "VACUUM ANALYZE posts");
+    c.sql(db, r#"SELECT recsys_train('{"factors": 8, "iterations": 4, "kind_weights": {"like": 1, "view": 0.5}}')"#);
+    // After training: new follows and engagements (some of them on heap pages not all-visible).
+    c.sql(
+        db,
+        "INSERT INTO follows VALUES (5, 77, now()), (77, 5, now()), (9, 300, NULL);
+         INSERT INTO interactions (user_id, post_id, kind, created_at) SELECT 77, p, 'like', now() FROM generate_series(2001, 2010) p;
+         INSERT INTO interactions (user_id, post_id, kind, created_at) VALUES (300, 2500, 'like', NULL), (300, 2501, 'like', now())",
+    );
+    // Both ways in one session (the same trending window), as `role` (None: the superuser),
+    // inside a transaction that first runs `write` when given.
+    let both = |role: Option<&str>, write: Option<&str>, q: &str| -> (String, String) {
+        let mut cmd = c.psql_cmd(db);
+        cmd.args(["-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", "SET recsys.trending_cache_seconds = 3600"]);
+        let begin = write.map(|w| format!("BEGIN; {w};")).unwrap_or_default();
+        let role = role.map(|r| format!("SET ROLE {r};")).unwrap_or_default();
+        let script = format!(
+            "{begin} {role} SET recsys.direct_reads = on; {q}; SELECT '--'; SET recsys.direct_reads = off; {q}; {end}",
+            end = if write.is_some() { "ROLLBACK;" } else { "" }
+        );
+        let out = cmd.args(["-c", &script]).output().expect("psql");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = String::from_utf8_lossy(&out.stdout).to_string();
+        let (on, off) = out.split_once("--\n").unwrap_or_else(|| panic!("{out}"));
+        (on.to_string(), off.to_string())
+    };
+    let check = |role: Option<&str>, write: Option<&str>, users: &[i64]| {
+        for &u in users {
+            for q in [
+                format!("SELECT post_id, score, als, content, social, reason FROM recsys_recommend({u}, 20)"),
+                format!("SELECT post_id, score FROM recsys_recommend({u}, 10, category => 'c1', exclude_seen => false)"),
+                format!("SELECT post_id, component, contribution, evidence FROM recsys_explain({u}, 10)"),
+            ] {
+                let (on, off) = both(role, write, &q);
+                assert!(!on.trim().is_empty(), "user {u}: {q}");
+                assert_eq!(on, off, "user {u} {role:?} {write:?}: {q}");
+            }
+        }
+    };
+    let users: Vec<i64> = [5, 9, 77, 300, 424242].into_iter().chain((1..600).step_by(67)).collect();
+    check(None, None, &users);
+    // The new followee's fresh likes count at once.
+    let social = "SELECT coalesce(max(social), 0) > 0 FROM recsys_recommend(5, 100) WHERE post_id BETWEEN 2001 AND 2010";
+    assert_eq!(both(None, None, social), ("t\n".into(), "t\n".into()));
+    // A transaction's own uncommitted follow and likes count for its calls, either way.
+    let write = "INSERT INTO follows VALUES (11, 78, now()); INSERT INTO interactions (user_id, post_id, kind, created_at) SELECT 78, p, 'like', now() FROM generate_series(2101, 2110) p";
+    check(None, Some(write), &[11, 12]);
+    let social11 = "SELECT coalesce(max(social), 0) > 0 FROM recsys_recommend(11, 100) WHERE post_id BETWEEN 2101 AND 2110";
+    assert_eq!(both(None, Some(write), social11), ("t\n".into(), "t\n".into()));
+    // A role granted the mapped columns of follows only (no table-level SELECT).
+    c.sql(
+        db,
+        "CREATE ROLE col_reader LOGIN;
+         GRANT SELECT ON _recsys_model, _recsys_model_data, interactions, posts, users TO col_reader;
+         GRANT SELECT (follower_id, followee_id, created_at) ON follows TO col_reader;",
+    );
+    check(Some("col_reader"), None, &[5, 9, 77]);
+    // The followees' posts index ascending, some posts without a time; then no such index.
+    c.sql(
+        db,
+        "UPDATE posts SET created_at = NULL WHERE id % 7 = 0;
+         DROP INDEX posts_owner_idx; CREATE INDEX posts_owner_asc ON posts (owner_id, created_at) INCLUDE (id);",
+    );
+    check(None, None, &[5, 9, 77, 300]);
+    c.sql(db, "DROP INDEX posts_owner_asc; DROP INDEX interactions_user_time_idx; CREATE INDEX ON interactions (user_id)");
+    check(None, None, &[5, 9, 77]);
+}
