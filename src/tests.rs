@@ -156,3 +156,49 @@ fn request_weight_and_day_equal_the_training_sql() {
     }
     assert!(epoch_day(None).is_nan());
 }
+
+/// The direct read of the served version (`store::direct::deployed`) keys a model as the
+/// statement does: `(date_part('epoch', created_at) * 1000000)::int8`, bit for bit (a
+/// difference would reload the model on every call that switches between the two).
+#[pg_test]
+fn model_key_time_equals_the_sql() {
+    use crate::store::source::epoch_micros;
+    for t in [
+        "2026-03-01 12:34:56.789123+00",
+        "2026-12-03 10:22:16.123457+00",
+        "1970-01-01 00:00:00+00",
+        "1969-12-31 23:59:59.999999+00",
+        "2000-01-01 00:00:00.000001+00",
+        "1999-12-31 23:59:59.999999+00",
+        "2262-04-11 23:47:16.854775+00",
+        "0001-01-01 00:00:00+00",
+        "4713-11-24 00:00:00+00 BC",
+    ] {
+        let (raw, sql) = Spi::get_two_with_args::<pgrx::datum::TimestampWithTimeZone, i64>(
+            "SELECT $1::timestamptz, (pg_catalog.date_part('epoch', $1::timestamptz) OPERATOR(pg_catalog.*) 1000000::float8)::int8",
+            &[t.into()],
+        )
+        .unwrap();
+        assert_eq!(epoch_micros(raw.unwrap().into_inner()), sql, "{t}");
+    }
+    // Every microsecond of a few seconds, around now and around the epochs.
+    for base in ["2026-12-03 10:22:16+00", "1970-01-01 00:00:00+00", "2000-01-01 00:00:00+00"] {
+        let rows: Vec<(i64, i64)> = Spi::connect(|c| {
+            c.select(
+                "SELECT t, (pg_catalog.date_part('epoch', t) OPERATOR(pg_catalog.*) 1000000::float8)::int8 \
+                 FROM (SELECT $1::timestamptz + g * interval '1 microsecond' * 7919 AS t FROM generate_series(-2000, 2000) g) s",
+                None,
+                &[base.into()],
+            )
+            .unwrap()
+            .map(|r| (r.get::<pgrx::datum::TimestampWithTimeZone>(1).unwrap().unwrap().into_inner(), r.get::<i64>(2).unwrap().unwrap()))
+            .collect()
+        });
+        for (raw, sql) in rows {
+            assert_eq!(epoch_micros(raw), Some(sql), "{raw}");
+        }
+    }
+    // The infinities' cast is an error in SQL; the direct read lets the statement raise it.
+    assert_eq!(epoch_micros(i64::MAX), None);
+    assert_eq!(epoch_micros(i64::MIN), None);
+}

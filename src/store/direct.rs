@@ -17,6 +17,7 @@ use crate::options::TrainOptions;
 use crate::store::source::{self, Resolved};
 use pgrx::datum::FromDatum;
 use pgrx::pg_sys;
+use recsys_core::fasthash::IndexSet;
 
 const INTEGER_FAM: pg_sys::Oid = pg_sys::INTEGER_BTREE_FAM_OID;
 /// `datetime_ops`: date, timestamp and timestamptz (pg_opfamily.dat).
@@ -85,6 +86,9 @@ pub struct Shape {
     follows: Option<Follows>,
     events: Option<Events>,
     posts: Option<Posts>,
+    live: Option<Live>,
+    /// The posts table and its id column, for the newest id.
+    max_id: Option<(String, Col)>,
 }
 
 #[derive(Clone, Debug)]
@@ -130,6 +134,14 @@ impl Events {
     }
 }
 
+/// The posts table as the visibility check reads it (no `visible` predicate: that is SQL).
+#[derive(Clone, Debug)]
+struct Live {
+    table: String,
+    id: Col,
+    title: Option<Col>,
+}
+
 #[derive(Clone, Debug)]
 struct Posts {
     table: String,
@@ -143,7 +155,8 @@ fn is_int(c: &Col) -> bool {
 }
 
 impl Shape {
-    pub fn new(interactions: &Resolved, follows: Option<&Resolved>, posts: Option<&Resolved>) -> Shape {
+    /// `visible`: the posts' visibility predicate (a check with one always runs its statement).
+    pub fn new(interactions: &Resolved, follows: Option<&Resolved>, posts: Option<&Resolved>, visible: Option<&str>) -> Shape {
         let follows = follows.filter(|f| f.heap).and_then(|f| {
             let (follower, followee) = (col(f, "follower")?, col(f, "followee")?);
             let time = match f.col("time") {
@@ -169,11 +182,20 @@ impl Shape {
             };
             (is_int(&user) && is_int(&post)).then(|| Events { table: t.table.clone(), user, post, time, kind, value })
         });
+        let live = posts.filter(|p| p.heap && visible.is_none()).and_then(|p| {
+            let id = col(p, "id").filter(is_int)?;
+            let title = match p.col("title") {
+                Some(_) => Some(col(p, "title").filter(|c| c.kind == Kind::Text)?),
+                None => None,
+            };
+            Some(Live { table: p.table.clone(), id, title })
+        });
+        let max_id = posts.filter(|p| p.heap).and_then(|p| Some((p.table.clone(), col(p, "id").filter(is_int)?)));
         let posts = posts.filter(|p| p.heap).and_then(|p| {
             let (id, owner, time) = (col(p, "id")?, col(p, "owner")?, col(p, "time")?);
             (is_int(&id) && is_int(&owner) && matches!(time.kind, Kind::Time(_))).then(|| Posts { table: p.table.clone(), id, owner, time })
         });
-        Shape { follows, events, posts }
+        Shape { follows, events, posts, live, max_id }
     }
 }
 
@@ -198,26 +220,29 @@ impl Table {
             }
             let rel = Table(pg_sys::table_open(oid, pg_sys::NoLock as i32));
             let form = &*(*rel.0).rd_rel;
-            let plain = form.relkind as u8 == pg_sys::RELKIND_RELATION && !form.relhassubclass;
+            let plain = form.relkind as u8 == pg_sys::RELKIND_RELATION && form.relam == pg_sys::HEAP_TABLE_AM_OID && !form.relhassubclass;
             let granted = pg_sys::pg_class_aclcheck(oid, pg_sys::GetUserId(), pg_sys::ACL_SELECT as pg_sys::AclMode) == pg_sys::AclResult::ACLCHECK_OK;
             let no_rls = pg_sys::check_enable_rls(oid, pg_sys::InvalidOid, true) == pg_sys::CheckEnableRlsResult::RLS_NONE as i32;
             (plain && granted && no_rls).then_some(rel)
         }
     }
 
-    /// The attribute number of `c` when it has the type it had at load.
-    fn attnum(&self, c: &Col) -> Option<i16> {
+    /// The attribute number of column `name` when its type is `typ`.
+    fn attnum_of(&self, name: &str, typ: pg_sys::Oid) -> Option<i16> {
         // SAFETY: the relation is open; its descriptor holds `natts` attributes.
         unsafe {
             let desc = (*self.0).rd_att;
             let attrs = (*desc).attrs.as_slice((*desc).natts as usize);
-            let a = attrs.iter().find(|a| !a.attisdropped && std::ffi::CStr::from_ptr(a.attname.data.as_ptr()).to_bytes() == c.name.as_bytes())?;
-            let typ = match c.kind {
-                Kind::Int(t) | Kind::Time(t) | Kind::Float(t) => t,
-                Kind::Text if a.atttypid == pg_sys::VARCHAROID => pg_sys::VARCHAROID,
-                Kind::Text => pg_sys::TEXTOID,
-            };
+            let a = attrs.iter().find(|a| !a.attisdropped && std::ffi::CStr::from_ptr(a.attname.data.as_ptr()).to_bytes() == name.as_bytes())?;
             (a.atttypid == typ).then_some(a.attnum)
+        }
+    }
+
+    /// The attribute number of `c` when it has the type it had at load.
+    fn attnum(&self, c: &Col) -> Option<i16> {
+        match c.kind {
+            Kind::Int(t) | Kind::Time(t) | Kind::Float(t) => self.attnum_of(&c.name, t),
+            Kind::Text => self.attnum_of(&c.name, pg_sys::TEXTOID).or_else(|| self.attnum_of(&c.name, pg_sys::VARCHAROID)),
         }
     }
 
@@ -317,6 +342,8 @@ struct Vals<'a> {
     values: &'a [pg_sys::Datum],
     nulls: &'a [bool],
     kinds: &'a [Kind],
+    /// Where the row is (`ctid`) when it was read from the heap.
+    tid: Option<pg_sys::ItemPointerData>,
 }
 
 impl Vals<'_> {
@@ -384,6 +411,12 @@ impl<'a> Scan<'a> {
         Scan { table, index, atts, kinds, at }
     }
 
+    /// A scan that reads every row from the heap (each with its place), index-only or not.
+    fn from_heap(table: &'a Table, index: &'a Index, atts: &'a [i16], kinds: &'a [Kind]) -> Scan<'a> {
+        let at = None;
+        Scan { table, index, atts, kinds, at }
+    }
+
     fn run(&self, keys: &[(pg_sys::Datum, u32)], backward: bool, mut each: impl FnMut(&Vals<'_>) -> bool) {
         let dir = if backward { pg_sys::ScanDirection::BackwardScanDirection } else { pg_sys::ScanDirection::ForwardScanDirection };
         let n = self.atts.len();
@@ -425,7 +458,7 @@ impl<'a> Scan<'a> {
                         for (j, p) in at.iter().enumerate() {
                             (values[j], nulls[j]) = (iv[*p], inull[*p]);
                         }
-                        if !each(&Vals { values: &values, nulls: &nulls, kinds: self.kinds }) {
+                        if !each(&Vals { values: &values, nulls: &nulls, kinds: self.kinds, tid: None }) {
                             break;
                         }
                     }
@@ -438,7 +471,7 @@ impl<'a> Scan<'a> {
                             let k = (*a - 1) as usize;
                             (values[j], nulls[j]) = (*(*slot).tts_values.add(k), *(*slot).tts_isnull.add(k));
                         }
-                        if !each(&Vals { values: &values, nulls: &nulls, kinds: self.kinds }) {
+                        if !each(&Vals { values: &values, nulls: &nulls, kinds: self.kinds, tid: Some((*slot).tts_tid) }) {
                             break;
                         }
                     }
@@ -604,4 +637,151 @@ pub fn followee_posts(shape: &Shape, ids: &[i64], limit: usize) -> Option<Vec<(i
         out.extend(timed.into_iter().take(limit).flatten().map(|post| (id, post)));
     }
     Some(out)
+}
+
+/// [`crate::store::live`]'s check of posts read direct: the rows now at the places `tids`
+/// (as a TID scan reads them) and the rows whose id is one of `ids` (as an index scan),
+/// each handed to `each` with its place, id and title; None (nothing handed): run the
+/// statement.
+pub fn posts_at(shape: &Shape, tids: &[pg_sys::ItemPointerData], ids: &[i64], mut each: impl FnMut(pg_sys::ItemPointerData, i64, Option<&str>)) -> Option<()> {
+    let l = shape.live.as_ref()?;
+    let table = Table::open(&l.table)?;
+    let id = table.attnum(&l.id)?;
+    let title = match &l.title {
+        Some(c) => Some(table.attnum(c)?),
+        None => None,
+    };
+    let atts: Vec<i16> = [Some(id), title].into_iter().flatten().collect();
+    let kinds: Vec<Kind> = [Some(l.id.kind), title.map(|_| Kind::Text)].into_iter().flatten().collect();
+    let index = table.index(&[(id, INTEGER_FAM)], &atts)?;
+    if !tids.is_empty() {
+        // SAFETY: on the backend thread in a transaction with an active snapshot (`usable`);
+        // the table is open and locked. A place beyond the table's end is skipped, as a TID
+        // scan skips it (reading it would be an ERROR); a fetched row is read and its buffer
+        // released before the next fetch. The descriptor holds `natts` attributes.
+        unsafe {
+            let rel = table.0;
+            let desc = (*rel).rd_att;
+            let natts = (*desc).natts as usize;
+            let (mut values, mut nulls) = (vec![pg_sys::Datum::from(0usize); natts], vec![true; natts]);
+            let blocks = pg_sys::RelationGetNumberOfBlocksInFork(rel, pg_sys::ForkNumber::MAIN_FORKNUM);
+            let snapshot = pg_sys::GetActiveSnapshot();
+            for tid in tids {
+                let blk = (tid.ip_blkid.bi_hi as u32) << 16 | tid.ip_blkid.bi_lo as u32;
+                if blk >= blocks || tid.ip_posid == 0 {
+                    continue;
+                }
+                let mut tuple = pg_sys::HeapTupleData { t_self: *tid, ..Default::default() };
+                let mut buf: pg_sys::Buffer = pg_sys::InvalidBuffer as pg_sys::Buffer;
+                if !pg_sys::heap_fetch(rel, snapshot, &mut tuple, &mut buf, false) {
+                    continue;
+                }
+                pg_sys::heap_deform_tuple(&mut tuple, desc, values.as_mut_ptr(), nulls.as_mut_ptr());
+                let rv: Vec<pg_sys::Datum> = atts.iter().map(|a| values[(*a - 1) as usize]).collect();
+                let rn: Vec<bool> = atts.iter().map(|a| nulls[(*a - 1) as usize]).collect();
+                let v = Vals { values: &rv, nulls: &rn, kinds: &kinds, tid: Some(*tid) };
+                if let Some(pid) = v.int(0) {
+                    each(*tid, pid, if title.is_some() { v.text(1) } else { None });
+                }
+                pg_sys::ReleaseBuffer(buf);
+            }
+        }
+    }
+    let scan = Scan::from_heap(&table, &index, &atts, &kinds);
+    let mut seen = IndexSet::default();
+    for &want in ids {
+        let Some(key) = key_datum(l.id.kind, want).filter(|_| seen.insert(want)) else { continue };
+        scan.run(&[key], false, |v| {
+            if let (Some(pid), Some(tid)) = (v.int(0), v.tid) {
+                each(tid, pid, if title.is_some() { v.text(1) } else { None });
+            }
+            true
+        });
+    }
+    Some(())
+}
+
+/// A model row's key as `store::model`'s key statement returns it: id, creation time in µs,
+/// the table's OID (`serving::ModelKey`'s fields).
+pub type RowKey = (i64, i64, u32);
+
+/// The row of model `name` in `models` (`_recsys_model`, schema-qualified) deployed last, as
+/// `store::model`'s key statement returns it: its key and, when `options_for(key)`, its
+/// options. Some(None): no such row; None: run the statement.
+pub fn deployed(models: &str, name: &str, options_for: impl Fn(RowKey) -> bool) -> Option<Option<(RowKey, Option<pgrx::JsonB>)>> {
+    let table = Table::open(models)?;
+    let (id, nm, created, deployed, options) = (
+        table.attnum_of("id", pg_sys::INT8OID)?,
+        table.attnum_of("name", pg_sys::TEXTOID)?,
+        table.attnum_of("created_at", pg_sys::TIMESTAMPTZOID)?,
+        table.attnum_of("deployed_at", pg_sys::TIMESTAMPTZOID)?,
+        table.attnum_of("options", pg_sys::JSONBOID)?,
+    );
+    let at = |a: i16| (a - 1) as usize;
+    // WHERE name = $1 AND deployed_at IS NOT NULL ORDER BY deployed_at DESC, id DESC LIMIT 1,
+    // over every row: the table holds a few versions per model name.
+    let mut best: Option<((i64, i64), RowKey, Option<pgrx::JsonB>)> = None;
+    // SAFETY: on the backend thread in a transaction with an active snapshot (`usable`); the
+    // table is open, locked and a heap (`Table::open`). Every tuple is read (its options
+    // copied out) before the next is fetched; the scan ends here. The descriptor holds
+    // `natts` attributes.
+    unsafe {
+        let rel = table.0;
+        let desc = (*rel).rd_att;
+        let natts = (*desc).natts as usize;
+        let (mut values, mut nulls) = (vec![pg_sys::Datum::from(0usize); natts], vec![true; natts]);
+        let flags = pg_sys::ScanOptions::SO_TYPE_SEQSCAN
+            | pg_sys::ScanOptions::SO_ALLOW_STRAT
+            | pg_sys::ScanOptions::SO_ALLOW_SYNC
+            | pg_sys::ScanOptions::SO_ALLOW_PAGEMODE;
+        let scan = pg_sys::heap_beginscan(rel, pg_sys::GetActiveSnapshot(), 0, std::ptr::null_mut(), std::ptr::null_mut(), flags);
+        let mut unreadable = false;
+        loop {
+            let tuple = pg_sys::heap_getnext(scan, pg_sys::ScanDirection::ForwardScanDirection);
+            if tuple.is_null() {
+                break;
+            }
+            pg_sys::heap_deform_tuple(tuple, desc, values.as_mut_ptr(), nulls.as_mut_ptr());
+            if nulls[at(nm)] || nulls[at(deployed)] || nulls[at(id)] || <&str>::from_polymorphic_datum(values[at(nm)], false, pg_sys::TEXTOID) != Some(name) {
+                continue;
+            }
+            let order = (values[at(deployed)].value() as i64, values[at(id)].value() as i64);
+            if best.as_ref().is_some_and(|b| b.0 >= order) {
+                continue;
+            }
+            // (date_part('epoch', created_at) * 1000000)::int8; NULL reads as 0.
+            let created_us = if nulls[at(created)] { Some(0) } else { source::epoch_micros(values[at(created)].value() as i64) };
+            let Some(created_us) = created_us else {
+                // The statement's cast raises an error here: let it.
+                unreadable = true;
+                break;
+            };
+            let key = (order.1, created_us, (*rel).rd_id.to_u32());
+            let opts = if options_for(key) { pgrx::JsonB::from_polymorphic_datum(values[at(options)], nulls[at(options)], pg_sys::JSONBOID) } else { None };
+            best = Some((order, key, opts));
+        }
+        pg_sys::heap_endscan(scan);
+        if unreadable {
+            return None;
+        }
+    }
+    Some(best.map(|(_, key, opts)| (key, opts)))
+}
+
+/// `COALESCE((SELECT max(id) FROM posts) > after, false)` (`store::new_posts`), read through an
+/// index led by the id; None: run the statement.
+pub fn posts_above(shape: &Shape, after: i64) -> Option<bool> {
+    let (name, id) = shape.max_id.as_ref()?;
+    let posts = Table::open(name)?;
+    let pid = posts.attnum(id)?;
+    let index = posts.index(&[(pid, INTEGER_FAM)], &[pid])?;
+    let (ids, kinds) = ([pid], [id.kind]);
+    let mut max = None;
+    // max() skips NULLs, which an ascending index keeps at its end (a descending one at its
+    // start): read from the highest end until the first id.
+    Scan::new(&posts, &index, &ids, &kinds).run(&[], !index.descending(0), |v| {
+        max = v.int(0);
+        max.is_none()
+    });
+    Some(max.is_some_and(|m| m > after))
 }

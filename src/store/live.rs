@@ -86,14 +86,21 @@ fn visible_by_place(client: &pgrx::spi::SpiClient<'_>, m: &Serving, by_id_sql: &
     let mut learned: Vec<(i64, pg_sys::ItemPointerData)> = vec![];
     let wanted: recsys_core::fasthash::IndexSet<i64> = ids.iter().copied().collect();
     let mut read = |client: &pgrx::spi::SpiClient<'_>, hinted: Vec<pg_sys::ItemPointerData>, by_id: Vec<i64>, out: &mut HashMap<i64, String>| -> Result<()> {
+        let mut on_row = |tid: pg_sys::ItemPointerData, id: i64, title: Option<&str>| {
+            // A place may now hold another post: true news of where that one is, but not
+            // an answer about the posts asked for.
+            if wanted.contains(&id) {
+                out.insert(id, title.unwrap_or_default().to_string());
+            }
+            learned.push((id, tid));
+        };
+        // Read through the index and the places directly where that gives the statement's rows.
+        if super::direct::usable() && super::direct::posts_at(&m.direct, &hinted, &by_id, &mut on_row).is_some() {
+            return Ok(());
+        }
         let each = |row: &super::source::Row| {
             if let (Some(tid), Some(id)) = (row.get::<pg_sys::ItemPointerData>(1)?, row.get::<i64>(2)?) {
-                // A place may now hold another post: true news of where that one is, but not
-                // an answer about the posts asked for.
-                if wanted.contains(&id) {
-                    out.insert(id, row.get::<String>(3).ok().flatten().unwrap_or_default());
-                }
-                learned.push((id, tid));
+                on_row(tid, id, row.get::<&str>(3).ok().flatten());
             }
             Ok(None::<()>)
         };

@@ -345,6 +345,14 @@ use crate::backend::{LATEST, MODELS as CACHE};
 /// that version already, its stored options: read together, so a new connection's first call
 /// runs one statement fewer.
 fn newest_key(client: &SpiClient<'_>, schema: &str, name: &str) -> Result<Option<(ModelKey, Option<JsonB>)>> {
+    // The options are parsed only when this backend does not hold that version already; the
+    // row is read directly where that gives the statement's.
+    let cached = |k: &ModelKey| CACHE.with(|c| c.borrow().get(name).is_some_and(|m| m.key == *k));
+    if super::direct::usable() {
+        if let Some(found) = super::direct::deployed(&format!("{schema}._recsys_model"), name, |k| !cached(&row_key(k))) {
+            return Ok(found.map(|(k, options)| (row_key(k), options)));
+        }
+    }
     let fresh = LATEST.with(|l| l.borrow().as_ref().is_none_or(|(s, _)| s != schema));
     if fresh {
         // One table, no join back for the options: this is the first statement a new
@@ -356,8 +364,6 @@ fn newest_key(client: &SpiClient<'_>, schema: &str, name: &str) -> Result<Option
     LATEST.with(|l| -> Result<Option<(ModelKey, Option<JsonB>)>> {
         let l = l.borrow();
         let (_, plan) = l.as_ref().ok_or_else(|| RecsysError::Spi("model-id plan missing".into()))?;
-        // The options are parsed only when this backend does not hold that version already.
-        let cached = |k: &ModelKey| CACHE.with(|c| c.borrow().get(name).is_some_and(|m| m.key == *k));
         let rows = plan.select(client, &[name.into()], |r| Ok(key_of(r)?.map(|k| (k, if cached(&k) { Ok(None) } else { r.get::<JsonB>(4) }))))?;
         match rows.into_iter().next() {
             Some((key, options)) => Ok(Some((key, options?))),
@@ -377,6 +383,10 @@ fn newest_key_sql(schema: &str, more: &str) -> String {
     )
 }
 
+fn row_key((id, created_us, table): super::direct::RowKey) -> ModelKey {
+    ModelKey { id, created_us, table }
+}
+
 fn key_of(r: &impl Columns) -> Result<Option<ModelKey>> {
     let (Some(id), created, table) = (r.get::<i64>(1)?, r.get::<i64>(2)?, r.get::<i64>(3)?) else { return Ok(None) };
     Ok(Some(ModelKey { id, created_us: created.unwrap_or(0), table: table.unwrap_or(0) as u32 }))
@@ -391,6 +401,17 @@ fn still_current(client: &SpiClient<'_>, schema: &str, name: &str) -> Result<Opt
     let sql = newest_key_sql(schema, &format!(", {}", np.exists));
     let (text, int8) = (pgrx::PgOid::BuiltIn(pgrx::PgBuiltInOids::TEXTOID), pgrx::PgOid::BuiltIn(pgrx::PgBuiltInOids::INT8OID));
     let after = super::new_posts::after(&hit);
+    // The same two answers read directly where that gives the statement's.
+    if super::direct::usable() {
+        let models = format!("{schema}._recsys_model");
+        if let Some((found, above)) = super::direct::deployed(&models, name, |_| false).zip(super::direct::posts_above(&hit.direct, after)) {
+            return match found.map(|(k, _)| row_key(k)) {
+                Some(key) if key == hit.key && !above => Ok(Some(hit)),
+                Some(key) if key == hit.key => catch_up(client, hit).map(Some),
+                _ => Ok(None),
+            };
+        }
+    }
     let rows = hit.run(client, "key_and_new_posts", &sql, &[text, int8], &[name.into(), after.into()], |r| Ok(Some((key_of(r)?, r.get::<bool>(4)?))))?;
     match rows.first() {
         Some((Some(key), Some(false))) if *key == hit.key => Ok(Some(hit)),
@@ -812,7 +833,8 @@ pub fn attach_resolved(key: ModelKey, options: TrainOptions, d: Data, rating: Op
     let followee_events_query = source::followee_events_query(&resolved, recsys_core::hybrid::SOCIAL_EVENTS);
     let followee_posts_query = posts.as_ref().and_then(|t| source::owned_posts_query(t, recsys_core::hybrid::SOCIAL_EVENTS));
     let demographics_query = users.as_ref().map(source::demographics_query);
-    let direct = super::direct::Shape::new(&resolved, follows.as_ref(), posts.as_ref());
+    let visible = options.posts.as_ref().and_then(|p| p.visible.as_deref());
+    let direct = super::direct::Shape::new(&resolved, follows.as_ref(), posts.as_ref(), visible);
     Ok(Serving {
         key,
         options,

@@ -322,16 +322,29 @@ pub fn event_weight(o: &TrainOptions, kind: Option<&str>, value: Option<f64>) ->
 /// microseconds since 2000-01-01, the same operations in the same order as PostgreSQL 15's
 /// timestamptz_part (±infinity for the infinite timestamps); NaN without a time.
 pub fn epoch_day(t: Option<i64>) -> f32 {
+    let Some(t) = t else { return f32::NAN };
+    (epoch_seconds(t) / 86400.0) as f32
+}
+
+/// `date_part('epoch', t)` for a timestamptz in microseconds since 2000-01-01, as PostgreSQL
+/// 15's timestamptz_part computes it.
+fn epoch_seconds(t: i64) -> f64 {
     /// 1970-01-01 in microseconds since 2000-01-01 (SetEpochTimestamp).
     const EPOCH: i64 = -946_684_800_000_000;
-    let Some(t) = t else { return f32::NAN };
-    let secs = match t {
+    match t {
         i64::MAX => f64::INFINITY,
         i64::MIN => f64::NEG_INFINITY,
         t if t < i64::MAX + EPOCH => (t - EPOCH) as f64 / 1_000_000.0,
         t => (t as f64 - EPOCH as f64) / 1_000_000.0,
-    };
-    (secs / 86400.0) as f32
+    }
+}
+
+/// `(date_part('epoch', t) * 1000000::float8)::int8` (a model row's creation time as its
+/// key holds it): None where the cast would be an error.
+pub fn epoch_micros(t: i64) -> Option<i64> {
+    let x = (epoch_seconds(t) * 1_000_000.0).round_ties_even();
+    // dtoi8's range check: [-2^63, 2^63).
+    (-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&x).then_some(x as i64)
 }
 
 /// The fold-in query for one user: (post id, kind, value, time) rows. `$1` is the user id.

@@ -676,10 +676,13 @@ fn direct_reads_equal_the_statements() {
          INSERT INTO interactions (user_id, post_id, kind, created_at) VALUES (300, 2500, 'like', NULL), (300, 2501, 'like', now())",
     );
     // Both ways in one session (the same trending window), as `role` (None: the superuser),
-    // inside a transaction that first runs `write` when given.
-    let both = |role: Option<&str>, write: Option<&str>, q: &str| -> (String, String) {
+    // inside a transaction that first runs `write` when given, after `pre` (printing nothing).
+    let both_after = |pre: &str, role: Option<&str>, write: Option<&str>, q: &str| -> (String, String) {
         let mut cmd = c.psql_cmd(db);
         cmd.args(["-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", "SET recsys.trending_cache_seconds = 3600"]);
+        if !pre.is_empty() {
+            cmd.args(["-c", pre]);
+        }
         let begin = write.map(|w| format!("BEGIN; {w};")).unwrap_or_default();
         let role = role.map(|r| format!("SET ROLE {r};")).unwrap_or_default();
         let script = format!(
@@ -692,6 +695,7 @@ fn direct_reads_equal_the_statements() {
         let (on, off) = out.split_once("--\n").unwrap_or_else(|| panic!("{out}"));
         (on.to_string(), off.to_string())
     };
+    let both = |role: Option<&str>, write: Option<&str>, q: &str| both_after("", role, write, q);
     let check = |role: Option<&str>, write: Option<&str>, users: &[i64]| {
         for &u in users {
             for q in [
@@ -710,6 +714,19 @@ fn direct_reads_equal_the_statements() {
     // The new followee's fresh likes count at once.
     let social = "SELECT coalesce(max(social), 0) > 0 FROM recsys_recommend(5, 100) WHERE post_id BETWEEN 2001 AND 2010";
     assert_eq!(both(None, None, social), ("t\n".into(), "t\n".into()));
+    // Posts a session last found at known places, since edited (a new place) or deleted: the
+    // visibility check reads the places and then the ids either way.
+    for u in [5, 9, 77] {
+        let feed = format!("SELECT post_id, score, reason FROM recsys_recommend({u}, 30)");
+        let pre = format!(
+            "DO $$ BEGIN PERFORM * FROM recsys_recommend({u}, 30); END $$;
+             UPDATE posts SET title = 'edited ' || title WHERE id IN (SELECT post_id FROM recsys_recommend({u}, 30) LIMIT 6);
+             DELETE FROM posts WHERE id IN (SELECT post_id FROM recsys_recommend({u}, 30) OFFSET 6 LIMIT 2);"
+        );
+        let (on, off) = both_after(&pre, None, None, &feed);
+        assert_eq!(on.lines().count(), 30, "user {u}: {on}");
+        assert_eq!(on, off, "user {u} after edits");
+    }
     // A transaction's own uncommitted follow and likes count for its calls, either way.
     let write = "INSERT INTO follows VALUES (11, 78, now()); INSERT INTO interactions (user_id, post_id, kind, created_at) SELECT 78, p, 'like', now() FROM generate_series(2101, 2110) p";
     check(None, Some(write), &[11, 12]);
