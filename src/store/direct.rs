@@ -89,6 +89,16 @@ pub struct Shape {
     live: Option<Live>,
     /// The posts table and its id column, for the newest id.
     max_id: Option<(String, Col)>,
+    users: Option<Users>,
+}
+
+/// The users table as the demographics read uses it.
+#[derive(Clone, Debug)]
+struct Users {
+    table: String,
+    id: Col,
+    /// age (numeric), gender, location (text), each when the table maps it.
+    cols: [Option<Col>; 3],
 }
 
 #[derive(Clone, Debug)]
@@ -156,7 +166,18 @@ fn is_int(c: &Col) -> bool {
 
 impl Shape {
     /// `visible`: the posts' visibility predicate (a check with one always runs its statement).
-    pub fn new(interactions: &Resolved, follows: Option<&Resolved>, posts: Option<&Resolved>, visible: Option<&str>) -> Shape {
+    pub fn new(interactions: &Resolved, follows: Option<&Resolved>, posts: Option<&Resolved>, users: Option<&Resolved>, visible: Option<&str>) -> Shape {
+        let users = users.filter(|u| u.heap).and_then(|u| {
+            let id = col(u, "id").filter(is_int)?;
+            // A column of another type would be cast by the statement: then it runs.
+            let one = |role: &str, ok: fn(Kind) -> bool| match u.col(role) {
+                Some(_) => col(u, role).filter(|c| ok(c.kind)).map(Some),
+                None => Some(None),
+            };
+            let cols =
+                [one("age", |k| matches!(k, Kind::Int(_) | Kind::Float(_)))?, one("gender", |k| k == Kind::Text)?, one("location", |k| k == Kind::Text)?];
+            Some(Users { table: u.table.clone(), id, cols })
+        });
         let follows = follows.filter(|f| f.heap).and_then(|f| {
             let (follower, followee) = (col(f, "follower")?, col(f, "followee")?);
             let time = match f.col("time") {
@@ -195,7 +216,7 @@ impl Shape {
             let (id, owner, time) = (col(p, "id")?, col(p, "owner")?, col(p, "time")?);
             (is_int(&id) && is_int(&owner) && matches!(time.kind, Kind::Time(_))).then(|| Posts { table: p.table.clone(), id, owner, time })
         });
-        Shape { follows, events, posts, live, max_id }
+        Shape { follows, events, posts, live, max_id, users }
     }
 }
 
@@ -784,4 +805,31 @@ pub fn posts_above(shape: &Shape, after: i64) -> Option<bool> {
         max.is_none()
     });
     Some(max.is_some_and(|m| m > after))
+}
+
+/// [`source::demographics_query`]'s row, (age, gender, location), read direct: Some(None) when
+/// the user has no row; None: run it.
+#[allow(clippy::type_complexity)]
+pub fn demographics(shape: &Shape, user_id: i64) -> Option<Option<(Option<f64>, Option<String>, Option<String>)>> {
+    let u = shape.users.as_ref()?;
+    let table = Table::open(&u.table)?;
+    let id = table.attnum(&u.id)?;
+    let (mut atts, mut kinds, mut at) = (vec![], vec![], [None; 3]);
+    for (i, c) in u.cols.iter().enumerate() {
+        if let Some(c) = c {
+            at[i] = Some(atts.len());
+            atts.push(table.attnum(c)?);
+            kinds.push(c.kind);
+        }
+    }
+    let index = table.index(&[(id, INTEGER_FAM)], &atts)?;
+    let Some(key) = key_datum(u.id.kind, user_id) else { return Some(None) };
+    let mut row = None;
+    // LIMIT 1: the first row found.
+    Scan::new(&table, &index, &atts, &kinds).run(&[key], false, |v| {
+        let text = |i: Option<usize>| i.and_then(|i| v.text(i)).map(str::to_string);
+        row = Some((at[0].and_then(|i| v.float(i)), text(at[1]), text(at[2])));
+        false
+    });
+    Some(row)
 }

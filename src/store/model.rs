@@ -834,7 +834,7 @@ pub fn attach_resolved(key: ModelKey, options: TrainOptions, d: Data, rating: Op
     let followee_posts_query = posts.as_ref().and_then(|t| source::owned_posts_query(t, recsys_core::hybrid::SOCIAL_EVENTS));
     let demographics_query = users.as_ref().map(source::demographics_query);
     let visible = options.posts.as_ref().and_then(|p| p.visible.as_deref());
-    let direct = super::direct::Shape::new(&resolved, follows.as_ref(), posts.as_ref(), visible);
+    let direct = super::direct::Shape::new(&resolved, follows.as_ref(), posts.as_ref(), users.as_ref(), visible);
     Ok(Serving {
         key,
         options,

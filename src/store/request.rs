@@ -57,9 +57,15 @@ pub fn people(client: &SpiClient<'_>, m: &Serving, user_id: i64, w: &Weights, n_
     }
     let mut segments = vec![];
     if let (Some(q), true) = (&m.demographics_query, reads_segments(m, w, n_history)) {
-        let rows =
-            m.run(client, "demographics", q, &[INT8], &[user_id.into()], |row| Ok(Some((row.get::<f64>(1)?, row.get::<String>(2)?, row.get::<String>(3)?))))?;
-        if let Some((age, g, l)) = rows.into_iter().next() {
+        let read = super::direct::usable().then(|| super::direct::demographics(&m.direct, user_id)).flatten();
+        let row = match read {
+            Some(row) => row,
+            None => m
+                .run(client, "demographics", q, &[INT8], &[user_id.into()], |row| Ok(Some((row.get::<f64>(1)?, row.get::<String>(2)?, row.get::<String>(3)?))))?
+                .into_iter()
+                .next(),
+        };
+        if let Some((age, g, l)) = row {
             segments = segment_keys(age, g.as_deref(), l.as_deref());
         }
     }
