@@ -22,6 +22,8 @@ use recsys_core::fasthash::IndexSet;
 const INTEGER_FAM: pg_sys::Oid = pg_sys::INTEGER_BTREE_FAM_OID;
 /// `datetime_ops`: date, timestamp and timestamptz (pg_opfamily.dat).
 const DATETIME_FAM: pg_sys::Oid = pg_sys::Oid::from_u32(434);
+/// `text_ops` (text and varchar).
+const TEXT_FAM: pg_sys::Oid = pg_sys::TEXT_BTREE_FAM_OID;
 
 /// Whether this statement's reads may go direct at all (the table-level checks are in
 /// [`Table::open`]).
@@ -150,6 +152,8 @@ struct Live {
     table: String,
     id: Col,
     title: Option<Col>,
+    /// category, project_code, mood when text or varchar (a feed's filters).
+    attrs: [Option<Col>; 3],
 }
 
 #[derive(Clone, Debug)]
@@ -209,7 +213,8 @@ impl Shape {
                 Some(_) => Some(col(p, "title").filter(|c| c.kind == Kind::Text)?),
                 None => None,
             };
-            Some(Live { table: p.table.clone(), id, title })
+            let attrs = ["category", "project_code", "mood"].map(|r| col(p, r).filter(|c| c.kind == Kind::Text));
+            Some(Live { table: p.table.clone(), id, title, attrs })
         });
         let max_id = posts.filter(|p| p.heap).and_then(|p| Some((p.table.clone(), col(p, "id").filter(is_int)?)));
         let posts = posts.filter(|p| p.heap).and_then(|p| {
@@ -256,6 +261,15 @@ impl Table {
             let attrs = (*desc).attrs.as_slice((*desc).natts as usize);
             let a = attrs.iter().find(|a| !a.attisdropped && std::ffi::CStr::from_ptr(a.attname.data.as_ptr()).to_bytes() == name.as_bytes())?;
             (a.atttypid == typ).then_some(a.attnum)
+        }
+    }
+
+    /// The collation of attribute `att`.
+    fn collation(&self, att: i16) -> pg_sys::Oid {
+        // SAFETY: the relation is open and `att` one of its attribute numbers (from `attnum`).
+        unsafe {
+            let desc = (*self.0).rd_att;
+            (*desc).attrs.as_slice((*desc).natts as usize)[(att - 1) as usize].attcollation
         }
     }
 
@@ -339,6 +353,12 @@ impl Index {
         unsafe { (*(*self.0).rd_indoption.add(i) as u32 & pg_sys::INDOPTION_DESC) != 0 }
     }
 
+    /// The collation of key column `i` (from 0).
+    fn collation(&self, i: usize) -> pg_sys::Oid {
+        // SAFETY: the index is open and `i` is one of the key columns checked by `fits`.
+        unsafe { *(*self.0).rd_indcollation.add(i) }
+    }
+
     /// Index column position (from 0) of attribute `att`.
     fn position(&self, att: i16) -> Option<usize> {
         // SAFETY: the index is open; `indkey` holds `indnatts` entries.
@@ -406,13 +426,16 @@ impl Vals<'_> {
 
 /// The key `v` as a datum of the column's integer type; None when no value of that type
 /// equals it (nothing can match).
-fn key_datum(kind: Kind, v: i64) -> Option<(pg_sys::Datum, u32)> {
+fn key_datum(kind: Kind, v: i64) -> Option<Key> {
     match kind {
-        Kind::Int(pg_sys::INT2OID) => i16::try_from(v).ok().map(|x| (pg_sys::Datum::from(x), pg_sys::F_INT2EQ)),
-        Kind::Int(pg_sys::INT4OID) => i32::try_from(v).ok().map(|x| (pg_sys::Datum::from(x), pg_sys::F_INT4EQ)),
-        _ => Some((pg_sys::Datum::from(v), pg_sys::F_INT8EQ)),
+        Kind::Int(pg_sys::INT2OID) => i16::try_from(v).ok().map(|x| (pg_sys::Datum::from(x), pg_sys::F_INT2EQ, pg_sys::InvalidOid)),
+        Kind::Int(pg_sys::INT4OID) => i32::try_from(v).ok().map(|x| (pg_sys::Datum::from(x), pg_sys::F_INT4EQ, pg_sys::InvalidOid)),
+        _ => Some((pg_sys::Datum::from(v), pg_sys::F_INT8EQ, pg_sys::InvalidOid)),
     }
 }
+
+/// An equality key: the value, its equality function, its collation (text only).
+type Key = (pg_sys::Datum, u32, pg_sys::Oid);
 
 /// A read of `table` through `index`: the rows whose leading key columns equal `keys`, in
 /// `dir` order of the index, each handed to `each` with the attributes `atts` (whose kinds are
@@ -438,7 +461,7 @@ impl<'a> Scan<'a> {
         Scan { table, index, atts, kinds, at }
     }
 
-    fn run(&self, keys: &[(pg_sys::Datum, u32)], backward: bool, mut each: impl FnMut(&Vals<'_>) -> bool) {
+    fn run(&self, keys: &[Key], backward: bool, mut each: impl FnMut(&Vals<'_>) -> bool) {
         let dir = if backward { pg_sys::ScanDirection::BackwardScanDirection } else { pg_sys::ScanDirection::ForwardScanDirection };
         let n = self.atts.len();
         let mut values = vec![pg_sys::Datum::from(0usize); n];
@@ -451,8 +474,9 @@ impl<'a> Scan<'a> {
         unsafe {
             let scan = pg_sys::index_beginscan(self.table.0, self.index.0, pg_sys::GetActiveSnapshot(), keys.len() as i32, 0);
             let mut sk: Vec<pg_sys::ScanKeyData> = vec![std::mem::zeroed(); keys.len()];
-            for (i, (d, proc_)) in keys.iter().enumerate() {
+            for (i, (d, proc_, collation)) in keys.iter().enumerate() {
                 pg_sys::ScanKeyInit(&mut sk[i], (i + 1) as i16, pg_sys::BTEqualStrategyNumber as u16, pg_sys::Oid::from_u32(*proc_), *d);
+                sk[i].sk_collation = *collation;
             }
             let slot = pg_sys::table_slot_create(self.table.0, std::ptr::null_mut());
             let mut vm: pg_sys::Buffer = pg_sys::InvalidBuffer as pg_sys::Buffer;
@@ -832,4 +856,27 @@ pub fn demographics(shape: &Shape, user_id: i64) -> Option<Option<(Option<f64>, 
         false
     });
     Some(row)
+}
+
+/// [`crate::store::live`]'s filter statement for one attribute (`attr`: 0 category,
+/// 1 project_code, 2 mood) equal to `value`: the ids of the posts that match now, read through
+/// an index led by that column (under its collation); None: run the statement.
+pub fn matching(shape: &Shape, attr: usize, value: &str) -> Option<Vec<i64>> {
+    let l = shape.live.as_ref()?;
+    let c = l.attrs.get(attr)?.as_ref()?;
+    let table = Table::open(&l.table)?;
+    let (a, id) = (table.attnum(c)?, table.attnum(&l.id)?);
+    let index = table.index(&[(a, TEXT_FAM)], &[id])?;
+    // `(c)::text = $1` compares under the column's collation: the index must order by it.
+    if index.collation(0) != table.collation(a) {
+        return None;
+    }
+    let key = (pgrx::IntoDatum::into_datum(value)?, pg_sys::F_TEXTEQ, index.collation(0));
+    let (atts, kinds) = ([id], [l.id.kind]);
+    let mut out = vec![];
+    Scan::new(&table, &index, &atts, &kinds).run(&[key], false, |v| {
+        out.extend(v.int(0));
+        true
+    });
+    Some(out)
 }

@@ -141,6 +141,13 @@ pub fn matching(client: &pgrx::spi::SpiClient<'_>, m: &Serving, attrs: [Option<&
     }
     let Some(q) = &m.live else { return Ok(None) };
     let Some(sql) = &q.filters[mask] else { return Ok(Some(HashSet::new())) };
+    // One filter: read through its column's index directly where that gives the statement's ids.
+    if mask.count_ones() == 1 && super::direct::usable() {
+        let bit = mask.trailing_zeros() as usize;
+        if let Some(ids) = attrs[bit].and_then(|v| super::direct::matching(&m.direct, bit, v)) {
+            return Ok(Some(ids.into_iter().collect()));
+        }
+    }
     let values: Vec<&str> = attrs.iter().flatten().copied().collect();
     let types = vec![TEXT; values.len()];
     let args: Vec<pgrx::datum::DatumWithOid<'_>> = values.iter().map(|v| (*v).into()).collect();
