@@ -662,19 +662,12 @@ pub fn followee_posts(shape: &Shape, ids: &[i64], limit: usize) -> Option<Vec<(i
         // (which this direction may meet first).
         let (mut timed, mut untimed) = (vec![], vec![]);
         scan.run(&[key], backward, |v| {
-            let Some(post) = v.int(0) else {
-                // A NULL id still takes its place in the statement's order.
-                if v.int(1).is_some() {
-                    timed.push(None);
-                } else if untimed.len() < limit {
-                    untimed.push(None);
-                }
-                return timed.len() < limit;
-            };
+            // A NULL id (None) still takes its place in the statement's order.
+            let post = v.int(0);
             if v.int(1).is_some() {
-                timed.push(Some(post));
+                timed.push(post);
             } else if untimed.len() < limit {
-                untimed.push(Some(post));
+                untimed.push(post);
             }
             timed.len() < limit
         });
