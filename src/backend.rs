@@ -92,39 +92,3 @@ pub fn serving_malloc() {
 const MMAP_THRESHOLD: i32 = 8 << 20;
 /// See [`serving_malloc`].
 const TRIM_THRESHOLD: i32 = 32 << 20;
-
-/// Runs `work` on the backend's helper thread while `here` runs on the backend thread, and
-/// returns both results. The helper (one per backend, started on first use, kept for the
-/// backend's life) takes no signal, since PostgreSQL's handlers belong to the backend thread,
-/// and `work` must not call into PostgreSQL; `here` may. Without `helper`, or when no helper
-/// can be started, `work` runs here first. An ERROR in `here` unwinds only after `work` has
-/// finished, so whatever `work` borrows outlives it.
-pub fn alongside<A: Send, B>(helper: bool, work: impl FnOnce() -> A + Send, here: impl FnOnce() -> B) -> (A, B) {
-    if !helper {
-        return (work(), here());
-    }
-    static HELPER: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
-    let helper = HELPER.get_or_init(|| {
-        // SAFETY: plain libc calls on this thread's signal mask: the helper starts with every
-        // signal blocked, and this thread's mask is restored at once.
-        unsafe {
-            let (mut all, mut old): (libc::sigset_t, libc::sigset_t) = (std::mem::zeroed(), std::mem::zeroed());
-            libc::sigfillset(&mut all);
-            libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(1).thread_name(|_| "recsys-serve".into()).build().ok();
-            libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
-            pool
-        }
-    });
-    match helper {
-        Some(pool) => {
-            let mut a = None;
-            let b = pool.in_place_scope(|scope| {
-                scope.spawn(|_| a = Some(work()));
-                here()
-            });
-            (a.expect("the helper's work ran"), b)
-        }
-        None => (work(), here()),
-    }
-}

@@ -7,6 +7,7 @@ mod api;
 mod backend;
 mod error;
 mod gucs;
+mod helper;
 mod options;
 mod progress;
 mod store;

@@ -202,3 +202,41 @@ fn model_key_time_equals_the_sql() {
     assert_eq!(epoch_micros(i64::MAX), None);
     assert_eq!(epoch_micros(i64::MIN), None);
 }
+
+#[pg_test]
+fn helper_runs_work_beside_the_backend_and_returns_both() {
+    let me = std::thread::current().id();
+    for i in 0..50 {
+        crate::helper::prewake();
+        let (a, b) = crate::helper::alongside(true, || (std::thread::current().id(), i * 2), || i + 1);
+        assert_ne!(a.0, me, "the work runs on the helper thread");
+        assert_eq!((a.1, b), (i * 2, i + 1));
+    }
+    // Without the helper the work runs here.
+    let (a, ()) = crate::helper::alongside(false, || std::thread::current().id(), || ());
+    assert_eq!(a, me);
+}
+
+#[pg_test]
+fn helper_panics_reach_the_backend_after_both_parts_end() {
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    // A panic in the helper's work is resumed on the backend thread.
+    let r = std::panic::catch_unwind(|| crate::helper::alongside(true, || -> i32 { panic!("work failed") }, || 1));
+    assert!(r.is_err());
+    // A panic here unwinds only after the helper's work (which borrows this frame) has ended.
+    let done = AtomicBool::new(false);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        crate::helper::alongside(
+            true,
+            || {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                done.store(true, SeqCst)
+            },
+            || -> () { panic!("here failed") },
+        )
+    }));
+    assert!(r.is_err());
+    assert!(done.load(SeqCst), "the helper's work finished before the panic left alongside");
+    // The helper still serves.
+    assert_eq!(crate::helper::alongside(true, || 2, || 3), (2, 3));
+}

@@ -72,7 +72,7 @@ pub(super) fn score_user_ahead(
     let (cat, input, seen) = (&cat, &req.input, &req.seen);
     // A helper only when there is something to read meanwhile.
     let helper = crate::gucs::serving_helper() && request::reads_people(m, w, n_history);
-    let ((own, ahead), people) = crate::backend::alongside(
+    let ((own, ahead), people) = crate::helper::alongside(
         helper,
         || {
             let s = hybrid::score_history(cat, input, o, w);

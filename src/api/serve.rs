@@ -47,6 +47,8 @@ fn recsys_recommend(
     let (Some(user_id), Some(k), Some(exclude_seen)) = (user_id, k, exclude_seen) else {
         return TableIterator::new(vec![]);
     };
+    // The helper's wake-up overlaps the reads before its work is handed over.
+    crate::helper::prewake();
     let mut feed = Feed::new(k, category, project_code, mood, include, exclude, offset.unwrap_or(0), diversity.unwrap_or(0.0)).or_raise();
     let rows = Spi::connect(|client| -> Result<Vec<FeedRow>> {
         let m = model::current(client, model.unwrap_or(DEFAULT_MODEL))?;
