@@ -134,6 +134,30 @@ impl ItemGraph {
     /// out[j] = Σ over history (i, w_i) of w_i · weight(i → j), `out` zeroed first. Items out of
     /// range (in the history or beyond `out`) are ignored; a repeated item counts each time.
     /// EASE and RP3beta were designed for binary histories (w = 1).
+    /// [`ItemGraph::scores`] added to `out` (not zeroed first), returning the items it wrote,
+    /// each once, in the order first written. With `out` zeroed first, every other entry
+    /// stays 0.
+    pub fn add_scores(&self, history: &[(u32, f32)], out: &mut [f32]) -> Vec<u32> {
+        let mut touched = vec![];
+        // One bit per item: a heavy history writes tens of thousands of entries, and sorting
+        // them to drop repeats cost more than the scores.
+        let mut seen = vec![0u64; out.len().div_ceil(64)];
+        for &(i, w) in history {
+            let (js, ws) = self.row(i);
+            for (&j, &b) in js.iter().zip(ws) {
+                if let Some(o) = out.get_mut(j as usize) {
+                    *o += w * b;
+                    let (word, bit) = (j as usize / 64, 1u64 << (j % 64));
+                    if seen[word] & bit == 0 {
+                        seen[word] |= bit;
+                        touched.push(j);
+                    }
+                }
+            }
+        }
+        touched
+    }
+
     pub fn scores(&self, history: &[(u32, f32)], out: &mut [f32]) {
         out.iter_mut().for_each(|o| *o = 0.0);
         for &(i, w) in history {
@@ -992,6 +1016,24 @@ mod tests {
         // Threads do not change the result.
         let one = crate::als::pool(1, None).unwrap();
         assert_eq!(rp3beta(&ui, 0.7, 0.3, 20, &one, &mut ok).unwrap(), rp3beta(&ui, 0.7, 0.3, 20, &pool(), &mut ok).unwrap());
+    }
+
+    #[test]
+    fn added_scores_are_the_scores_and_name_the_posts_written() {
+        let pool = crate::als::pool(2, None).unwrap();
+        let (r, c): (Vec<u32>, Vec<u32>) = (0..200u32).map(|k| (k % 40, (k * 7 + k / 40) % 60)).unzip();
+        let ui = Csr::from_triplets(40, 60, &r, &c, &vec![1.0; r.len()]);
+        let g = rp3beta(&ui, 0.8, 0.3, 10, &pool, &mut || Ok(())).unwrap();
+        let h = [(3u32, 1.0f32), (17, 1.0), (3, 1.0), (59, 1.0)];
+        let (mut a, mut b) = (vec![0f32; 60], vec![0f32; 60]);
+        g.scores(&h, &mut a);
+        let touched = g.add_scores(&h, &mut b);
+        assert_eq!(a, b);
+        let mut once = touched.clone();
+        once.sort_unstable();
+        once.dedup();
+        assert!(once.len() == touched.len() && !touched.is_empty());
+        assert!((0..60u32).all(|j| once.binary_search(&j).is_ok() || b[j as usize] == 0.0));
     }
 
     #[test]

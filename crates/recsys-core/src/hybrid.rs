@@ -468,6 +468,9 @@ pub struct Scores {
     /// Dense item-graph scores (empty when no history, no graph or zero weight).
     pub graph: Vec<f32>,
     pub graph_max: f32,
+    /// The posts whose `graph` entry was written, each once (every other entry is 0); None:
+    /// not known, `graph` is read whole.
+    pub graph_touched: Option<Vec<u32>>,
     /// Dense per-item penalty in [0, 1] from negative feedback (empty = none): the fused score
     /// is multiplied by 1 − penalty.
     pub negative: Vec<f32>,
@@ -816,10 +819,13 @@ pub fn score_history(cat: &Catalog<'_>, user: &UserInput, o: &HybridOptions, wei
             if let Some(g) = cat.graph {
                 // EASE and RP3beta are defined on binary histories.
                 let binary: Vec<(u32, f32)> = items.iter().map(|&(i, _)| (i, 1.0)).collect();
+                // A history reaches a few hundred posts through the graph: its maximum and
+                // its part of the walk's bound are taken over those only.
                 let mut v = vec![0f32; n];
-                g.scores(&binary, &mut v);
-                s.graph_max = max_slice(&v);
+                let touched = g.add_scores(&binary, &mut v);
+                s.graph_max = max_of(touched.iter().map(|&j| &v[j as usize]));
                 s.graph = v;
+                s.graph_touched = Some(touched);
             }
         }
         s.fold = Some((fi, items));
@@ -1019,12 +1025,32 @@ impl Scores {
     /// read as another one times 0.
     fn rest(&self, cat: &Catalog<'_>, mask: Option<&[bool]>) -> Vec<f32> {
         let mut out = self.dense_rest(cat, mask);
+        self.add_graph_at(&mut out, |_, _| {});
         self.add_sparse(&mut out);
         out
     }
 
-    /// [`Scores::rest`] without the sparse parts (social, demographic), −∞ where `mask`
-    /// disallows.
+    /// Adds the item-graph part of the posts in `graph_touched` to `out` (the dense part
+    /// left it out), telling `each` every post changed and its new value. The sum is the one
+    /// the dense pass would make: its last term added to the same partial sum (the terms left
+    /// out added +0).
+    fn add_graph_at(&self, out: &mut [f32], mut each: impl FnMut(usize, f32)) {
+        let Some(touched) = &self.graph_touched else { return };
+        let kg = if self.graph_max > 0.0 { self.weights.graph / self.graph_max } else { 0.0 };
+        let usable = kg > 0.0 && kg.is_finite() && self.graph.len() == out.len();
+        if !usable {
+            return;
+        }
+        for &j in touched {
+            let j = j as usize;
+            let r = &mut out[j];
+            *r += kg * self.graph[j].max(0.0);
+            each(j, *r);
+        }
+    }
+
+    /// [`Scores::rest`] without the sparse parts (social, demographic) and without the
+    /// item graph when its posts are known (`graph_touched`), −∞ where `mask` disallows.
     fn dense_rest(&self, cat: &Catalog<'_>, mask: Option<&[bool]>) -> Vec<f32> {
         let n = cat.items();
         let w = &self.weights;
@@ -1038,7 +1064,8 @@ impl Scores {
         }
         let (fresh, kf) = dense(cat.freshness, w.freshness, n, pop);
         let (content, kc) = dense(&self.content, if self.content_max > 0.0 { w.content / self.content_max } else { 0.0 }, n, pop);
-        let (graph, kg) = dense(&self.graph, if self.graph_max > 0.0 { w.graph / self.graph_max } else { 0.0 }, n, pop);
+        let kg = if self.graph_max > 0.0 && self.graph_touched.is_none() { w.graph / self.graph_max } else { 0.0 };
+        let (graph, kg) = dense(&self.graph, kg, n, pop);
         let (pop, kp) = dense(pop, w.popularity, n, pop);
         let mut out: Vec<f32> =
             pop.iter().zip(fresh).zip(content.iter().zip(graph)).map(|((p, f), (c, g))| kp * p + kf * f + kc * c + kg * g.max(0.0)).collect();
@@ -1208,8 +1235,16 @@ impl Scores {
     /// the ranking goes through the partition.
     pub fn dense_bound(&self, cat: &Catalog<'_>, mask: Option<&[bool]>) -> Option<DenseBound> {
         let ivf = cat.ivf.filter(|_| self.als_by_ivf && self.x.is_some())?;
-        let rest = self.dense_rest(cat, mask);
-        let cluster_max = ivf.cluster_max(&rest[..rest.len().min(ivf.items)]);
+        let mut rest = self.dense_rest(cat, mask);
+        let mut cluster_max = ivf.cluster_max(&rest[..rest.len().min(ivf.items)]);
+        // The item graph's posts, each raising its cluster's maximum where it is now above it
+        // (a post's part only grows, so this is the maximum of the final values).
+        let of = ivf.clusters_of_rows();
+        self.add_graph_at(&mut rest, |i, r| {
+            if let Some(m) = of.get(i).and_then(|&c| cluster_max.get_mut(c as usize)) {
+                *m = m.max(r);
+            }
+        });
         Some(DenseBound { rest, cluster_max })
     }
 
@@ -1948,6 +1983,13 @@ mod tests {
                 let mut early = score_history(&cat, &user, &o, &weights);
                 let bound = early.dense_bound(&cat, Some(&mask));
                 assert!(bound.is_some());
+                // The graph's posts added one by one give the bound the whole dense pass
+                // gives, bit for bit.
+                assert_eq!(early.graph_touched.as_ref().is_some_and(|t| !t.is_empty()), weights.graph > 0.0, "case {case}");
+                let whole = Scores { graph_touched: None, ..early.clone() }.dense_bound(&cat, Some(&mask)).expect("a bound");
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+                let b = bound.as_ref().expect("a bound");
+                assert!(bits(&b.rest) == bits(&whole.rest) && bits(&b.cluster_max) == bits(&whole.cluster_max), "case {case}");
                 score_people(&mut early, &cat, &user, &o);
                 assert_eq!(early.top_by_ivf_from(&cat, &ids, 20, Some(&mask), bound), got, "case {case}");
                 for (g, w) in got.iter().zip(&want) {
