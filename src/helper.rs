@@ -27,9 +27,9 @@ use std::sync::OnceLock;
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
-/// How long the backend thread spins for the helper's result before it sleeps.
+/// How long the backend thread waits awake for the helper's result before it sleeps.
 const WAIT_SPIN: Duration = Duration::from_micros(400);
-/// How long a prewoken helper spins for its work before it sleeps again.
+/// How long a prewoken helper waits awake for its work before it sleeps again.
 const READY_SPIN: Duration = Duration::from_micros(400);
 /// The same, for a helper started by a backend's first call, which opens the model first.
 const FIRST_SPIN: Duration = Duration::from_millis(3);
@@ -39,7 +39,6 @@ const POSTED: u8 = 1;
 const DONE: u8 = 2;
 
 /// A type-erased piece of work: `run(data)` runs it and stores its result where `data` says.
-#[derive(Clone, Copy)]
 struct Job {
     data: *mut (),
     run: unsafe fn(*mut ()),
@@ -50,7 +49,7 @@ struct Shared {
     /// Written by the backend thread before it publishes POSTED, read by the helper after it
     /// sees POSTED: never both at once.
     job: UnsafeCell<Option<Job>>,
-    /// Until when (µs since `epoch`) a prewoken helper spins for work.
+    /// Until when (µs since `epoch`) a prewoken helper waits awake for work.
     spin_until: AtomicU64,
     epoch: Instant,
     backend: Thread,
@@ -78,9 +77,17 @@ impl Shared {
     }
 }
 
+/// The backend's helper (None: it could not be started).
+static HELPER: OnceLock<Option<Helper>> = OnceLock::new();
+
+/// The helper, started now if it was not yet.
 fn helper() -> Option<&'static Helper> {
-    static HELPER: OnceLock<Option<Helper>> = OnceLock::new();
     HELPER.get_or_init(start).as_ref()
+}
+
+/// The helper if it was started already: [`prewake`] and a call without it never start it.
+fn started() -> Option<&'static Helper> {
+    HELPER.get().and_then(|h| h.as_ref())
 }
 
 fn start() -> Option<Helper> {
@@ -106,7 +113,7 @@ fn start() -> Option<Helper> {
     handle.ok().map(|h| Helper { shared, thread: h.thread().clone() })
 }
 
-/// The helper's loop: wait for work (spinning while prewoken), run it, publish DONE.
+/// The helper's loop: wait for work (awake while prewoken), run it, publish DONE.
 fn serve(s: &'static Shared) {
     loop {
         while s.state.load(Ordering::Acquire) != POSTED {
@@ -135,33 +142,35 @@ fn serve(s: &'static Shared) {
     }
 }
 
-/// Wakes the helper to spin for work a call is about to hand over, when the last hand-over
-/// used it (see the module doc). Cheap when the helper is already awake.
+/// Wakes the helper to wait awake for work a call is about to hand over, when the last
+/// hand-over used it (see the module doc). Cheap when the helper is already awake.
 ///
 /// The first call in a backend (with `recsys.serving_helper` on) starts the helper here, so
-/// that the new thread is created, scheduled and spinning while the call opens the model,
+/// that the new thread is created, scheduled and awake while the call opens the model,
 /// instead of when its work is handed over: a thread created then often ran only once the
 /// backend thread yielded, 0.3–1.4 ms later, after the reads it was meant to overlap.
 pub fn prewake() {
-    if HELPER_STARTED.get().is_none() {
+    if HELPER.get().is_none() {
         if crate::gucs::serving_helper() {
-            let _ = HELPER_STARTED.set(());
             if let Some(h) = helper() {
                 h.shared.used.store(true, Ordering::Relaxed);
-                note_cpu(h.shared);
-                h.shared.spin_until.store(h.shared.micros() + FIRST_SPIN.as_micros() as u64, Ordering::Relaxed);
-                h.thread.unpark();
+                wake(h, FIRST_SPIN);
             }
         }
         return;
     }
-    if let Some(h) = HELPER_STARTED.get().and_then(|_| helper()) {
+    if let Some(h) = started() {
         if h.shared.used.load(Ordering::Relaxed) && h.shared.state.load(Ordering::Relaxed) == IDLE {
-            note_cpu(h.shared);
-            h.shared.spin_until.store(h.shared.micros() + READY_SPIN.as_micros() as u64, Ordering::Relaxed);
-            h.thread.unpark();
+            wake(h, READY_SPIN);
         }
     }
+}
+
+/// Wakes the helper to wait awake for work for up to `awake`.
+fn wake(h: &Helper, awake: Duration) {
+    note_cpu(h.shared);
+    h.shared.spin_until.store(h.shared.micros() + awake.as_micros() as u64, Ordering::Relaxed);
+    h.thread.unpark();
 }
 
 /// Records the CPU the backend thread is on (see `serve`).
@@ -169,9 +178,6 @@ fn note_cpu(s: &Shared) {
     // SAFETY: sched_getcpu has no arguments and no side effect.
     s.backend_cpu.store(unsafe { libc::sched_getcpu() }, Ordering::Relaxed);
 }
-
-/// Set once the helper has been started: [`prewake`] never starts it.
-static HELPER_STARTED: OnceLock<()> = OnceLock::new();
 
 /// The slot a job's work and result live in, on the backend thread's stack.
 struct Slot<W, A> {
@@ -195,13 +201,12 @@ pub fn alongside<A: Send, B, W: FnOnce() -> A + Send>(helper_wanted: bool, work:
     let h = match helper_wanted.then(helper).flatten() {
         Some(h) if h.shared.state.load(Ordering::Acquire) == IDLE => h,
         _ => {
-            if let Some(h) = HELPER_STARTED.get().and_then(|_| helper()) {
+            if let Some(h) = started() {
                 h.shared.used.store(false, Ordering::Relaxed);
             }
             return (work(), here());
         }
     };
-    let _ = HELPER_STARTED.set(());
     let s = h.shared;
     s.used.store(true, Ordering::Relaxed);
     let mut slot: Slot<W, A> = Slot { work: Some(work), out: None };

@@ -995,6 +995,16 @@ fn sparse_dot((ta, va): (&[u32], &[f32]), (tb, vb): (&[u32], &[f32])) -> f32 {
     s
 }
 
+/// An `each` for [`Scores::add_sparse_at`] and [`Scores::add_graph_at`]: raises a changed post's
+/// cluster maximum (`of`: each row's cluster) to its new value where below.
+fn raise_cluster_max<'a>(of: &'a [u16], cluster_max: &'a mut [f32]) -> impl FnMut(usize, f32) + 'a {
+    move |i, r| {
+        if let Some(m) = of.get(i).and_then(|&c| cluster_max.get_mut(c as usize)) {
+            *m = m.max(r);
+        }
+    }
+}
+
 fn scaled(v: f32, max: f32) -> f32 {
     if max > 0.0 && v.is_finite() {
         (v.max(0.0) / max).min(1.0)
@@ -1210,12 +1220,7 @@ impl Scores {
                         // The sparse parts, as `rest` adds them (−∞, a masked post, stays), and
                         // each changed post's cluster maximum raised to it where below (a bound
                         // need only be at least the maximum).
-                        let of = ivf.clusters_of_rows();
-                        self.add_sparse_at(&mut rest, |i, r| {
-                            if let Some(m) = of.get(i).and_then(|&c| cluster_max.get_mut(c as usize)) {
-                                *m = m.max(r);
-                            }
-                        });
+                        self.add_sparse_at(&mut rest, raise_cluster_max(ivf.clusters_of_rows(), &mut cluster_max));
                         (rest, Some(cluster_max))
                     }
                     _ => (self.rest(cat, mask), None),
@@ -1239,12 +1244,7 @@ impl Scores {
         let mut cluster_max = ivf.cluster_max(&rest[..rest.len().min(ivf.items)]);
         // The item graph's posts, each raising its cluster's maximum where it is now above it
         // (a post's part only grows, so this is the maximum of the final values).
-        let of = ivf.clusters_of_rows();
-        self.add_graph_at(&mut rest, |i, r| {
-            if let Some(m) = of.get(i).and_then(|&c| cluster_max.get_mut(c as usize)) {
-                *m = m.max(r);
-            }
-        });
+        self.add_graph_at(&mut rest, raise_cluster_max(ivf.clusters_of_rows(), &mut cluster_max));
         Some(DenseBound { rest, cluster_max })
     }
 
