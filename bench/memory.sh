@@ -3,13 +3,14 @@
 # the same factors (issue 12). Needs pgvector installed (scripts/setup.sh builds it).
 #   bash bench/memory.sh [USERS POSTS INTERACTIONS]     (default 200000 20000 2000000)
 # Seeded synthetic data (seed 3), default train options with maintenance_work_mem = 4GB, a
-# throwaway cluster on port 54344 (max_connections 100). Prints a markdown table.
+# throwaway cluster on port 54344 (max_connections 100) in /tmp/pg_recsys-bench-memory
+# (MEMORY_PORT and MEMORY_DIR choose others). Prints a markdown table.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 USERS="${1:-200000}"; POSTS="${2:-20000}"; INTER="${3:-2000000}"
-export PGHOST=127.0.0.1 PGPORT=54344 PGUSER=postgres
-DIR=/tmp/pg_recsys-bench-memory; DATA="$ROOT/bench/out/memory_${USERS}_${POSTS}_${INTER}"
+export PGHOST=127.0.0.1 PGPORT="${MEMORY_PORT:-54344}" PGUSER=postgres
+DIR="${MEMORY_DIR:-/tmp/pg_recsys-bench-memory}"; DATA="$ROOT/bench/out/memory_${USERS}_${POSTS}_${INTER}"
 bash scripts/install_ext.sh >/dev/null
 [ -x bench/.venv/bin/python ] || python3 -m venv bench/.venv
 bench/.venv/bin/python -c "import psycopg" 2>/dev/null || bench/.venv/bin/pip install -q "psycopg[binary]"

@@ -10,6 +10,9 @@
 //! fifth of a hybrid feed call at 100K posts. So:
 //! - the backend thread waits awake for the helper's result for up to [`WAIT_SPIN`] (the
 //!   helper's work is a fraction of a millisecond, and usually ends soon after the reads);
+//! - when the backend thread's part ends before the helper has started (no CPU was free for
+//!   it: a busy machine, or the helper queued on the backend thread's CPU), the backend thread
+//!   takes the work back and runs it itself: whichever thread claims it first runs it;
 //! - [`prewake`], called as a call starts, wakes the helper to wait awake for up to
 //!   [`READY_SPIN`] for the work that call is about to hand over, so the wake-up overlaps the
 //!   call's first reads. It is called only when the previous call used the helper, so a
@@ -22,7 +25,7 @@
 //! finished, so whatever that work borrows outlives it.
 use std::cell::UnsafeCell;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::OnceLock;
 use std::thread::Thread;
 use std::time::{Duration, Instant};
@@ -33,10 +36,14 @@ const WAIT_SPIN: Duration = Duration::from_micros(400);
 const READY_SPIN: Duration = Duration::from_micros(400);
 /// The same, for a helper started by a backend's first call, which opens the model first.
 const FIRST_SPIN: Duration = Duration::from_millis(3);
+/// The most calls run without the helper after it found no CPU for their work.
+const MAX_BACKOFF: u32 = 32;
 
 const IDLE: u8 = 0;
 const POSTED: u8 = 1;
 const DONE: u8 = 2;
+/// The helper took the posted work and is running it.
+const RUNNING: u8 = 3;
 
 /// A type-erased piece of work: `run(data)` runs it and stores its result where `data` says.
 struct Job {
@@ -46,8 +53,8 @@ struct Job {
 
 struct Shared {
     state: AtomicU8,
-    /// Written by the backend thread before it publishes POSTED, read by the helper after it
-    /// sees POSTED: never both at once.
+    /// Written by the backend thread before it publishes POSTED, taken by whichever thread
+    /// moves POSTED on (the helper to RUNNING, the backend thread back to IDLE): never both.
     job: UnsafeCell<Option<Job>>,
     /// Until when (µs since `epoch`) a prewoken helper waits awake for work.
     spin_until: AtomicU64,
@@ -57,10 +64,14 @@ struct Shared {
     used: AtomicBool,
     /// The CPU the backend thread was on when it last woke the helper or handed it work.
     backend_cpu: AtomicI32,
+    /// Calls left to run without the helper, and how many the next back-off skips (see
+    /// `alongside`). Only the backend thread uses them.
+    skip_left: AtomicU32,
+    skip_next: AtomicU32,
 }
 
 // SAFETY: `job` is accessed by one thread at a time, ordered by `state` (release/acquire); the
-// pointer it holds is only dereferenced by the helper between POSTED and DONE, while the
+// pointer it holds is only dereferenced by the thread that claimed the job, while the
 // backend thread keeps the pointee alive and untouched (see `alongside`).
 unsafe impl Sync for Shared {}
 // SAFETY: as above.
@@ -99,6 +110,8 @@ fn start() -> Option<Helper> {
         backend: std::thread::current(),
         used: AtomicBool::new(false),
         backend_cpu: AtomicI32::new(-1),
+        skip_left: AtomicU32::new(0),
+        skip_next: AtomicU32::new(1),
     }));
     // SAFETY: plain libc calls on this thread's signal mask: the helper starts with every
     // signal blocked, and this thread's mask is restored at once.
@@ -116,7 +129,9 @@ fn start() -> Option<Helper> {
 /// The helper's loop: wait for work (awake while prewoken), run it, publish DONE.
 fn serve(s: &'static Shared) {
     loop {
-        while s.state.load(Ordering::Acquire) != POSTED {
+        // The work is taken by whichever side claims it first: the backend thread runs it
+        // itself when its own part ends before the helper started (see `alongside`).
+        while held() || s.state.compare_exchange(POSTED, RUNNING, Ordering::Acquire, Ordering::Relaxed).is_err() {
             // Waiting awake only helps on another CPU than the backend thread's: on the same
             // one, a yielding helper runs only when the backend thread blocks, often after the
             // reads it was meant to overlap, while a sleeping one is woken onto an idle CPU.
@@ -128,8 +143,8 @@ fn serve(s: &'static Shared) {
                 std::thread::park();
             }
         }
-        // SAFETY: POSTED was published (release) after the job was written; the backend
-        // thread does not touch it until DONE.
+        // SAFETY: POSTED was published (release) after the job was written, and this thread
+        // moved it to RUNNING (acquire): the backend thread does not touch the job until DONE.
         let job = unsafe { (*s.job.get()).take() };
         if let Some(job) = job {
             // SAFETY: the backend thread keeps `data` alive until it sees DONE; `run` catches
@@ -142,6 +157,29 @@ fn serve(s: &'static Shared) {
     }
 }
 
+/// Tests only: while set, the helper does not take posted work (so the backend thread does).
+#[cfg(any(test, feature = "pg_test"))]
+pub static HOLD: AtomicBool = AtomicBool::new(false);
+
+/// Tests only: ends a back-off (the next call that wants the helper uses it).
+#[cfg(any(test, feature = "pg_test"))]
+pub fn reset_backoff() {
+    if let Some(h) = started() {
+        h.shared.skip_left.store(0, Ordering::Relaxed);
+        h.shared.skip_next.store(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+fn held() -> bool {
+    HOLD.load(Ordering::Relaxed)
+}
+
+#[cfg(not(any(test, feature = "pg_test")))]
+fn held() -> bool {
+    false
+}
+
 /// Wakes the helper to wait awake for work a call is about to hand over, when the last
 /// hand-over used it (see the module doc). Cheap when the helper is already awake.
 ///
@@ -151,7 +189,7 @@ fn serve(s: &'static Shared) {
 /// backend thread yielded, 0.3–1.4 ms later, after the reads it was meant to overlap.
 pub fn prewake() {
     if HELPER.get().is_none() {
-        if crate::gucs::serving_helper() {
+        if crate::gucs::serving_helper() && cpu_free() {
             if let Some(h) = helper() {
                 h.shared.used.store(true, Ordering::Relaxed);
                 wake(h, FIRST_SPIN);
@@ -163,6 +201,40 @@ pub fn prewake() {
         if h.shared.used.load(Ordering::Relaxed) && h.shared.state.load(Ordering::Relaxed) == IDLE {
             wake(h, READY_SPIN);
         }
+    }
+}
+
+/// Whether a CPU is idle now: fewer runnable threads on the machine (this one included) than
+/// online CPUs, from `/proc/loadavg`. Asked only before the helper is started, so that a busy
+/// machine (20 new connections at once on 2 cores) does not pay for threads that would find
+/// no CPU. Where it cannot be read, the helper is started as before.
+fn cpu_free() -> bool {
+    let Ok(text) = std::fs::read_to_string("/proc/loadavg") else { return true };
+    // SAFETY: sysconf has no side effect.
+    free_by_loadavg(&text, unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) })
+}
+
+/// Whether `/proc/loadavg`'s runnable count (its fourth field, `running/total`) is below
+/// `cpus`; true when either cannot be read.
+pub(crate) fn free_by_loadavg(text: &str, cpus: i64) -> bool {
+    let running = text.split_whitespace().nth(3).and_then(|f| f.split('/').next()).and_then(|r| r.parse::<i64>().ok());
+    running.is_none_or(|r| cpus < 1 || r < cpus)
+}
+
+/// The helper for a call that wants it: None while a back-off runs, or when it is not started
+/// and no CPU is idle (then it is started by a later call).
+fn available() -> Option<&'static Helper> {
+    match HELPER.get() {
+        Some(h) => {
+            let h = h.as_ref()?;
+            let left = h.shared.skip_left.load(Ordering::Relaxed);
+            if left > 0 {
+                h.shared.skip_left.store(left - 1, Ordering::Relaxed);
+                return None;
+            }
+            Some(h)
+        }
+        None => cpu_free().then(helper).flatten(),
     }
 }
 
@@ -197,8 +269,12 @@ unsafe fn run_slot<W: FnOnce() -> A, A>(data: *mut ()) {
 /// Runs `work` on the backend's helper thread while `here` runs on the backend thread, and
 /// returns both results. `work` must not call into PostgreSQL; `here` may. Without `helper`,
 /// or when no helper can be started, `work` runs here first.
+///
+/// When `here` ends before the helper has taken the work, the work runs here; the next calls
+/// then run without the helper (1, 2, 4 … up to [`MAX_BACKOFF`] calls while that repeats), so
+/// that on a machine with no idle CPU a call does not wake a thread that finds none.
 pub fn alongside<A: Send, B, W: FnOnce() -> A + Send>(helper_wanted: bool, work: W, here: impl FnOnce() -> B) -> (A, B) {
-    let h = match helper_wanted.then(helper).flatten() {
+    let h = match helper_wanted.then(available).flatten() {
         Some(h) if h.shared.state.load(Ordering::Acquire) == IDLE => h,
         _ => {
             if let Some(h) = started() {
@@ -210,13 +286,31 @@ pub fn alongside<A: Send, B, W: FnOnce() -> A + Send>(helper_wanted: bool, work:
     let s = h.shared;
     s.used.store(true, Ordering::Relaxed);
     let mut slot: Slot<W, A> = Slot { work: Some(work), out: None };
-    // SAFETY: the helper is IDLE (it reads the job only after POSTED); `slot` outlives the
-    // job: this function does not return or unwind before it sees DONE.
+    // SAFETY: the helper is IDLE (it takes the job only by moving POSTED to RUNNING); `slot`
+    // outlives the job: this function does not return or unwind before it has taken the job
+    // back or seen DONE.
     unsafe { *s.job.get() = Some(Job { data: &mut slot as *mut Slot<W, A> as *mut (), run: run_slot::<W, A> }) };
     note_cpu(s);
     s.state.store(POSTED, Ordering::Release);
     h.thread.unpark();
     let b = catch_unwind(AssertUnwindSafe(here));
+    if s.state.compare_exchange(POSTED, IDLE, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+        // The helper has not started (no CPU for it yet: on a busy machine, or on this
+        // thread's CPU): the work runs here now rather than after a wake-up and a switch.
+        // SAFETY: the job was written by this thread and the helper never took it (it takes
+        // it only by moving POSTED to RUNNING); `slot` is alive here.
+        let job = unsafe { (*s.job.get()).take() };
+        s.used.store(false, Ordering::Relaxed);
+        let n = s.skip_next.load(Ordering::Relaxed);
+        s.skip_left.store(n, Ordering::Relaxed);
+        s.skip_next.store((n * 2).min(MAX_BACKOFF), Ordering::Relaxed);
+        // After a panic here the work is not run at all (the panic is resumed at once).
+        if let Some(job) = job.filter(|_| b.is_ok()) {
+            // SAFETY: `job.data` is `slot`, alive; `run` catches any panic of the work.
+            unsafe { (job.run)(job.data) };
+        }
+        return finish(b, &mut slot);
+    }
     let t0 = Instant::now();
     while s.state.load(Ordering::Acquire) != DONE {
         if t0.elapsed() < WAIT_SPIN {
@@ -226,10 +320,16 @@ pub fn alongside<A: Send, B, W: FnOnce() -> A + Send>(helper_wanted: bool, work:
         }
     }
     s.state.store(IDLE, Ordering::Release);
+    s.skip_next.store(1, Ordering::Relaxed);
+    finish(b, &mut slot)
+}
+
+/// Both results of `alongside`, or the first panic (the backend thread's own first).
+fn finish<W, A, B>(b: std::thread::Result<B>, slot: &mut Slot<W, A>) -> (A, B) {
     let b = b.unwrap_or_else(|p| resume_unwind(p));
     match slot.out.take() {
         Some(Ok(a)) => (a, b),
         Some(Err(p)) => resume_unwind(p),
-        None => unreachable!("the helper ran the work"),
+        None => unreachable!("the work ran"),
     }
 }

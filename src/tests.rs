@@ -206,9 +206,19 @@ fn model_key_time_equals_the_sql() {
 #[pg_test]
 fn helper_runs_work_beside_the_backend_and_returns_both() {
     let me = std::thread::current().id();
-    for i in 0..50 {
+    // The backend thread's part lasts long enough for the helper to take the work.
+    let slow = || std::thread::sleep(std::time::Duration::from_millis(20));
+    crate::helper::reset_backoff();
+    for i in 0..20 {
         crate::helper::prewake();
-        let (a, b) = crate::helper::alongside(true, || (std::thread::current().id(), i * 2), || i + 1);
+        let (a, b) = crate::helper::alongside(
+            true,
+            || (std::thread::current().id(), i * 2),
+            || {
+                slow();
+                i + 1
+            },
+        );
         assert_ne!(a.0, me, "the work runs on the helper thread");
         assert_eq!((a.1, b), (i * 2, i + 1));
     }
@@ -218,25 +228,82 @@ fn helper_runs_work_beside_the_backend_and_returns_both() {
 }
 
 #[pg_test]
+fn a_cpu_is_free_while_fewer_threads_run_than_cpus() {
+    use crate::helper::free_by_loadavg as free;
+    assert!(free("0.52 0.41 0.30 1/81 12345\n", 2), "this thread alone on 2 CPUs");
+    assert!(!free("0.52 0.41 0.30 2/81 12345\n", 2), "2 running on 2 CPUs");
+    assert!(!free("19.0 7.0 2.0 23/104 12345\n", 2));
+    assert!(free("1.0 1.0 1.0 3/90 1\n", 8));
+    // Unreadable: as if free (the helper is used as before).
+    assert!(free("", 2));
+    assert!(free("0.1 0.1 0.1 x/81 1", 2));
+    assert!(free("0.1 0.1 0.1 5/81 1", 0));
+}
+
+#[pg_test]
+fn work_the_helper_has_not_taken_runs_on_the_backend_thread() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let me = std::thread::current().id();
+    crate::helper::HOLD.store(true, SeqCst);
+    // (A helper between its check of HOLD and its claim has taken its claim by now.)
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let r = std::panic::catch_unwind(|| {
+        for i in 0..20 {
+            let (a, b) = crate::helper::alongside(true, || (std::thread::current().id(), i * 2), || i + 1);
+            assert_eq!(a.0, me, "the work the helper did not take runs here");
+            assert_eq!((a.1, b), (i * 2, i + 1));
+        }
+        // Its panic is resumed here too.
+        assert!(std::panic::catch_unwind(|| crate::helper::alongside(true, || -> i32 { panic!("work failed") }, || 1)).is_err());
+    });
+    crate::helper::HOLD.store(false, SeqCst);
+    r.unwrap_or_else(|p| std::panic::resume_unwind(p));
+    // Work taken back starts a back-off: the next calls run here without asking the helper,
+    // then one asks it again (the back-off has grown to its cap, 32 calls).
+    let on_helper = || crate::helper::alongside(true, || std::thread::current().id(), || std::thread::sleep(std::time::Duration::from_millis(20))).0 != me;
+    assert!(!on_helper(), "a call right after work was taken back runs without the helper");
+    let first = (0..40).position(|_| on_helper());
+    assert!(first.is_some_and(|n| n <= 32), "the helper takes work again after the back-off: {first:?}");
+    // It keeps taking it.
+    assert!(on_helper());
+}
+
+#[pg_test]
 fn helper_panics_reach_the_backend_after_both_parts_end() {
     use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
     // A panic in the helper's work is resumed on the backend thread.
     let r = std::panic::catch_unwind(|| crate::helper::alongside(true, || -> i32 { panic!("work failed") }, || 1));
     assert!(r.is_err());
-    // A panic here unwinds only after the helper's work (which borrows this frame) has ended.
-    let done = AtomicBool::new(false);
+    // A panic here unwinds only after the helper's work (which borrows this frame) has ended:
+    // the helper has taken the work (it waits awake for it) before this part fails.
+    let (started, done) = (AtomicBool::new(false), AtomicBool::new(false));
+    crate::helper::reset_backoff();
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        crate::helper::prewake();
         crate::helper::alongside(
             true,
             || {
+                started.store(true, SeqCst);
                 std::thread::sleep(std::time::Duration::from_millis(50));
                 done.store(true, SeqCst)
             },
-            || -> () { panic!("here failed") },
+            || -> () {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                panic!("here failed")
+            },
         )
     }));
     assert!(r.is_err());
+    assert!(started.load(SeqCst), "the helper took the work");
     assert!(done.load(SeqCst), "the helper's work finished before the panic left alongside");
+    // Work not yet taken when this part fails is not run at all.
+    let ran = AtomicBool::new(false);
+    crate::helper::HOLD.store(true, SeqCst);
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| crate::helper::alongside(true, || ran.store(true, SeqCst), || -> () { panic!("here failed") })));
+    crate::helper::HOLD.store(false, SeqCst);
+    assert!(r.is_err());
+    assert!(!ran.load(SeqCst), "work not taken is dropped with the panic");
     // The helper still serves.
     assert_eq!(crate::helper::alongside(true, || 2, || 3), (2, 3));
 }
