@@ -93,10 +93,11 @@ def main():
               lambda: first_cell(extra, a.first, a.users) if a.first else cell(extra, a.calls, a.users, a.only))
 
 
-def alternate(a, b, rounds, unit, measure):
+def alternate(a, b, rounds, unit, measure, labels=None):
     """Installs build A, then build B, `rounds` times, calling `measure()` after each install;
     installs the build that was there before again at the end; prints each build's figures
-    (`unit`), their medians and the ratio B / A."""
+    (`unit`), their medians and the ratio B / A. With `labels`, `measure()` returns one figure
+    per label, and each is printed with its medians."""
     libdir = subprocess.run(["pg_config", "--pkglibdir"], check=True, capture_output=True, text=True).stdout.strip()
     dest = os.path.join(libdir, "pg_recsys.so")
     saved = dest + ".ab-saved"
@@ -110,6 +111,11 @@ def alternate(a, b, rounds, unit, measure):
     finally:
         install(saved, dest)
         os.unlink(saved)
+    if labels:
+        for name in res:
+            cols = list(zip(*res[name]))
+            print(f"{name} ({unit}): " + "; ".join(f"{l} {[round(x, 2) for x in c]}, median {statistics.median(c):.2f}" for l, c in zip(labels, cols)))
+        return
     for name in res:
         print(f"{name}: {unit} {[round(x, 3) for x in res[name]]}, median {statistics.median(res[name]):.3f}")
     print(f"B / A (medians): {statistics.median(res['B']) / statistics.median(res['A']):.3f}; "

@@ -26,6 +26,10 @@ use std::time::Instant;
 thread_local! {
     /// (extension OID, quoted schema): valid while the extension is not dropped and recreated.
     pub static SCHEMA: RefCell<Option<(pgrx::pg_sys::Oid, String)>> = const { RefCell::new(None) };
+    /// The namespace of the extension function being called, while it runs (`store::Caller`).
+    pub static CALLER_NSP: std::cell::Cell<Option<pgrx::pg_sys::Oid>> = const { std::cell::Cell::new(None) };
+    /// (namespace OID, quoted name) of the last such namespace.
+    pub static CALLER_SCHEMA: RefCell<Option<(pgrx::pg_sys::Oid, String)>> = const { RefCell::new(None) };
     /// The served version of each model name this backend has used.
     pub static MODELS: RefCell<HashMap<String, Rc<Serving>>> = RefCell::new(HashMap::new());
     /// The served-version query, prepared once per backend (and per extension schema).

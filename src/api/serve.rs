@@ -29,6 +29,7 @@ fn recsys_recommend(
     diversity: default!(Option<f32>, 0.0),
     weights: default!(Option<JsonB>, "NULL"),
     model: default!(Option<&str>, "'default'"),
+    fcinfo: pg_sys::FunctionCallInfo,
 ) -> TableIterator<
     'static,
     (
@@ -47,6 +48,8 @@ fn recsys_recommend(
     let (Some(user_id), Some(k), Some(exclude_seen)) = (user_id, k, exclude_seen) else {
         return TableIterator::new(vec![]);
     };
+    // The extension's schema is this function's (no lookup of the extension by name).
+    let _caller = crate::store::Caller::of(fcinfo);
     // The helper's wake-up overlaps the reads before its work is handed over.
     crate::helper::prewake();
     let mut feed = Feed::new(k, category, project_code, mood, include, exclude, offset.unwrap_or(0), diversity.unwrap_or(0.0)).or_raise();

@@ -283,8 +283,38 @@ impl Table {
 
     /// A usable btree index whose leading key columns are `lead` (attribute numbers) under
     /// `families`; among several, one holding all of `want` (an index-only read), then the
-    /// narrowest.
+    /// narrowest. Chosen from the catalogues, so only that index is opened (in a new
+    /// connection, building an index's relation cache entry is most of its cost); checked
+    /// again once open, with every index opened and checked when that differs.
     fn index(&self, lead: &[(i16, pg_sys::Oid)], want: &[i16]) -> Option<Index> {
+        let mut best: Option<(pg_sys::Oid, bool, i16)> = None;
+        // SAFETY: the relation is open; the index list is a copy, freed here; the catalogue
+        // rows are read through the syscache (`fits_by_catalog`).
+        unsafe {
+            let list = pg_sys::RelationGetIndexList(self.0);
+            let n = if list.is_null() { 0 } else { (*list).length as usize };
+            for i in 0..n {
+                let oid = (*(*list).elements.add(i)).oid_value;
+                let Some((covers, natts)) = fits_by_catalog(oid, lead, want) else { continue };
+                if best.is_none_or(|(_, c, w)| (covers, -natts) > (c, -w)) {
+                    best = Some((oid, covers, natts));
+                }
+            }
+            if !list.is_null() {
+                pg_sys::list_free(list);
+            }
+            if let Some((oid, covers, natts)) = best {
+                let idx = Index(pg_sys::index_open(oid, pg_sys::AccessShareLock as i32));
+                if idx.fits(lead, want) == Some((covers, natts)) {
+                    return Some(idx);
+                }
+            }
+        }
+        self.index_opening_all(lead, want)
+    }
+
+    /// [`Table::index`] judged on every index opened (its relation cache entry).
+    fn index_opening_all(&self, lead: &[(i16, pg_sys::Oid)], want: &[i16]) -> Option<Index> {
         let mut best: Option<(Index, bool, i16)> = None;
         // SAFETY: the relation is open; the index list is a copy (freed here); each index is
         // opened with AccessShareLock (as planning a statement on the table locks every index)
@@ -319,6 +349,58 @@ impl Drop for Table {
             // SAFETY: opened by `open`, closed once; the lock is kept to the transaction's end.
             unsafe { pg_sys::table_close(self.0, pg_sys::NoLock as i32) };
         }
+    }
+}
+
+/// [`Index::fits`] for index `oid` from its pg_index, pg_class and pg_opclass rows (the
+/// syscache), without opening it.
+///
+/// # Safety
+/// On the backend thread inside a transaction.
+unsafe fn fits_by_catalog(oid: pg_sys::Oid, lead: &[(i16, pg_sys::Oid)], want: &[i16]) -> Option<(bool, i16)> {
+    // SAFETY: syscache lookups on the backend thread; each tuple is released before return and
+    // read only while held; `indclass` is a non-null oidvector of `indnatts` entries.
+    unsafe {
+        let am = {
+            let t = pg_sys::SearchSysCache1(pg_sys::SysCacheIdentifier::RELOID as i32, pg_sys::Datum::from(oid.to_u32()));
+            if t.is_null() {
+                return None;
+            }
+            let am = (*pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_class>(t)).relam;
+            pg_sys::ReleaseSysCache(t);
+            am
+        };
+        if am != pg_sys::BTREE_AM_OID {
+            return None;
+        }
+        let t = pg_sys::SearchSysCache1(pg_sys::SysCacheIdentifier::INDEXRELID as i32, pg_sys::Datum::from(oid.to_u32()));
+        if t.is_null() {
+            return None;
+        }
+        let fits = (|| {
+            let ix = &*pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_index>(t);
+            let usable = ix.indisvalid && ix.indisready && ix.indislive && !ix.indcheckxmin;
+            let partial = !pg_sys::heap_attisnull(t, pg_sys::Anum_pg_index_indpred as i32, std::ptr::null_mut());
+            if !usable || partial || (ix.indnkeyatts as usize) < lead.len() {
+                return None;
+            }
+            let keys = ix.indkey.values.as_slice(ix.indnatts as usize);
+            let mut isnull = false;
+            let d =
+                pg_sys::SysCacheGetAttr(pg_sys::SysCacheIdentifier::INDEXRELID as i32, t, pg_sys::Anum_pg_index_indclass as pg_sys::AttrNumber, &mut isnull);
+            if isnull {
+                return None;
+            }
+            let classes = (*(d.cast_mut_ptr::<pg_sys::oidvector>())).values.as_slice(ix.indnatts as usize);
+            for (i, (att, fam)) in lead.iter().enumerate() {
+                if keys[i] != *att || pg_sys::get_opclass_family(classes[i]) != *fam {
+                    return None;
+                }
+            }
+            Some((want.iter().all(|a| keys.contains(a)), ix.indnatts))
+        })();
+        pg_sys::ReleaseSysCache(t);
+        fits
     }
 }
 
@@ -743,10 +825,40 @@ pub fn posts_at(shape: &Shape, tids: &[pg_sys::ItemPointerData], ids: &[i64], mu
 /// the table's OID (`serving::ModelKey`'s fields).
 pub type RowKey = (i64, i64, u32);
 
+/// A jsonb value copied out of its row as stored (detoasted): converting it to text and
+/// parsing that, which a caller may not need, costs a new connection ~0.1 ms.
+pub struct RawJsonb(Vec<u64>);
+
+impl RawJsonb {
+    /// # Safety
+    /// `d` is a non-null jsonb datum of a tuple being read.
+    unsafe fn copy(d: pg_sys::Datum) -> RawJsonb {
+        // SAFETY: a jsonb varlena (the caller's promise), detoasted here (a copy when it was
+        // toasted or compressed); its VARSIZE_ANY bytes are copied into 8-byte aligned words.
+        unsafe {
+            let p = pg_sys::pg_detoast_datum_packed(d.cast_mut_ptr());
+            let len = pgrx::varlena::varsize_any(p);
+            let mut words = vec![0u64; len.div_ceil(8)];
+            std::ptr::copy_nonoverlapping(p as *const u8, words.as_mut_ptr() as *mut u8, len);
+            if p != d.cast_mut_ptr() {
+                pg_sys::pfree(p.cast());
+            }
+            RawJsonb(words)
+        }
+    }
+
+    /// The value, through jsonb's text form (as pgrx's `JsonB` reads a datum).
+    pub fn to_json(&self) -> pgrx::JsonB {
+        // SAFETY: the words hold a whole jsonb varlena (`copy`), alive for the call.
+        unsafe { pgrx::JsonB::from_polymorphic_datum(pg_sys::Datum::from(self.0.as_ptr()), false, pg_sys::JSONBOID) }
+            .unwrap_or(pgrx::JsonB(serde_json::Value::Null))
+    }
+}
+
 /// The row of model `name` in `models` (`_recsys_model`, schema-qualified) deployed last, as
 /// `store::model`'s key statement returns it: its key and, when `options_for(key)`, its
 /// options. Some(None): no such row; None: run the statement.
-pub fn deployed(models: &str, name: &str, options_for: impl Fn(RowKey) -> bool) -> Option<Option<(RowKey, Option<pgrx::JsonB>)>> {
+pub fn deployed(models: &str, name: &str, options_for: impl Fn(RowKey) -> bool) -> Option<Option<(RowKey, Option<RawJsonb>)>> {
     let table = Table::open(models)?;
     let (id, nm, created, deployed, options) = (
         table.attnum_of("id", pg_sys::INT8OID)?,
@@ -758,7 +870,7 @@ pub fn deployed(models: &str, name: &str, options_for: impl Fn(RowKey) -> bool) 
     let at = |a: i16| (a - 1) as usize;
     // WHERE name = $1 AND deployed_at IS NOT NULL ORDER BY deployed_at DESC, id DESC LIMIT 1,
     // over every row: the table holds a few versions per model name.
-    let mut best: Option<((i64, i64), RowKey, Option<pgrx::JsonB>)> = None;
+    let mut best: Option<((i64, i64), RowKey, Option<RawJsonb>)> = None;
     // SAFETY: on the backend thread in a transaction with an active snapshot (`usable`); the
     // table is open, locked and a heap (`Table::open`). Every tuple is read (its options
     // copied out) before the next is fetched; the scan ends here. The descriptor holds
@@ -795,7 +907,7 @@ pub fn deployed(models: &str, name: &str, options_for: impl Fn(RowKey) -> bool) 
                 break;
             };
             let key = (order.1, created_us, (*rel).rd_id.to_u32());
-            let opts = if options_for(key) { pgrx::JsonB::from_polymorphic_datum(values[at(options)], nulls[at(options)], pg_sys::JSONBOID) } else { None };
+            let opts = if options_for(key) && !nulls[at(options)] { Some(RawJsonb::copy(values[at(options)])) } else { None };
             best = Some((order, key, opts));
         }
         pg_sys::heap_endscan(scan);

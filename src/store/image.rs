@@ -187,10 +187,12 @@ impl<'a> Sections<'a> {
 
 /// Writes the image of `d` at `path` (temporary file, fsync, rename). Ids added to the data
 /// after it was decoded (posts created after training) are not in it: images are written from
-/// freshly decoded data only.
-pub fn write(path: &Path, d: &Data, tables: &Tables) -> std::io::Result<()> {
+/// freshly decoded data only. `options` are the version's stored options, kept so that a new
+/// connection need not convert them from the row's jsonb.
+pub fn write(path: &Path, d: &Data, tables: &Tables, options: &crate::options::TrainOptions) -> std::io::Result<()> {
     let mut s = Sections(vec![]);
     s.own("tables", serde_json::to_vec(tables).map_err(std::io::Error::other)?);
+    s.own("options", serde_json::to_vec(options).map_err(std::io::Error::other)?);
     s.scalar("factors", d.factors as u64);
     s.scalar("interacted_items", d.interacted_items as u64);
     s.own("newest_day", d.newest_day.to_ne_bytes().to_vec());
@@ -454,6 +456,12 @@ pub fn tables(img: &Arc<Image>) -> Result<Option<Tables>> {
         None => Ok(None),
         Some(b) => serde_json::from_slice(&b).map(Some).map_err(|e| RecsysError::Corrupt(format!("model image tables: {e}"))),
     }
+}
+
+/// The stored options the image was written with; None for an image written before they were
+/// kept, or when they no longer parse (the row's are read instead).
+pub fn options(img: &Arc<Image>) -> Option<crate::options::TrainOptions> {
+    serde_json::from_slice(&img.get::<u8>("options").ok()??).ok()
 }
 
 /// Removes the images of this database's model table whose version is not in `keep`.

@@ -341,16 +341,30 @@ pub const QUANTIZE_MIN_ITEMS: usize = 20_000;
 
 use crate::backend::{LATEST, MODELS as CACHE};
 
-/// The served version of model `name` (the one deployed last) and, unless this backend holds
-/// that version already, its stored options: read together, so a new connection's first call
-/// runs one statement fewer.
-fn newest_key(client: &SpiClient<'_>, schema: &str, name: &str) -> Result<Option<(ModelKey, Option<JsonB>)>> {
-    // The options are parsed only when this backend does not hold that version already; the
-    // row is read directly where that gives the statement's.
-    let cached = |k: &ModelKey| CACHE.with(|c| c.borrow().get(name).is_some_and(|m| m.key == *k));
+/// A version's stored options as read with its key: converted only when used.
+pub enum StoredOptions {
+    Json(JsonB),
+    Raw(super::direct::RawJsonb),
+}
+
+impl StoredOptions {
+    fn parse(self, id: i64) -> Result<TrainOptions> {
+        let json = match self {
+            StoredOptions::Json(j) => j,
+            StoredOptions::Raw(r) => r.to_json(),
+        };
+        serde_json::from_value(json.0).map_err(|e| RecsysError::Corrupt(format!("options of model {id}: {e}")))
+    }
+}
+
+/// The served version of model `name` (the one deployed last) and, unless `skip_options` says
+/// they are not needed (this backend holds that version already), its stored options: read
+/// together, so a new connection's first call runs one statement fewer.
+fn newest_key(client: &SpiClient<'_>, schema: &str, name: &str, skip_options: impl Fn(&ModelKey) -> bool) -> Result<Option<(ModelKey, Option<StoredOptions>)>> {
+    // The row is read directly where that gives the statement's.
     if super::direct::usable() {
-        if let Some(found) = super::direct::deployed(&format!("{schema}._recsys_model"), name, |k| !cached(&row_key(k))) {
-            return Ok(found.map(|(k, options)| (row_key(k), options)));
+        if let Some(found) = super::direct::deployed(&format!("{schema}._recsys_model"), name, |k| !skip_options(&row_key(k))) {
+            return Ok(found.map(|(k, options)| (row_key(k), options.map(StoredOptions::Raw))));
         }
     }
     let fresh = LATEST.with(|l| l.borrow().as_ref().is_none_or(|(s, _)| s != schema));
@@ -361,10 +375,12 @@ fn newest_key(client: &SpiClient<'_>, schema: &str, name: &str) -> Result<Option
         let plan = super::plan::KeptPlan::prepare(client, &sql, &[pgrx::PgOid::BuiltIn(pgrx::PgBuiltInOids::TEXTOID)])?;
         LATEST.with(|l| *l.borrow_mut() = Some((schema.to_string(), plan)));
     }
-    LATEST.with(|l| -> Result<Option<(ModelKey, Option<JsonB>)>> {
+    LATEST.with(|l| -> Result<Option<(ModelKey, Option<StoredOptions>)>> {
         let l = l.borrow();
         let (_, plan) = l.as_ref().ok_or_else(|| RecsysError::Spi("model-id plan missing".into()))?;
-        let rows = plan.select(client, &[name.into()], |r| Ok(key_of(r)?.map(|k| (k, if cached(&k) { Ok(None) } else { r.get::<JsonB>(4) }))))?;
+        let rows = plan.select(client, &[name.into()], |r| {
+            Ok(key_of(r)?.map(|k| (k, if skip_options(&k) { Ok(None) } else { r.get::<JsonB>(4).map(|j| j.map(StoredOptions::Json)) })))
+        })?;
         match rows.into_iter().next() {
             Some((key, options)) => Ok(Some((key, options?))),
             None => Ok(None),
@@ -420,22 +436,27 @@ fn still_current(client: &SpiClient<'_>, schema: &str, name: &str) -> Result<Opt
     }
 }
 
+/// Whether this backend holds version `k` of model `name`.
+fn cached(name: &str, k: &ModelKey) -> bool {
+    CACHE.with(|c| c.borrow().get(name).is_some_and(|m| m.key == *k))
+}
+
 /// The served version of model `name`, from the cache when it is still the served one.
 pub fn current(client: &SpiClient<'_>, name: &str) -> Result<Rc<Serving>> {
     let schema = super::schema()?;
     if let Some(m) = still_current(client, &schema, name)? {
         return Ok(m);
     }
-    // Only the key on the hot path; the options are read on a cache miss.
-    let Some((key, options)) = newest_key(client, &schema, name)? else {
+    // Only the key on the hot path; the options are read on a cache miss, and converted only
+    // when the version's image does not keep them (converting the row's jsonb cost a new
+    // connection ~0.1 ms).
+    let Some((key, options)) = newest_key(client, &schema, name, |k| cached(name, k))? else {
         return Err(if name == crate::options::DEFAULT_MODEL { RecsysError::NotTrained } else { RecsysError::UnknownModel(name.to_string()) });
     };
     if let Some(hit) = CACHE.with(|c| c.borrow().get(name).filter(|m| m.key == key).cloned()) {
         return catch_up(client, hit);
     }
-    let id = key.id;
-    let options = options.ok_or(RecsysError::NotTrained)?.0;
-    let options: TrainOptions = serde_json::from_value(options).map_err(|e| RecsysError::Corrupt(format!("options of model {id}: {e}")))?;
+    let options = options.ok_or(RecsysError::NotTrained)?;
     // The old version is dropped before the new one is decoded (peak memory: one model).
     CACHE.with(|c| c.borrow_mut().remove(name));
     let model = Rc::new(if crate::gucs::shared_models() {
@@ -444,7 +465,7 @@ pub fn current(client: &SpiClient<'_>, name: &str) -> Result<Rc<Serving>> {
         crate::backend::serving_malloc();
         shared(client, &schema, key, options)?
     } else {
-        load(client, &schema, key, options)?
+        load(client, &schema, key, options.parse(key.id)?)?
     });
     CACHE.with(|c| c.borrow_mut().insert(name.to_string(), model));
     // The per-call probe (served version and "any post newer than the model?"), planned now
@@ -464,9 +485,9 @@ pub fn current(client: &SpiClient<'_>, name: &str) -> Result<Rc<Serving>> {
 /// no version is served): what a background trending refresh needs to rebuild a result's key.
 pub fn served_options(client: &SpiClient<'_>, name: &str) -> Result<Option<(ModelKey, TrainOptions)>> {
     let schema = super::schema()?;
-    let Some((key, options)) = newest_key(client, &schema, name)? else { return Ok(None) };
+    let Some((key, options)) = newest_key(client, &schema, name, |k| cached(name, k))? else { return Ok(None) };
     let options = match options {
-        Some(j) => serde_json::from_value(j.0).map_err(|e| RecsysError::Corrupt(format!("options of model {}: {e}", key.id)))?,
+        Some(o) => o.parse(key.id)?,
         // Not read: this backend holds that version already.
         None => CACHE.with(|c| c.borrow().get(name).map(|m| m.options.clone())).ok_or(RecsysError::NotTrained)?,
     };
@@ -475,8 +496,9 @@ pub fn served_options(client: &SpiClient<'_>, name: &str) -> Result<Option<(Mode
 
 /// The model from its image, mapped (written first from the stored rows when there is none).
 /// An image that cannot be written (disk full, permissions) leaves the decoded private copy in
-/// service, with a WARNING: serving never fails for the cache's sake.
-fn shared(client: &SpiClient<'_>, schema: &str, key: ModelKey, options: TrainOptions) -> Result<Serving> {
+/// service, with a WARNING: serving never fails for the cache's sake. `options`: the version's
+/// stored options, converted only when the image does not keep them.
+fn shared(client: &SpiClient<'_>, schema: &str, key: ModelKey, options: StoredOptions) -> Result<Serving> {
     let path = super::image::path(key);
     let mapped = match super::image::Image::open(&path) {
         Ok(m) => m,
@@ -488,6 +510,10 @@ fn shared(client: &SpiClient<'_>, schema: &str, key: ModelKey, options: TrainOpt
         }
     };
     if let Some(img) = mapped {
+        let options = match super::image::options(&img) {
+            Some(o) => o,
+            None => options.parse(key.id)?,
+        };
         check_stored_options(key.id, &options)?;
         let t0 = std::time::Instant::now();
         let data = super::image::read(&img, key.id)?;
@@ -509,12 +535,13 @@ fn shared(client: &SpiClient<'_>, schema: &str, key: ModelKey, options: TrainOpt
         );
         return m;
     }
+    let options = options.parse(key.id)?;
     let (data, rating) = decode_parts(client, schema, key.id, &options)?;
     if rating.is_some() {
         return attach(client, key, options, data, rating);
     }
     let tables = resolve_tables(client, &options)?;
-    if let Err(e) = super::image::write(&path, &data, &tables) {
+    if let Err(e) = super::image::write(&path, &data, &tables, &options) {
         pgrx::warning!("pg_recsys: could not write the model image {}: {e}; serving from private memory", path.display());
         return attach(client, key, options, data, None);
     }

@@ -306,8 +306,8 @@ fn hostile_search_path_does_not_change_results() {
 }
 
 /// The extension in its own schema, whose name needs quoting: its tables are found there
-/// (the schema is read from pg_extension, quoted by the server), from a connection whose
-/// search_path does not include it.
+/// (the schema is the called function's own or read from pg_extension, quoted by the server),
+/// from a connection whose search_path does not include it.
 #[test]
 fn extension_in_a_schema_that_needs_quoting() {
     let c = Cluster::start("ext_schema");

@@ -181,9 +181,17 @@ fn model_images_serve_exactly_the_stored_model() {
     let private = c.sql(db, &format!("SET recsys.shared_models = off; {calls}"));
     assert_eq!(shared, private, "the image serves exactly the decoded model");
     assert!(shared.lines().count() > 30, "{shared}");
+    // A new connection opens the image, with the options the image keeps.
+    assert_eq!(c.sql(db, calls), shared, "served from the image in a new connection");
+    // An image without its options section (as written before it was kept): the row's.
+    let img = images.join(&files()[0]);
+    let mut bytes = std::fs::read(&img).unwrap();
+    let at = bytes.windows(8).position(|w| w == b"options\0").expect("the image names an options section");
+    bytes[at + 6] = b'X';
+    std::fs::write(&img, &bytes).unwrap();
+    assert_eq!(c.sql(db, calls), shared, "an image without options: the row's options");
     assert!(shared.contains("popular with people like you"), "the cold user is served from its segments' lists: {shared}");
     // A damaged image: a WARNING, rebuilt from the rows, same answers.
-    let img = images.join(&files()[0]);
     std::fs::write(&img, b"not an image at all").unwrap();
     let out = c.psql_cmd(db).args(["-A", "-t", "-c", calls]).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim_end(), shared);
