@@ -5,7 +5,8 @@ middle of the id range (typical histories; the synthetic ids at the start are th
 head): the first call's latency (the same call again: the second call; their difference is what
 opening the model and planning the per-call queries costs a new connection) (1 connection at a
 time, and 20 cold connections at once), and the backend's private memory after the call (Private_Clean +
-Private_Dirty of /proc/<pid>/smaps_rollup: what the backend holds that no other process shares;
+Private_Dirty of /proc/<pid>/smaps_rollup: what the backend holds that no other process shares,
+read with 20 at once after all 20 have made their calls;
 needs the server on this machine and permission to read it, e.g. root) and its PSS. Then the
 same for the pgvector alternative over the same factors (bench/pgvec.py: the served post factors
 and the asked users' trained factors in vector columns, an HNSW index, ORDER BY v <#> user
@@ -63,6 +64,10 @@ def one(setting, user, results, hold=None, query=RECOMMEND):
         t2 = time.perf_counter()
         c.execute(query, (user,)).fetchone()
         second = (time.perf_counter() - t2) * 1000
+        if hold:
+            # Read once every connection has made its calls: an image page is private to a
+            # backend only while no other one has touched it yet.
+            hold.wait()
         m = smaps(pid)
         if hold:
             hold.wait()
