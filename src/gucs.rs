@@ -64,7 +64,7 @@ pub fn init() {
     GucRegistry::define_bool_guc(
         c"recsys.serving_helper",
         c"Score a user's history on a helper thread while the backend reads the followees and demographics.",
-        c"One thread per backend, started on first use; it runs no PostgreSQL code. Off: everything on the backend thread (e.g. when the cores are already saturated).",
+        c"One thread per backend, started on first use while a CPU is idle; it runs no PostgreSQL code. Work it has not taken when the backend thread is done runs on the backend thread. Off: everything on the backend thread.",
         &SERVING_HELPER,
         GucContext::Userset,
         GucFlags::default(),
