@@ -161,6 +161,12 @@ fn serve(s: &'static Shared) {
 #[cfg(any(test, feature = "pg_test"))]
 pub static HOLD: AtomicBool = AtomicBool::new(false);
 
+/// Tests only: starts the helper now, however busy the machine is.
+#[cfg(any(test, feature = "pg_test"))]
+pub fn start_now() {
+    let _ = helper();
+}
+
 /// Tests only: ends a back-off (the next call that wants the helper uses it).
 #[cfg(any(test, feature = "pg_test"))]
 pub fn reset_backoff() {

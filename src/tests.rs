@@ -203,19 +203,33 @@ fn model_key_time_equals_the_sql() {
     assert_eq!(epoch_micros(i64::MIN), None);
 }
 
+/// Waits (up to 10 s) until `flag` is set: a backend-thread part that returns only once the
+/// helper has begun the work, so that the backend thread never takes it back, however busy
+/// the machine running the tests is.
+fn until_set(flag: &std::sync::atomic::AtomicBool) {
+    let t0 = std::time::Instant::now();
+    while !flag.load(std::sync::atomic::Ordering::SeqCst) && t0.elapsed() < std::time::Duration::from_secs(10) {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
 #[pg_test]
 fn helper_runs_work_beside_the_backend_and_returns_both() {
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
     let me = std::thread::current().id();
-    // The backend thread's part lasts long enough for the helper to take the work.
-    let slow = || std::thread::sleep(std::time::Duration::from_millis(20));
+    crate::helper::start_now();
     crate::helper::reset_backoff();
     for i in 0..20 {
         crate::helper::prewake();
+        let begun = AtomicBool::new(false);
         let (a, b) = crate::helper::alongside(
             true,
-            || (std::thread::current().id(), i * 2),
             || {
-                slow();
+                begun.store(true, SeqCst);
+                (std::thread::current().id(), i * 2)
+            },
+            || {
+                until_set(&begun);
                 i + 1
             },
         );
@@ -242,8 +256,9 @@ fn a_cpu_is_free_while_fewer_threads_run_than_cpus() {
 
 #[pg_test]
 fn work_the_helper_has_not_taken_runs_on_the_backend_thread() {
-    use std::sync::atomic::Ordering::SeqCst;
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
     let me = std::thread::current().id();
+    crate::helper::start_now();
     crate::helper::HOLD.store(true, SeqCst);
     // (A helper between its check of HOLD and its claim has taken its claim by now.)
     std::thread::sleep(std::time::Duration::from_millis(5));
@@ -260,7 +275,14 @@ fn work_the_helper_has_not_taken_runs_on_the_backend_thread() {
     r.unwrap_or_else(|p| std::panic::resume_unwind(p));
     // Work taken back starts a back-off: the next calls run here without asking the helper,
     // then one asks it again (the back-off has grown to its cap, 32 calls).
-    let on_helper = || crate::helper::alongside(true, || std::thread::current().id(), || std::thread::sleep(std::time::Duration::from_millis(20))).0 != me;
+    let on_helper = || {
+        let begun = AtomicBool::new(false);
+        let work = || {
+            begun.store(true, SeqCst);
+            std::thread::current().id()
+        };
+        crate::helper::alongside(true, work, || until_set(&begun)).0 != me
+    };
     assert!(!on_helper(), "a call right after work was taken back runs without the helper");
     let first = (0..40).position(|_| on_helper());
     assert!(first.is_some_and(|n| n <= 32), "the helper takes work again after the back-off: {first:?}");
@@ -277,6 +299,7 @@ fn helper_panics_reach_the_backend_after_both_parts_end() {
     // A panic here unwinds only after the helper's work (which borrows this frame) has ended:
     // the helper has taken the work (it waits awake for it) before this part fails.
     let (started, done) = (AtomicBool::new(false), AtomicBool::new(false));
+    crate::helper::start_now();
     crate::helper::reset_backoff();
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         crate::helper::prewake();
@@ -288,7 +311,7 @@ fn helper_panics_reach_the_backend_after_both_parts_end() {
                 done.store(true, SeqCst)
             },
             || -> () {
-                std::thread::sleep(std::time::Duration::from_millis(20));
+                until_set(&started);
                 panic!("here failed")
             },
         )
