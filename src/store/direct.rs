@@ -285,11 +285,13 @@ impl Table {
     /// `families`; among several, one holding all of `want` (an index-only read), then the
     /// narrowest. Chosen from the catalogues, so only that index is opened (in a new
     /// connection, building an index's relation cache entry is most of its cost); checked
-    /// again once open, with every index opened and checked when that differs.
+    /// again once open: None (the caller's statement, or its other index) when it no longer
+    /// fits (a concurrent change of the index).
     fn index(&self, lead: &[(i16, pg_sys::Oid)], want: &[i16]) -> Option<Index> {
         let mut best: Option<(pg_sys::Oid, bool, i16)> = None;
         // SAFETY: the relation is open; the index list is a copy, freed here; the catalogue
-        // rows are read through the syscache (`fits_by_catalog`).
+        // rows are read through the syscache (`fits_by_catalog`); the chosen index is opened
+        // with AccessShareLock and kept.
         unsafe {
             let list = pg_sys::RelationGetIndexList(self.0);
             let n = if list.is_null() { 0 } else { (*list).length as usize };
@@ -303,42 +305,10 @@ impl Table {
             if !list.is_null() {
                 pg_sys::list_free(list);
             }
-            if let Some((oid, covers, natts)) = best {
-                let idx = Index(pg_sys::index_open(oid, pg_sys::AccessShareLock as i32));
-                if idx.fits(lead, want) == Some((covers, natts)) {
-                    return Some(idx);
-                }
-            }
+            let (oid, covers, natts) = best?;
+            let idx = Index(pg_sys::index_open(oid, pg_sys::AccessShareLock as i32));
+            (idx.fits(lead, want) == Some((covers, natts))).then_some(idx)
         }
-        self.index_opening_all(lead, want)
-    }
-
-    /// [`Table::index`] judged on every index opened (its relation cache entry).
-    fn index_opening_all(&self, lead: &[(i16, pg_sys::Oid)], want: &[i16]) -> Option<Index> {
-        let mut best: Option<(Index, bool, i16)> = None;
-        // SAFETY: the relation is open; the index list is a copy (freed here); each index is
-        // opened with AccessShareLock (as planning a statement on the table locks every index)
-        // and the ones not kept are closed keeping the lock.
-        unsafe {
-            let list = pg_sys::RelationGetIndexList(self.0);
-            let n = if list.is_null() { 0 } else { (*list).length as usize };
-            for i in 0..n {
-                let oid = (*(*list).elements.add(i)).oid_value;
-                let idx = Index(pg_sys::index_open(oid, pg_sys::AccessShareLock as i32));
-                let Some((covers, natts)) = idx.fits(lead, want) else { continue };
-                let better = match &best {
-                    None => true,
-                    Some((_, c, w)) => (covers, -natts) > (*c, -*w),
-                };
-                if better {
-                    best = Some((idx, covers, natts));
-                }
-            }
-            if !list.is_null() {
-                pg_sys::list_free(list);
-            }
-        }
-        best.map(|b| b.0)
     }
 }
 

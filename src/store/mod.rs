@@ -48,26 +48,30 @@ impl Drop for Caller {
 /// The quoted name of namespace `nsp` when it holds the extension's model table (a C
 /// function of the library declared elsewhere by hand does not make its schema ours).
 fn caller_schema(nsp: pgrx::pg_sys::Oid) -> Option<String> {
-    if let Some(s) = CALLER_SCHEMA.with(|c| c.borrow().as_ref().filter(|(o, _)| *o == nsp).map(|(_, s)| s.clone())) {
-        // The model table may have gone with a dropped extension; then the general path.
-        // SAFETY: a syscache lookup on the backend thread inside a transaction.
-        let table = unsafe { pgrx::pg_sys::get_relname_relid(c"_recsys_model".as_ptr(), nsp) };
-        return (table != pgrx::pg_sys::InvalidOid).then_some(s);
+    // The model table may also have gone with a dropped extension: then the general path.
+    // SAFETY: a syscache lookup on the backend thread inside a transaction.
+    if unsafe { pgrx::pg_sys::get_relname_relid(c"_recsys_model".as_ptr(), nsp) } == pgrx::pg_sys::InvalidOid {
+        return None;
     }
+    if let Some(s) = CALLER_SCHEMA.with(|c| c.borrow().as_ref().filter(|(o, _)| *o == nsp).map(|(_, s)| s.clone())) {
+        return Some(s);
+    }
+    let s = quoted_namespace(nsp)?;
+    CALLER_SCHEMA.with(|c| *c.borrow_mut() = Some((nsp, s.clone())));
+    Some(s)
+}
+
+/// The name of namespace `nsp`, quoted by the server; None when there is no such namespace.
+fn quoted_namespace(nsp: pgrx::pg_sys::Oid) -> Option<String> {
     // SAFETY: syscache lookups on the backend thread inside a transaction; the name is
     // palloc'd and copied out.
-    let s = unsafe {
-        if pgrx::pg_sys::get_relname_relid(c"_recsys_model".as_ptr(), nsp) == pgrx::pg_sys::InvalidOid {
-            return None;
-        }
+    unsafe {
         let name = pgrx::pg_sys::get_namespace_name(nsp);
         if name.is_null() {
             return None;
         }
-        std::ffi::CStr::from_ptr(pgrx::pg_sys::quote_identifier(name)).to_string_lossy().into_owned()
-    };
-    CALLER_SCHEMA.with(|c| *c.borrow_mut() = Some((nsp, s.clone())));
-    Some(s)
+        Some(std::ffi::CStr::from_ptr(pgrx::pg_sys::quote_identifier(name)).to_string_lossy().into_owned())
+    }
 }
 
 /// The extension's schema, quoted by the server (safe to splice into SQL text). Cached per
@@ -111,12 +115,7 @@ fn extension_schema(ext: pgrx::pg_sys::Oid) -> Option<String> {
         let nsp = (!tuple.is_null()).then(|| (*pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_extension>(tuple)).extnamespace);
         pg_sys::systable_endscan(scan);
         pg_sys::table_close(rel, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
-        let name = pg_sys::get_namespace_name(nsp?);
-        if name.is_null() {
-            return None;
-        }
-        let quoted = pg_sys::quote_identifier(name);
-        Some(std::ffi::CStr::from_ptr(quoted).to_string_lossy().into_owned())
+        quoted_namespace(nsp?)
     }
 }
 
