@@ -255,6 +255,30 @@ fn a_cpu_is_free_while_fewer_threads_run_than_cpus() {
 }
 
 #[pg_test]
+fn a_busy_machine_is_asked_again_only_after_a_while() {
+    use crate::helper::{busy_at, cpu_free_by, set_busy_at};
+    use std::time::{Duration, Instant};
+    // Found busy just now: the answer stands, the load is not read.
+    set_busy_at(Some(Instant::now()));
+    assert!(!cpu_free_by(|| panic!("read while a busy answer stands")));
+    // Found busy a second ago: read again; busy again renews the answer, free clears it.
+    let old = Instant::now() - Duration::from_secs(1);
+    set_busy_at(Some(old));
+    assert!(!cpu_free_by(|| false));
+    assert!(busy_at().is_some_and(|at| at > old), "a new busy answer is kept");
+    set_busy_at(Some(old));
+    assert!(cpu_free_by(|| true));
+    assert_eq!(busy_at(), None);
+    // Never asked: read.
+    let mut read = false;
+    assert!(cpu_free_by(|| {
+        read = true;
+        true
+    }));
+    assert!(read);
+}
+
+#[pg_test]
 fn work_the_helper_has_not_taken_runs_on_the_backend_thread() {
     use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
     let me = std::thread::current().id();
