@@ -18,27 +18,22 @@ reserved by hand for huge_pages=on.
 """
 import os
 import statistics
-import subprocess
 import sys
 import threading
 import time
 
 import psycopg
 
+import first_call_ab
 from build_ab import alternate
+from first_call_ab import DIR, DSN
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DIR = os.environ.get("MEMORY_DIR", "/tmp/pg_recsys-bench-memory")
-PORT = os.environ.get("MEMORY_PORT", "54344")
-DSN = f"host=127.0.0.1 port={PORT} user=postgres dbname=postgres"
 LABELS = ["cpu per connection", "first call p50", "20 at once p50", "20 at once p99"]
 
 
 def restart(extra=()):
-    cluster = ["bash", os.path.join(ROOT, "scripts/pgcluster.sh")]
-    subprocess.run(cluster + ["stop", DIR, PORT], capture_output=True)
-    subprocess.run(cluster + ["start", DIR, PORT, "shared_preload_libraries=pg_recsys", "shared_buffers=1GB", "autovacuum=off", *extra],
-                   capture_output=True, check=True)
+    # Autovacuum off: a worker's CPU would land in one cell's reaped children.
+    first_call_ab.restart(("autovacuum=off", *extra))
 
 
 def children_cpu():

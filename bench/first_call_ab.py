@@ -32,10 +32,12 @@ DSN = f"host=127.0.0.1 port={PORT} user=postgres dbname=postgres"
 QUERY = "SELECT count(*) FROM recsys_recommend(%s, 20)"
 
 
-def restart():
+def restart(extra=()):
+    """Restarts the cluster preloading the library, with 1 GB of shared buffers and `extra`
+    settings (NAME=VALUE)."""
     cluster = ["bash", os.path.join(ROOT, "scripts/pgcluster.sh")]
     subprocess.run(cluster + ["stop", DIR, PORT], capture_output=True)
-    subprocess.run(cluster + ["start", DIR, PORT, "shared_preload_libraries=pg_recsys", "shared_buffers=1GB"], capture_output=True, check=True)
+    subprocess.run(cluster + ["start", DIR, PORT, "shared_preload_libraries=pg_recsys", "shared_buffers=1GB", *extra], capture_output=True, check=True)
 
 
 def first(user, out, hold=None):
@@ -78,4 +80,5 @@ def main():
         restart()
 
 
-main()
+if __name__ == "__main__":
+    main()

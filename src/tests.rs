@@ -269,7 +269,7 @@ fn a_busy_machine_is_asked_again_only_after_a_while() {
     set_busy_at(Some(old));
     assert!(cpu_free_by(|| true));
     assert_eq!(busy_at(), None);
-    // Never asked: read.
+    // Found free last time (or never asked): read.
     let mut read = false;
     assert!(cpu_free_by(|| {
         read = true;
