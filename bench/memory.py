@@ -14,6 +14,13 @@ LIMIT 20): what a first query costs a new connection when the database does the 
 neighbours and nothing else. First of all, the floor: the same connections with `SELECT $1` as
 their first query, no extension and no table involved, which is what this machine's cores give
 any first query of 20 connections starting at once (their starts and the client compete with it).
+Last, the hybrid's bursts through PgBouncer (transaction pooling, 4 server connections, started
+here when pgbouncer is installed): 20 new client connections at once, served by backends that
+are already up, which is what a pooler changes.
+
+Each burst's 20 clients are processes (threads of one Python process would queue for its
+interpreter lock once a reply is in) that connect together, and a burst starts once the last
+one's backends have exited (their exits are CPU the next burst would otherwise share).
 
 Shared buffers: the per-call reads of a hybrid feed go through indexes of follows and
 interactions several times larger than the default shared_buffers, so a user not asked since
@@ -26,10 +33,14 @@ pass: right after a server start, the figures then include the buffer misses.
 Run by bench/memory.sh, which makes the data and trains. Environment: PGHOST, PGPORT, PGUSER.
 Usage: python bench/memory.py USERS [--cold] [--bursts=N]  (N bursts of 20 at once, default 10)
 """
+import multiprocessing
 import os
+import shutil
+import signal
 import statistics
+import subprocess
 import sys
-import threading
+import tempfile
 import time
 
 import psycopg
@@ -39,6 +50,8 @@ from pgvec import KNN, hnsw, tables
 USERS = int(sys.argv[1])
 COLD = "--cold" in sys.argv[2:]
 BURSTS = int(next((a.split("=", 1)[1] for a in sys.argv[2:] if a.startswith("--bursts=")), "10"))
+POOL = 4  # PgBouncer's server connections: two per core
+MP = multiprocessing.get_context("fork")
 DSN = f"host={os.environ['PGHOST']} port={os.environ['PGPORT']} user={os.environ['PGUSER']} dbname=postgres"
 
 
@@ -74,7 +87,26 @@ def one(setting, user, results, hold=None, query=RECOMMEND):
         m = smaps(pid)
         if hold:
             hold.wait()
-        results.append((first, second, (m.get("Private_Clean", 0) + m.get("Private_Dirty", 0)) / 1024, m.get("Pss", 0) / 1024, (time.perf_counter() - t0) * 1000))
+        results.append((first, second, (m.get("Private_Clean", 0) + m.get("Private_Dirty", 0)) / 1024, m.get("Pss", 0) / 1024, (time.perf_counter() - t0) * 1000, pid))
+
+
+def client(start, setting, user, out, hold, query):
+    """One of a burst's clients, in its own process (threads of one client would queue for
+    Python's interpreter lock, up to its 5 ms switch interval, once a reply is in), connecting
+    when all of them are ready."""
+    start.wait()
+    res = []
+    one(setting, user, res, hold, query)
+    out.put(res[0])
+
+
+def gone(pids, timeout=10.0):
+    """Waits until these backends have exited (their exits are CPU the next burst must not share)."""
+    end = time.monotonic() + timeout
+    while any(os.path.exists(f"/proc/{p}") for p in pids):
+        if time.monotonic() > end:
+            raise SystemExit(f"backends {pids} still there after {timeout} s")
+        time.sleep(0.005)
 
 
 def row(label, res):
@@ -90,17 +122,84 @@ def block(label, setting, users, query=RECOMMEND):
     seq = []
     for u in users[1:11]:
         one(setting, u, seq, query=query)
+        gone([seq[-1][5]])
     row(label + ", one at a time", seq)
     # The p99 of one burst of 20 is its slowest call, which one scheduling hiccup moves by
     # 10 ms on a 2-core machine: BURSTS bursts of 20 new connections, one after the other,
     # give the p99 over 20 × BURSTS first calls.
     par = []
     for _ in range(BURSTS):
-        hold = threading.Barrier(20)
-        ts = [threading.Thread(target=one, args=(setting, u, par, hold, query)) for u in users[11:31]]
-        [t.start() for t in ts]
-        [t.join() for t in ts]
+        start, hold, out = MP.Barrier(21), MP.Barrier(20), MP.Queue()
+        ps = [MP.Process(target=client, args=(start, setting, u, out, hold, query)) for u in users[11:31]]
+        [p.start() for p in ps]
+        start.wait()
+        burst = [out.get(timeout=120) for _ in ps]
+        [p.join() for p in ps]
+        par += burst
+        gone([r[5] for r in burst])
     row(label + f", 20 at once ({BURSTS} bursts)", par)
+
+
+def pooled(users):
+    """The same bursts through PgBouncer (transaction pooling, POOL server connections): each
+    client connection is new, as above, but the pooler hands its calls to server backends that
+    are already up (started and warmed here by a burst that is not counted), so no backend
+    starts or exits during the timed bursts. Skipped when pgbouncer is not installed."""
+    exe = shutil.which("pgbouncer") or ("/usr/sbin/pgbouncer" if os.path.exists("/usr/sbin/pgbouncer") else None)
+    if not exe:
+        print("\n(pgbouncer not installed: no pooled row)")
+        return
+    d = tempfile.mkdtemp(prefix="pg_recsys-pgbouncer-")
+    port = int(os.environ["PGPORT"]) + 100
+    with open(os.path.join(d, "users.txt"), "w") as f:
+        f.write(f'"{os.environ["PGUSER"]}" ""\n')
+    with open(os.path.join(d, "pgbouncer.ini"), "w") as f:
+        f.write(f"[databases]\npostgres = host={os.environ['PGHOST']} port={os.environ['PGPORT']} dbname=postgres\n"
+                f"[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\nauth_type = trust\n"
+                f"auth_file = {d}/users.txt\npool_mode = transaction\ndefault_pool_size = {POOL}\nmin_pool_size = {POOL}\n"
+                f"max_client_conn = 100\nlogfile = {d}/pgbouncer.log\npidfile = {d}/pgbouncer.pid\n")
+    subprocess.run(["chown", "-R", "postgres", d], check=False)
+    subprocess.run([exe, "-d", "-u", "postgres", os.path.join(d, "pgbouncer.ini")] if os.geteuid() == 0 else [exe, "-d", os.path.join(d, "pgbouncer.ini")], check=True)
+    try:
+        dsn = DSN.replace(f"port={os.environ['PGPORT']}", f"port={port}")
+        for k in range(50):
+            try:
+                psycopg.connect(dsn, autocommit=True, prepare_threshold=None).close()
+                break
+            except psycopg.OperationalError:
+                if k == 49:
+                    raise SystemExit(f"pgbouncer on port {port} does not answer: see {d}/pgbouncer.log")
+                time.sleep(0.1)
+        par = []
+        for b in range(BURSTS + 1):
+            start, out = MP.Barrier(21), MP.Queue()
+            ps = [MP.Process(target=pooled_client, args=(start, dsn, u, out)) for u in users[11:31]]
+            [p.start() for p in ps]
+            start.wait()
+            burst = [out.get(timeout=120) for _ in ps]
+            [p.join() for p in ps]
+            if b:  # the first burst starts and warms the pool's server connections
+                par += burst
+        first = [r[0] for r in par]
+        q = statistics.quantiles(first, n=100)
+        print(f"| shared image, through PgBouncer (transaction pooling, {POOL} server connections), 20 new client connections at once ({BURSTS} bursts) | "
+              f"{len(par)} | {statistics.median(first):.1f} | {q[98]:.1f} | {statistics.median(r[1] for r in par):.2f} | n/a | n/a |")
+    finally:
+        if os.path.exists(os.path.join(d, "pgbouncer.pid")):
+            with open(os.path.join(d, "pgbouncer.pid")) as f:
+                os.kill(int(f.read()), signal.SIGTERM)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def pooled_client(start, dsn, user, out):
+    start.wait()
+    with psycopg.connect(dsn, autocommit=True, prepare_threshold=None) as c:
+        t1 = time.perf_counter()
+        c.execute(RECOMMEND, (user,)).fetchone()
+        first = (time.perf_counter() - t1) * 1000
+        t2 = time.perf_counter()
+        c.execute(RECOMMEND, (user,)).fetchone()
+        out.put((first, (time.perf_counter() - t2) * 1000))
 
 
 USERS_ASKED = [USERS // 2] + [USERS // 2 + 37 * k for k in range(10)] + [USERS // 2 + 1000 + 53 * k for k in range(20)]
@@ -122,3 +221,4 @@ block("shared image, ALS only (weights)", "SET recsys.shared_models = on", USERS
 tables(USERS_ASKED)
 hnsw()
 block("pgvector HNSW (ef_search 40), same factors", "SET hnsw.ef_search = 40", USERS_ASKED, PGVECTOR)
+pooled(USERS_ASKED)

@@ -4,7 +4,8 @@
 #   bash bench/memory.sh [USERS POSTS INTERACTIONS]     (default 200000 20000 2000000)
 # Seeded synthetic data (seed 3), default train options with maintenance_work_mem = 4GB, a
 # throwaway cluster on port 54344 (max_connections 100) in /tmp/pg_recsys-bench-memory
-# (MEMORY_PORT and MEMORY_DIR choose others). Prints a markdown table.
+# (MEMORY_PORT and MEMORY_DIR choose others); with pgbouncer installed, also the hybrid through
+# PgBouncer on PORT + 100. Prints a markdown table.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"

@@ -4,7 +4,8 @@
 set -euo pipefail
 export USER="${USER:-$(id -un)}"
 PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
-APT_PKGS=(postgresql-15 postgresql-server-dev-15 postgresql-contrib postgresql-15-cron chromium chromium-driver fonts-liberation libclang-dev pkg-config libssl-dev sudo unzip)
+# pgbouncer: bench/memory.py runs its own for the pooled bursts (the packaged service is not used).
+APT_PKGS=(postgresql-15 postgresql-server-dev-15 postgresql-contrib postgresql-15-cron chromium chromium-driver fonts-liberation pgbouncer libclang-dev pkg-config libssl-dev sudo unzip)
 
 need_apt=()
 for p in "${APT_PKGS[@]}"; do
