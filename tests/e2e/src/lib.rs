@@ -150,6 +150,74 @@ impl Drop for Cluster {
     }
 }
 
+/// PgBouncer in front of a cluster (`scripts/setup.sh` installs it), transaction pooling with
+/// `pool` server connections; stopped on drop.
+pub struct Bouncer {
+    dir: PathBuf,
+    pub port: u16,
+}
+
+impl Bouncer {
+    pub fn start(c: &Cluster, name: &str, pool: u32) -> Bouncer {
+        let exe = "/usr/sbin/pgbouncer";
+        assert!(Path::new(exe).exists(), "{exe} is missing: run scripts/setup.sh (it installs pgbouncer)");
+        let dir = PathBuf::from(format!("/tmp/pg_recsys_e2e/{name}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let port = free_port();
+        std::fs::write(dir.join("users.txt"), "\"postgres\" \"\"\n").expect("users.txt");
+        let ini = format!(
+            "[databases]\n* = host=127.0.0.1 port={}\n[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
+             auth_type = trust\nauth_file = {d}/users.txt\npool_mode = transaction\ndefault_pool_size = {pool}\n\
+             ignore_startup_parameters = options,extra_float_digits\nlogfile = {d}/pgbouncer.log\npidfile = {d}/pgbouncer.pid\n",
+            c.port,
+            d = dir.display()
+        );
+        std::fs::write(dir.join("pgbouncer.ini"), ini).expect("pgbouncer.ini");
+        if is_root() {
+            let _ = Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir).status();
+        }
+        let mut cmd = as_postgres(exe);
+        cmd.arg("-d").arg(dir.join("pgbouncer.ini"));
+        run(cmd, "pgbouncer");
+        let b = Bouncer { dir, port };
+        let t = std::time::Instant::now();
+        while b.try_sql("postgres", "SELECT 1").is_none() {
+            assert!(t.elapsed().as_secs() < 20, "pgbouncer does not answer: {}", std::fs::read_to_string(b.dir.join("pgbouncer.log")).unwrap_or_default());
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        b
+    }
+
+    fn output(&self, db: &str, sql: &str) -> Output {
+        Command::new("psql")
+            .args(["-X", "-q", "-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", "-d", db])
+            .args(["-v", "ON_ERROR_STOP=1", "-A", "-t", "-c", sql])
+            .output()
+            .expect("psql")
+    }
+
+    fn try_sql(&self, db: &str, sql: &str) -> Option<String> {
+        let out = self.output(db, sql);
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim_end().to_string())
+    }
+
+    /// Runs SQL over a new client connection to the pooler; panics on error.
+    pub fn sql(&self, db: &str, sql: &str) -> String {
+        let out = self.output(db, sql);
+        assert!(out.status.success(), "SQL through pgbouncer failed: {sql}\n{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim_end().to_string()
+    }
+}
+
+impl Drop for Bouncer {
+    fn drop(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(self.dir.join("pgbouncer.pid")) {
+            let _ = Command::new("kill").arg(pid.trim()).status();
+        }
+    }
+}
+
 /// The repository root.
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("root")

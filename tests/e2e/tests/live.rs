@@ -1,6 +1,6 @@
 //! Live serving (issue 10): every test changes a table after training and calls again without a
 //! retrain; the next call must reflect the change.
-use pg_recsys_e2e::{root, Cluster};
+use pg_recsys_e2e::{root, Bouncer, Cluster};
 
 /// 40 posts in 4 categories (post % 4) with owners (post % 10 + 100), 80 users who each like
 /// one category, follows between them; trained.
@@ -758,4 +758,44 @@ fn direct_reads_equal_the_statements() {
     check(None, None, &[5, 9, 77, 300]);
     c.sql(db, "DROP INDEX posts_owner_asc; DROP INDEX interactions_user_time_idx; CREATE INDEX ON interactions (user_id)");
     check(None, None, &[5, 9, 77]);
+}
+
+/// Through PgBouncer in transaction mode (the README calls a pooler compatible): every client
+/// connection is new, but its calls land on the one server backend of the pool, which keeps the
+/// served model and its per-backend caches between clients. What it serves must be what a new
+/// direct connection serves after each change: a post deleted, a user's new like, a new
+/// version trained and deployed, a rollback.
+#[test]
+fn a_pooled_backend_serves_what_a_new_connection_serves() {
+    let c = Cluster::start("live_pooled");
+    let db = "postgres";
+    fixture(&c, db, OPTS);
+    let pool = Bouncer::start(&c, "live_pooled_bouncer", 1);
+    let backend = pool.sql(db, "SELECT pg_backend_pid()");
+    // Users 1-12's pages of 5 in order, and a cold-start user's.
+    let all = "SELECT u, (SELECT string_agg(t.post_id::text, ',' ORDER BY t.ordinality) FROM recsys_recommend(u, 5) WITH ORDINALITY t) \
+               FROM (SELECT generate_series(1, 12) UNION ALL SELECT 999) s(u) ORDER BY u";
+    let same = |what: &str| {
+        let (pooled, direct) = (pool.sql(db, all), c.sql(db, all));
+        assert_eq!(pooled, direct, "{what}: the pooled backend serves what a new connection serves");
+        pooled
+    };
+    let first = same("trained");
+    let top: i64 = ids(&c, db, "SELECT post_id FROM recsys_recommend(1, 1)")[0];
+    c.sql(db, &format!("DELETE FROM posts WHERE id = {top}"));
+    let after = same("a post deleted");
+    assert_ne!(first, after);
+    assert!(!ids(&c, db, "SELECT post_id FROM recsys_recommend(1, 5)").contains(&top));
+    // User 2 likes a post of another category: seen and excluded from then on.
+    let liked: i64 = ids(&c, db, "SELECT post_id FROM recsys_recommend(2, 1, category => 'food')")[0];
+    c.sql(db, &format!("INSERT INTO interactions (user_id, post_id, kind, created_at) VALUES (2, {liked}, 'like', now())"));
+    let liked_state = same("a new like");
+    assert!(!pool.sql(db, "SELECT string_agg(post_id::text, ',') FROM recsys_recommend(2, 40)").split(',').any(|p| p == liked.to_string()));
+    c.sql(db, r#"SELECT recsys_train('{"factors": 4, "iterations": 4, "regularization": 0.5}')"#);
+    let version = c.sql(db, "SELECT version FROM recsys_models WHERE deployed");
+    assert_eq!(pool.sql(db, "SELECT version FROM recsys_models WHERE deployed"), version);
+    assert_ne!(same("a new version deployed"), liked_state, "the new version serves other pages (else this proves nothing)");
+    c.sql(db, "SELECT recsys_deploy('default', 'previous')");
+    assert_eq!(same("rolled back"), liked_state, "the first version serves again what it served before the retrain");
+    assert_eq!(pool.sql(db, "SELECT pg_backend_pid()"), backend, "every call went through the same server backend");
 }
