@@ -90,7 +90,7 @@ def one(setting, user, results, hold=None, query=RECOMMEND):
         results.append((first, second, (m.get("Private_Clean", 0) + m.get("Private_Dirty", 0)) / 1024, m.get("Pss", 0) / 1024, (time.perf_counter() - t0) * 1000, pid))
 
 
-def client(start, setting, user, out, hold, query):
+def client(start, setting, hold, query, user, out):
     """One of a burst's clients, in its own process (threads of one client would queue for
     Python's interpreter lock, up to its 5 ms switch interval, once a reply is in), connecting
     when all of them are ready."""
@@ -110,10 +110,23 @@ def gone(pids, timeout=10.0):
 
 
 def row(label, res):
+    """A table row from (first, second[, private MB, PSS MB, ...]) results; n/a without memory."""
     first = [r[0] for r in res]
     q = statistics.quantiles(first, n=100) if len(first) >= 2 else [first[0]] * 99
-    print(f"| {label} | {len(res)} | {statistics.median(first):.1f} | {q[98]:.1f} | {statistics.median(r[1] for r in res):.2f} | "
-          f"{statistics.median(r[2] for r in res):.1f} | {statistics.median(r[3] for r in res):.1f} |")
+    mem = " | ".join(f"{statistics.median(r[i] for r in res):.1f}" if len(res[0]) > i else "n/a" for i in (2, 3))
+    print(f"| {label} | {len(res)} | {statistics.median(first):.1f} | {q[98]:.1f} | {statistics.median(r[1] for r in res):.2f} | {mem} |")
+
+
+def burst(target, users, *args):
+    """One burst: a process per user running target(start, ..., user, out), all released
+    together; their results."""
+    start, out = MP.Barrier(len(users) + 1), MP.Queue()
+    ps = [MP.Process(target=target, args=(start, *args, u, out)) for u in users]
+    [p.start() for p in ps]
+    start.wait()
+    res = [out.get(timeout=120) for _ in ps]
+    [p.join() for p in ps]
+    return res
 
 
 def block(label, setting, users, query=RECOMMEND):
@@ -129,14 +142,9 @@ def block(label, setting, users, query=RECOMMEND):
     # give the p99 over 20 × BURSTS first calls.
     par = []
     for _ in range(BURSTS):
-        start, hold, out = MP.Barrier(21), MP.Barrier(20), MP.Queue()
-        ps = [MP.Process(target=client, args=(start, setting, u, out, hold, query)) for u in users[11:31]]
-        [p.start() for p in ps]
-        start.wait()
-        burst = [out.get(timeout=120) for _ in ps]
-        [p.join() for p in ps]
-        par += burst
-        gone([r[5] for r in burst])
+        res = burst(client, users[11:31], setting, MP.Barrier(20), query)
+        par += res
+        gone([r[5] for r in res])
     row(label + f", 20 at once ({BURSTS} bursts)", par)
 
 
@@ -170,20 +178,9 @@ def pooled(users):
                 if k == 49:
                     raise SystemExit(f"pgbouncer on port {port} does not answer: see {d}/pgbouncer.log")
                 time.sleep(0.1)
-        par = []
-        for b in range(BURSTS + 1):
-            start, out = MP.Barrier(21), MP.Queue()
-            ps = [MP.Process(target=pooled_client, args=(start, dsn, u, out)) for u in users[11:31]]
-            [p.start() for p in ps]
-            start.wait()
-            burst = [out.get(timeout=120) for _ in ps]
-            [p.join() for p in ps]
-            if b:  # the first burst starts and warms the pool's server connections
-                par += burst
-        first = [r[0] for r in par]
-        q = statistics.quantiles(first, n=100)
-        print(f"| shared image, through PgBouncer (transaction pooling, {POOL} server connections), 20 new client connections at once ({BURSTS} bursts) | "
-              f"{len(par)} | {statistics.median(first):.1f} | {q[98]:.1f} | {statistics.median(r[1] for r in par):.2f} | n/a | n/a |")
+        burst(pooled_client, users[11:31], dsn)  # starts and warms the pool's server connections
+        par = [r for _ in range(BURSTS) for r in burst(pooled_client, users[11:31], dsn)]
+        row(f"shared image, through PgBouncer (transaction pooling, {POOL} server connections), 20 new client connections at once ({BURSTS} bursts)", par)
     finally:
         if os.path.exists(os.path.join(d, "pgbouncer.pid")):
             with open(os.path.join(d, "pgbouncer.pid")) as f:
@@ -192,6 +189,7 @@ def pooled(users):
 
 
 def pooled_client(start, dsn, user, out):
+    """A burst's client through the pooler: (first, second) call ms (no backend of its own to read)."""
     start.wait()
     with psycopg.connect(dsn, autocommit=True, prepare_threshold=None) as c:
         t1 = time.perf_counter()

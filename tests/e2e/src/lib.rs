@@ -72,10 +72,7 @@ impl Cluster {
     }
 
     pub fn psql_cmd(&self, db: &str) -> Command {
-        let mut c = Command::new("psql");
-        c.args(["-X", "-q", "-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", "-d", db]);
-        c.env("PGTZ", "UTC").env("PGOPTIONS", "-c lc_messages=C");
-        c
+        psql_at(self.port, db)
     }
 
     /// Runs SQL, panics on error, returns stdout (unaligned, tuples only).
@@ -150,6 +147,14 @@ impl Drop for Cluster {
     }
 }
 
+/// psql to `db` on the loopback `port` as postgres, UTC, messages in English.
+fn psql_at(port: u16, db: &str) -> Command {
+    let mut c = Command::new("psql");
+    c.args(["-X", "-q", "-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres", "-d", db]);
+    c.env("PGTZ", "UTC").env("PGOPTIONS", "-c lc_messages=C");
+    c
+}
+
 /// PgBouncer in front of a cluster (`scripts/setup.sh` installs it), transaction pooling with
 /// `pool` server connections; stopped on drop.
 pub struct Bouncer {
@@ -190,11 +195,7 @@ impl Bouncer {
     }
 
     fn output(&self, db: &str, sql: &str) -> Output {
-        Command::new("psql")
-            .args(["-X", "-q", "-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", "-d", db])
-            .args(["-v", "ON_ERROR_STOP=1", "-A", "-t", "-c", sql])
-            .output()
-            .expect("psql")
+        psql_at(self.port, db).args(["-v", "ON_ERROR_STOP=1", "-A", "-t", "-c", sql]).output().expect("psql")
     }
 
     fn try_sql(&self, db: &str, sql: &str) -> Option<String> {
