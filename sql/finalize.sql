@@ -19,7 +19,7 @@ Row weight = kind_weights[kind] (default_weight for other kinds) * coalesce(valu
 Returns a report: model_id, users, posts, interactions, nonzeros, iterations, loss, fusion weights, tuning, seconds per phase.
 Memory budget: maintenance_work_mem. NULL options = {}.';
 
-COMMENT ON FUNCTION @extschema@.recsys_recommend(bigint, integer, boolean, text, text, text, bigint[], bigint[], integer, real, jsonb, text) IS
+COMMENT ON FUNCTION @extschema@.recsys_recommend(bigint, integer, boolean, text, text, text, bigint[], bigint[], integer, real, jsonb, text, boolean) IS
 'Top-k posts for a user, best first (ties by post_id), with each component''s contribution and a reason.
 score = als + graph + content + social + popularity, each a weight times a component scaled to [0, 1]: ALS preference
 (the user''s current interactions folded in at call time), graph (item-item EASE or RP3beta edges from the posts
@@ -30,7 +30,8 @@ Users with fewer than cold_start_threshold (5) interactions get demographics + s
 content scaled down; a user with nothing gets trending. exclude_seen drops posts the user interacted with.
 Feed arguments: category, project_code, mood, include (allow-list), exclude, "offset", diversity 0..1 (MMR re-rank),
 weights (jsonb, e.g. {"social": 0.6}: overrides the model''s fusion weights for this call).
-k between 1 and recsys.max_k. A NULL user_id, k or exclude_seen returns no rows. model names the model (default ''default''; see recsys_models).';
+k between 1 and recsys.max_k. A NULL user_id, k or exclude_seen returns no rows. model names the model (default ''default''; see recsys_models).
+reasons => false leaves reason NULL and skips finding each row''s evidence (the same rows and scores, with less work).';
 
 COMMENT ON FUNCTION @extschema@.recsys_predict(bigint, bigint, jsonb, text) IS
 'The fused score recsys_recommend would give this post for this user (same weights, same scale; not excluded

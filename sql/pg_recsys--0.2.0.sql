@@ -148,7 +148,8 @@ CREATE  FUNCTION "recsys_recommend"(
 	"offset" INT DEFAULT 0, /* Option < i32 > */
 	"diversity" real DEFAULT 0.0, /* Option < f32 > */
 	"weights" jsonb DEFAULT NULL, /* Option < JsonB > */
-	"model" TEXT DEFAULT 'default' /* Option < & str > */
+	"model" TEXT DEFAULT 'default', /* Option < & str > */
+	"reasons" bool DEFAULT true /* Option < bool > */
 ) RETURNS TABLE (
 	"post_id" bigint,  /* i64 */
 	"score" real,  /* f32 */
@@ -157,7 +158,7 @@ CREATE  FUNCTION "recsys_recommend"(
 	"content" real,  /* f32 */
 	"social" real,  /* f32 */
 	"popularity" real,  /* f32 */
-	"reason" TEXT  /* String */
+	"reason" TEXT  /* Option < String > */
 )
 STABLE
 LANGUAGE c /* Rust */
@@ -264,7 +265,7 @@ Row weight = kind_weights[kind] (default_weight for other kinds) * coalesce(valu
 Returns a report: model_id, users, posts, interactions, nonzeros, iterations, loss, fusion weights, tuning, seconds per phase.
 Memory budget: maintenance_work_mem. NULL options = {}.';
 
-COMMENT ON FUNCTION @extschema@.recsys_recommend(bigint, integer, boolean, text, text, text, bigint[], bigint[], integer, real, jsonb, text) IS
+COMMENT ON FUNCTION @extschema@.recsys_recommend(bigint, integer, boolean, text, text, text, bigint[], bigint[], integer, real, jsonb, text, boolean) IS
 'Top-k posts for a user, best first (ties by post_id), with each component''s contribution and a reason.
 score = als + graph + content + social + popularity, each a weight times a component scaled to [0, 1]: ALS preference
 (the user''s current interactions folded in at call time), graph (item-item EASE or RP3beta edges from the posts
@@ -275,7 +276,8 @@ Users with fewer than cold_start_threshold (5) interactions get demographics + s
 content scaled down; a user with nothing gets trending. exclude_seen drops posts the user interacted with.
 Feed arguments: category, project_code, mood, include (allow-list), exclude, "offset", diversity 0..1 (MMR re-rank),
 weights (jsonb, e.g. {"social": 0.6}: overrides the model''s fusion weights for this call).
-k between 1 and recsys.max_k. A NULL user_id, k or exclude_seen returns no rows. model names the model (default ''default''; see recsys_models).';
+k between 1 and recsys.max_k. A NULL user_id, k or exclude_seen returns no rows. model names the model (default ''default''; see recsys_models).
+reasons => false leaves reason NULL and skips finding each row''s evidence (the same rows and scores, with less work).';
 
 COMMENT ON FUNCTION @extschema@.recsys_predict(bigint, bigint, jsonb, text) IS
 'The fused score recsys_recommend would give this post for this user (same weights, same scale; not excluded

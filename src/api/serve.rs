@@ -12,7 +12,7 @@ use pgrx::JsonB;
 use recsys_core::hybrid::Parts;
 
 /// One feed row: post_id, score, als, graph, content, social, popularity, reason.
-type FeedRow = (i64, f32, f32, f32, f32, f32, f32, String);
+type FeedRow = (i64, f32, f32, f32, f32, f32, f32, Option<String>);
 
 #[allow(clippy::too_many_arguments)]
 #[pg_extern(stable)]
@@ -29,6 +29,7 @@ fn recsys_recommend(
     diversity: default!(Option<f32>, 0.0),
     weights: default!(Option<JsonB>, "NULL"),
     model: default!(Option<&str>, "'default'"),
+    reasons: default!(Option<bool>, true),
     fcinfo: pg_sys::FunctionCallInfo,
 ) -> TableIterator<
     'static,
@@ -40,14 +41,16 @@ fn recsys_recommend(
         name!(content, f32),
         name!(social, f32),
         name!(popularity, f32),
-        name!(reason, String),
+        name!(reason, Option<String>),
     ),
 > {
     // NULL user, k or exclude_seen: no rows (as a STRICT function would); NULL offset,
-    // diversity or weights: their defaults.
+    // diversity, weights or reasons: their defaults.
     let (Some(user_id), Some(k), Some(exclude_seen)) = (user_id, k, exclude_seen) else {
         return TableIterator::new(vec![]);
     };
+    // Without reasons, no evidence is computed and no evidence post is looked up.
+    let with_reasons = reasons.unwrap_or(true);
     // The extension's schema is this function's (no lookup of the extension by name).
     let _caller = crate::store::Caller::of(fcinfo);
     // The helper's wake-up overlaps the reads before its work is handed over.
@@ -76,6 +79,9 @@ fn recsys_recommend(
         // The reasons' evidence posts are looked up with each chunk's visibility check (one
         // statement for both).
         let mut evidence = |chunk: &[recsys_core::topk::Scored]| -> Vec<i64> {
+            if !with_reasons {
+                return vec![];
+            }
             let parts: Vec<Parts> = chunk.iter().map(|c| s.scores.parts(&cat, c.index)).collect();
             let als: Vec<u32> = chunk.iter().zip(&parts).filter(|(_, p)| p.leading() == Some("als")).map(|(c, _)| c.index).collect();
             reasons.prepare_als(&als);
@@ -107,6 +113,7 @@ fn recsys_recommend(
         };
         let rows: Vec<(u32, Parts)> = top.items.iter().map(|c| (c.index, s.scores.parts(&cat, c.index))).collect();
         match top.titles {
+            _ if !with_reasons => {}
             Some(t) => reasons.set_titles(Some(t)),
             None => reasons.load_titles(client, &rows)?,
         }
@@ -115,7 +122,7 @@ fn recsys_recommend(
             .iter()
             .zip(&rows)
             .map(|(c, (_, p))| {
-                let reason = reasons.text(c.index, p);
+                let reason = with_reasons.then(|| reasons.text(c.index, p));
                 (c.id, p.total(), p.als, p.graph, p.content, p.social, p.popularity + p.freshness + p.demographic, reason)
             })
             .collect())

@@ -49,6 +49,7 @@ fn deleted_and_hidden_posts_are_never_served() {
     let after = ids(&c, db, "SELECT post_id FROM recsys_recommend(1, 5)");
     assert_eq!(after.len(), 5, "the page is refilled");
     assert!(!after.contains(&gone) && !after.contains(&hidden), "{after:?}");
+    assert_eq!(ids(&c, db, "SELECT post_id FROM recsys_recommend(1, 5, reasons => false)"), after, "without reasons: the same page");
     for (name, sql) in [
         ("similar", format!("SELECT post_id FROM recsys_similar({}, 38)", top[2])),
         ("search", "SELECT post_id FROM recsys_search('food', 40)".to_string()),
@@ -56,6 +57,7 @@ fn deleted_and_hidden_posts_are_never_served() {
         ("cold start", "SELECT post_id FROM recsys_recommend(999, 40)".to_string()),
         ("diverse", "SELECT post_id FROM recsys_recommend(1, 30, diversity => 0.5)".to_string()),
         ("filtered", "SELECT post_id FROM recsys_recommend(1, 10, category => 'food', exclude_seen => false)".to_string()),
+        ("without reasons", "SELECT post_id FROM recsys_recommend(1, 40, reasons => false)".to_string()),
     ] {
         let got = ids(&c, db, &sql);
         assert!(!got.is_empty(), "{name}: no rows");
@@ -552,6 +554,51 @@ fn feeds_through_the_partition_equal_the_full_scan() {
             let (on, off) = out.split_once("--\n").unwrap_or_else(|| panic!("{out}"));
             assert_eq!(on.lines().count(), 20, "user {u} {args}: {out}");
             assert_eq!(on, off, "user {u} {args}");
+        }
+    }
+    // reasons => false: the same rows and scores, through the partition (ALS alone, fused) and
+    // the full scan, with every reason NULL; the default names one on every row. One session,
+    // so both calls see the same trending window.
+    for u in (1..1500).step_by(211).chain([99_999]) {
+        for (weights, args) in [
+            (als_only, ""),
+            (als_only, ", \"offset\" => 15, exclude_seen => false"),
+            ("", ""),
+            ("", ", category => 'c1'"),
+            ("", ", diversity => 0.4"),
+            ("", ", model => 'default', include => ARRAY[20001, 2, 3, 4, 5, 6]::bigint[]"),
+        ] {
+            for scan in ["on", "off"] {
+                let q = |extra: &str| {
+                    format!(
+                        "SELECT post_id, round(score::numeric, 5), round(als::numeric, 5), reason IS NULL FROM recsys_recommend({u}, 20{weights}{args}{extra})"
+                    )
+                };
+                let out = c.sql(
+                    db,
+                    &format!(
+                        "SET recsys.trending_cache_seconds = 3600; SET recsys.partition_scan = {scan}; {}; SELECT '--'; {}",
+                        q(""),
+                        q(", reasons => false")
+                    ),
+                );
+                let (with, without) = out.split_once("--\n").unwrap_or_else(|| panic!("{out}"));
+                let split = |t: &str| -> Vec<(String, String)> {
+                    t.lines()
+                        .filter(|l| !l.is_empty())
+                        .map(|l| {
+                            let (a, b) = l.rsplit_once('|').unwrap();
+                            (a.to_string(), b.to_string())
+                        })
+                        .collect()
+                };
+                let (with, without) = (split(with), split(without));
+                assert!(!with.is_empty(), "user {u} {args}: no rows");
+                assert!(with.iter().all(|r| r.1 == "f"), "user {u} {args}: a row without a reason: {with:?}");
+                assert!(without.iter().all(|r| r.1 == "t"), "user {u} {args}: a reason with reasons => false: {without:?}");
+                let rows = |v: &[(String, String)]| v.iter().map(|r| r.0.clone()).collect::<Vec<_>>();
+                assert_eq!(rows(&with), rows(&without), "user {u} {weights}{args} scan {scan}");
+            }
         }
     }
 }
