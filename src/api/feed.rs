@@ -223,7 +223,8 @@ impl<'a> Feed<'a> {
     /// [`Feed::rank`] over candidates from `top(mask, size)`: the best `size` items the mask
     /// allows (None = all), best first, with their final scores. `approx`: the order is only
     /// fixed by re-scoring, so a larger pool is asked for. `also(chunk)`: more post ids whose
-    /// titles to read in the same statement as the chunk's visibility (the reasons' evidence).
+    /// titles to read in the same statement as the chunk's visibility (the reasons' evidence),
+    /// asked only for the candidates the page would show if all before them are visible.
     /// `mask`: [`Feed::mask`] for these `seen`, when the caller has it already.
     #[allow(clippy::too_many_arguments)]
     pub fn rank_by(
@@ -267,7 +268,12 @@ impl<'a> Feed<'a> {
                 let chunk = &cands[checked..checked + step];
                 checked += step;
                 let mut ids: Vec<i64> = chunk.iter().map(|c| c.id).collect();
-                ids.extend(also(chunk));
+                // Only the candidates that land on the page if every one before them is visible
+                // (positions offset..offset + k; none when MMR re-ranks): the others' evidence
+                // is worked out only if they make the page after all.
+                let at = ranked.len();
+                let (lo, hi) = if self.diversity > 0.0 { (0, 0) } else { (self.offset.saturating_sub(at).min(step), want.saturating_sub(at).min(step)) };
+                ids.extend(also(&chunk[lo..hi.max(lo)]));
                 match live::visible(client, m, &ids)? {
                     None => {
                         live = false;

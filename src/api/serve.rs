@@ -10,6 +10,7 @@ use crate::store::source::Columns;
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use recsys_core::hybrid::Parts;
+use std::collections::HashSet;
 
 /// One feed row: post_id, score, als, graph, content, social, popularity, reason.
 type FeedRow = (i64, f32, f32, f32, f32, f32, f32, Option<String>);
@@ -77,11 +78,13 @@ fn recsys_recommend(
         let fresh = s.scores.weights.freshness > 0.0 && !m.freshness.is_empty();
         let mut reasons = Reasons::new(&m, &s);
         // The reasons' evidence posts are looked up with each chunk's visibility check (one
-        // statement for both).
+        // statement for both), for the candidates the ranking expects on the page.
+        let mut asked: HashSet<u32> = HashSet::new();
         let mut evidence = |chunk: &[recsys_core::topk::Scored]| -> Vec<i64> {
             if !with_reasons {
                 return vec![];
             }
+            asked.extend(chunk.iter().map(|c| c.index));
             let parts: Vec<Parts> = chunk.iter().map(|c| s.scores.parts(&cat, c.index)).collect();
             let als: Vec<u32> = chunk.iter().zip(&parts).filter(|(_, p)| p.leading() == Some("als")).map(|(c, _)| c.index).collect();
             reasons.prepare_als(&als);
@@ -114,7 +117,19 @@ fn recsys_recommend(
         let rows: Vec<(u32, Parts)> = top.items.iter().map(|c| (c.index, s.scores.parts(&cat, c.index))).collect();
         match top.titles {
             _ if !with_reasons => {}
-            Some(t) => reasons.set_titles(Some(t)),
+            Some(mut t) => {
+                // Rows whose evidence was not looked up with the ranking (a candidate moved up
+                // past one no longer visible, a page re-ranked by MMR): worked out now, all in
+                // one solve, and their evidence posts looked up in one statement.
+                let late: Vec<&(u32, Parts)> = rows.iter().filter(|(i, _)| !asked.contains(i)).collect();
+                let als: Vec<u32> = late.iter().filter(|(_, p)| p.leading() == Some("als")).map(|(i, _)| *i).collect();
+                reasons.prepare_als(&als);
+                let more: Vec<i64> = late.iter().filter_map(|(i, p)| reasons.evidence_post(*i, p)).filter(|id| !t.contains_key(id)).collect();
+                if let Some(found) = crate::store::live::visible(client, &m, &more)? {
+                    t.extend(found);
+                }
+                reasons.set_titles(Some(t));
+            }
             None => reasons.load_titles(client, &rows)?,
         }
         Ok(top

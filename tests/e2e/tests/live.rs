@@ -50,6 +50,25 @@ fn deleted_and_hidden_posts_are_never_served() {
     assert_eq!(after.len(), 5, "the page is refilled");
     assert!(!after.contains(&gone) && !after.contains(&hidden), "{after:?}");
     assert_eq!(ids(&c, db, "SELECT post_id FROM recsys_recommend(1, 5, reasons => false)"), after, "without reasons: the same page");
+    // A row's reason does not depend on how it reached the page: worked out with the ranking's
+    // visibility check, or after it (a row moved up past a deleted post, an MMR page, a later
+    // page).
+    let reasons = |sql: &str| -> Vec<(i64, String)> {
+        c.sql(db, sql).lines().filter_map(|l| l.split_once('|')).map(|(a, b)| (a.parse().unwrap(), b.to_string())).collect()
+    };
+    let all: std::collections::HashMap<i64, String> = reasons("SELECT post_id, reason FROM recsys_recommend(1, 30)").into_iter().collect();
+    assert!(all.values().any(|r| r.starts_with("because you liked \"post ")), "{all:?}");
+    for sql in [
+        "SELECT post_id, reason FROM recsys_recommend(1, 5)",
+        "SELECT post_id, reason FROM recsys_recommend(1, 8, diversity => 0.5)",
+        "SELECT post_id, reason FROM recsys_recommend(1, 5, \"offset\" => 3)",
+    ] {
+        let page = reasons(sql);
+        assert!(page.len() >= 5, "{sql}: {page:?}");
+        for (id, r) in &page {
+            assert_eq!(Some(r), all.get(id), "{sql}: post {id}");
+        }
+    }
     for (name, sql) in [
         ("similar", format!("SELECT post_id FROM recsys_similar({}, 38)", top[2])),
         ("search", "SELECT post_id FROM recsys_search('food', 40)".to_string()),
