@@ -19,7 +19,12 @@ Both builds must use the same SQL (same extension version) and read the deployed
 With --only U1,U2,... the timed calls go round those users instead (heavy users, say: their
 calls are dominated by their own history).
 
-Usage: python bench/build_ab.py A.so B.so [--als-only] [--calls N] [--users U] [--rounds R] [--first N] [--only U1,U2,...]
+With --thread a cell times the CPU of the backend's own thread instead of the process's
+(/proc/<pid>/task/<pid>/schedstat, nanoseconds, not clock ticks), with recsys.serving_helper
+off so that the whole call runs on that thread (the helper's waiting awake is CPU of the
+process that is no work of the call).
+
+Usage: python bench/build_ab.py A.so B.so [--als-only] [--calls N] [--users U] [--rounds R] [--first N] [--only U1,U2,...] [--thread]
 Environment: PGHOST, PGPORT, PGUSER, PGDATABASE (libpq defaults).
 """
 import argparse
@@ -41,17 +46,22 @@ def install(src, dest):
     os.replace(tmp, dest)
 
 
-def cell(extra, calls, users, only=None):
+def cell(extra, calls, users, only=None, thread=False):
     with psycopg.connect(autocommit=True) as conn:
         cur = conn.cursor()
         pid = cur.execute("SELECT pg_backend_pid()").fetchone()[0]
         cur.execute("SET recsys.trending_cache_seconds = 3600")
+        if thread:
+            cur.execute("SET recsys.serving_helper = off")
         # The first call opens the model. A typical user, not user 1: a heavy user's call frees
         # large blocks, which makes glibc raise its mmap threshold, and the cell would then not
         # measure what a backend serving ordinary users does.
         cur.execute(f"SELECT count(*) FROM recsys_recommend({users // 2 + 1}, 20{extra})")
 
         def cpu():
+            if thread:
+                with open(f"/proc/{pid}/task/{pid}/schedstat") as fh:
+                    return int(fh.read().split()[0]) / 1e9
             f = open(f"/proc/{pid}/stat").read().split(")")[1].split()
             return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 
@@ -85,12 +95,13 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--first", type=int, default=0)
     ap.add_argument("--only", help="comma-separated user ids the timed calls go round")
+    ap.add_argument("--thread", action="store_true", help="time the backend thread's CPU, helper off")
     a = ap.parse_args()
     if a.only:
         a.only = ",".join(str(int(u)) for u in a.only.split(","))
     extra = ALS_ONLY if a.als_only else ""
     alternate(a.a, a.b, a.rounds, "first call ms" if a.first else "cpu ms/call",
-              lambda: first_cell(extra, a.first, a.users) if a.first else cell(extra, a.calls, a.users, a.only))
+              lambda: first_cell(extra, a.first, a.users) if a.first else cell(extra, a.calls, a.users, a.only, a.thread))
 
 
 def alternate(a, b, rounds, unit, measure, labels=None):
