@@ -46,6 +46,12 @@ def install(src, dest):
     os.replace(tmp, dest)
 
 
+def thread_seconds(pid):
+    """CPU time of backend `pid`'s own thread, in seconds (schedstat: nanoseconds)."""
+    with open(f"/proc/{pid}/task/{pid}/schedstat") as fh:
+        return int(fh.read().split()[0]) / 1e9
+
+
 def cell(extra, calls, users, only=None, thread=False):
     with psycopg.connect(autocommit=True) as conn:
         cur = conn.cursor()
@@ -60,8 +66,7 @@ def cell(extra, calls, users, only=None, thread=False):
 
         def cpu():
             if thread:
-                with open(f"/proc/{pid}/task/{pid}/schedstat") as fh:
-                    return int(fh.read().split()[0]) / 1e9
+                return thread_seconds(pid)
             f = open(f"/proc/{pid}/stat").read().split(")")[1].split()
             return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 

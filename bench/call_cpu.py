@@ -20,6 +20,8 @@ import statistics
 
 import psycopg
 
+from build_ab import thread_seconds
+
 ALS_ONLY = '{"als": 1, "content": 0, "social": 0, "popularity": 0, "freshness": 0, "demographic": 0, "graph": 0}'
 FORMS = {
     "als": f"SELECT count(*) FROM recsys_recommend(%s, 20, weights => '{ALS_ONLY}')",
@@ -31,11 +33,6 @@ FORMS = {
 }
 
 
-def thread_ns(pid):
-    with open(f"/proc/{pid}/task/{pid}/schedstat") as fh:
-        return int(fh.read().split()[0])
-
-
 def cell(sql, calls, users, seed):
     with psycopg.connect(autocommit=True) as c:
         c.execute("SET recsys.trending_cache_seconds = 3600")
@@ -43,10 +40,10 @@ def cell(sql, calls, users, seed):
         pid = c.execute("SELECT pg_backend_pid()").fetchone()[0]
         for k in range(200):
             c.execute(sql, (1 + (k * 7919) % users,)).fetchone()
-        t = thread_ns(pid)
+        t = thread_seconds(pid)
         for k in range(calls):
             c.execute(sql, (1 + (k * 7919 + seed * 31) % users,)).fetchone()
-        return (thread_ns(pid) - t) / calls / 1e6
+        return (thread_seconds(pid) - t) / calls * 1000
 
 
 def main():

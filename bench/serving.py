@@ -9,8 +9,9 @@ tables: QPS and p50/p99 latency in ms from pgbench's per-transaction log; the HN
 recall@20 against the exact top-20 (200 sampled users); ALS-only recsys_recommend QPS over
 pgvector HNSW / exact QPS per client count (issue 12 goal: >= 1x HNSW, >= 10x exact); then the
 ALS-only (with reasons, and with reasons => false) and HNSW cells again, alternated in rounds,
-whose median ratio is the one the goal is judged by (cells minutes apart compare different speeds of this VM), and the hybrid at 1 client
-once per pair, whose median p50 the 1 ms goal is judged by. Before the first cell, WARM seconds of
+whose median ratio is the one the goal is judged by (cells minutes apart compare different
+speeds of this VM), and the hybrid at 1 client once per round, whose median p50 the 1 ms goal
+is judged by. Before the first cell, WARM seconds of
 hybrid calls at 2 clients (not reported): a fresh cluster's shared buffers start empty, and the
 first cell would otherwise time reading the indexes in.
 Usage: python bench/serving.py POSTS SECONDS CLIENTS... (environment: PGHOST, PGPORT, PGUSER)

@@ -39,9 +39,17 @@ impl<'a> Reasons<'a> {
 
     /// Reads the titles of the posts that will be named as evidence for `rows`, in one query.
     pub(super) fn load_titles(&mut self, client: &SpiClient<'_>, rows: &[(u32, Parts)]) -> Result<()> {
-        let ids: Vec<i64> = rows.iter().filter_map(|(i, p)| self.evidence_post(*i, p)).collect();
+        let ids = self.evidence_posts(rows);
         self.titles = live::visible(client, self.m, &ids)?;
         Ok(())
+    }
+
+    /// The posts the reasons of `rows` (item, contributions) name, the ALS evidence of all of
+    /// them worked out in one solve.
+    pub(super) fn evidence_posts(&mut self, rows: &[(u32, Parts)]) -> Vec<i64> {
+        let als: Vec<u32> = rows.iter().filter(|(_, p)| p.leading() == Some("als")).map(|(i, _)| *i).collect();
+        self.prepare_als(&als);
+        rows.iter().filter_map(|(i, p)| self.evidence_post(*i, p)).collect()
     }
 
     /// The post the reason of item `i` (contributions `p`) names, if any.
@@ -86,7 +94,7 @@ impl<'a> Reasons<'a> {
     }
 
     /// Computes the ALS evidence of `items` not known yet, all in one solve (a feed's page).
-    pub(super) fn prepare_als(&mut self, items: &[u32]) {
+    fn prepare_als(&mut self, items: &[u32]) {
         let todo: Vec<u32> = items.iter().copied().filter(|i| !self.als.contains_key(i)).collect();
         if todo.is_empty() {
             return;

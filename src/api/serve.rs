@@ -85,10 +85,8 @@ fn recsys_recommend(
                 return vec![];
             }
             asked.extend(chunk.iter().map(|c| c.index));
-            let parts: Vec<Parts> = chunk.iter().map(|c| s.scores.parts(&cat, c.index)).collect();
-            let als: Vec<u32> = chunk.iter().zip(&parts).filter(|(_, p)| p.leading() == Some("als")).map(|(c, _)| c.index).collect();
-            reasons.prepare_als(&als);
-            chunk.iter().zip(&parts).filter_map(|(c, p)| reasons.evidence_post(c.index, p)).collect()
+            let rows: Vec<(u32, Parts)> = chunk.iter().map(|c| (c.index, s.scores.parts(&cat, c.index))).collect();
+            reasons.evidence_posts(&rows)
         };
         let top = if !personal && !fresh && s.scores.weights.popularity > 0.0 {
             // Nothing personal and no freshness: the popularity order, walked (O(page)).
@@ -121,10 +119,8 @@ fn recsys_recommend(
                 // Rows whose evidence was not looked up with the ranking (a candidate moved up
                 // past one no longer visible, a page re-ranked by MMR): worked out now, all in
                 // one solve, and their evidence posts looked up in one statement.
-                let late: Vec<&(u32, Parts)> = rows.iter().filter(|(i, _)| !asked.contains(i)).collect();
-                let als: Vec<u32> = late.iter().filter(|(_, p)| p.leading() == Some("als")).map(|(i, _)| *i).collect();
-                reasons.prepare_als(&als);
-                let more: Vec<i64> = late.iter().filter_map(|(i, p)| reasons.evidence_post(*i, p)).filter(|id| !t.contains_key(id)).collect();
+                let late: Vec<(u32, Parts)> = rows.iter().filter(|(i, _)| !asked.contains(i)).copied().collect();
+                let more: Vec<i64> = reasons.evidence_posts(&late).into_iter().filter(|id| !t.contains_key(id)).collect();
                 if let Some(found) = crate::store::live::visible(client, &m, &more)? {
                     t.extend(found);
                 }
