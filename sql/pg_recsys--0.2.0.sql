@@ -276,7 +276,8 @@ Users with fewer than cold_start_threshold (5) interactions get demographics + s
 content scaled down; a user with nothing gets trending. exclude_seen drops posts the user interacted with.
 Feed arguments: category, project_code, mood, include (allow-list), exclude, "offset", diversity 0..1 (MMR re-rank),
 weights (jsonb, e.g. {"social": 0.6}: overrides the model''s fusion weights for this call).
-k between 1 and recsys.max_k. A NULL user_id, k or exclude_seen returns no rows. model names the model (default ''default''; see recsys_models).
+k between 1 and recsys.max_k. A NULL user_id, k or exclude_seen returns no rows; a NULL offset, diversity,
+weights or reasons means its default (0, 0, the model''s weights, true). model names the model (default ''default''; see recsys_models).
 reasons => false leaves reason NULL and skips finding each row''s evidence (the same rows and scores, with less work).';
 
 COMMENT ON FUNCTION @extschema@.recsys_predict(bigint, bigint, jsonb, text) IS

@@ -21,6 +21,13 @@ FROM recsys_train('{"factors": 4, "iterations": 3}') r;
 -- 1-8: NULLs, k and offset.
 SELECT count(*) AS null_user FROM recsys_recommend(NULL, 5);
 SELECT count(*) AS null_k FROM recsys_recommend(1, NULL);
+-- NULL offset, diversity, weights and reasons mean their defaults: the same rows, scores and reasons.
+WITH n AS (SELECT array_agg(post_id || ' ' || score || ' ' || coalesce(reason, '-') ORDER BY score DESC, post_id) a,
+                  bool_and(reason IS NOT NULL) r
+           FROM recsys_recommend(1, 5, false, "offset" => NULL, diversity => NULL, weights => NULL, reasons => NULL)),
+     d AS (SELECT array_agg(post_id || ' ' || score || ' ' || coalesce(reason, '-') ORDER BY score DESC, post_id) a
+           FROM recsys_recommend(1, 5, false))
+SELECT n.a = d.a AS null_feed_arguments_are_defaults, array_length(n.a, 1) AS rows, n.r AS every_row_has_a_reason FROM n, d;
 SELECT * FROM recsys_recommend(1, 0);
 SELECT * FROM recsys_recommend(1, -1);
 SELECT * FROM recsys_recommend(1, 2147483647);
