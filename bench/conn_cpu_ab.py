@@ -13,7 +13,8 @@ Usage: python bench/conn_cpu_ab.py A.so B.so ROUNDS USERS [QUERY]
        python bench/conn_cpu_ab.py --settings "huge_pages=off" "huge_pages=on" ROUNDS USERS [QUERY]
 QUERY takes the user id as %s (default: the full hybrid recsys_recommend(%s, 20); `SELECT %s`
 gives Postgres's own floor). Environment: MEMORY_DIR, MEMORY_PORT (bench/memory.sh's cluster).
-Settings are space-separated NAME=VALUE pairs; several cells' worth of `vm.nr_hugepages` must be
+Settings are space-separated NAME=VALUE pairs (`env:NAME=VALUE`: the server's environment, e.g.
+`env:GLIBC_TUNABLES=glibc.malloc.hugetlb=1`); several cells' worth of `vm.nr_hugepages` must be
 reserved by hand for huge_pages=on.
 """
 import os

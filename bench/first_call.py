@@ -10,7 +10,10 @@ the p50 of each call's position is printed too: how the 2nd, 3rd, ... call of a 
 compare with a warm one (PostgreSQL plans a kept statement afresh for its first five runs
 unless it is planned generically).
 
-Usage: python bench/first_call.py [CONNECTIONS] [--als-only] [--first-user N] [--calls N]
+With --cpu (the server on this machine, readable /proc): also the backend thread's CPU
+(schedstat) and the backend's minor page faults during the first and the second call.
+
+Usage: python bench/first_call.py [CONNECTIONS] [--als-only] [--first-user N] [--calls N] [--cpu]
 Environment: PGHOST, PGPORT, PGUSER, PGDATABASE (libpq defaults).
 """
 import argparse
@@ -28,22 +31,37 @@ def main():
     ap.add_argument("--als-only", action="store_true")
     ap.add_argument("--first-user", type=int, default=10000)
     ap.add_argument("--calls", type=int, default=2)
+    ap.add_argument("--cpu", action="store_true")
     a = ap.parse_args()
     extra = ALS_ONLY if a.als_only else ""
     r = {"load": [], "first": [], "second": [], "later": []}
+    cost = {"first": ([], []), "second": ([], [])}  # (CPU ms, minor faults)
+    pid = None
+
+    def counters():
+        with open(f"/proc/{pid}/task/{pid}/schedstat") as fh:
+            ns = int(fh.read().split()[0])
+        with open(f"/proc/{pid}/stat") as fh:
+            minflt = int(fh.read().rsplit(")", 1)[1].split()[7])
+        return ns / 1e6, minflt
     by_position = [[] for _ in range(max(a.calls, 2))]
 
     def timed(key, cur, sql):
+        before = counters() if a.cpu and key in cost else None
         t = time.perf_counter()
         cur.execute(sql)
         cur.fetchall() if cur.description else None
         r[key].append((time.perf_counter() - t) * 1000)
+        if before:
+            after = counters()
+            cost[key][0].append(after[0] - before[0])
+            cost[key][1].append(after[1] - before[1])
 
     for k in range(a.connections):
         u = a.first_user + k * 37
         with psycopg.connect(autocommit=True) as c:
             cur = c.cursor()
-            cur.execute("SELECT 1")
+            pid = cur.execute("SELECT pg_backend_pid()").fetchone()[0]
             timed("load", cur, "LOAD 'pg_recsys'")
             timed("first", cur, f"SELECT count(*) FROM recsys_recommend({u}, 20{extra})")
             timed("second", cur, f"SELECT count(*) FROM recsys_recommend({u + 1}, 20{extra})")
@@ -56,6 +74,9 @@ def main():
     med = {k: statistics.median(v) for k, v in r.items() if v}
     print(f"LOAD p50 {med['load']:.2f} ms, first call p50 {med['first']:.2f} ms, next call p50 {med['second']:.2f} ms, "
           f"first - next {med['first'] - med['second']:.2f} ms ({a.connections} connections{', ALS only' if a.als_only else ''})")
+    if a.cpu:
+        for key, (ms, faults) in cost.items():
+            print(f"{key} call: backend thread CPU p50 {statistics.median(ms):.3f} ms, minor faults p50 {statistics.median(faults):.0f}")
     if a.calls > 2:
         print("p50 ms by call position:", [round(statistics.median(p), 2) for p in by_position])
 

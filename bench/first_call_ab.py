@@ -34,10 +34,14 @@ QUERY = "SELECT count(*) FROM recsys_recommend(%s, 20)"
 
 def restart(extra=()):
     """Restarts the cluster preloading the library, with 1 GB of shared buffers and `extra`
-    settings (NAME=VALUE)."""
+    settings (NAME=VALUE; `env:NAME=VALUE` sets an environment variable of the server instead,
+    e.g. `env:GLIBC_TUNABLES=glibc.malloc.hugetlb=1`)."""
     cluster = ["bash", os.path.join(ROOT, "scripts/pgcluster.sh")]
     subprocess.run(cluster + ["stop", DIR, PORT], capture_output=True)
-    subprocess.run(cluster + ["start", DIR, PORT, "shared_preload_libraries=pg_recsys", "shared_buffers=1GB", *extra], capture_output=True, check=True)
+    env = dict(os.environ)
+    env.update(e[4:].split("=", 1) for e in extra if e.startswith("env:"))
+    settings = [e for e in extra if not e.startswith("env:")]
+    subprocess.run(cluster + ["start", DIR, PORT, "shared_preload_libraries=pg_recsys", "shared_buffers=1GB", *settings], capture_output=True, check=True, env=env)
 
 
 def first(user, out, hold=None):
