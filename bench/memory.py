@@ -170,13 +170,16 @@ def pooled(users):
     subprocess.run([exe, "-d", "-u", "postgres", os.path.join(d, "pgbouncer.ini")] if os.geteuid() == 0 else [exe, "-d", os.path.join(d, "pgbouncer.ini")], check=True)
     try:
         dsn = DSN.replace(f"port={os.environ['PGPORT']}", f"port={port}")
-        for k in range(50):
+        # Up to 20 s: on a loaded machine the daemon takes a while to listen.
+        for k in range(200):
             try:
                 psycopg.connect(dsn, autocommit=True, prepare_threshold=None).close()
                 break
-            except psycopg.OperationalError:
-                if k == 49:
-                    raise SystemExit(f"pgbouncer on port {port} does not answer: see {d}/pgbouncer.log")
+            except psycopg.OperationalError as e:
+                if k == 199:
+                    # The directory goes with the pooler: the log's end goes into the message.
+                    log = open(os.path.join(d, "pgbouncer.log")).read()[-2000:] if os.path.exists(os.path.join(d, "pgbouncer.log")) else "(no log)"
+                    raise SystemExit(f"pgbouncer on port {port} does not answer ({e}); its log ends:\n{log}")
                 time.sleep(0.1)
         burst(pooled_client, users[11:31], dsn)  # starts and warms the pool's server connections
         par = [r for _ in range(BURSTS) for r in burst(pooled_client, users[11:31], dsn)]
