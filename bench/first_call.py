@@ -12,8 +12,10 @@ unless it is planned generically).
 
 With --cpu (the server on this machine, readable /proc): also the backend thread's CPU
 (schedstat) and the backend's minor page faults during the first and the second call.
+--idle S waits S seconds before the first connection (a quiet spell: the trending cache
+expires), --gap S between connections, and --each prints every connection's first call.
 
-Usage: python bench/first_call.py [CONNECTIONS] [--als-only] [--first-user N] [--calls N] [--cpu]
+Usage: python bench/first_call.py [CONNECTIONS] [--als-only] [--first-user N] [--calls N] [--cpu] [--idle S] [--gap S] [--each]
 Environment: PGHOST, PGPORT, PGUSER, PGDATABASE (libpq defaults).
 """
 import argparse
@@ -32,6 +34,9 @@ def main():
     ap.add_argument("--first-user", type=int, default=10000)
     ap.add_argument("--calls", type=int, default=2)
     ap.add_argument("--cpu", action="store_true")
+    ap.add_argument("--idle", type=float, default=0.0)
+    ap.add_argument("--gap", type=float, default=0.0)
+    ap.add_argument("--each", action="store_true")
     a = ap.parse_args()
     extra = ALS_ONLY if a.als_only else ""
     r = {"load": [], "first": [], "second": [], "later": []}
@@ -57,7 +62,10 @@ def main():
             cost[key][0].append(after[0] - before[0])
             cost[key][1].append(after[1] - before[1])
 
+    time.sleep(a.idle)
     for k in range(a.connections):
+        if k:
+            time.sleep(a.gap)
         u = a.first_user + k * 37
         with psycopg.connect(autocommit=True) as c:
             cur = c.cursor()
@@ -67,6 +75,9 @@ def main():
             timed("second", cur, f"SELECT count(*) FROM recsys_recommend({u + 1}, 20{extra})")
             for j in range(2, a.calls):
                 timed("later", cur, f"SELECT count(*) FROM recsys_recommend({u + j}, 20{extra})")
+            if a.each:
+                cpu = f", backend CPU {cost['first'][0][-1]:.2f} ms" if a.cpu else ""
+                print(f"connection {k}: first call {r['first'][-1]:.2f} ms{cpu}", flush=True)
             by_position[0].append(r["first"][-1])
             by_position[1].append(r["second"][-1])
             for j in range(2, a.calls):

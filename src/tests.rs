@@ -354,3 +354,23 @@ fn helper_panics_reach_the_backend_after_both_parts_end() {
     // The helper still serves.
     assert_eq!(crate::helper::alongside(true, || 2, || 3), (2, 3));
 }
+
+/// The trending refresh asks a window's age without reading its rows (half a megabyte at 100K
+/// engaged posts): the header's write time, for the key stored, and nothing for another key.
+#[pg_test]
+fn a_cached_results_age_is_read_from_its_header() {
+    use crate::store::filecache;
+    use std::time::Duration;
+    let rows: Vec<(i64, f32)> = (0..50_000).map(|i| (i, i as f32)).collect();
+    filecache::put("test", "key A", &rows);
+    let age = filecache::age("test", "key A").expect("the stored key has an age");
+    assert!(age < Duration::from_secs(5), "{age:?}");
+    std::thread::sleep(Duration::from_millis(50));
+    let later = filecache::age("test", "key A").unwrap();
+    assert!(later >= age + Duration::from_millis(50), "{age:?} then {later:?}");
+    let (read_age, back) = filecache::get("test", "key A", Duration::from_secs(60)).unwrap();
+    assert!(read_age >= later);
+    assert_eq!(back, rows);
+    assert!(filecache::age("test", "key B").is_none());
+    assert!(filecache::get("test", "key A", Duration::from_millis(10)).is_none(), "older than the time to live");
+}
