@@ -37,9 +37,13 @@ def restart(extra=()):
     first_call_ab.restart(("autovacuum=off", *extra))
 
 
-def children_cpu():
-    pid = int(open(os.path.join(DIR, "postmaster.pid")).readline())
-    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+def children_cpu(data_dir=DIR):
+    """The CPU seconds (user + system) of the postmaster's reaped children, for the cluster in
+    `data_dir`."""
+    with open(os.path.join(data_dir, "postmaster.pid")) as fh:
+        pid = int(fh.readline())
+    with open(f"/proc/{pid}/stat") as fh:
+        f = fh.read().rsplit(")", 1)[1].split()
     return (int(f[13]) + int(f[14])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -98,4 +102,5 @@ def main():
         restart()
 
 
-main()
+if __name__ == "__main__":
+    main()

@@ -24,6 +24,8 @@ import time
 
 import psycopg
 
+from build_ab import thread_seconds
+
 ALS_ONLY = ', weights => \'{"als": 1, "content": 0, "social": 0, "popularity": 0, "freshness": 0, "demographic": 0, "graph": 0}\''
 
 
@@ -44,11 +46,9 @@ def main():
     pid = None
 
     def counters():
-        with open(f"/proc/{pid}/task/{pid}/schedstat") as fh:
-            ns = int(fh.read().split()[0])
         with open(f"/proc/{pid}/stat") as fh:
             minflt = int(fh.read().rsplit(")", 1)[1].split()[7])
-        return ns / 1e6, minflt
+        return thread_seconds(pid) * 1000, minflt
     by_position = [[] for _ in range(max(a.calls, 2))]
 
     def timed(key, cur, sql):

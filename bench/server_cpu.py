@@ -6,7 +6,7 @@ pgvector's HNSW query of bench/serving.py, in alternated cells.
 Run on bench/serving.sh's cluster (kept running, e.g. `bash scripts/pgcluster.sh start
 /tmp/pg_recsys-bench-serving 54342 shared_preload_libraries=pg_recsys`), with serving.py's
 item_vec / user_vec tables and HNSW index in place. The server must be on this machine.
-Usage: python3 bench/server_cpu.py CLIENTS SECONDS ROUNDS [als] [alsnr] [knn]
+Usage: bench/.venv/bin/python bench/server_cpu.py CLIENTS SECONDS ROUNDS [als] [alsnr] [knn]
 Environment: PGHOST, PGPORT, PGUSER; PGDATA_DIR (default /tmp/pg_recsys-bench-serving).
 """
 import os
@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 
+from conn_cpu_ab import children_cpu
 from pgvec import KNN
 
 USERS = 20000  # serving.sh at 100K posts
@@ -28,17 +29,10 @@ QUERIES = {
 }
 
 
-def children_cpu(pm):
-    with open(f"/proc/{pm}/stat") as fh:
-        f = fh.read().rsplit(")", 1)[1].split()
-    return (int(f[13]) + int(f[14])) / os.sysconf("SC_CLK_TCK")
-
-
 def main():
     clients, secs, rounds = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
     names = sys.argv[4:] or ["als", "knn"]
-    with open(os.path.join(os.environ.get("PGDATA_DIR", "/tmp/pg_recsys-bench-serving"), "postmaster.pid")) as fh:
-        pm = int(fh.readline())
+    data_dir = os.environ.get("PGDATA_DIR", "/tmp/pg_recsys-bench-serving")
     res = {n: [] for n in names}
     with tempfile.TemporaryDirectory() as d:
         for n in names:
@@ -46,11 +40,11 @@ def main():
                 fh.write(f"\\set uid random(1, {USERS})\n{QUERIES[n]}\n")
         for _ in range(rounds):
             for n in names:
-                c0, t0 = children_cpu(pm), os.times()
+                c0, t0 = children_cpu(data_dir), os.times()
                 out = subprocess.run(["pgbench", "-n", "-c", str(clients), "-j", str(min(clients, 2)), "-T", str(secs),
                                       "-f", os.path.join(d, f"{n}.sql"), "postgres"], capture_output=True, text=True, check=True).stdout
                 time.sleep(0.3)  # the backends reaped
-                c1, t1 = children_cpu(pm), os.times()
+                c1, t1 = children_cpu(data_dir), os.times()
                 tps = float(re.search(r"tps = ([\d.]+)", out).group(1))
                 tx = int(re.search(r"number of transactions actually processed: (\d+)", out).group(1))
                 client = t1.children_user + t1.children_system - t0.children_user - t0.children_system

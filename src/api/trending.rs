@@ -70,21 +70,25 @@ fn top_cached(client: &pgrx::spi::SpiClient<'_>, o: &TrainOptions, model: Option
         filecache::put("trending", &key, &out);
         remember(key, std::time::Instant::now(), out.clone());
     } else if ttl > 0 && shareable() {
-        // Cut from the previous window result (served while a worker refreshes it): kept by
-        // this backend for a second, not shared, so the calls meanwhile neither read the
-        // window's file nor cut the page again, and one after it takes the refreshed result.
-        let at = std::time::Instant::now().checked_sub(Duration::from_secs(ttl.saturating_sub(1)));
-        if let Some(at) = at {
-            remember(key, at, out.clone());
-        }
+        // Cut from the previous window result (served while a worker refreshes it).
+        remember_briefly(key, ttl, &out);
     }
     Ok(out)
+}
+
+/// Keeps a result served while the window is refreshed in this backend's cache for a second,
+/// not shared, so the calls meanwhile neither read the window's file nor cut the page again,
+/// and one after it takes the refreshed result.
+fn remember_briefly(key: String, ttl: u64, out: &Rc<Vec<(i64, f32)>>) {
+    if let Some(at) = std::time::Instant::now().checked_sub(Duration::from_secs(ttl.saturating_sub(1))) {
+        remember(key, at, out.clone());
+    }
 }
 
 /// While the window's scores are being refreshed, the unfiltered page another connection cut
 /// from the previous ones (up to [`STALE_FACTOR`] times the time to live old, as the previous
 /// window is served then; only if it was written after that window, so it is the page this
-/// call would cut from it), kept by this backend for a second: without it each new connection
+/// call would cut from it), kept as [`remember_briefly`] says: without it each new connection
 /// cut the same page again from the previous window (the window's file read, the posts table
 /// resolved and its statements planned: about 4 ms of a first call at 100K posts). A page with
 /// a category or project filter is cut again as before, since the filters read the posts table
@@ -115,9 +119,7 @@ fn stale_page(
         return Ok(None);
     }
     let out = Rc::new(rows);
-    if let Some(at) = std::time::Instant::now().checked_sub(Duration::from_secs(ttl.saturating_sub(1))) {
-        remember(key.to_string(), at, out.clone());
-    }
+    remember_briefly(key.to_string(), ttl, &out);
     Ok(Some(out))
 }
 

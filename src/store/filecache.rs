@@ -40,14 +40,13 @@ fn now_micros() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
 }
 
-/// The rows stored under `key` and their age, when younger than `ttl`.
-pub fn get(kind: &str, key: &str, ttl: Duration) -> Option<(Duration, Vec<(i64, f32)>)> {
-    let b = std::fs::read(path(kind, key)).ok()?;
+/// A file's header for `key` (magic, key length, key, write time), when it is that key's: the
+/// rows' age and the bytes after the header.
+fn header<'a>(b: &'a [u8], key: &str) -> Option<(Duration, &'a [u8])> {
     let (magic, rest) = b.split_at_checked(8)?;
     if magic != MAGIC {
         return None;
     }
-    let u64_at = |b: &[u8], at: usize| b.get(at..at + 8).map(|x| u64::from_le_bytes(x.try_into().unwrap_or([0; 8])));
     let klen = u64_at(rest, 0)? as usize;
     let stored = rest.get(8..8usize.checked_add(klen)?)?;
     if stored != key.as_bytes() {
@@ -55,8 +54,19 @@ pub fn get(kind: &str, key: &str, ttl: Duration) -> Option<(Duration, Vec<(i64, 
     }
     let at = 8 + klen;
     let age = Duration::from_micros(now_micros().saturating_sub(u64_at(rest, at)?));
-    let n = u64_at(rest, at + 8)? as usize;
-    let rows = rest.get(at + 16..)?;
+    Some((age, rest.get(at + 8..)?))
+}
+
+fn u64_at(b: &[u8], at: usize) -> Option<u64> {
+    b.get(at..at.checked_add(8)?).map(|x| u64::from_le_bytes(x.try_into().unwrap_or([0; 8])))
+}
+
+/// The rows stored under `key` and their age, when younger than `ttl`.
+pub fn get(kind: &str, key: &str, ttl: Duration) -> Option<(Duration, Vec<(i64, f32)>)> {
+    let b = std::fs::read(path(kind, key)).ok()?;
+    let (age, rest) = header(&b, key)?;
+    let n = u64_at(rest, 0)? as usize;
+    let rows = rest.get(8..)?;
     if age >= ttl || rows.len() != n.checked_mul(12)? {
         return None;
     }
@@ -68,20 +78,10 @@ pub fn get(kind: &str, key: &str, ttl: Duration) -> Option<(Duration, Vec<(i64, 
 /// read: a window's scores are half a megabyte at 100K engaged posts).
 pub fn age(kind: &str, key: &str) -> Option<Duration> {
     use std::io::Read;
-    let mut f = std::fs::File::open(path(kind, key)).ok()?;
-    let mut head = [0u8; 16];
-    f.read_exact(&mut head).ok()?;
-    let klen = u64::from_le_bytes(head[8..].try_into().ok()?) as usize;
-    if &head[..8] != MAGIC || klen != key.len() {
-        return None;
-    }
-    let mut rest = vec![0u8; klen + 8];
-    f.read_exact(&mut rest).ok()?;
-    if &rest[..klen] != key.as_bytes() {
-        return None;
-    }
-    let at = u64::from_le_bytes(rest[klen..].try_into().ok()?);
-    Some(Duration::from_micros(now_micros().saturating_sub(at)))
+    // Magic, key length, key, write time.
+    let mut b = vec![0u8; 8 + 8 + key.len() + 8];
+    std::fs::File::open(path(kind, key)).ok()?.read_exact(&mut b).ok()?;
+    header(&b, key).map(|(age, _)| age)
 }
 
 /// Stores `rows` under `key` (best effort: a failure leaves the cache as it was).
